@@ -1,0 +1,74 @@
+// THE table of tensor block formats (ggml's type_traits): GGUF type id, block geometry, scalar reference
+// quantize/dequantize, and which wasm kernel multiplies by it. Every reader, writer, kernel caller, test and
+// bench iterates this table; nothing else spells out a block size or a block's byte count.
+import * as ref from "./ref.js";
+
+export type FormatName =
+  | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
+  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K";
+
+/** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
+export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1";
+
+export interface QuantFormat {
+  name: FormatName;
+  /** ggml_type id as stored in GGUF tensor infos */
+  ggmlType: number;
+  /** elements per block (1 for plain floats) */
+  blockSize: number;
+  /** bytes per block */
+  typeSize: number;
+  /** reference row quantizer: src.length is a multiple of blockSize; dst holds src.length/blockSize blocks */
+  quantize?: (src: Float32Array, dst: Uint8Array) => void;
+  /** reference row dequantizer: the inverse layout of `quantize` */
+  dequantize?: (src: Uint8Array, dst: Float32Array) => void;
+  /** the wasm kernel that multiplies a matrix of this type by activations, if we can run it */
+  matmul?: MatmulKernel;
+  /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
+  activation?: FormatName;
+  /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
+  quantTarget?: boolean;
+}
+
+// Sizes follow ggml.c's type_traits; K-quants and Q5_x are listed so files holding them parse and round-trip,
+// but have no kernel yet (the loader refuses them with a clear message).
+export const FORMATS: readonly QuantFormat[] = [
+  { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
+  { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0", quantTarget: true },
+  { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
+  { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22 },
+  { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
+  { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", activation: "Q8_0", quantTarget: true },
+  { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
+  { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
+  { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144 },
+  { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210 },
+  { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292 },
+  { name: "BF16", ggmlType: 30, blockSize: 1, typeSize: 2, quantize: ref.quantizeBF16, dequantize: ref.dequantizeBF16, matmul: "matmul_bf16", activation: "BF16" },
+];
+
+const byId = new Map(FORMATS.map((f) => [f.ggmlType, f]));
+const byName = new Map(FORMATS.map((f) => [f.name, f]));
+
+/** The format with this GGUF type id, or undefined when we do not know its layout. */
+export function formatById(ggmlType: number): QuantFormat | undefined {
+  return byId.get(ggmlType);
+}
+
+/** The format with this name (case-insensitive: "q4_0" works), or undefined. */
+export function formatByName(name: string): QuantFormat | undefined {
+  return byName.get(name.toUpperCase() as FormatName);
+}
+
+/** Bytes needed for `nElements` values; nElements must be a multiple of the block size. */
+export function formatBytes(f: QuantFormat, nElements: number): number {
+  return (nElements / f.blockSize) * f.typeSize;
+}
+
+/** Bytes of one row of `rowLength` values in this format. */
+export function rowBytes(f: QuantFormat, rowLength: number): number {
+  return formatBytes(f, rowLength);
+}
