@@ -1,0 +1,202 @@
+// Test oracle: native llama.cpp (through node-llama-cpp, CPU only, F32 KV cache, no flash attention)
+// evaluating exact token ids and returning greedy tokens and full next-token probability vectors.
+// It is test support only, not a sampler: greedy (temperature 0) with no penalties, biases or truncation.
+import path from "node:path";
+import type { ControlledEvaluateInputItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+
+/** Oracle settings; a context is cached per (model, threads, contextSize). */
+export interface OracleOptions {
+  threads?: number; // default 1
+  contextSize?: number; // default 512; prompt + generated tokens must fit (context shift would change results)
+}
+
+const DEFAULT_THREADS = 1;
+const DEFAULT_CONTEXT_SIZE = 512;
+const GGML_TYPE_F32 = 0; // ggml_type enum value of GGML_TYPE_F32
+
+// Asks llama.cpp's sampler for the argmax token plus the softmax of the raw logits over the whole vocabulary.
+// temperature 0 selects node-llama-cpp's greedy chain (token bias, penalties, XTC, greedy): with none of
+// those configured only llama_sampler_greedy runs, which picks the argmax and leaves the logits untouched;
+// top-k/top-p/min-p are not in that chain. The addon then computes softmax(logits) at temperature 1.
+const GREEDY_NEXT = { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } } as const;
+
+interface CachedContext {
+  context: LlamaContext;
+  sequence: LlamaContextSequence;
+}
+
+let llamaPromise: Promise<Llama> | undefined;
+const models = new Map<string, Promise<LlamaModel>>();
+const contexts = new Map<string, Promise<CachedContext>>();
+let queue: Promise<unknown> = Promise.resolve();
+
+// Oracle calls share one sequence per context, so they run one at a time.
+function serial<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn, fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function getLlamaInstance(): Promise<Llama> {
+  llamaPromise ??= (async () => {
+    process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD ??= "true";
+    const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+    // Quiet by default; EDGEPRUNE_ORACLE_LOG=debug shows llama.cpp's own log (e.g. which CPU backend .so loaded).
+    const requested = process.env.EDGEPRUNE_ORACLE_LOG as keyof typeof LlamaLogLevel | undefined;
+    const logLevel = requested != null && requested in LlamaLogLevel ? LlamaLogLevel[requested] : LlamaLogLevel.error;
+    return getLlama({ gpu: false, build: "never", logLevel });
+  })();
+  try {
+    return await llamaPromise;
+  } catch (err) {
+    llamaPromise = undefined;
+    throw err;
+  }
+}
+
+async function getModel(modelPath: string): Promise<LlamaModel> {
+  const key = path.resolve(modelPath);
+  let model = models.get(key);
+  if (model == null) {
+    model = getLlamaInstance().then((llama) => llama.loadModel({ modelPath: key, gpuLayers: 0 }));
+    models.set(key, model);
+    model.catch(() => models.delete(key));
+  }
+  return model;
+}
+
+async function getContext(modelPath: string, opts: OracleOptions | undefined): Promise<CachedContext> {
+  const threads = opts?.threads ?? DEFAULT_THREADS;
+  const contextSize = opts?.contextSize ?? DEFAULT_CONTEXT_SIZE;
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`oracle: threads must be a positive integer, got ${threads}`);
+  if (!Number.isInteger(contextSize) || contextSize < 1) throw new Error(`oracle: contextSize must be a positive integer, got ${contextSize}`);
+  const key = `${path.resolve(modelPath)}\0${threads}\0${contextSize}`;
+  let cached = contexts.get(key);
+  if (cached == null) {
+    cached = (async () => {
+      const model = await getModel(modelPath);
+      const context = await model.createContext({
+        contextSize,
+        threads,
+        sequences: 1,
+        flashAttention: false, // classic attention path: KQ, softmax and KQV all in F32
+        experimentalKvCacheKeyType: "F32",
+        experimentalKvCacheValueType: "F32",
+      });
+      if (context.kvCacheKeyType !== GGML_TYPE_F32 || context.kvCacheValueType !== GGML_TYPE_F32) {
+        await context.dispose();
+        throw new Error(`oracle: expected an F32 KV cache, got K=${context.kvCacheKeyType} V=${context.kvCacheValueType}`);
+      }
+      return { context, sequence: context.getSequence() };
+    })();
+    contexts.set(key, cached);
+    cached.catch(() => contexts.delete(key));
+  }
+  return cached;
+}
+
+function checkTokens(tokens: number[], what: string): void {
+  if (tokens.length === 0) throw new Error(`oracle: ${what} must not be empty`);
+  for (const t of tokens) {
+    if (!Number.isInteger(t) || t < 0) throw new Error(`oracle: ${what} holds an invalid token id ${t}`);
+  }
+}
+
+// Full probability vector indexed by token id, from the addon's (token, probability) pairs.
+function toVector(probabilities: Map<number, number>): Float32Array {
+  const out = new Float32Array(probabilities.size);
+  for (const [token, p] of probabilities) {
+    if (token >= out.length) throw new Error(`oracle: probability list is not the whole vocabulary (token ${token} of ${out.length})`);
+    out[token] = p;
+  }
+  return out;
+}
+
+// Evaluates `tokens` after what the sequence already holds and returns the greedy next token and its distribution.
+async function step(sequence: LlamaContextSequence, tokens: number[]): Promise<{ token: number; probs: Float32Array }> {
+  const ids = tokens as Token[]; // node-llama-cpp brands token ids; ours are plain numbers
+  const input: ControlledEvaluateInputItem[] = ids.slice(0, -1);
+  input.push([ids[ids.length - 1]!, GREEDY_NEXT]);
+  let result: Awaited<ReturnType<LlamaContextSequence["controlledEvaluate"]>>;
+  try {
+    result = await sequence.controlledEvaluate(input);
+  } catch (err) {
+    throw new Error(`oracle: llama.cpp failed to evaluate ${tokens.length} tokens (a token id outside the vocabulary?): ${err}`);
+  }
+  const next = result[tokens.length - 1]?.next;
+  if (next?.token == null || next.probabilities == null) throw new Error("oracle: llama.cpp returned no next token");
+  return { token: next.token, probs: toVector(next.probabilities) };
+}
+
+async function withFreshSequence<T>(modelPath: string, opts: OracleOptions | undefined, needed: number, fn: (s: LlamaContextSequence) => Promise<T>): Promise<T> {
+  const { context, sequence } = await getContext(modelPath, opts);
+  if (needed > context.contextSize) {
+    throw new Error(`oracle: ${needed} tokens do not fit in contextSize ${context.contextSize}; pass a larger contextSize`);
+  }
+  await sequence.clearHistory();
+  if (sequence.nextTokenIndex !== 0) throw new Error("oracle: failed to clear the sequence");
+  return fn(sequence);
+}
+
+/** Evaluates exactly `promptTokens` (no BOS added), then greedy-decodes `nTokens` tokens; probs[i] is the distribution tokens[i] was picked from. */
+export async function llamaCppGreedy(
+  modelPath: string,
+  promptTokens: number[],
+  nTokens: number,
+  opts?: OracleOptions,
+): Promise<{ tokens: number[]; probs: Float32Array[] }> {
+  checkTokens(promptTokens, "promptTokens");
+  if (!Number.isInteger(nTokens) || nTokens < 0) throw new Error(`oracle: nTokens must be a non-negative integer, got ${nTokens}`);
+  return serial(() =>
+    // The last generated token is never evaluated, so the context holds prompt + nTokens - 1 tokens.
+    withFreshSequence(modelPath, opts, promptTokens.length + Math.max(0, nTokens - 1), async (sequence) => {
+      const tokens: number[] = [];
+      const probs: Float32Array[] = [];
+      let input = promptTokens;
+      while (tokens.length < nTokens) {
+        const next = await step(sequence, input);
+        tokens.push(next.token);
+        probs.push(next.probs);
+        input = [next.token];
+      }
+      return { tokens, probs };
+    }),
+  );
+}
+
+/** Softmax (temperature 1, untruncated) of llama.cpp's logits for the token that follows `tokens`. */
+export async function llamaCppNextTokenProbs(modelPath: string, tokens: number[], opts?: OracleOptions): Promise<Float32Array> {
+  checkTokens(tokens, "tokens");
+  return serial(() => withFreshSequence(modelPath, opts, tokens.length, async (sequence) => (await step(sequence, tokens)).probs));
+}
+
+/** llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`. */
+export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean): Promise<number[]> {
+  return serial(async () => {
+    const model = await getModel(modelPath);
+    const tokens = [...model.tokenize(text, false)];
+    if (!addBos) return tokens;
+    const bos = model.tokens.bos;
+    if (bos == null) throw new Error(`oracle: ${modelPath} has no BOS token`);
+    return [bos, ...tokens];
+  });
+}
+
+/** Frees every cached context, model and the llama.cpp instance, so the test process can exit. */
+export async function disposeOracle(): Promise<void> {
+  return serial(async () => {
+    const pending = [...contexts.values()];
+    contexts.clear();
+    for (const c of await Promise.allSettled(pending)) {
+      if (c.status === "fulfilled") await c.value.context.dispose();
+    }
+    const pendingModels = [...models.values()];
+    models.clear();
+    for (const m of await Promise.allSettled(pendingModels)) {
+      if (m.status === "fulfilled") await m.value.dispose();
+    }
+    const llama = llamaPromise;
+    llamaPromise = undefined;
+    if (llama != null) await (await llama.catch(() => undefined))?.dispose();
+  });
+}
