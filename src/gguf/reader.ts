@@ -14,6 +14,8 @@ export interface ByteSource {
   readonly size: number;
   /** Exactly `length` bytes at `offset` (the caller keeps within size). May return a view. */
   read(offset: number, length: number): Uint8Array;
+  /** Optional: fill dst with the bytes at offset without an intermediate buffer (tensor loads use it). */
+  readInto?(dst: Uint8Array, offset: number): Uint8Array;
 }
 
 export function bytesSource(bytes: Uint8Array): ByteSource {

@@ -1,0 +1,217 @@
+// The edgeprune command line: parses arguments with commander and dispatches to the library. Errors are one line
+// on stderr and a non-zero exit, never a stack trace (EDGEPRUNE_DEBUG=1 shows it). Node-only.
+import { Command, InvalidArgumentError, Option } from "commander";
+import * as fs from "node:fs";
+import { generate } from "./generate.js";
+import { metaString } from "./gguf/metadata.js";
+import { KEY } from "./gguf/names.js";
+import { configFromGguf } from "./model/config.js";
+import { planBytes } from "./model/model.js";
+import { expectedTensors } from "./model/weights.js";
+import { FileSource, writeFileAtomic } from "./node/files.js";
+import { loadModelFile, readGgufFileHeader } from "./node/load.js";
+import { ProgressBar } from "./node/progress.js";
+import { perplexity } from "./perplexity.js";
+import { ggufChunks, layoutGguf } from "./gguf/writer.js";
+import { parseQuantType, quantizeModel, quantTargets } from "./quant/quantize.js";
+import { SAMPLER_DEFAULTS } from "./sampler.js";
+
+/** Defaults shared by the CLI and the server. */
+export const DEFAULTS = {
+  tokens: 128,
+  pplContext: 512,
+  ...SAMPLER_DEFAULTS,
+} as const;
+
+const int = (name: string) => (v: string): number => {
+  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
+  return Number(v);
+};
+const num = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+  return n;
+};
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(2)} MiB`;
+}
+
+function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+function checkFile(path: string, what: string): void {
+  if (!fs.existsSync(path)) throw new Error(`${what} ${path} does not exist`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name("edgeprune")
+    .description("Run, prune (ShortGPT Block Influence) and quantize LLaMA-family GGUF models in WebAssembly SIMD")
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (str, write) => write(`edgeprune: ${str.replace(/^error: /, "error: ")}`) });
+
+  program
+    .command("info")
+    .description("show a GGUF model's architecture, hyperparameters, tensor types, sizes and the memory it will need")
+    .argument("<model>", "GGUF file")
+    .option("--ctx <n>", "context size used to estimate memory", int("--ctx"))
+    .option("--json", "print JSON")
+    .action((model: string, o: { ctx?: number; json?: boolean }) => {
+      checkFile(model, "model");
+      const file = readGgufFileHeader(model);
+      const types = new Map<string, { count: number; bytes: number }>();
+      for (const t of file.tensors) {
+        const e = types.get(t.format.name) ?? { count: 0, bytes: 0 };
+        e.count++;
+        e.bytes += t.byteSize;
+        types.set(t.format.name, e);
+      }
+      const arch = metaString(file.kv, KEY.architecture, "");
+      let config: ReturnType<typeof configFromGguf> | undefined;
+      let configError: string | undefined;
+      try { config = configFromGguf(file, model); } catch (e) { configError = (e as Error).message; }
+      const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
+      const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
+      const info = {
+        file: model, version: file.version, architecture: arch, name: metaString(file.kv, KEY.name, ""),
+        fileBytes: file.fileSize, tensors: file.tensors.length, parameters: params,
+        tensorTypes: Object.fromEntries(types), config: config && { ...config, removedAttention: [...config.removedAttention], removedFfn: [...config.removedFfn] },
+        contextSize: config ? (o.ctx ?? Math.min(config.trainContext, 2048)) : undefined, memoryBytes: need,
+        runnable: configError ? `no: ${configError}` : "yes",
+      };
+      if (o.json) { console.log(JSON.stringify(info, null, 2)); return; }
+      console.log(`file          ${model} (GGUF v${file.version}, ${mib(file.fileSize)})`);
+      console.log(`architecture  ${arch || "(none)"}  name: ${info.name}`);
+      console.log(`parameters    ${params.toLocaleString("en-US")} in ${file.tensors.length} tensors`);
+      console.log(`tensor types  ${[...types].map(([k, v]) => `${k}: ${v.count} (${mib(v.bytes)})`).join(", ")}`);
+      if (config) {
+        const c = config;
+        console.log(`layers        ${c.nLayers}  dim ${c.dim}  ffn ${c.hiddenDim}  heads ${c.nHeads} (kv ${c.nKvHeads}, head size ${c.headSize})`);
+        console.log(`vocab         ${c.vocabSize}  context ${c.trainContext}  rope ${c.ropeStyle} dim ${c.ropeDim} base ${c.ropeFreqBase}  rms eps ${c.rmsEps}${c.tiedOutput ? "  tied output" : ""}`);
+        if (c.removedAttention.size || c.removedFfn.size) console.log(`removed halves attention: [${[...c.removedAttention]}]  ffn: [${[...c.removedFfn]}]`);
+        console.log(`tensors used  ${expectedTensors(c).length}`);
+        console.log(`memory        ${mib(need!)} of wasm memory at context ${info.contextSize} (weights + KV cache + scratch)`);
+      } else {
+        console.log(`runnable      ${info.runnable}`);
+      }
+    });
+
+  program
+    .command("generate")
+    .description("generate text from a prompt, streaming it to stdout; timings and peak memory go to stderr")
+    .argument("<model>", "GGUF file")
+    .requiredOption("-p, --prompt <text>", "prompt text")
+    .option("-n, --tokens <n>", "tokens to generate", int("-n"), DEFAULTS.tokens)
+    .option("--temp <t>", "temperature; 0 is greedy", num("--temp"), DEFAULTS.temperature)
+    .option("--top-k <k>", "top-k (0 = off)", int("--top-k"), DEFAULTS.topK)
+    .option("--top-p <p>", "top-p (1 = off)", num("--top-p"), DEFAULTS.topP)
+    .option("--min-p <p>", "min-p (0 = off)", num("--min-p"), DEFAULTS.minP)
+    .option("--repeat-penalty <r>", "repetition penalty (1 = off)", num("--repeat-penalty"), DEFAULTS.repeatPenalty)
+    .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n"), DEFAULTS.repeatLastN)
+    .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
+    .option("--ctx <n>", "context size (KV cache length)", int("--ctx"))
+    .option("--no-bos", "do not add the BOS token")
+    .option("--ignore-eos", "keep generating past end-of-sequence")
+    .action((model: string, o: {
+      prompt: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
+      repeatLastN: number; seed?: number; ctx?: number; bos: boolean; ignoreEos?: boolean;
+    }) => {
+      checkFile(model, "model");
+      const m = loadModelFile(model, { contextSize: o.ctx });
+      const prompt = m.tokenizer.encode(o.prompt, { addBos: o.bos && m.tokenizer.addBos });
+      const ctx = m.createContext();
+      if (prompt.length + o.tokens > ctx.contextSize) {
+        throw new Error(`prompt (${prompt.length} tokens) + ${o.tokens} new tokens exceed the context size ${ctx.contextSize}; use --ctx`);
+      }
+      process.stdout.write(o.prompt);
+      const r = generate(ctx, m.tokenizer, prompt, {
+        maxTokens: o.tokens, temperature: o.temp, topK: o.topK, topP: o.topP, minP: o.minP,
+        repeatPenalty: o.repeatPenalty, repeatLastN: o.repeatLastN, seed: o.seed, stopAtEos: !o.ignoreEos,
+        onToken: (_id, piece) => { process.stdout.write(piece); },
+      });
+      process.stdout.write("\n");
+      const pp = (prompt.length / r.prefillMs) * 1000;
+      const decoded = Math.max(0, r.tokens.length - 1);
+      const tg = decoded > 0 ? (decoded / r.decodeMs) * 1000 : 0;
+      process.stderr.write(
+        `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
+        `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${r.stopReason}\n` +
+        `memory: wasm ${mib(m.memoryBytes)}, peak RSS ${mib(peakRss())}\n`,
+      );
+    });
+
+  program
+    .command("quantize")
+    .description("quantize a model's weight matrices to a block format and write a new GGUF")
+    .argument("<model>", "input GGUF file")
+    .addOption(new Option("--type <type>", "target block format").choices(quantTargets()).makeOptionMandatory())
+    .addOption(new Option("--method <method>", "quantization method").choices(["rtn"]).default("rtn"))
+    .requiredOption("-o, --output <file>", "output GGUF file")
+    .action((model: string, o: { type: string; method: string; output: string }) => {
+      checkFile(model, "model");
+      const target = parseQuantType(o.type);
+      const src = new FileSource(model);
+      try {
+        const file = readGgufFileHeader(model);
+        configFromGguf(file, model);
+        const { spec, tensorData, plan } = quantizeModel(file, src, target);
+        for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
+        const bar = new ProgressBar("quantize", plan.length);
+        const layout = layoutGguf(spec);
+        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+        bar.done();
+        const changed = plan.filter((p) => p.target !== p.info.format).length;
+        process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
+      } finally {
+        src.close();
+      }
+    });
+
+  program
+    .command("ppl")
+    .description("perplexity of a model on a text file (llama.cpp's method: windows of --ctx tokens, BOS first, second half of each window scored)")
+    .argument("<model>", "GGUF file")
+    .requiredOption("-f, --file <text>", "UTF-8 text file")
+    .option("--ctx <n>", "window length in tokens", int("--ctx"), DEFAULTS.pplContext)
+    .option("--chunks <n>", "score at most this many windows", int("--chunks"))
+    .option("--json", "print the result as JSON (last line)")
+    .action((model: string, o: { file: string; ctx: number; chunks?: number; json?: boolean }) => {
+      checkFile(model, "model");
+      checkFile(o.file, "text file");
+      const m = loadModelFile(model, { contextSize: o.ctx });
+      const text = fs.readFileSync(o.file, "utf8");
+      const tokens = m.tokenizer.encode(text, { addBos: m.tokenizer.addBos });
+      const total = Math.floor(tokens.length / o.ctx);
+      const bar = new ProgressBar("perplexity", o.chunks !== undefined ? Math.min(total, o.chunks) : total);
+      const t0 = performance.now();
+      const r = perplexity(m, tokens, { contextSize: o.ctx, maxChunks: o.chunks, onProgress: (d) => bar.update(d) });
+      bar.done();
+      const secs = (performance.now() - t0) / 1000;
+      process.stderr.write(`${r.chunks} windows of ${r.contextSize} tokens, ${r.scoredTokens} tokens scored in ${secs.toFixed(1)} s\n`);
+      if (o.json) console.log(JSON.stringify({ model, file: o.file, ...r }));
+      console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code?.startsWith("commander.")) {
+      // commander already printed its message (or help/version output, which exits 0)
+      return err.exitCode ?? 1;
+    }
+    process.stderr.write(`edgeprune: error: ${err.message}\n`);
+    if (process.env.EDGEPRUNE_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}

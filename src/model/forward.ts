@@ -1,0 +1,242 @@
+// The llama forward pass over a KV cache, as a list of wasm kernel calls (llama2.c's forward()), for a batch of
+// tokens at once (prefill) or one (decode). It exposes the residual stream entering, inside and leaving every
+// layer, and can skip whole layers or either half, which pruning builds on. Not sampling, not tokenizing.
+import { formatByName, FormatName, rowBytes } from "../quant/formats.js";
+import type { Kernels, WasmRuntime } from "../wasm.js";
+import type { LlamaConfig } from "./config.js";
+import type { Tensor, Weights } from "./weights.js";
+
+/**
+ * Called after each layer with the residual stream (t rows of dim floats, wasm pointers) entering the layer,
+ * between its attention and FFN halves, and leaving it. Valid only during the call.
+ */
+export type LayerObserver = (layer: number, xIn: number, xMid: number, xOut: number, nTokens: number) => void;
+
+export interface ForwardOptions {
+  /** which logits to compute: the last token's (default), every token's, or none (warming the cache) */
+  logits?: "last" | "all" | "none";
+  /** layers to skip entirely, as if they were absent from the file */
+  skipLayers?: ReadonlySet<number>;
+  /** layers whose attention half is skipped */
+  skipAttention?: ReadonlySet<number>;
+  /** layers whose FFN half is skipped */
+  skipFfn?: ReadonlySet<number>;
+  onLayer?: LayerObserver;
+}
+
+export interface ContextOptions {
+  /** KV cache length in tokens (default: the model's context length, at most 2048) */
+  contextSize?: number;
+  /** tokens per forward call; longer inputs are split (default 64) */
+  batchSize?: number;
+}
+
+const EMPTY = new Set<number>();
+
+/** Bytes a context of this size needs in wasm memory (for planning before the runtime exists). */
+export function contextBytes(c: LlamaConfig, contextSize: number, batchSize: number): number {
+  const f32 = 4;
+  const maxN = Math.max(c.dim, c.hiddenDim);
+  const rows = batchSize * f32;
+  let total = 0;
+  total += 2 * c.nLayers * contextSize * c.kvDim * f32; // KV cache
+  total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb, xb2, q, att, traces, hb, hb2
+  total += contextSize * f32; // scores
+  total += rows * c.vocabSize; // logits
+  total += batchSize * maxN * 2 * 3 + 64 * 16; // activation buffers (upper bound) and alignment
+  return total;
+}
+
+/** One sequence's KV cache and scratch buffers, over a loaded model's weights. */
+export class Context {
+  readonly contextSize: number;
+  readonly batchSize: number;
+  /** tokens already in the KV cache */
+  nPast = 0;
+
+  private readonly k: Kernels;
+  // every pointer below is a byte offset into wasm memory; shapes in rows × columns
+  private readonly x: number; // (batchSize, dim) residual stream
+  private readonly xb: number; // (batchSize, dim) normed input of a half-layer
+  private readonly xb2: number; // (batchSize, dim) output of a half-layer
+  private readonly q: number; // (batchSize, dim)
+  private readonly att: number; // (batchSize, dim)
+  private readonly traceIn: number; // (batchSize, dim) residual entering a layer, for observers
+  private readonly traceMid: number; // (batchSize, dim) residual between the halves
+  private readonly hb: number; // (batchSize, hiddenDim)
+  private readonly hb2: number; // (batchSize, hiddenDim)
+  private readonly kCache: number; // (nLayers, contextSize, kvDim)
+  private readonly vCache: number; // (nLayers, contextSize, kvDim)
+  private readonly scores: number; // (contextSize)
+  private readonly logitsPtr: number; // (batchSize, vocabSize)
+  /** activation buffers per converted format, (batchSize, max(dim, hiddenDim)) in that format */
+  private readonly actBuf = new Map<FormatName, number>();
+  /** which input each activation buffer currently holds, so q/k/v (and gate/up) convert their input once */
+  private readonly actOf = new Map<FormatName, number>();
+
+  constructor(readonly rt: WasmRuntime, readonly config: LlamaConfig, readonly weights: Weights, opts: ContextOptions = {}) {
+    const c = config;
+    this.contextSize = opts.contextSize ?? Math.min(c.trainContext, 2048);
+    this.batchSize = Math.min(opts.batchSize ?? 64, this.contextSize);
+    if (!(this.contextSize >= 1)) throw new Error(`context size must be at least 1, got ${opts.contextSize}`);
+    if (!(this.batchSize >= 1)) throw new Error(`batch size must be at least 1, got ${opts.batchSize}`);
+    this.k = rt.k;
+    const rows = (n: number) => rt.alloc(this.batchSize * n * 4);
+    this.x = rows(c.dim);
+    this.xb = rows(c.dim);
+    this.xb2 = rows(c.dim);
+    this.q = rows(c.dim);
+    this.att = rows(c.dim);
+    this.traceIn = rows(c.dim);
+    this.traceMid = rows(c.dim);
+    this.hb = rows(c.hiddenDim);
+    this.hb2 = rows(c.hiddenDim);
+    this.kCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
+    this.vCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
+    this.scores = rt.alloc(this.contextSize * 4);
+    this.logitsPtr = rows(c.vocabSize);
+    const maxN = Math.max(c.dim, c.hiddenDim);
+    const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
+    for (const t of tensors) {
+      const act = t.format.activation;
+      if (!act || act === "F32" || this.actBuf.has(act)) continue;
+      const f = formatByName(act)!;
+      // a row of maxN values in the activation format; maxN is a multiple of the block whenever a weight needs it
+      const bytes = Math.ceil(maxN / f.blockSize) * f.typeSize;
+      this.actBuf.set(act, rt.alloc(this.batchSize * bytes));
+    }
+  }
+
+  /** Forget the cache (start a new sequence). */
+  reset(): void {
+    this.nPast = 0;
+  }
+
+  /** Keep only the first n cached tokens. */
+  truncate(n: number): void {
+    if (n < 0 || n > this.nPast) throw new Error(`cannot truncate a ${this.nPast}-token cache to ${n}`);
+    this.nPast = n;
+  }
+
+  /**
+   * Run tokens through the model at positions nPast, nPast+1, … and append them to the cache.
+   * Returns a copy of the requested logits: vocabSize floats for "last", tokens×vocabSize for "all".
+   */
+  eval(tokens: ArrayLike<number>, opts: ForwardOptions = {}): Float32Array {
+    const c = this.config;
+    const mode = opts.logits ?? "last";
+    const n = tokens.length;
+    if (n === 0) throw new Error("eval needs at least one token");
+    if (this.nPast + n > this.contextSize) {
+      throw new Error(`context is full: ${this.nPast} cached + ${n} new tokens > context size ${this.contextSize}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const id = tokens[i];
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    }
+    const out = new Float32Array(mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0);
+    for (let start = 0; start < n; start += this.batchSize) {
+      const t = Math.min(this.batchSize, n - start);
+      const isLast = start + t === n;
+      const batchMode = mode === "all" ? "all" : mode === "last" && isLast ? "last" : "none";
+      this.forwardBatch(tokens, start, t, batchMode, opts);
+      if (batchMode === "all") out.set(this.rt.f32At(this.logitsPtr, t * c.vocabSize), start * c.vocabSize);
+      else if (batchMode === "last") out.set(this.rt.f32At(this.logitsPtr, c.vocabSize));
+    }
+    return out;
+  }
+
+  private forwardBatch(tokens: ArrayLike<number>, start: number, t: number, mode: "last" | "all" | "none", opts: ForwardOptions): void {
+    const { k, rt, config: c, weights: w } = this;
+    const pos0 = this.nPast;
+    const dim = c.dim;
+    const rowBytesF32 = dim * 4;
+    const skipLayers = opts.skipLayers ?? EMPTY;
+    const skipAttention = opts.skipAttention ?? EMPTY;
+    const skipFfn = opts.skipFfn ?? EMPTY;
+    const observe = opts.onLayer;
+
+    // token embeddings: dequantize each token's row of token_embd into the residual stream
+    const embd = w.tokenEmbd;
+    const embdRow = rowBytes(embd.format, dim);
+    for (let j = 0; j < t; j++) {
+      const id = tokens[start + j];
+      embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(this.x + j * rowBytesF32, dim));
+    }
+
+    for (let l = 0; l < c.nLayers; l++) {
+      if (skipLayers.has(l)) continue;
+      const lw = w.layers[l];
+      if (observe) rt.u8.copyWithin(this.traceIn, this.x, this.x + t * rowBytesF32);
+
+      if (lw.wq && !skipAttention.has(l)) {
+        const cacheRow = (l * this.contextSize + pos0) * c.kvDim * 4;
+        const kRows = this.kCache + cacheRow;
+        const vRows = this.vCache + cacheRow;
+        k.rmsnorm(this.xb, this.x, lw.attnNorm!.ptr, dim, c.rmsEps, t);
+        this.newInput();
+        this.matmul(this.q, this.xb, lw.wq, t);
+        this.matmul(kRows, this.xb, lw.wk!, t);
+        this.matmul(vRows, this.xb, lw.wv!, t);
+        const rope = c.ropeStyle === "neox" ? k.rope_neox : k.rope_norm;
+        rope(this.q, c.nHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
+        rope(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
+        k.attention(this.att, this.q, this.kCache + l * this.contextSize * c.kvDim * 4, this.vCache + l * this.contextSize * c.kvDim * 4,
+          this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
+        this.newInput();
+        this.matmul(this.xb2, this.att, lw.wo!, t);
+        k.add(this.x, this.x, this.xb2, t * dim);
+      }
+      if (observe) rt.u8.copyWithin(this.traceMid, this.x, this.x + t * rowBytesF32);
+
+      if (lw.wGate && !skipFfn.has(l)) {
+        k.rmsnorm(this.xb, this.x, lw.ffnNorm!.ptr, dim, c.rmsEps, t);
+        this.newInput();
+        this.matmul(this.hb, this.xb, lw.wGate, t);
+        this.matmul(this.hb2, this.xb, lw.wUp!, t);
+        k.swiglu(this.hb, this.hb, this.hb2, t * c.hiddenDim);
+        this.newInput();
+        this.matmul(this.xb2, this.hb, lw.wDown!, t);
+        k.add(this.x, this.x, this.xb2, t * dim);
+      }
+      if (observe) observe(l, this.traceIn, this.traceMid, this.x, t);
+    }
+    this.nPast += t;
+
+    if (mode === "none") return;
+    // the classifier: final norm, then output (or the tied embedding) for the last row or every row
+    const rowsOut = mode === "all" ? t : 1;
+    const from = this.x + (t - rowsOut) * rowBytesF32;
+    k.rmsnorm(this.xb, from, w.outputNorm.ptr, dim, c.rmsEps, rowsOut);
+    this.newInput();
+    this.matmul(this.logitsPtr, this.xb, w.output, rowsOut);
+  }
+
+  /** The next matmuls read a different input: converted activations must be redone. */
+  private newInput(): void {
+    this.actOf.clear();
+  }
+
+  /** out (t, rows of w) = x (t, n) · wᵀ, converting x to the weight's activation format once per input. */
+  private matmul(out: number, x: number, w: Tensor, t: number): void {
+    const [d, n] = w.shape;
+    const f = w.format;
+    let act = x;
+    if (f.activation !== "F32") {
+      const a = f.activation!;
+      act = this.actBuf.get(a)!;
+      if (this.actOf.get(a) !== x) {
+        const k = this.k;
+        switch (a) {
+          case "Q8_0": k.quantize_q8_0(act, x, n, t); break;
+          case "Q8_1": k.quantize_q8_1(act, x, n, t); break;
+          case "F16": k.convert_f16(act, x, n * t); break;
+          case "BF16": k.convert_bf16(act, x, n * t); break;
+          default: throw new Error(`no kernel converts activations to ${a}`);
+        }
+        this.actOf.set(a, x);
+      }
+    }
+    this.k[f.matmul!](out, act, w.ptr, n, d, t);
+  }
+}

@@ -1,0 +1,68 @@
+// A loaded model: parsed header, config, tokenizer and weights resident in one wasm runtime. Contexts (KV caches)
+// are created from it. Portable: it reads through a ByteSource, never the file system.
+import { bytesSource, ByteSource, readGgufHeader } from "../gguf/reader.js";
+import type { GgufFile } from "../gguf/types.js";
+import { tokenizerFromGguf, type Tokenizer } from "../tokenizer/index.js";
+import { WasmRuntime } from "../wasm.js";
+import { configFromGguf, type LlamaConfig } from "./config.js";
+import { Context, contextBytes, type ContextOptions } from "./forward.js";
+import { checkTensors, loadWeights, weightBytes, type Weights } from "./weights.js";
+
+/** wasm32 can address 4 GiB; we refuse before loading rather than failing halfway. */
+export const WASM32_LIMIT = 4 * 1024 ** 3;
+
+export interface LoadOptions extends ContextOptions {
+  /** name used in error messages (a file path, a URL) */
+  name?: string;
+}
+
+export class Model {
+  private constructor(
+    readonly name: string,
+    readonly file: GgufFile,
+    readonly config: LlamaConfig,
+    readonly tokenizer: Tokenizer,
+    readonly rt: WasmRuntime,
+    readonly weights: Weights,
+    readonly defaultContext: ContextOptions,
+  ) {}
+
+  /** Load from any ByteSource (or bytes). Tensors are copied once, straight into wasm memory. */
+  static load(source: ByteSource | Uint8Array, opts: LoadOptions = {}): Model {
+    const src = source instanceof Uint8Array ? bytesSource(source) : source;
+    const name = opts.name ?? "<model>";
+    const file = readGgufHeader(src, name);
+    const config = configFromGguf(file, name);
+    checkTensors(file, config, name);
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = tokenizerFromGguf(file.kv);
+    } catch (e) {
+      throw new Error(`${name}: ${(e as Error).message}`);
+    }
+    const need = planBytes(file, config, opts);
+    if (need > WASM32_LIMIT) {
+      throw new Error(`${name}: needs ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory (weights + KV cache), over wasm32's 4 GiB limit; try a smaller --ctx or a smaller quantization`);
+    }
+    const rt = WasmRuntime.create({ initialBytes: need });
+    const weights = loadWeights(rt, file, config, src, name);
+    return new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize });
+  }
+
+  /** A new KV cache and scratch space over these weights. */
+  createContext(opts: ContextOptions = {}): Context {
+    return new Context(this.rt, this.config, this.weights, { ...this.defaultContext, ...opts });
+  }
+
+  /** Bytes of wasm memory in use (weights and every context created so far). */
+  get memoryBytes(): number {
+    return this.rt.memory.buffer.byteLength;
+  }
+}
+
+/** Weights plus one default context, in bytes: what loading will ask of wasm memory. */
+export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions = {}): number {
+  const contextSize = opts.contextSize ?? Math.min(config.trainContext, 2048);
+  const batchSize = Math.min(opts.batchSize ?? 64, contextSize);
+  return weightBytes(file, config) + contextBytes(config, contextSize, batchSize) + (1 << 16);
+}

@@ -1,0 +1,24 @@
+// Node-only: load a model from a path through a FileSource, so tensors go from disk straight into wasm memory.
+import { readGgufHeader } from "../gguf/reader.js";
+import type { GgufFile } from "../gguf/types.js";
+import { Model, type LoadOptions } from "../model/model.js";
+import { FileSource } from "./files.js";
+
+export function loadModelFile(path: string, opts: LoadOptions = {}): Model {
+  const src = new FileSource(path);
+  try {
+    return Model.load(src, { name: path, ...opts });
+  } finally {
+    src.close();
+  }
+}
+
+/** Parse only the header of a GGUF file. */
+export function readGgufFileHeader(path: string): GgufFile {
+  const src = new FileSource(path);
+  try {
+    return readGgufHeader(src, path);
+  } finally {
+    src.close();
+  }
+}
