@@ -1,0 +1,120 @@
+// Shared @inline helpers for the kernels: block geometry, f16 <-> f32 bit tricks, horizontal sums and the
+// constant table. Nothing here allocates or touches GGUF; it only turns bits into numbers.
+
+/** elements per quantized block (ggml QK4_0 = QK4_1 = QK8_0 = QK8_1 = 32) */
+export const QK: i32 = 32;
+/** bytes of block_q8_0 (f16 d + 32 int8) */
+export const Q8_0_BYTES: i32 = 34;
+/** bytes of block_q8_1 (f16 d, f16 s + 32 int8) */
+export const Q8_1_BYTES: i32 = 36;
+/** bytes of block_q4_0 (f16 d + 16 bytes of nibbles) */
+export const Q4_0_BYTES: i32 = 18;
+/** bytes of block_q4_1 (f16 d, f16 m + 16 bytes of nibbles) */
+export const Q4_1_BYTES: i32 = 20;
+
+// Masks live in memory, not in v128.const: V8 re-materialises SIMD constants inside loops, while a value loaded
+// once before the loop stays in a register (wasm-facts.md).
+export const TABLE: usize = memory.data<u32>([
+  0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, //   0: low-nibble mask
+  0x08080808, 0x08080808, 0x08080808, 0x08080808, //  16: i8 8 (Q4_0 offset)
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, //  32: f16-in-top-half >> 3 keeps sign, exponent, mantissa
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, //  48: 2^112 as f32 bits (f16 -> f32 exponent re-bias)
+  0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, //  64: top-half mask (odd f16/bf16 lanes)
+], 16);
+export const T_NIBBLE: usize = 0;
+export const T_EIGHT: usize = 16;
+export const T_F16MASK: usize = 32;
+export const T_F16SCALE: usize = 48;
+export const T_HI16: usize = 64;
+
+/** 2^112: multiplying by it re-biases an f16 exponent placed in an f32 (also right for f16 subnormals) */
+// @ts-ignore: decorator
+@inline export const F16_SCALE: f32 = reinterpret<f32>(0x77800000);
+
+/** f16 bits -> f32. Exact for normal and subnormal values; Inf/NaN are not preserved (weights never hold them). */
+// @ts-ignore: decorator
+@inline export function f16_to_f32(h: u32): f32 {
+  const b = ((<i32>(h << 16)) >> 3) & 0x8fffe000;
+  return reinterpret<f32>(b) * F16_SCALE;
+}
+
+/** f32 -> f16 bits, round to nearest even, subnormals exact, overflow to Inf, NaN -> sign|0x7e00 (ggml generic). */
+// @ts-ignore: decorator
+@inline export function f32_to_f16(f: f32): u32 {
+  const w = reinterpret<u32>(f);
+  const shl1 = w + w;
+  const sign = w & 0x80000000;
+  let bias = shl1 & 0xff000000;
+  if (bias < 0x71000000) bias = 0x71000000;
+  // (|f| * 2^112) * 2^-110 lets the FPU do the rounding at the f16 precision of this exponent
+  let base = (Mathf.abs(f) * reinterpret<f32>(0x77800000)) * reinterpret<f32>(0x08800000);
+  base = reinterpret<f32>((bias >> 1) + 0x07800000) + base;
+  const bits = reinterpret<u32>(base);
+  const nonsign = ((bits >> 13) & 0x7c00) + (bits & 0x0fff);
+  return (sign >> 16) | (shl1 > 0xff000000 ? 0x7e00 : nonsign);
+}
+
+/** f32 -> bf16 bits, round to nearest even, NaN forced quiet (ggml_compute_fp32_to_bf16). */
+// @ts-ignore: decorator
+@inline export function f32_to_bf16(f: f32): u32 {
+  const u = reinterpret<u32>(f);
+  if ((u & 0x7fffffff) > 0x7f800000) return (u >> 16) | 64;
+  return (u + (0x7fff + ((u >> 16) & 1))) >> 16;
+}
+
+/** Sum of the four f32 lanes (pairwise, so the order is fixed). */
+// @ts-ignore: decorator
+@inline export function hsum_f32x4(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** Sum of the four f32 lanes of v widened to f64. */
+// @ts-ignore: decorator
+@inline export function hsum_f64x2(v: v128): f64 {
+  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+}
+
+/** Max of the four f32 lanes. */
+// @ts-ignore: decorator
+@inline export function hmax_f32x4(v: v128): f32 {
+  return max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
+/** Sum of the four i32 lanes. */
+// @ts-ignore: decorator
+@inline export function hsum_i32x4(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
+/**
+ * Eight f16 (one v128) -> two f32x4 holding lanes (0,2,4,6) and (1,3,5,7). A dot product does not care about
+ * the order, and this split costs 7 integer ops: each half-word is moved to the top of its i32, shifted right
+ * arithmetically by 3 (sign stays, exponent and mantissa land where f32 keeps them), masked and scaled by 2^112.
+ */
+// @ts-ignore: decorator
+@inline export function f16x8_even(v: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v, 16), 3), mask), scale);
+}
+// @ts-ignore: decorator
+@inline export function f16x8_odd(v: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), mask), scale);
+}
+
+/** Number of tokens of activations (rows of xRowBytes) to keep hot in L2 while one weight tile streams past. */
+// @ts-ignore: decorator
+@inline export function token_chunk(xRowBytes: i32): i32 {
+  let c = (256 * 1024) / max(xRowBytes, 1);
+  c &= ~3;
+  return max(c, 4);
+}
+
+/**
+ * Integer dot of 32 weights already widened to i16 (w0..w3 = elements 0-7, 8-15, 16-23, 24-31) with the 32 int8
+ * at q0 (elements 0-15) and q1 (16-31), as four i32 partial sums.
+ */
+// @ts-ignore: decorator
+@inline export function idot_w16(w0: v128, w1: v128, w2: v128, w3: v128, q0: v128, q1: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, i16x8.extend_low_i8x16_s(q0)), i32x4.dot_i16x8_s(w1, i16x8.extend_high_i8x16_s(q0))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, i16x8.extend_low_i8x16_s(q1)), i32x4.dot_i16x8_s(w3, i16x8.extend_high_i8x16_s(q1))));
+}

@@ -1,0 +1,23 @@
+// The kernel ABI: every export here is callable from src/wasm.ts (typed in its `Kernels` interface).
+// Pointers are byte offsets into the host-owned memory; output first, inputs next, sizes last.
+
+/** first free byte after the module's static data: the host's bump allocator starts here */
+export function heap_base(): usize {
+  return __heap_base;
+}
+
+import { QK } from "./common";
+
+export { quantize_q8_0, quantize_q8_1, matmul_q8_0 } from "./matmul_q8";
+export { convert_f16, convert_bf16, matmul_f16, matmul_bf16 } from "./matmul_f16";
+export { matmul_f32 } from "./matmul_f32";
+export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";
+export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
+export { rope_norm, rope_neox } from "./rope";
+export { softmax, swiglu, add, argmax } from "./elementwise";
+export { attention } from "./attention";
+
+/** elements per quantized block, so the host can check it against src/quant/formats.ts */
+export function qk(): i32 {
+  return QK;
+}

@@ -1,0 +1,92 @@
+// matmul_f32: out (t, d) = x (t, n) @ W (d, n)^T with f32 weights and activations. Four accumulators per dot
+// (wasm-facts.md); for t > 1 each weight row is used for four tokens per pass. Not for quantized weights.
+import { hsum_f32x4, token_chunk } from "./common";
+
+/** sum_k w[k] * x[k] over n f32 (any n >= 0), four accumulators */
+// @ts-ignore: decorator
+@inline export function dot_f32(w: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let k = 0;
+  for (; k + 16 <= n; k += 16) {
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w, 0), v128.load(x, 0)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(w, 16), v128.load(x, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(w, 32), v128.load(x, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(w, 48), v128.load(x, 48)));
+    w += 64; x += 64;
+  }
+  for (; k + 4 <= n; k += 4) {
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w), v128.load(x)));
+    w += 16; x += 16;
+  }
+  let s = hsum_f32x4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; k < n; k++) {
+    s += load<f32>(w) * load<f32>(x);
+    w += 4; x += 4;
+  }
+  return s;
+}
+
+/** One weight row against four activation rows (xs apart); results go to o, o+os, o+2os, o+3os. */
+// @ts-ignore: decorator
+@inline function dot4(o: usize, os: usize, w: usize, x: usize, xs: usize, n: i32): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  let k = 0;
+  let off: usize = 0;
+  for (; k + 8 <= n; k += 8) {
+    const w0 = v128.load(w + off), w1 = v128.load(w + off, 16);
+    a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x + off)));
+    b0 = f32x4.add(b0, f32x4.mul(w1, v128.load(x + off, 16)));
+    a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(x1 + off)));
+    b1 = f32x4.add(b1, f32x4.mul(w1, v128.load(x1 + off, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(w0, v128.load(x2 + off)));
+    b2 = f32x4.add(b2, f32x4.mul(w1, v128.load(x2 + off, 16)));
+    a3 = f32x4.add(a3, f32x4.mul(w0, v128.load(x3 + off)));
+    b3 = f32x4.add(b3, f32x4.mul(w1, v128.load(x3 + off, 16)));
+    off += 32;
+  }
+  for (; k + 4 <= n; k += 4) {
+    const w0 = v128.load(w + off);
+    a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x + off)));
+    a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(x1 + off)));
+    a2 = f32x4.add(a2, f32x4.mul(w0, v128.load(x2 + off)));
+    a3 = f32x4.add(a3, f32x4.mul(w0, v128.load(x3 + off)));
+    off += 16;
+  }
+  let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
+  let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
+  for (; k < n; k++) {
+    const wk = load<f32>(w + off);
+    s0 += wk * load<f32>(x + off);
+    s1 += wk * load<f32>(x1 + off);
+    s2 += wk * load<f32>(x2 + off);
+    s3 += wk * load<f32>(x3 + off);
+    off += 4;
+  }
+  store<f32>(o, s0);
+  store<f32>(o + os, s1);
+  store<f32>(o + 2 * os, s2);
+  store<f32>(o + 3 * os, s3);
+}
+
+/** out[j*d + i] = sum_k w[i*n + k] * x[j*n + k]; x (t, n) f32, w (d, n) f32, out (t, d) f32. */
+export function matmul_f32(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const rowBytes = <usize>n << 2;
+  const os = <usize>d << 2;
+  if (t == 1) {
+    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot_f32(w + <usize>i * rowBytes, x, n));
+    return;
+  }
+  const chunk = token_chunk(<i32>rowBytes);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i = 0; i < d; i++) {
+      const wp = w + <usize>i * rowBytes;
+      const o = out + (<usize>i << 2);
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) dot4(o + <usize>j * os, os, wp, x + <usize>j * rowBytes, rowBytes, n);
+      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot_f32(wp, x + <usize>j * rowBytes, n));
+    }
+  }
+}

@@ -1,0 +1,153 @@
+// 4-bit weights: matmul_q4_0 (block_q4_0 x block_q8_0, as ggml_vec_dot_q4_0_q8_0) and matmul_q4_1
+// (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). Nibbles are unpacked
+// and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s. Not a quantizer.
+import { idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT } from "./common";
+
+// ---- Q4_0 ------------------------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
+  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const q = v128.load(w, 2);
+    const lo = i8x16.sub(v128.and(q, mask), eight);     // elements 0..15
+    const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);     // elements 16..31
+    const p = idot_w16(
+      i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
+      i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
+      v128.load(x, 2), v128.load(x, 18));
+    const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
+    w += Q4_0_BYTES; x += Q8_0_BYTES;
+  }
+  return hsum_f32x4(acc);
+}
+
+// @ts-ignore: decorator
+@inline function dot4_q4_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  let off: usize = 0;
+  for (let b = 0; b < nb; b++) {
+    const q = v128.load(w, 2);
+    const lo = i8x16.sub(v128.and(q, mask), eight);
+    const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+    const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
+    const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
+    const dw = f16_to_f32(load<u16>(w));
+    let p = idot_w16(w0, w1, w2, w3, v128.load(x + off, 2), v128.load(x + off, 18));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x1 + off, 2), v128.load(x1 + off, 18));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x2 + off, 2), v128.load(x2 + off, 18));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x3 + off, 2), v128.load(x3 + off, 18));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
+    w += Q4_0_BYTES; off += Q8_0_BYTES;
+  }
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o + os, hsum_f32x4(a1));
+  store<f32>(o + 2 * os, hsum_f32x4(a2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3));
+}
+
+/** out (t, d) f32 = xq (t rows of n/32 block_q8_0) @ w (d rows of n/32 block_q4_0) ^T. */
+export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK;
+  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * Q8_0_BYTES;
+  const os = <usize>d << 2;
+  if (t == 1) {
+    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+    return;
+  }
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i = 0; i < d; i++) {
+      const wp = w + <usize>i * wRow;
+      const o = out + (<usize>i << 2);
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) dot4_q4_0(o + <usize>j * os, os, wp, xq + <usize>j * xRow, xRow, nb);
+      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_q4_0(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}
+
+// ---- Q4_1 ------------------------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function dot1_q4_1(w: usize, x: usize, nb: i32): f32 {
+  const mask = v128.load(TABLE + T_NIBBLE);
+  let acc = f32x4.splat(0);
+  let ms: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const q = v128.load(w, 4);
+    const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);   // 0..15, so sign extension is harmless
+    const p = idot_w16(
+      i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
+      i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
+      v128.load(x, 4), v128.load(x, 20));
+    const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
+    ms += f16_to_f32(load<u16>(w, 2)) * f16_to_f32(load<u16>(x, 2));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
+    w += Q4_1_BYTES; x += Q8_1_BYTES;
+  }
+  return hsum_f32x4(acc) + ms;
+}
+
+// @ts-ignore: decorator
+@inline function dot4_q4_1(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let m0: f32 = 0, m1: f32 = 0, m2: f32 = 0, m3: f32 = 0;
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  let off: usize = 0;
+  for (let b = 0; b < nb; b++) {
+    const q = v128.load(w, 4);
+    const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
+    const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
+    const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
+    const dw = f16_to_f32(load<u16>(w)), mw = f16_to_f32(load<u16>(w, 2));
+    let p = idot_w16(w0, w1, w2, w3, v128.load(x + off, 4), v128.load(x + off, 20));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
+    m0 += mw * f16_to_f32(load<u16>(x + off, 2));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x1 + off, 4), v128.load(x1 + off, 20));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
+    m1 += mw * f16_to_f32(load<u16>(x1 + off, 2));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x2 + off, 4), v128.load(x2 + off, 20));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
+    m2 += mw * f16_to_f32(load<u16>(x2 + off, 2));
+    p = idot_w16(w0, w1, w2, w3, v128.load(x3 + off, 4), v128.load(x3 + off, 20));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
+    m3 += mw * f16_to_f32(load<u16>(x3 + off, 2));
+    w += Q4_1_BYTES; off += Q8_1_BYTES;
+  }
+  store<f32>(o, hsum_f32x4(a0) + m0);
+  store<f32>(o + os, hsum_f32x4(a1) + m1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + m2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + m3);
+}
+
+/** out (t, d) f32 = xq (t rows of n/32 block_q8_1) @ w (d rows of n/32 block_q4_1) ^T. */
+export function matmul_q4_1(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK;
+  const wRow = <usize>nb * Q4_1_BYTES, xRow = <usize>nb * Q8_1_BYTES;
+  const os = <usize>d << 2;
+  if (t == 1) {
+    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
+    return;
+  }
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i = 0; i < d; i++) {
+      const wp = w + <usize>i * wRow;
+      const o = out + (<usize>i << 2);
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) dot4_q4_1(o + <usize>j * os, os, wp, xq + <usize>j * xRow, xRow, nb);
+      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_q4_1(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}

@@ -1,0 +1,256 @@
+// Plain scalar TypeScript twin of every wasm kernel in assembly/index.ts: same argument meaning, typed arrays
+// instead of pointers, sums in float64. Tests compare the kernels against these; nothing runs them in a model.
+import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven } from "../quant/ref.js";
+
+const QK = 32;
+const fr = Math.fround;
+
+function q8Block(x: Float32Array, off: number, out: Uint8Array, o: number, qsOff: number): { d: number; sum: number } {
+  let amax = 0;
+  for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[off + j]));
+  const d = fr(amax / 127);
+  const id = amax !== 0 ? fr(127 / amax) : 0;
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint16(o, f32ToF16(d), true);
+  let sum = 0;
+  for (let j = 0; j < QK; j++) {
+    const q = roundHalfEven(fr(x[off + j] * id));
+    dv.setInt8(o + qsOff + j, q);
+    sum += q;
+  }
+  return { d, sum };
+}
+
+/** quantize_q8_0 as llama.cpp's x86 path: d = amax/127, q = round-half-even(x * 127/amax). */
+export function quantize_q8_0(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  const nb = (n / QK) * t;
+  for (let b = 0; b < nb; b++) q8Block(x, b * QK, out, b * 34, 2);
+}
+
+/** quantize_q8_1 as llama.cpp's x86 path, with s = f16(d * sum(q)). */
+export function quantize_q8_1(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  const nb = (n / QK) * t;
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  for (let b = 0; b < nb; b++) {
+    const { d, sum } = q8Block(x, b * QK, out, b * 36, 4);
+    dv.setUint16(b * 36 + 2, f32ToF16(fr(d * sum)), true);
+  }
+}
+
+export function convert_f16(out: Uint16Array, x: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = f32ToF16(x[i]);
+}
+
+export function convert_bf16(out: Uint16Array, x: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = f32ToBF16(x[i]);
+}
+
+function matmulWith(out: Float32Array, n: number, d: number, t: number, wAt: (i: number, k: number) => number, xAt: (j: number, k: number) => number): void {
+  for (let j = 0; j < t; j++) {
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += wAt(i, k) * xAt(j, k);
+      out[j * d + i] = s;
+    }
+  }
+}
+
+/** out[j*d + i] = sum_k w[i*n + k] * x[j*n + k] */
+export function matmul_f32(out: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, t: number): void {
+  matmulWith(out, n, d, t, (i, k) => w[i * n + k], (j, k) => x[j * n + k]);
+}
+
+export function matmul_f16(out: Float32Array, x: Uint16Array, w: Uint16Array, n: number, d: number, t: number): void {
+  matmulWith(out, n, d, t, (i, k) => f16ToF32(w[i * n + k]), (j, k) => f16ToF32(x[j * n + k]));
+}
+
+export function matmul_bf16(out: Float32Array, x: Uint16Array, w: Uint16Array, n: number, d: number, t: number): void {
+  matmulWith(out, n, d, t, (i, k) => bf16ToF32(w[i * n + k]), (j, k) => bf16ToF32(x[j * n + k]));
+}
+
+/**
+ * A block-quantized matmul: per block, sum of integer products times d_w*d_x, plus m_w*s_x for offset formats.
+ * wq/xq give (d, m or s, the 32 integers) of block b of row i.
+ */
+function matmulBlocks(out: Float32Array, n: number, d: number, t: number,
+                      wBlock: (i: number, b: number) => [number, number, number[]],
+                      xBlock: (j: number, b: number) => [number, number, number[]]): void {
+  const nb = n / QK;
+  for (let j = 0; j < t; j++) {
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let b = 0; b < nb; b++) {
+        const [dw, mw, qw] = wBlock(i, b);
+        const [dx, sx, qx] = xBlock(j, b);
+        let sumi = 0;
+        for (let k = 0; k < QK; k++) sumi += qw[k] * qx[k];
+        s += dw * dx * sumi + mw * sx;
+      }
+      out[j * d + i] = s;
+    }
+  }
+}
+
+function q8_0At(a: Uint8Array, rowBytes: number) {
+  const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  return (r: number, b: number): [number, number, number[]] => {
+    const o = r * rowBytes + b * 34;
+    const q: number[] = [];
+    for (let k = 0; k < QK; k++) q.push(v.getInt8(o + 2 + k));
+    return [f16ToF32(v.getUint16(o, true)), 0, q];
+  };
+}
+
+function q8_1At(a: Uint8Array, rowBytes: number) {
+  const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  return (r: number, b: number): [number, number, number[]] => {
+    const o = r * rowBytes + b * 36;
+    const q: number[] = [];
+    for (let k = 0; k < QK; k++) q.push(v.getInt8(o + 4 + k));
+    return [f16ToF32(v.getUint16(o, true)), f16ToF32(v.getUint16(o + 2, true)), q];
+  };
+}
+
+/** nibble k of a Q4 block: low nibbles hold elements 0..15, high nibbles 16..31 */
+function nibbles(a: Uint8Array, o: number, offset: number): number[] {
+  const q: number[] = [];
+  for (let k = 0; k < QK; k++) q.push(k < 16 ? (a[o + k] & 15) - offset : (a[o + k - 16] >> 4) - offset);
+  return q;
+}
+
+export function matmul_q8_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const rb = (n / QK) * 34;
+  matmulBlocks(out, n, d, t, q8_0At(w, rb), q8_0At(xq, rb));
+}
+
+export function matmul_q4_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const wr = (n / QK) * 18;
+  const wBlock = (i: number, b: number): [number, number, number[]] => {
+    const o = i * wr + b * 18;
+    return [f16ToF32(wv.getUint16(o, true)), 0, nibbles(w, o + 2, 8)];
+  };
+  matmulBlocks(out, n, d, t, wBlock, q8_0At(xq, (n / QK) * 34));
+}
+
+export function matmul_q4_1(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const wr = (n / QK) * 20;
+  const wBlock = (i: number, b: number): [number, number, number[]] => {
+    const o = i * wr + b * 20;
+    return [f16ToF32(wv.getUint16(o, true)), f16ToF32(wv.getUint16(o + 2, true)), nibbles(w, o + 4, 0)];
+  };
+  matmulBlocks(out, n, d, t, wBlock, q8_1At(xq, (n / QK) * 36));
+}
+
+/** out = x / sqrt(mean(x^2) + eps) * w, per row */
+export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, n: number, eps: number, t: number): void {
+  for (let j = 0; j < t; j++) {
+    let ss = 0;
+    for (let k = 0; k < n; k++) ss += x[j * n + k] * x[j * n + k];
+    const scale = 1 / Math.sqrt(ss / n + eps);
+    for (let k = 0; k < n; k++) out[j * n + k] = x[j * n + k] * scale * w[k];
+  }
+}
+
+function rope(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number, neox: boolean): void {
+  // theta follows ggml exactly (f32 powf, f32 running product) so the reference tracks llama.cpp
+  const thetaScale = fr(Math.pow(freqBase, fr(-2 / ropeDim)));
+  const half = ropeDim / 2;
+  for (let j = 0; j < t; j++) {
+    let theta = fr(pos0 + j);
+    for (let i = 0; i < half; i++) {
+      const c = Math.cos(theta), s = Math.sin(theta);
+      for (let h = 0; h < nHeads; h++) {
+        const base = (j * nHeads + h) * headSize;
+        const a = base + (neox ? i : 2 * i), b = base + (neox ? i + half : 2 * i + 1);
+        const x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+      }
+      theta = fr(theta * thetaScale);
+    }
+  }
+}
+
+export function rope_norm(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void {
+  rope(x, nHeads, headSize, ropeDim, pos0, freqBase, t, false);
+}
+
+export function rope_neox(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void {
+  rope(x, nHeads, headSize, ropeDim, pos0, freqBase, t, true);
+}
+
+/** in place over x[off .. off+n) */
+export function softmax(x: Float32Array, n: number, off = 0): void {
+  let m = -Infinity;
+  for (let k = 0; k < n; k++) m = Math.max(m, x[off + k]);
+  let sum = 0;
+  const e = new Float64Array(n);
+  for (let k = 0; k < n; k++) { e[k] = Math.exp(x[off + k] - m); sum += e[k]; }
+  for (let k = 0; k < n; k++) x[off + k] = e[k] / sum;
+}
+
+export function swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+  for (let k = 0; k < n; k++) out[k] = (gate[k] / (1 + Math.exp(-gate[k]))) * up[k];
+}
+
+export function add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+  for (let k = 0; k < n; k++) out[k] = a[k] + b[k];
+}
+
+export function argmax(x: Float32Array, n: number): number {
+  let best = 0;
+  for (let k = 1; k < n; k++) if (x[k] > x[best]) best = k;
+  return best;
+}
+
+/** causal GQA; kCache/vCache rows are positions, kvDim = nKvHeads*headSize wide */
+export function attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array,
+                          nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number): void {
+  const kvDim = nKvHeads * headSize;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(headSize);
+  for (let j = 0; j < t; j++) {
+    const np = pos0 + j + 1;
+    for (let h = 0; h < nHeads; h++) {
+      const qo = (j * nHeads + h) * headSize;
+      const ko = Math.floor(h / group) * headSize;
+      const s = new Float64Array(np);
+      let m = -Infinity;
+      for (let p = 0; p < np; p++) {
+        let dot = 0;
+        for (let k = 0; k < headSize; k++) dot += q[qo + k] * kCache[p * kvDim + ko + k];
+        s[p] = dot * scale;
+        m = Math.max(m, s[p]);
+      }
+      let sum = 0;
+      for (let p = 0; p < np; p++) { s[p] = Math.exp(s[p] - m); sum += s[p]; }
+      for (let k = 0; k < headSize; k++) {
+        let acc = 0;
+        for (let p = 0; p < np; p++) acc += (s[p] / sum) * vCache[p * kvDim + ko + k];
+        out[qo + k] = acc;
+      }
+    }
+  }
+}
+
+/** cos of each row pair; 1 when both rows are zero, 0 when only one is */
+export function cosine_rows(out: Float32Array, a: Float32Array, b: Float32Array, n: number, t: number): void {
+  for (let j = 0; j < t; j++) {
+    let dot = 0, aa = 0, bb = 0;
+    for (let k = 0; k < n; k++) {
+      const x = a[j * n + k], y = b[j * n + k];
+      dot += x * y; aa += x * x; bb += y * y;
+    }
+    out[j] = aa === 0 || bb === 0 ? (aa === bb ? 1 : 0) : dot / Math.sqrt(aa * bb);
+  }
+}
+
+export function l2norm_rows(out: Float32Array, x: Float32Array, n: number, t: number): void {
+  for (let j = 0; j < t; j++) {
+    let s = 0;
+    for (let k = 0; k < n; k++) s += x[j * n + k] * x[j * n + k];
+    out[j] = Math.sqrt(s);
+  }
+}

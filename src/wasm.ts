@@ -1,0 +1,159 @@
+// Runtime glue: instantiates the embedded kernel module over a host-created memory, hands out aligned offsets
+// with a bump allocator and keeps typed-array views. Portable (no Node built-ins). Not a memory planner for a
+// model: callers decide what to allocate.
+import { KERNELS_WASM_BASE64 } from "./generated/kernels-wasm.js";
+
+/** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
+export interface Kernels {
+  /** first byte after the module's static data */
+  heap_base(): number;
+  /** elements per quantized block (32) */
+  qk(): number;
+  /** out: t rows of n/32 block_q8_0 from x: t rows of n f32 */
+  quantize_q8_0(out: number, x: number, n: number, t: number): void;
+  /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
+  quantize_q8_1(out: number, x: number, n: number, t: number): void;
+  /** out (n) f16 bits from x (n) f32 */
+  convert_f16(out: number, x: number, n: number): void;
+  /** out (n) bf16 bits from x (n) f32 */
+  convert_bf16(out: number, x: number, n: number): void;
+  /** out (t, d) = x (t, n) @ w (d, n)^T, all f32 */
+  matmul_f32(out: number, x: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = x (t, n) f16 @ w (d, n) f16 ^T */
+  matmul_f16(out: number, x: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = x (t, n) bf16 @ w (d, n) bf16 ^T */
+  matmul_bf16(out: number, x: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_0) @ w (d rows of Q8_0)^T */
+  matmul_q8_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_0) @ w (d rows of Q4_0)^T */
+  matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
+  matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, n) = x / sqrt(mean(x^2) + eps) * w */
+  rmsnorm(out: number, x: number, w: number, n: number, eps: number, t: number): void;
+  /** out (t) = ||x_j|| */
+  l2norm_rows(out: number, x: number, n: number, t: number): void;
+  /** out (t) = cos(a_j, b_j); 1 when both rows are zero, 0 when one is */
+  cosine_rows(out: number, a: number, b: number, n: number, t: number): void;
+  /** in-place RoPE, interleaved pairs (2i, 2i+1) */
+  rope_norm(x: number, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void;
+  /** in-place RoPE, pairs (i, i + ropeDim/2) */
+  rope_neox(x: number, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void;
+  /** in-place softmax of x (n) */
+  softmax(x: number, n: number): void;
+  /** out (n) = silu(gate) * up */
+  swiglu(out: number, gate: number, up: number, n: number): void;
+  /** out (n) = a + b */
+  add(out: number, a: number, b: number, n: number): void;
+  /** first index of the maximum of x (n) */
+  argmax(x: number, n: number): number;
+  /** causal GQA over the KV cache; scores is scratch of >= pos0+t f32 */
+  attention(out: number, q: number, kCache: number, vCache: number, scores: number,
+            nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number): void;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // 4 GiB: the wasm32 address space
+
+let cachedModule: WebAssembly.Module | undefined;
+
+/** The kernel module, decoded and compiled once per process. */
+function kernelModule(): WebAssembly.Module {
+  if (!cachedModule) {
+    const text = atob(KERNELS_WASM_BASE64);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    cachedModule = new WebAssembly.Module(bytes);
+  }
+  return cachedModule;
+}
+
+/** One kernel instance over its own memory, plus a bump allocator and cached views of that memory. */
+export class WasmRuntime {
+  readonly memory: WebAssembly.Memory;
+  readonly k: Kernels;
+  private top: number;
+  private viewBuffer: ArrayBuffer | undefined;
+  private views!: { u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i32: Int32Array; f32: Float32Array };
+
+  private constructor(memory: WebAssembly.Memory, k: Kernels) {
+    this.memory = memory;
+    this.k = k;
+    this.top = k.heap_base();
+  }
+
+  /** Instantiates the embedded kernels synchronously over a new memory of at least initialBytes. */
+  static create(opts: { initialBytes?: number } = {}): WasmRuntime {
+    const initial = Math.max(1, Math.ceil((opts.initialBytes ?? PAGE) / PAGE));
+    if (initial > MAX_PAGES) throw new Error(`WasmRuntime: ${opts.initialBytes} bytes asked for, past the 4 GiB wasm32 limit`);
+    const memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES });
+    const env = {
+      memory,
+      abort(_msg: number, _file: number, line: number, col: number): never {
+        throw new Error(`wasm kernel aborted at ${line}:${col}`);
+      },
+    };
+    const instance = new WebAssembly.Instance(kernelModule(), { env });
+    return new WasmRuntime(memory, instance.exports as unknown as Kernels);
+  }
+
+  /** Reserves `bytes` at an `align`-aligned offset (default 64), growing memory when needed. */
+  alloc(bytes: number, align = 64): number {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new Error(`WasmRuntime.alloc: bad size ${bytes}`);
+    const ptr = Math.ceil(this.top / align) * align;
+    const end = ptr + bytes;
+    if (end > MAX_PAGES * PAGE) {
+      throw new Error(
+        `WasmRuntime.alloc: ${bytes} bytes asked for with ${ptr} already in use; ` +
+        `${end} bytes exceed the 4 GiB wasm32 limit (${MAX_PAGES * PAGE})`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return ptr;
+  }
+
+  /** The current allocation top, to hand to release(). */
+  mark(): number {
+    return this.top;
+  }
+
+  /** Frees everything allocated after mark() returned `mark`. */
+  release(mark: number): void {
+    if (mark > this.top || mark < this.k.heap_base()) throw new Error(`WasmRuntime.release: bad mark ${mark}`);
+    this.top = mark;
+  }
+
+  /** Bytes from offset 0 to the allocation top. */
+  get bytesUsed(): number {
+    return this.top;
+  }
+
+  private v() {
+    const buf = this.memory.buffer;
+    if (buf !== this.viewBuffer) {
+      this.viewBuffer = buf;
+      this.views = {
+        u8: new Uint8Array(buf), i8: new Int8Array(buf), u16: new Uint16Array(buf),
+        i32: new Int32Array(buf), f32: new Float32Array(buf),
+      };
+    }
+    return this.views;
+  }
+
+  get u8(): Uint8Array { return this.v().u8; }
+  get i8(): Int8Array { return this.v().i8; }
+  get u16(): Uint16Array { return this.v().u16; }
+  get i32(): Int32Array { return this.v().i32; }
+  get f32(): Float32Array { return this.v().f32; }
+
+  /** A Float32Array over `length` floats at byte offset ptr (4-aligned). Re-take it after memory grows. */
+  f32At(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, length);
+  }
+
+  /** A Uint8Array over `length` bytes at byte offset ptr. Re-take it after memory grows. */
+  u8At(ptr: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, ptr, length);
+  }
+}

@@ -1,0 +1,286 @@
+// Every wasm kernel against its scalar twin in src/kernels/reference.ts, on odd sizes and seeded inputs.
+// Tolerances come from test/tolerances.ts. Not a model test: no GGUF, no layers.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { WasmRuntime } from "../src/wasm.js";
+import * as R from "../src/kernels/reference.js";
+import * as ref from "../src/quant/ref.js";
+import { FORMATS } from "../src/quant/formats.js";
+import { rng, normal, uniform, assertClose, maxAbs } from "./support/util.js";
+import * as TOL from "./tolerances.js";
+
+const rt = WasmRuntime.create();
+const k = rt.k;
+
+type Bytes = Float32Array | Uint8Array | Uint16Array | Int8Array;
+
+/** copies a typed array into fresh wasm memory and returns its offset */
+function put(a: Bytes): number {
+  const p = rt.alloc(Math.max(a.byteLength, 16));
+  rt.u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
+  return p;
+}
+const f32Out = (n: number) => rt.alloc(Math.max(4 * n, 16));
+const readF32 = (p: number, n: number) => rt.f32At(p, n).slice();
+const readU8 = (p: number, n: number) => rt.u8At(p, n).slice();
+const readU16 = (p: number, n: number) => new Uint16Array(rt.u8At(p, 2 * n).slice().buffer);
+
+/** runs body with a scratch mark, releasing everything it allocated */
+function scoped(body: () => void): void {
+  const m = rt.mark();
+  try { body(); } finally { rt.release(m); }
+}
+
+const F32_SIZES = [1, 3, 31, 33, 69];
+const TOKENS = [1, 3, 7];
+const BLOCK_SIZES = [32, 64, 96, 160];
+
+test("matmul_f32 matches the reference", () => {
+  const rand = rng(1);
+  for (const n of F32_SIZES) for (const d of [1, 5, 33]) for (const t of TOKENS) scoped(() => {
+    const x = normal(rand, n * t), w = normal(rand, n * d);
+    const out = f32Out(d * t);
+    k.matmul_f32(out, put(x), put(w), n, d, t);
+    const e = new Float32Array(d * t);
+    R.matmul_f32(e, x, w, n, d, t);
+    assertClose(readF32(out, d * t), e, TOL.F32_KERNEL, `matmul_f32 n=${n} d=${d} t=${t}`);
+  });
+});
+
+test("convert_f16 / convert_bf16 give the reference bits, specials included", () => {
+  const rand = rng(2);
+  const specials = [0, -0, 1, -2, 65504, 65519.99, 65520, 1e6, -1e6, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14,
+    2 ** -14 - 2 ** -25, 1e-10, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, Infinity, -Infinity, NaN,
+    3.4e38, 1.1754942e-38, 1e-45];
+  const bits = new Uint32Array(4096);
+  for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rand() * 2 ** 32);
+  const random = new Float32Array(bits.buffer);
+  for (const src of [Float32Array.from(specials), random, normal(rand, 69), uniform(rand, 33, 1e-5)]) scoped(() => {
+    const n = src.length;
+    const x = put(src);
+    for (const [name, fn, r] of [["convert_f16", k.convert_f16, R.convert_f16], ["convert_bf16", k.convert_bf16, R.convert_bf16]] as const) {
+      const out = rt.alloc(2 * n + 16);
+      fn(out, x, n);
+      const e = new Uint16Array(n);
+      r(e, src, n);
+      const got = readU16(out, n);
+      for (let i = 0; i < n; i++) {
+        if (got[i] !== e[i]) assert.unreachable(`${name}(${src[i]}) = 0x${got[i].toString(16)}, want 0x${e[i].toString(16)}`);
+      }
+    }
+  });
+});
+
+test("matmul_f16 and matmul_bf16 match the reference on the same bytes", () => {
+  const rand = rng(3);
+  for (const n of [...F32_SIZES, 256]) for (const d of [1, 5, 33]) for (const t of TOKENS) scoped(() => {
+    const xf = normal(rand, n * t), wf = normal(rand, n * d, 0.1);
+    for (const [name, conv, mm, r] of [
+      ["f16", R.convert_f16, k.matmul_f16, R.matmul_f16],
+      ["bf16", R.convert_bf16, k.matmul_bf16, R.matmul_bf16],
+    ] as const) {
+      const x = new Uint16Array(n * t), w = new Uint16Array(n * d);
+      conv(x, xf, n * t); conv(w, wf, n * d);
+      const out = f32Out(d * t);
+      mm(out, put(x), put(w), n, d, t);
+      const e = new Float32Array(d * t);
+      r(e, x, w, n, d, t);
+      assertClose(readF32(out, d * t), e, TOL.HALF_MATMUL, `matmul_${name} n=${n} d=${d} t=${t}`);
+    }
+  });
+});
+
+/** a vector with exact .5 ties after scaling: amax = 127 makes id = 1, so 2.5 and -3.5 are ties */
+function tieBlock(rand: () => number, n: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = i % 32 === 0 ? 127 : Math.round(rand() * 200 - 100) + (rand() < 0.5 ? 0.5 : 0);
+  return x;
+}
+
+test("quantize_q8_0 / quantize_q8_1: bytes equal to the x86-path reference, within 1 unit of ggml _ref", () => {
+  const rand = rng(4);
+  for (const n of [...BLOCK_SIZES, 4096]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros"]) scoped(() => {
+    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+    const x = put(src);
+    for (const [name, bs, qsOff, kern, r, gg] of [
+      ["q8_0", 34, 2, k.quantize_q8_0, R.quantize_q8_0, ref.quantizeQ8_0],
+      ["q8_1", 36, 4, k.quantize_q8_1, R.quantize_q8_1, ref.quantizeQ8_1],
+    ] as const) {
+      const bytes = (n / 32) * bs * t;
+      const out = rt.alloc(bytes);
+      kern(out, x, n, t);
+      const got = readU8(out, bytes);
+      const e = new Uint8Array(bytes);
+      r(e, src, n, t);
+      for (let i = 0; i < bytes; i++) {
+        if (got[i] !== e[i]) assert.unreachable(`quantize_${name} n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+      }
+      const g = new Uint8Array(bytes);
+      gg(src, g);
+      const gv = new DataView(g.buffer), kv = new DataView(got.buffer);
+      let ties = 0;
+      for (let b = 0; b < bytes / bs; b++) {
+        assert.is(kv.getUint16(b * bs, true), gv.getUint16(b * bs, true), `quantize_${name}: d of block ${b}`);
+        for (let j = 0; j < 32; j++) {
+          const diff = Math.abs(kv.getInt8(b * bs + qsOff + j) - gv.getInt8(b * bs + qsOff + j));
+          if (diff > TOL.Q8_TIE_UNITS) assert.unreachable(`quantize_${name}: block ${b} q[${j}] differs by ${diff} from ggml _ref`);
+          if (diff) ties++;
+        }
+      }
+      if (kind === "ties") assert.ok(ties > 0, "the tie input should exercise half-even vs half-away rounding");
+      if (kind === "normal") assert.ok(ties < (n * t) / 100, `${ties} differences from ggml _ref on random input`);
+    }
+  });
+});
+
+/** quantized weights made by the reference quantizer (so every d is a sane f16) */
+function quantWeights(rand: () => number, fmt: "Q8_0" | "Q4_0" | "Q4_1", n: number, d: number): Uint8Array {
+  const f = FORMATS.find((x) => x.name === fmt)!;
+  const w = new Uint8Array((n / f.blockSize) * f.typeSize * d);
+  const src = normal(rand, n * d, 0.05);
+  for (let i = 0; i < d; i++) f.quantize!(src.subarray(i * n, (i + 1) * n), w.subarray(i * (n / 32) * f.typeSize, (i + 1) * (n / 32) * f.typeSize));
+  return w;
+}
+
+for (const [name, fmt, act] of [
+  ["matmul_q8_0", "Q8_0", "q8_0"], ["matmul_q4_0", "Q4_0", "q8_0"], ["matmul_q4_1", "Q4_1", "q8_1"],
+] as const) {
+  test(`${name} matches the reference on the same bytes`, () => {
+    const rand = rng(5);
+    const cases: [number, number, number][] = [];
+    for (const n of BLOCK_SIZES) for (const d of [1, 5, 17]) for (const t of TOKENS) cases.push([n, d, t]);
+    cases.push([4096, 8, 1], [4096, 8, 9], [4096, 4, 64]); // real row length; t = 64 spans two token chunks
+    for (const [n, d, t] of cases) scoped(() => {
+      const xf = normal(rand, n * t);
+      const xBytes = (n / 32) * (act === "q8_0" ? 34 : 36) * t;
+      const xq = new Uint8Array(xBytes);
+      (act === "q8_0" ? R.quantize_q8_0 : R.quantize_q8_1)(xq, xf, n, t);
+      const w = quantWeights(rand, fmt, n, d);
+      const out = f32Out(d * t);
+      (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(xq), put(w), n, d, t);
+      const e = new Float32Array(d * t);
+      R[name](e, xq, w, n, d, t);
+      const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };
+      assertClose(readF32(out, d * t), e, tol, `${name} n=${n} d=${d} t=${t}`);
+    });
+  });
+}
+
+test("rmsnorm matches the reference (also in place)", () => {
+  const rand = rng(6);
+  for (const n of F32_SIZES) for (const t of TOKENS) scoped(() => {
+    const x = normal(rand, n * t, 3), w = normal(rand, n);
+    const e = new Float32Array(n * t);
+    R.rmsnorm(e, x, w, n, 1e-5, t);
+    const out = f32Out(n * t);
+    const xp = put(x);
+    k.rmsnorm(out, xp, put(w), n, 1e-5, t);
+    assertClose(readF32(out, n * t), e, TOL.F32_KERNEL, `rmsnorm n=${n} t=${t}`);
+    k.rmsnorm(xp, xp, put(w), n, 1e-5, t);
+    assertClose(readF32(xp, n * t), e, TOL.F32_KERNEL, `rmsnorm in place n=${n} t=${t}`);
+  });
+});
+
+test("rope_norm / rope_neox match the reference", () => {
+  const rand = rng(7);
+  for (const [nHeads, headSize, ropeDim] of [[1, 2, 2], [3, 6, 6], [3, 64, 64], [4, 64, 32], [2, 128, 128]])
+    for (const t of TOKENS) for (const pos0 of [0, 5, 100]) for (const base of [10000, 500000]) scoped(() => {
+      const x = normal(rand, nHeads * headSize * t);
+      for (const [name, fn, r] of [["rope_norm", k.rope_norm, R.rope_norm], ["rope_neox", k.rope_neox, R.rope_neox]] as const) {
+        const p = put(x);
+        fn(p, nHeads, headSize, ropeDim, pos0, base, t);
+        const e = x.slice();
+        r(e, nHeads, headSize, ropeDim, pos0, base, t);
+        assertClose(readF32(p, x.length), e, TOL.F32_KERNEL, `${name} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
+      }
+    });
+});
+
+test("softmax, swiglu, add, argmax match the reference", () => {
+  const rand = rng(8);
+  for (const n of [...F32_SIZES, 32000]) scoped(() => {
+    const a = normal(rand, n, 4), b = normal(rand, n);
+    const p = put(a);
+    k.softmax(p, n);
+    const e = a.slice();
+    R.softmax(e, n);
+    assertClose(readF32(p, n), e, TOL.F32_KERNEL, `softmax n=${n}`);
+
+    const out = f32Out(n), e2 = new Float32Array(n);
+    k.swiglu(out, put(a), put(b), n);
+    R.swiglu(e2, a, b, n);
+    assertClose(readF32(out, n), e2, TOL.F32_KERNEL, `swiglu n=${n}`);
+
+    k.add(out, put(a), put(b), n);
+    R.add(e2, a, b, n);
+    assertClose(readF32(out, n), e2, TOL.F32_KERNEL, `add n=${n}`);
+
+    assert.is(k.argmax(put(a), n), R.argmax(a, n), `argmax n=${n}`);
+  });
+  scoped(() => {
+    const ties = Float32Array.from([1, 5, 2, 5, 5]);
+    assert.is(k.argmax(put(ties), 5), 1, "argmax returns the first maximum");
+  });
+});
+
+test("attention matches the reference (causal, grouped-query)", () => {
+  const rand = rng(9);
+  for (const [nHeads, nKvHeads] of [[1, 1], [4, 4], [4, 2], [6, 1]]) for (const headSize of [1, 3, 31, 33, 69])
+    for (const [pos0, t] of [[0, 1], [0, 3], [5, 1], [9, 7]]) scoped(() => {
+      const kvDim = nKvHeads * headSize, np = pos0 + t;
+      const q = normal(rand, t * nHeads * headSize), kc = normal(rand, np * kvDim), vc = normal(rand, np * kvDim);
+      const out = f32Out(t * nHeads * headSize);
+      k.attention(out, put(q), put(kc), put(vc), f32Out(np), nHeads, nKvHeads, headSize, pos0, t);
+      const e = new Float32Array(t * nHeads * headSize);
+      R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t);
+      assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, `attention h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t}`);
+    });
+});
+
+test("cosine_rows and l2norm_rows match the reference, zero rows included", () => {
+  const rand = rng(10);
+  for (const n of F32_SIZES) for (const t of TOKENS) scoped(() => {
+    const a = normal(rand, n * t), b = normal(rand, n * t);
+    a.fill(0, 0, n); // row 0 of a is zero: cos = 0 against a non-zero row
+    if (t > 1) { a.fill(0, n, 2 * n); b.fill(0, n, 2 * n); } // row 1 zero in both: cos = 1
+    if (t > 2) b.set(a.subarray(2 * n, 3 * n), 2 * n); // identical rows: cos = 1
+    const out = f32Out(t), e = new Float32Array(t);
+    k.cosine_rows(out, put(a), put(b), n, t);
+    R.cosine_rows(e, a, b, n, t);
+    assertClose(readF32(out, t), e, TOL.F32_KERNEL, `cosine_rows n=${n} t=${t}`);
+    assert.is(e[0], 0);
+    if (t > 1) assert.is(e[1], 1);
+    k.l2norm_rows(out, put(b), n, t);
+    R.l2norm_rows(e, b, n, t);
+    assertClose(readF32(out, t), e, TOL.F32_KERNEL, `l2norm_rows n=${n} t=${t}`);
+  });
+});
+
+test("runtime: alloc aligns, grows memory, mark/release, views follow growth", () => {
+  const r = WasmRuntime.create();
+  const base = r.bytesUsed;
+  assert.is(base, r.k.heap_base());
+  const m = r.mark();
+  const a = r.alloc(10);
+  assert.is(a % 64, 0);
+  const b = r.alloc(3, 16);
+  assert.is(b % 16, 0);
+  assert.ok(b >= a + 10);
+  const before = r.f32;
+  const big = r.alloc(8 << 20);
+  r.f32[big / 4 + (2 << 20) - 1] = 7;
+  assert.ok(r.f32 !== before, "views are re-taken after growth");
+  assert.is(r.f32At(big, 2 << 20)[(2 << 20) - 1], 7);
+  r.release(m);
+  assert.is(r.bytesUsed, base);
+  assert.throws(() => r.alloc(5 * 2 ** 30), /4 GiB/);
+});
+
+test("every format with a matmul kernel has that wasm export, and QK matches the table", () => {
+  for (const f of FORMATS) {
+    if (f.matmul) assert.type((k as unknown as Record<string, unknown>)[f.matmul], "function", `${f.name}: export ${f.matmul}`);
+    if (f.blockSize > 1 && f.matmul) assert.is(k.qk(), f.blockSize, `${f.name} block size`);
+  }
+});
+
+test.run();

@@ -1,0 +1,81 @@
+// Test helpers: a seeded PRNG, closeness checks that explain their failures, and NMSE. Test-only.
+
+/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let z = a;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [-scale, scale). */
+export function uniform(rand: () => number, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
+  return a;
+}
+
+/** n standard normal values (Box-Muller) times scale. */
+export function normal(rand: () => number, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - rand(), v = rand();
+    a[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v) * scale;
+  }
+  return a;
+}
+
+export interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+type Num = ArrayLike<number>;
+
+/** Throws unless |a - e| <= atol + rtol*|e| everywhere; the message gives maxdiff and the first 5 mismatches. */
+export function assertClose(actual: Num, expected: Num, tol: Tolerance, what = "values"): void {
+  if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != expected ${expected.length}`);
+  let maxdiff = 0;
+  const bad: string[] = [];
+  let nbad = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    const diff = Math.abs(a - e);
+    if (diff > maxdiff || Number.isNaN(diff)) maxdiff = Number.isNaN(diff) ? NaN : diff;
+    if (!(diff <= tol.atol + tol.rtol * Math.abs(e))) {
+      nbad++;
+      if (bad.length < 5) bad.push(`[${i}] ${a} vs ${e}`);
+    }
+  }
+  if (nbad > 0) {
+    throw new Error(`${what}: ${nbad}/${expected.length} outside atol=${tol.atol} rtol=${tol.rtol}; maxdiff=${maxdiff}; first: ${bad.join(", ")}`);
+  }
+}
+
+/** Normalised mean squared error sum((a-e)^2) / sum(e^2) (ggml's test-backend-ops metric). */
+export function nmse(actual: Num, expected: Num): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    num += (actual[i] - expected[i]) ** 2;
+    den += expected[i] ** 2;
+  }
+  return den === 0 ? (num === 0 ? 0 : Infinity) : num / den;
+}
+
+/** Root mean squared error. */
+export function rmse(actual: Num, expected: Num): number {
+  let s = 0;
+  for (let i = 0; i < expected.length; i++) s += (actual[i] - expected[i]) ** 2;
+  return Math.sqrt(s / expected.length);
+}
+
+/** max |e| over the array (to scale an absolute tolerance to the data) */
+export function maxAbs(a: Num): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}

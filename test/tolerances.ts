@@ -1,0 +1,20 @@
+// Every tolerance the kernel and format tests use, in one place (house-style.md). Tune here, nowhere else.
+import type { Tolerance } from "./support/util.js";
+
+/** f32 kernels (matmul_f32, rmsnorm, rope, softmax, swiglu, add, attention, cosine, l2norm) vs the f64 reference */
+export const F32_KERNEL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+/** f16/bf16 matmul vs the f64 reference on the same half-precision bytes (products exact; f32 accumulation) */
+export const HALF_MATMUL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+/**
+ * Q8/Q4 matmul vs the reference on the same bytes: the integer sums are exact, only the f32 sum of per-block
+ * terms rounds. atol is this times the largest |output| of the case (a sum of terms can cancel to ~0).
+ */
+export const QUANT_MATMUL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+/** quantize_q8 kernel vs ggml's _ref rounding: int8 values may differ by this many units (ties: half-even vs away) */
+export const Q8_TIE_UNITS = 1;
+/**
+ * Round trip on 0.1 + 2cos(i), 4096 values, measured as ggml's test-quantize-fns does: sqrt(sum diff^2) / n for
+ * quantize -> dequantize, and |dot - exact dot| / n for the format's matmul against its activation format.
+ */
+export const ROUNDTRIP_ERROR = 0.002;
+export const ROUNDTRIP_DOT_ERROR = 0.02;
