@@ -12,6 +12,15 @@ import type { Tensor, Weights } from "./weights.js";
  */
 export type LayerObserver = (layer: number, xIn: number, xMid: number, xOut: number, nTokens: number) => void;
 
+/** Where a linear layer reads its input: the sites GPTQ collects calibration statistics at. */
+export type LinearSite = "attn_qkv" | "attn_output" | "ffn_gate_up" | "ffn_down";
+
+/**
+ * Called with the input (t rows of n floats, a wasm pointer) of the linear layers at `site` of `layer`, just
+ * before they multiply it. An observer may rewrite the weights in place (GPTQ's true-sequential order).
+ */
+export type LinearObserver = (layer: number, site: LinearSite, x: number, n: number, nTokens: number) => void;
+
 export interface ForwardOptions {
   /** which logits to compute: the last token's (default), every token's, or none (warming the cache) */
   logits?: "last" | "all" | "none";
@@ -22,6 +31,9 @@ export interface ForwardOptions {
   /** layers whose FFN half is skipped */
   skipFfn?: ReadonlySet<number>;
   onLayer?: LayerObserver;
+  onLinearInput?: LinearObserver;
+  /** stop after this many layers (layers ≥ it are not run; no logits): calibration of early layers */
+  stopAfterLayer?: number;
 }
 
 export interface ContextOptions {
@@ -124,7 +136,7 @@ export class Context {
    */
   eval(tokens: ArrayLike<number>, opts: ForwardOptions = {}): Float32Array {
     const c = this.config;
-    const mode = opts.logits ?? "last";
+    const mode = (opts.stopAfterLayer ?? Infinity) < c.nLayers ? "none" : opts.logits ?? "last";
     const n = tokens.length;
     if (n === 0) throw new Error("eval needs at least one token");
     if (this.nPast + n > this.contextSize) {
@@ -155,6 +167,8 @@ export class Context {
     const skipAttention = opts.skipAttention ?? EMPTY;
     const skipFfn = opts.skipFfn ?? EMPTY;
     const observe = opts.onLayer;
+    const linear = opts.onLinearInput;
+    const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
 
     // token embeddings: dequantize each token's row of token_embd into the residual stream
     const embd = w.tokenEmbd;
@@ -164,7 +178,7 @@ export class Context {
       embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(this.x + j * rowBytesF32, dim));
     }
 
-    for (let l = 0; l < c.nLayers; l++) {
+    for (let l = 0; l < nRun; l++) {
       if (skipLayers.has(l)) continue;
       const lw = w.layers[l];
       if (observe) rt.u8.copyWithin(this.traceIn, this.x, this.x + t * rowBytesF32);
@@ -175,6 +189,7 @@ export class Context {
         const vRows = this.vCache + cacheRow;
         k.rmsnorm(this.xb, this.x, lw.attnNorm!.ptr, dim, c.rmsEps, t);
         this.newInput();
+        linear?.(l, "attn_qkv", this.xb, dim, t);
         this.matmul(this.q, this.xb, lw.wq, t);
         this.matmul(kRows, this.xb, lw.wk!, t);
         this.matmul(vRows, this.xb, lw.wv!, t);
@@ -184,6 +199,7 @@ export class Context {
         k.attention(this.att, this.q, this.kCache + l * this.contextSize * c.kvDim * 4, this.vCache + l * this.contextSize * c.kvDim * 4,
           this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
         this.newInput();
+        linear?.(l, "attn_output", this.att, dim, t);
         this.matmul(this.xb2, this.att, lw.wo!, t);
         k.add(this.x, this.x, this.xb2, t * dim);
       }
@@ -192,10 +208,12 @@ export class Context {
       if (lw.wGate && !skipFfn.has(l)) {
         k.rmsnorm(this.xb, this.x, lw.ffnNorm!.ptr, dim, c.rmsEps, t);
         this.newInput();
+        linear?.(l, "ffn_gate_up", this.xb, dim, t);
         this.matmul(this.hb, this.xb, lw.wGate, t);
         this.matmul(this.hb2, this.xb, lw.wUp!, t);
         k.swiglu(this.hb, this.hb, this.hb2, t * c.hiddenDim);
         this.newInput();
+        linear?.(l, "ffn_down", this.hb, c.hiddenDim, t);
         this.matmul(this.xb2, this.hb, lw.wDown!, t);
         k.add(this.x, this.x, this.xb2, t * dim);
       }
@@ -203,7 +221,7 @@ export class Context {
     }
     this.nPast += t;
 
-    if (mode === "none") return;
+    if (mode === "none" || nRun < c.nLayers) return;
     // the classifier: final norm, then output (or the tied embedding) for the last row or every row
     const rowsOut = mode === "all" ? t : 1;
     const from = this.x + (t - rowsOut) * rowBytesF32;
