@@ -27,8 +27,17 @@ export interface GenerateResult {
   decodeMs: number;
 }
 
-/** Generate from a prompt given as token ids, continuing the context's cache from its current position. */
-export function generate(ctx: Context, tokenizer: Tokenizer, prompt: number[], opts: GenerateOptions): GenerateResult {
+/** One generated token and the text it completes ("" while a UTF-8 character is still split across tokens). */
+export interface GeneratedToken {
+  id: number;
+  text: string;
+}
+
+/**
+ * Generate step by step: yields each token as it is sampled and returns the summary. Continues the context's cache
+ * from its current position. Callers that must interleave other work (a server) can pause between steps.
+ */
+export function* generateSteps(ctx: Context, tokenizer: Tokenizer, prompt: number[], opts: GenerateOptions): Generator<GeneratedToken, GenerateResult> {
   if (!(Number.isInteger(opts.maxTokens) && opts.maxTokens >= 0)) throw new Error(`invalid token count ${opts.maxTokens}: expected an integer ≥ 0`);
   if (prompt.length === 0) throw new Error("the prompt has no tokens");
   const sampler = new Sampler(opts);
@@ -54,20 +63,31 @@ export function generate(ctx: Context, tokenizer: Tokenizer, prompt: number[], o
       if (cut >= 0) {
         piece = (text + piece).slice(text.length, Math.max(cut, text.length));
         text += piece;
-        if (piece) opts.onToken?.(id, piece);
+        if (piece) { opts.onToken?.(id, piece); yield { id, text: piece }; }
         stopReason = "stop";
         break;
       }
     }
     text += piece;
-    if (opts.onToken?.(id, piece) === false) { stopReason = "cancelled"; break; }
+    const keepGoing = opts.onToken?.(id, piece);
+    yield { id, text: piece };
+    if (keepGoing === false) { stopReason = "cancelled"; break; }
     if (i + 1 === opts.maxTokens) break;
     if (ctx.nPast >= ctx.contextSize) { stopReason = "context"; break; }
     logits = ctx.eval([id]);
   }
   const tail = decoder.decode();
-  if (tail && stopReason !== "stop") { text += tail; opts.onToken?.(-1, tail); }
+  if (tail && stopReason !== "stop") { text += tail; opts.onToken?.(-1, tail); yield { id: -1, text: tail }; }
   return { tokens, text, stopReason, promptTokens: prompt.length, prefillMs, decodeMs: now() - t1 };
+}
+
+/** Generate from a prompt given as token ids, all at once. */
+export function generate(ctx: Context, tokenizer: Tokenizer, prompt: number[], opts: GenerateOptions): GenerateResult {
+  const steps = generateSteps(ctx, tokenizer, prompt, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
 }
 
 function firstStop(text: string, stops: string[]): number {

@@ -1,0 +1,66 @@
+// edgeprune's public library API, the same ESM build in Node, Deno, browsers and Electron: load a GGUF model from
+// bytes or a URL, generate, measure perplexity, quantize and prune. No Node built-ins here or below (except
+// src/node/, src/server/ and src/cli.ts, which this file does not import).
+import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
+import type { ContextOptions } from "./model/forward.js";
+import { Model, type LoadOptions } from "./model/model.js";
+
+export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
+export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
+export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
+export { perplexity, logSoftmaxAt, type PerplexityOptions, type PerplexityResult } from "./perplexity.js";
+export { readGgufHeader, bytesSource, GgufError, type ByteSource } from "./gguf/reader.js";
+export { writeGgufBytes, ggufChunks, layoutGguf, specFromFile, type GgufWriteSpec } from "./gguf/writer.js";
+export * from "./gguf/types.js";
+export { FORMATS, formatById, formatByName, type QuantFormat } from "./quant/formats.js";
+export { quantizeModel, planQuantization, parseQuantType } from "./quant/quantize.js";
+export { removeLayers, type RemovalPlan } from "./prune/remove.js";
+export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
+export { WasmRuntime } from "./wasm.js";
+
+/** Load a model from bytes, or fetch it from a URL (any runtime with fetch). */
+export async function loadModel(source: Uint8Array | ArrayBuffer | string | URL, opts: LoadOptions = {}): Promise<Model> {
+  if (source instanceof Uint8Array) return Model.load(source, opts);
+  if (source instanceof ArrayBuffer) return Model.load(new Uint8Array(source), opts);
+  const url = source.toString();
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return Model.load(new Uint8Array(await res.arrayBuffer()), { name: url, ...opts });
+}
+
+export interface StreamOptions extends Omit<GenerateOptions, "onToken">, ContextOptions {
+  /** add BOS when the tokenizer wants one (default true) */
+  addBos?: boolean;
+  /** AbortSignal that cancels generation between tokens */
+  signal?: AbortSignal;
+}
+
+/**
+ * Generate from a text (or token ids) as an async iterator of tokens, yielding to the event loop between tokens
+ * so other work (a UI, a server's other clients) keeps running. Returns the summary when done.
+ */
+export async function* generateStream(model: Model, prompt: string | number[], opts: StreamOptions): AsyncGenerator<GeneratedToken, GenerateResult> {
+  const ids = typeof prompt === "string"
+    ? model.tokenizer.encode(prompt, { addBos: (opts.addBos ?? true) && model.tokenizer.addBos })
+    : prompt;
+  const ctx = model.createContext({ contextSize: opts.contextSize, batchSize: opts.batchSize });
+  const steps = generateSteps(ctx, model.tokenizer, ids, { ...opts, shouldStop: () => opts.signal?.aborted ?? false });
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    yield r.value;
+    await yieldToEventLoop();
+  }
+}
+
+/** A macrotask boundary that works in every runtime (setTimeout is clamped in browsers; MessageChannel is not). */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === "undefined") return new Promise((r) => setTimeout(r, 0));
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { ch.port1.close(); resolve(); };
+    ch.port2.postMessage(null);
+  });
+}
