@@ -52,6 +52,17 @@ test("stories260K header matches its provenance dump", () => {
   assert.is(down.format.name, "F32");
 });
 
+test("a Node Buffer (whose slice() is a view) reads the same as a plain Uint8Array", () => {
+  const plain = load("models/stories260K.gguf");
+  const fromBuffer = readGgufHeader(readFileSync(sharedPath("models/stories260K.gguf")));
+  const fromPlain = readGgufHeader(plain);
+  for (const key of ["tokenizer.ggml.token_type", "tokenizer.ggml.scores", "tokenizer.ggml.tokens"]) {
+    const a = (fromBuffer.kv.get(key)!.value as { items: ArrayLike<unknown> }).items;
+    const b = (fromPlain.kv.get(key)!.value as { items: ArrayLike<unknown> }).items;
+    assert.equal(Array.from(a), Array.from(b), key);
+  }
+});
+
 test("nested arrays, every scalar type and 64-bit values survive write → read", () => {
   const kv = [
     { key: "a.u8", type: GgufType.UINT8, value: 255 },

@@ -18,7 +18,9 @@ export interface ByteSource {
   readInto?(dst: Uint8Array, offset: number): Uint8Array;
 }
 
-export function bytesSource(bytes: Uint8Array): ByteSource {
+export function bytesSource(input: Uint8Array): ByteSource {
+  // a plain Uint8Array view: Node's Buffer subclass makes slice() a view, not a copy
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length) };
 }
 
@@ -65,7 +67,7 @@ class Cursor {
     if (rel >= 0 && rel + n <= this.buf.length) return rel;
     const len = Math.min(Math.max(n, CHUNK), this.remaining);
     // copy: the source may hand out a view that the next read invalidates
-    this.buf = this.src.read(this.pos, len).slice();
+    this.buf = new Uint8Array(this.src.read(this.pos, len));
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.bufStart = this.pos;
     return 0;
@@ -103,8 +105,8 @@ class Cursor {
 
   /** Copy `count` fixed-size little-endian items into a fresh, aligned typed array. */
   typed<T>(count: number, itemBytes: number, field: string, make: (b: ArrayBuffer) => T): T {
-    const src = this.bytes(count * itemBytes, field);
-    return make(src.slice().buffer);
+    const copy = new Uint8Array(this.bytes(count * itemBytes, field));
+    return make(copy.buffer);
   }
 }
 
