@@ -1,0 +1,124 @@
+// Byte-level BPE as llama.cpp's llm_tokenizer_bpe_session: pre-tokenize by `tokenizer.ggml.pre`, map bytes
+// to GPT-2's byte characters, merge the lowest-ranked adjacent pair (ties: leftmost) until none is left.
+// Not the special-token or BOS handling around it: see index.ts.
+import { metaStringArray } from "../gguf/metadata.js";
+import type { GgufKv } from "../gguf/types.js";
+import { PairHeap } from "./heap.js";
+import { byteEncode, codepoints, fromCodepoints, splitGpt2, splitLlama3, splitNumberRuns, splitRegex, utf8Encoder } from "./unicode.js";
+import { GPT2_PRE, GPT2_PRE_NO_CLEAN, KEY, LLAMA3_PRE, Vocab } from "./vocab.js";
+
+type Splitter = (cpts: number[], offsets: number[]) => number[];
+
+/** The chain of splitters llama.cpp applies for a pre-tokenizer name (llm_tokenizer_bpe's regex_exprs). */
+function preTokenizer(pre: string): Splitter[] {
+  if (LLAMA3_PRE.has(pre)) return [splitLlama3];
+  if (GPT2_PRE.has(pre) || GPT2_PRE_NO_CLEAN.has(pre)) return [splitGpt2];
+  if (pre === "" || pre === "default") {
+    // llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT: four regexes, each refining the previous split.
+    // \p{P} comes from the JS engine's Unicode version, which may be newer than llama.cpp's 15.1.
+    return [
+      (c, o) => splitRegex(c, o, /[\p{P}$+<=>^~|]+/gu),
+      splitGpt2,
+      splitNumberRuns,
+      (c, o) => splitRegex(c, o, /[0-9][0-9][0-9]/gu),
+    ];
+  }
+  throw new Error(`unsupported pre-tokenizer "${pre}" in GGUF key "${KEY.pre}"`);
+}
+
+const CACHE_LIMIT = 200_000;
+
+export class BpeTokenizer {
+  private readonly ranks = new Map<string, number>();
+  private readonly splitters: Splitter[];
+  private readonly heap = new PairHeap(64);
+  private readonly cache = new Map<string, number[]>();
+
+  constructor(private readonly vocab: Vocab, kv: Map<string, GgufKv>) {
+    if (!kv.has(KEY.merges)) throw new Error(`GGUF metadata key "${KEY.merges}" is missing (required for tokenizer model "gpt2")`);
+    const merges = metaStringArray(kv, KEY.merges);
+    for (let i = 0; i < merges.length; i++) {
+      const m = merges[i];
+      const pos = m.indexOf(" ", 1);
+      const key = pos === -1 ? " " : m; // llama.cpp stores ("", "") for a merge without a space
+      if (!this.ranks.has(key)) this.ranks.set(key, i); // first occurrence wins (emplace)
+    }
+    this.splitters = preTokenizer(vocab.pre);
+  }
+
+  /** Tokenizes raw text (one fragment between special tokens) and appends ids to `out`. */
+  tokenize(text: string, out: number[]): void {
+    if (text.length === 0) return;
+    const cpts = codepoints(text);
+    let offsets = [cpts.length];
+    for (const split of this.splitters) offsets = split(cpts, offsets);
+    let s = 0;
+    for (const n of offsets) {
+      const word = fromCodepoints(cpts, s, s + n);
+      s += n;
+      let ids = this.cache.get(word);
+      if (ids === undefined) {
+        ids = this.tokenizeWord(byteEncode(word));
+        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+        this.cache.set(word, ids);
+      }
+      for (let i = 0; i < ids.length; i++) out.push(ids[i]);
+    }
+  }
+
+  /** BPE merges over one byte-encoded word (every character is one UTF-16 unit: U+0021..U+0143) */
+  private tokenizeWord(word: string): number[] {
+    const vocab = this.vocab;
+    const out: number[] = [];
+    if (vocab.ignoreMerges) {
+      const id = vocab.tokenToId.get(word);
+      if (id !== undefined) return [id];
+    }
+    const n = word.length;
+    const len = new Int32Array(n).fill(1);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 === n ? -1 : i + 1;
+    }
+    const heap = this.heap;
+    heap.clear();
+    const ranks = this.ranks;
+    const tryAdd = (left: number, right: number) => {
+      if (left === -1 || right === -1) return;
+      const rank = ranks.get(word.substr(left, len[left]) + " " + word.substr(right, len[right]));
+      if (rank === undefined) return;
+      heap.push(-rank, left, right, len[left] + len[right]);
+    };
+    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
+    while (heap.pop()) {
+      const left = heap.popLeft;
+      const right = heap.popRight;
+      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== heap.popSize) continue; // outdated pair
+      len[left] += len[right];
+      len[right] = 0;
+      next[left] = next[right];
+      if (next[right] >= 0) prev[next[right]] = left;
+      tryAdd(prev[left], left);
+      tryAdd(left, next[left]);
+    }
+    for (let i = 0; i !== -1; i = next[i]) {
+      const piece = word.substr(i, len[i]);
+      const id = vocab.tokenToId.get(piece);
+      if (id !== undefined) {
+        out.push(id);
+        continue;
+      }
+      // llama.cpp falls back to one token per UTF-8 byte of the (byte-encoded) piece, looked up as a
+      // one-byte string; bytes that are not a token on their own are dropped.
+      const bytes = utf8Encoder.encode(piece);
+      for (let j = 0; j < bytes.length; j++) {
+        if (bytes[j] >= 0x80) continue; // a lone byte >= 0x80 is not a valid vocab string
+        const b = vocab.tokenToId.get(String.fromCharCode(bytes[j]));
+        if (b !== undefined) out.push(b);
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,275 @@
+// Tokenizers built from GGUF metadata that reproduce llama.cpp (src/llama-vocab.cpp): SentencePiece-style
+// ("llama") and GPT-2 byte-level BPE ("gpt2"), with special tokens, BOS/EOS, detokenization and EOG.
+// Not a GGUF parser (see gguf/reader.ts) and no Node built-ins: TextEncoder/TextDecoder only.
+import type { GgufKv } from "../gguf/types.js";
+import { BpeTokenizer } from "./bpe.js";
+import { SpmTokenizer } from "./spm.js";
+import { UNICODE_TO_BYTE, utf8Encoder } from "./unicode.js";
+import { Attr, NULL_ID, Vocab } from "./vocab.js";
+
+export { Vocab } from "./vocab.js";
+
+export interface EncodeOptions {
+  /** prepend BOS; default: the model's `tokenizer.ggml.add_bos_token` (llama.cpp's add_special) */
+  addBos?: boolean;
+  /** append EOS; default: the model's `tokenizer.ggml.add_eos_token`, unless addBos is false (then no EOS),
+   *  so that `{ addBos: false }` behaves like llama.cpp's add_special = false */
+  addEos?: boolean;
+  /** recognise control/unknown token texts (e.g. "<s>") in the input as those tokens; default false.
+   *  User-defined tokens are always recognised, as in llama.cpp. */
+  parseSpecial?: boolean;
+}
+
+export interface DecodeOptions {
+  /** drop one leading space from the first token's piece (llama.cpp does this for vocabularies with
+   *  add_space_prefix, i.e. SPM); default: the vocabulary's add_space_prefix */
+  removeLeadingSpace?: boolean;
+  /** render control/unknown tokens as their text instead of nothing; default false */
+  special?: boolean;
+  /** drop a leading BOS / trailing EOS when the model adds them (llama.cpp's remove_special); default false */
+  removeSpecial?: boolean;
+  /** clean_up_tokenization_spaces (" ." -> ".", " 's" -> "'s", ...); default: on for GPT-2 style BPE, as llama.cpp */
+  cleanSpaces?: boolean;
+}
+
+export interface Tokenizer {
+  readonly model: "llama" | "gpt2";
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  /** whether encode adds BOS by default */
+  readonly addBos: boolean;
+  encode(text: string, opts?: EncodeOptions): number[];
+  decode(ids: ArrayLike<number>, opts?: DecodeOptions): string;
+  /** raw bytes of one token's text (control tokens -> empty), for streaming with TextDecoder({stream: true}) */
+  tokenBytes(id: number): Uint8Array;
+  /** the vocab string as stored */
+  tokenText(id: number): string;
+  isEog(id: number): boolean;
+}
+
+type Fragment = { token: number } | { text: string };
+
+const EMPTY = new Uint8Array(0);
+
+export class GgufTokenizer implements Tokenizer {
+  readonly vocab: Vocab;
+  private readonly spm?: SpmTokenizer;
+  private readonly bpe?: BpeTokenizer;
+  private readonly pieces: (Uint8Array | undefined)[];
+  private readonly decoder = new TextDecoder("utf-8", { ignoreBOM: true }); // a leading U+FEFF is text, not a BOM
+
+  constructor(kv: Map<string, GgufKv>) {
+    this.vocab = new Vocab(kv);
+    if (this.vocab.model === "llama") this.spm = new SpmTokenizer(this.vocab);
+    else this.bpe = new BpeTokenizer(this.vocab, kv);
+    this.pieces = new Array(this.vocab.size);
+  }
+
+  get model(): "llama" | "gpt2" { return this.vocab.model; }
+  get vocabSize(): number { return this.vocab.size; }
+  get bosId(): number { return this.vocab.bos; }
+  get eosId(): number { return this.vocab.eos; }
+  get unkId(): number { return this.vocab.unk; }
+  get addBos(): boolean { return this.vocab.addBos; }
+  get addEos(): boolean { return this.vocab.addEos; }
+  get addSpacePrefix(): boolean { return this.vocab.addSpacePrefix; }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const v = this.vocab;
+    const addBos = opts.addBos ?? v.addBos;
+    const addEos = opts.addEos ?? (opts.addBos === undefined ? v.addEos : opts.addBos && v.addEos);
+    if (addBos && v.bos === NULL_ID) throw new Error("addBos requested, but the model has no BOS token");
+    if (addEos && v.eos === NULL_ID) throw new Error("addEos requested, but the model has no EOS token");
+
+    const fragments = text.length > 0 ? this.partition(text, opts.parseSpecial ?? false) : [];
+    const out: number[] = [];
+    if (addBos) out.push(v.bos);
+    if (this.spm) {
+      let prevSpecial = true; // the first text fragment gets the space prefix
+      for (const f of fragments) {
+        if ("token" in f) {
+          out.push(f.token);
+          prevSpecial = true;
+        } else {
+          const t = v.addSpacePrefix && prevSpecial ? " " + f.text : f.text;
+          this.spm.tokenize(t.replaceAll(" ", "\u2581"), out);
+          prevSpecial = false;
+        }
+      }
+    } else {
+      for (const f of fragments) {
+        if ("token" in f) out.push(f.token);
+        else this.bpe!.tokenize(f.text, out);
+      }
+    }
+    if (addEos) out.push(v.eos);
+    return out;
+  }
+
+  /** llama.cpp's tokenizer_st_partition: split out special-token texts, longest tokens first */
+  private partition(text: string, parseSpecial: boolean): Fragment[] {
+    const v = this.vocab;
+    let frags: Fragment[] = [{ text }];
+    for (const id of v.specialTokens) {
+      if (!parseSpecial && (v.attrs[id] & (Attr.Control | Attr.Unknown))) continue;
+      const needle = v.tokens[id];
+      let changed = false;
+      const next: Fragment[] = [];
+      for (const f of frags) {
+        if (!("text" in f) || !f.text.includes(needle)) {
+          next.push(f);
+          continue;
+        }
+        changed = true;
+        let pos = 0;
+        for (;;) {
+          const m = f.text.indexOf(needle, pos);
+          if (m === -1) break;
+          if (m > pos) next.push({ text: f.text.slice(pos, m) });
+          next.push({ token: id });
+          pos = m + needle.length;
+        }
+        if (pos < f.text.length) next.push({ text: f.text.slice(pos) });
+      }
+      if (changed) frags = next;
+    }
+    return frags;
+  }
+
+  /** llama.cpp's token_to_piece with special = true (the cached piece) */
+  private piece(id: number): Uint8Array {
+    const cached = this.pieces[id];
+    if (cached) return cached;
+    const v = this.vocab;
+    const attr = v.attrs[id];
+    const text = v.tokens[id];
+    let bytes: Uint8Array = EMPTY;
+    if (attr & (Attr.Unknown | Attr.Control | Attr.UserDefined)) {
+      bytes = utf8Encoder.encode(text);
+    } else if (attr & Attr.Normal) {
+      bytes = v.model === "llama" ? utf8Encoder.encode(text.replaceAll("\u2581", " ")) : gpt2DecodeText(text);
+    } else if (attr & Attr.Byte) {
+      bytes = Uint8Array.of(parseInt(text.substring(3, 5), 16) & 0xff);
+    }
+    this.pieces[id] = bytes;
+    return bytes;
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocab.size) {
+      throw new RangeError(`token id ${id} is out of range (vocabulary size ${this.vocab.size})`);
+    }
+  }
+
+  tokenBytes(id: number, special = false): Uint8Array {
+    this.checkId(id);
+    if (!special && (this.vocab.attrs[id] & (Attr.Unknown | Attr.Control))) return EMPTY;
+    return this.piece(id);
+  }
+
+  tokenText(id: number): string {
+    this.checkId(id);
+    return this.vocab.tokens[id];
+  }
+
+  isEog(id: number): boolean {
+    return this.vocab.eog.has(id);
+  }
+
+  /** the raw bytes of llama.cpp's llama_detokenize, before UTF-8 decoding */
+  decodeBytes(ids: ArrayLike<number>, opts: DecodeOptions = {}): Uint8Array {
+    const v = this.vocab;
+    let removeSpace = opts.removeLeadingSpace ?? v.addSpacePrefix;
+    let from = 0;
+    let to = ids.length;
+    if (opts.removeSpecial && v.addBos && to > 0 && ids[0] === v.bos) {
+      removeSpace = false;
+      from++;
+    }
+    if (opts.removeSpecial && v.addEos && to > from && ids[to - 1] === v.eos) to--;
+
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (let i = from; i < to; i++) {
+      let p = this.tokenBytes(ids[i], opts.special ?? false);
+      if (removeSpace && p.length > 0 && p[0] === 0x20) p = p.subarray(1);
+      removeSpace = false;
+      parts.push(p);
+      total += p.length;
+    }
+    let buf: Uint8Array = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      buf.set(p, o);
+      o += p.length;
+    }
+    if (opts.cleanSpaces ?? v.cleanSpaces) buf = cleanSpaces(buf);
+    return buf;
+  }
+
+  decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    return this.decoder.decode(this.decodeBytes(ids, opts));
+  }
+}
+
+/** llama_decode_text: GPT-2 byte characters back to bytes; unknown characters as llama.cpp marks them */
+function gpt2DecodeText(text: string): Uint8Array {
+  const out: number[] = [];
+  for (const ch of text) {
+    const b = UNICODE_TO_BYTE.get(ch.codePointAt(0)!);
+    if (b !== undefined) {
+      out.push(b);
+    } else {
+      const hex = Array.from(utf8Encoder.encode(ch), (x) => x.toString(16).padStart(2, "0")).join("");
+      for (const x of utf8Encoder.encode(`[UNK_BYTE_0x${hex}${text}]`)) out.push(x);
+    }
+  }
+  return Uint8Array.from(out);
+}
+
+/** The three clean-up passes of llama.cpp's detokenize (clean_spaces), in place on bytes. */
+function cleanSpaces(text: Uint8Array): Uint8Array {
+  const SP = 0x20, AP = 0x27;
+  // pass 1: " ?", " !", " .", " ," -> drop the space
+  const total1 = text.length;
+  let total = total1 ? 1 : 0;
+  for (let i = 1; i < total1; i++) {
+    const x = text[i];
+    if (text[i - 1] === SP && (x === 0x3f || x === 0x21 || x === 0x2e || x === 0x2c)) total--;
+    text[total++] = x;
+  }
+  // pass 2: " ' " -> "'"
+  const total2 = total;
+  total = total ? 1 : 0;
+  for (let i = 1; i < total2; i++) {
+    const x = text[i];
+    if (x === AP && i + 1 < total2 && text[i - 1] === SP && text[i + 1] === SP) {
+      total--;
+      text[++i] = 0;
+    }
+    text[total++] = x;
+  }
+  // pass 3: " 's", " 'm", " 're", " 've" -> drop the space
+  const total3 = total;
+  total = total ? 1 : 0;
+  for (let i = 1; i < total3; i++) {
+    const x = text[i];
+    if (text[i - 1] === SP && x === AP && i + 1 < total3) {
+      const x1 = text[i + 1];
+      if (x1 === 0x73 || x1 === 0x6d) {
+        total--;
+      } else if (x1 !== 0x74 && x1 !== 0x64 && i + 2 < total3) {
+        const x2 = text[i + 2];
+        if ((x1 === 0x72 && x2 === 0x65) || (x1 === 0x76 && x2 === 0x65)) total--;
+      }
+    }
+    text[total++] = x;
+  }
+  return text.subarray(0, total);
+}
+
+/** Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata. */
+export function tokenizerFromGguf(kv: Map<string, GgufKv>): GgufTokenizer {
+  return new GgufTokenizer(kv);
+}
