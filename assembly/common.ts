@@ -118,3 +118,34 @@ export const T_HI16: usize = 64;
     i32x4.add(i32x4.dot_i16x8_s(w0, i16x8.extend_low_i8x16_s(q0)), i32x4.dot_i16x8_s(w1, i16x8.extend_high_i8x16_s(q0))),
     i32x4.add(i32x4.dot_i16x8_s(w2, i16x8.extend_low_i8x16_s(q1)), i32x4.dot_i16x8_s(w3, i16x8.extend_high_i8x16_s(q1))));
 }
+
+// Loads whose only purpose is to pull cache lines in early still need a consumer, or the optimizer drops them.
+let touchSink: i32 = 0;
+
+/**
+ * Software prefetch (wasm has no prefetch instruction): loads one byte of every 64-byte line of [p, p + bytes).
+ * Issued back to back, these misses overlap each other; a matvec kernel whose loop is long per byte (the
+ * integer ones) otherwise has only two or three lines in flight and runs at DRAM latency, not bandwidth.
+ */
+// @ts-ignore: decorator
+@inline export function touch_lines(p: usize, bytes: usize): void {
+  let s = 0;
+  for (let o: usize = 0; o < bytes; o += 64) s += load<u8>(p + o);
+  touchSink += s;
+}
+
+/** rows per prefetch batch: about PREFETCH_BYTES of weights (at least one row) */
+// @ts-ignore: decorator
+@inline export function prefetch_group(rowBytes: usize): i32 {
+  return <i32>max<usize>(1, (PREFETCH_BYTES + rowBytes - 1) / rowBytes);
+}
+
+/**
+ * Called at row i of a matrix-vector loop: every g rows, touches the g rows that start 2g rows ahead, so one
+ * batch of overlapping misses is in flight while two batches are being computed.
+ */
+// @ts-ignore: decorator
+@inline export function prefetch_rows(w: usize, i: i32, d: i32, rowBytes: usize, g: i32): void {
+  if (i % g == 0 && i + 3 * g <= d) touch_lines(w + <usize>(i + 2 * g) * rowBytes, <usize>g * rowBytes);
+}
+const PREFETCH_BYTES: usize = 4096;

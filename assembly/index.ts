@@ -14,8 +14,9 @@ export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";
 export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
 export { rope_norm, rope_neox } from "./rope";
-export { softmax, swiglu, add, argmax } from "./elementwise";
+export { softmax, swiglu, add, argmax, sum_f32 } from "./elementwise";
 export { attention } from "./attention";
+export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */
 export function qk(): i32 {

@@ -2,7 +2,7 @@
 // and the activation converters convert_f16 / convert_bf16. Products of two f16 or two bf16 are exact in f32,
 // so the only rounding is in the f32 accumulation. Not for quantized blocks.
 import {
-  f16_to_f32, f32_to_f16, f32_to_bf16, f16x8_even, f16x8_odd, hsum_f32x4, token_chunk,
+  prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, f32_to_bf16, f16x8_even, f16x8_odd, hsum_f32x4, token_chunk,
   TABLE, T_F16MASK, T_F16SCALE, T_HI16,
 } from "./common";
 
@@ -81,7 +81,11 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   const rowBytes = <usize>n << 1;
   const os = <usize>d << 2;
   if (t == 1) {
-    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
+    const g = prefetch_group(rowBytes);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, rowBytes, g);
+      store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
+    }
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);
@@ -179,7 +183,11 @@ export function matmul_bf16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i
   const rowBytes = <usize>n << 1;
   const os = <usize>d << 2;
   if (t == 1) {
-    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_bf16(w + <usize>i * rowBytes, x, n));
+    const g = prefetch_group(rowBytes);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, rowBytes, g);
+      store<f32>(out + (<usize>i << 2), dot1_bf16(w + <usize>i * rowBytes, x, n));
+    }
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);

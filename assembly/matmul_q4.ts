@@ -1,7 +1,7 @@
 // 4-bit weights: matmul_q4_0 (block_q4_0 x block_q8_0, as ggml_vec_dot_q4_0_q8_0) and matmul_q4_1
 // (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). Nibbles are unpacked
 // and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s. Not a quantizer.
-import { idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT } from "./common";
 
 // ---- Q4_0 ------------------------------------------------------------------------------------------------
 
@@ -22,6 +22,36 @@ import { idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYT
     w += Q4_0_BYTES; x += Q8_0_BYTES;
   }
   return hsum_f32x4(acc);
+}
+
+/** two Q4_0 weight rows against one Q8_0 activation row: x is widened and its scale decoded once for both */
+// @ts-ignore: decorator
+@inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const w1p = w + ws;
+  let wo: usize = 0;
+  for (let b = 0; b < nb; b++) {
+    const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
+    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
+    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
+    const dx = f16_to_f32(load<u16>(x));
+    let q = v128.load(w + wo, 2);
+    let lo = i8x16.sub(v128.and(q, mask), eight), hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+    let p = i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
+    q = v128.load(w1p + wo, 2);
+    lo = i8x16.sub(v128.and(q, mask), eight); hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+    p = i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
+    wo += Q4_0_BYTES; x += Q8_0_BYTES;
+  }
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o, hsum_f32x4(a1), 4);
 }
 
 // @ts-ignore: decorator
@@ -59,7 +89,14 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * Q8_0_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+    const g = prefetch_group(wRow);
+    let i = 0;
+    for (; i + 2 <= d; i += 2) {
+      prefetch_rows(w, i, d, wRow, g);
+      prefetch_rows(w, i + 1, d, wRow, g);
+      dot2_q4_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
+    }
+    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -136,7 +173,11 @@ export function matmul_q4_1(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_1_BYTES, xRow = <usize>nb * Q8_1_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
+    const g = prefetch_group(wRow);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, wRow, g);
+      store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
+    }
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -1,7 +1,7 @@
 // Q8 activations and Q8_0 weights: quantize_q8_0 / quantize_q8_1 (llama.cpp's x86 path: d = amax/127,
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). Integer dots widen i8 to i16 and use i32x4.dot_i16x8_s (no relaxed SIMD).
-import { idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -107,7 +107,11 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    for (let i = 0; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+    const g = prefetch_group(wRow);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, wRow, g);
+      store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+    }
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -196,7 +196,7 @@ test("rope_norm / rope_neox match the reference", () => {
     });
 });
 
-test("softmax, swiglu, add, argmax match the reference", () => {
+test("softmax, swiglu, add, argmax, sum_f32 match the reference", () => {
   const rand = rng(8);
   for (const n of [...F32_SIZES, 32000]) scoped(() => {
     const a = normal(rand, n, 4), b = normal(rand, n);
@@ -216,6 +216,7 @@ test("softmax, swiglu, add, argmax match the reference", () => {
     assertClose(readF32(out, n), e2, TOL.F32_KERNEL, `add n=${n}`);
 
     assert.is(k.argmax(put(a), n), R.argmax(a, n), `argmax n=${n}`);
+    assertClose([k.sum_f32(put(b), n)], [R.sum_f32(b, n)], { atol: 1e-5 * Math.sqrt(n), rtol: 1e-5 }, `sum_f32 n=${n}`);
   });
   scoped(() => {
     const ties = Float32Array.from([1, 5, 2, 5, 5]);

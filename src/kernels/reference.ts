@@ -254,3 +254,9 @@ export function l2norm_rows(out: Float32Array, x: Float32Array, n: number, t: nu
     out[j] = Math.sqrt(s);
   }
 }
+
+export function sum_f32(x: Float32Array, n: number): number {
+  let s = 0;
+  for (let k = 0; k < n; k++) s += x[k];
+  return s;
+}
