@@ -1,7 +1,9 @@
 // The edgeprune command line: parses arguments with commander and dispatches to the library. Errors are one line
 // on stderr and a non-zero exit, never a stack trace (EDGEPRUNE_DEBUG=1 shows it). Node-only.
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import * as fs from "node:fs";
+import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
+import { registerPruneCommands } from "./commands/prune.js";
 import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
@@ -21,29 +23,9 @@ export const DEFAULTS = {
   tokens: 128,
   pplContext: 512,
   ...SAMPLER_DEFAULTS,
+  /** `serve`: bind address, port, contexts, queue bound, shutdown grace, /v1/completions' default max_tokens */
+  serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
 } as const;
-
-const int = (name: string) => (v: string): number => {
-  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
-  return Number(v);
-};
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-  return n;
-};
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(2)} MiB`;
-}
-
-function peakRss(): number {
-  return process.resourceUsage().maxRSS * 1024;
-}
-
-function checkFile(path: string, what: string): void {
-  if (!fs.existsSync(path)) throw new Error(`${what} ${path} does not exist`);
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -193,6 +175,66 @@ export function buildProgram(): Command {
       process.stderr.write(`${r.chunks} windows of ${r.contextSize} tokens, ${r.scoredTokens} tokens scored in ${secs.toFixed(1)} s\n`);
       if (o.json) console.log(JSON.stringify({ model, file: o.file, ...r }));
       console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
+    });
+
+  registerPruneCommands(program);
+  program
+    .command("serve")
+    .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
+    .argument("<model>", "GGUF file")
+    .option("--host <addr>", "address to bind", DEFAULTS.serve.host)
+    .option("--port <n>", "port (0 picks a free one)", int("--port"), DEFAULTS.serve.port)
+    .option("--api-key <key>", "require `Authorization: Bearer <key>` on every route but /health")
+    .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
+    .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue"), DEFAULTS.serve.queue)
+    .option("--ctx <n>", "context size per request (prompt + completion)", int("--ctx"))
+    .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace"), DEFAULTS.serve.graceMs)
+    .option("--quiet", "do not log each request")
+    .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; quiet?: boolean }) => {
+      checkFile(model, "model");
+      const { startServer } = await import("./server/server.js");
+      const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
+      const server = await startServer({
+        model, host: o.host, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
+        contextSize: o.ctx, graceMs: o.grace, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
+      });
+      const stopped = new Promise<void>((resolve) => {
+        const stop = (sig: string) => { say(`${sig}: stopping`); server.close().then(resolve); };
+        process.once("SIGTERM", () => stop("SIGTERM"));
+        process.once("SIGINT", () => stop("SIGINT"));
+      });
+      try {
+        await server.ready;
+      } catch (e) {
+        await server.close();
+        throw e;
+      }
+      await stopped;
+      say("stopped");
+    });
+
+  program
+    .command("pull")
+    .description("download a model from models/manifest.json (or a URL) into the cache, resuming and verifying its sha256; prints its path")
+    .argument("<name-or-url>", "a manifest name (e.g. stories260K) or an http(s) URL of a GGUF")
+    .option("--sha256 <hex>", "expected sha256 (for URLs the manifest does not list)")
+    .option("--no-verify", "store a file whose sha256 nobody has established (refused otherwise)")
+    .option("--cache <dir>", "cache directory (default: $EDGEPRUNE_CACHE, $XDG_CACHE_HOME/edgeprune or ~/.cache/edgeprune)")
+    .action(async (spec: string, o: { sha256?: string; verify: boolean; cache?: string }) => {
+      const { pull, defaultCacheDir } = await import("./node/pull.js");
+      let bar: ProgressBar | undefined;
+      const r = await pull(spec, {
+        cacheDir: o.cache ?? defaultCacheDir(), sha256: o.sha256, noVerify: !o.verify,
+        log: (line) => process.stderr.write(`edgeprune: ${line}\n`),
+        onProgress: (done, total) => {
+          bar ??= new ProgressBar("pull", total || done);
+          bar.update(done, `${mib(done)}${total ? ` of ${mib(total)}` : ""}`);
+        },
+      });
+      bar?.done();
+      const how = r.cached ? "already cached" : r.resumedFrom > 0 ? `downloaded, resumed at byte ${r.resumedFrom}` : "downloaded";
+      process.stderr.write(`${how}: ${r.path} (${mib(r.bytes)}, sha256 ${r.sha256}${r.verified ? ", verified" : ", NOT verified"})\n`);
+      console.log(r.path);
     });
 
   return program;

@@ -1,0 +1,67 @@
+// Helpers every CLI command shares: argument parsers that fail with the option's name, sizes for humans, file
+// checks and calibration/evaluation text loading. Node-only (CLI side).
+import { InvalidArgumentError } from "commander";
+import * as fs from "node:fs";
+import { calibrationSplit, splitDocuments, tokenizeDocuments, tokenWindows } from "../data/documents.js";
+import type { Model } from "../model/model.js";
+
+export const int = (name: string) => (v: string): number => {
+  if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
+  return Number(v);
+};
+
+export const num = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+  return n;
+};
+
+/** "3,7,12" → [3, 7, 12] */
+export const intList = (name: string) => (v: string): number[] => {
+  if (!/^\s*\d+(\s*,\s*\d+)*\s*$/.test(v)) throw new InvalidArgumentError(`${name} must be a comma-separated list of layer indices, got "${v}"`);
+  return v.split(",").map((s) => Number(s.trim()));
+};
+
+export function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(2)} MiB`;
+}
+
+/** Peak resident memory of this process so far, in bytes. */
+export function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+export function checkFile(path: string, what: string): void {
+  if (!fs.existsSync(path)) throw new Error(`${what} ${path} does not exist`);
+  if (!fs.statSync(path).isFile()) throw new Error(`${what} ${path} is not a file`);
+}
+
+export interface CalibrationArgs {
+  window: number;
+  tokens: number;
+}
+
+/**
+ * Calibration windows from a text file: the first 80% of its documents (TinyStories stories are split on their
+ * `<|endoftext|>` lines; other text is one document cut by characters), tokenized with BOS, cut into windows.
+ * Fails with a clear message when the text is shorter than one window.
+ */
+export function calibrationWindows(model: Model, path: string, args: CalibrationArgs): number[][] {
+  checkFile(path, "calibration file");
+  if (!(args.window >= 2)) throw new Error(`--window must be at least 2 tokens, got ${args.window}`);
+  if (args.window > model.config.trainContext) throw new Error(`--window ${args.window} exceeds the model's context length ${model.config.trainContext}`);
+  if (!(args.tokens >= args.window)) throw new Error(`--tokens ${args.tokens} must be at least one window (--window ${args.window})`);
+  const docs = calibrationSplit(splitDocuments(fs.readFileSync(path, "utf8"))).calib;
+  const windows = tokenWindows(tokenizeDocuments(model.tokenizer, docs), args.window, args.tokens, model.tokenizer.addBos ? model.tokenizer.bosId : undefined);
+  if (windows.length === 0) throw new Error(`calibration file ${path} is shorter than one window of ${args.window} tokens (its calibration part, the first 80%, is used)`);
+  return windows;
+}
+
+/** Evaluation documents from a text file: its last 20% of documents (the held-out part), tokenized with BOS. */
+export function evaluationDocuments(model: Model, path: string): number[][] {
+  checkFile(path, "evaluation file");
+  const docs = calibrationSplit(splitDocuments(fs.readFileSync(path, "utf8"))).eval;
+  const tokens = tokenizeDocuments(model.tokenizer, docs).filter((d) => d.length >= 2);
+  if (tokens.length === 0) throw new Error(`evaluation file ${path} has no held-out text (its last 20% is used)`);
+  return tokens;
+}

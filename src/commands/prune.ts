@@ -1,0 +1,135 @@
+// The `bi` and `prune` commands: score layers on calibration text and remove the least important ones into a new
+// GGUF (temp file, then rename). Node-only; the work is done by src/prune/.
+import { Command, Option } from "commander";
+import { writeFileAtomic } from "../node/files.js";
+import { loadModelFile, readGgufFileHeader } from "../node/load.js";
+import { ProgressBar } from "../node/progress.js";
+import { FileSource } from "../node/files.js";
+import { ggufChunks } from "../gguf/writer.js";
+import { METRIC_DESCRIPTIONS, METRICS, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Unit } from "../prune/metrics.js";
+import { removeLayers } from "../prune/remove.js";
+import { barChart } from "../report/svg.js";
+import { calibrationWindows, checkFile, int, intList, mib } from "./common.js";
+
+export const PRUNE_DEFAULTS = { window: 128, tokens: 8192, metric: "bi", granularity: "layer" } as const;
+
+interface ScoringFlags {
+  calib: string;
+  metric: string;
+  granularity: Granularity;
+  window: number;
+  tokens: number;
+  includeBos?: boolean;
+  iterative?: boolean;
+  seed: number;
+}
+
+function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
+  const calib = new Option("--calib <file>", "calibration text (its first 80% of documents is used)");
+  if (calibRequired) calib.makeOptionMandatory();
+  return cmd
+    .addOption(calib)
+    .addOption(new Option("--metric <name>", `how layers are scored: ${METRICS.join(", ")}`).default(PRUNE_DEFAULTS.metric))
+    .addOption(new Option("--granularity <g>", "score whole layers, or attention and FFN halves separately").choices(["layer", "sublayer"]).default(PRUNE_DEFAULTS.granularity))
+    .option("--window <n>", "calibration window length in tokens", int("--window"), PRUNE_DEFAULTS.window)
+    .option("--tokens <n>", "calibration tokens in all", int("--tokens"), PRUNE_DEFAULTS.tokens)
+    .option("--include-bos", "count the first (BOS) position of each window in the statistics")
+    .option("--iterative", "remove one unit, rescore, repeat (SLEB-style)")
+    .option("--seed <n>", "seed for --metric random", int("--seed"), 0);
+}
+
+export function registerPruneCommands(program: Command): void {
+  addScoringOptions(program
+    .command("bi")
+    .description("score every layer (or half-layer) on calibration text: Block Influence and the alternatives; print the removal order")
+    .argument("<model>", "GGUF file"), true)
+    .option("--json", "print the scores as JSON instead of a table")
+    .option("--plot <file.svg>", "draw the scores per layer as an SVG bar chart")
+    .action((modelPath: string, o: ScoringFlags & { json?: boolean; plot?: string }) => {
+      checkFile(modelPath, "model");
+      const metric = parseMetric(o.metric);
+      const model = loadModelFile(modelPath);
+      const windows = calibrationWindows(model, o.calib, o);
+      const bar = new ProgressBar(`scoring (${metric})`, 1);
+      const ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
+      bar.done();
+      const order = o.iterative
+        ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
+        : ranking.order;
+      const rank = new Map(order.map((u, i) => [unitName(u), i + 1]));
+      const rows = ranking.units.map((u, i) => ({
+        unit: unitName(u), layer: u.layer, part: u.part, score: ranking.scores[i],
+        inputNorm: ranking.inputNorm?.[u.layer], removalRank: rank.get(unitName(u)) ?? null,
+      }));
+      const tokens = windows.reduce((a, w) => a + w.length, 0);
+      if (o.json) {
+        console.log(JSON.stringify({
+          model: modelPath, calib: o.calib, metric, description: METRIC_DESCRIPTIONS[metric], granularity: o.granularity,
+          iterative: Boolean(o.iterative), windows: windows.length, windowTokens: o.window, tokens, includeBos: Boolean(o.includeBos),
+          units: rows, removalOrder: order.map(unitName),
+        }, null, 2));
+      } else {
+        console.log(`${metric}: ${METRIC_DESCRIPTIONS[metric]}`);
+        console.log(`calibration: ${windows.length} windows of ${o.window} tokens (${tokens} tokens) from ${o.calib}${o.includeBos ? ", BOS position counted" : ", BOS position excluded"}`);
+        console.log(`${"unit".padEnd(8)} ${"score".padStart(12)} ${"mean ‖h_in‖".padStart(12)} ${"removal rank".padStart(13)}`);
+        for (const r of rows) {
+          console.log(`${r.unit.padEnd(8)} ${r.score.toPrecision(6).padStart(12)} ${(r.inputNorm?.toFixed(3) ?? "").padStart(12)} ${String(r.removalRank ?? "-").padStart(13)}`);
+        }
+        console.log(`removal order${o.iterative ? " (iterative)" : ""}: ${order.map(unitName).join(", ")}`);
+        if (metric === "block") console.log("note: block removes the best contiguous block for each k; the order above is for k = 1");
+      }
+      if (o.plot) {
+        const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric);
+        writeFileAtomic(o.plot, [new TextEncoder().encode(svg)]);
+        process.stderr.write(`wrote ${o.plot}\n`);
+      }
+    });
+
+  addScoringOptions(program
+    .command("prune")
+    .description("remove layers (or attention/FFN halves) and write a smaller GGUF")
+    .argument("<model>", "GGUF file"), false)
+    .option("--remove <n>", "how many units to remove, chosen by --metric on --calib", int("--remove"))
+    .option("--layers <list>", "remove exactly these layers (comma-separated, 0-based)", intList("--layers"))
+    .option("--attention <list>", "remove the attention half of these layers", intList("--attention"))
+    .option("--ffn <list>", "remove the FFN half of these layers", intList("--ffn"))
+    .requiredOption("-o, --output <file>", "output GGUF file")
+    .action((modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string }) => {
+      checkFile(modelPath, "model");
+      const explicit = Boolean(o.layers || o.attention || o.ffn);
+      if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
+      const header = readGgufFileHeader(modelPath);
+      let units: Unit[];
+      if (explicit) {
+        units = [
+          ...(o.layers ?? []).map((layer) => ({ layer, part: "layer" as const })),
+          ...(o.attention ?? []).map((layer) => ({ layer, part: "attn" as const })),
+          ...(o.ffn ?? []).map((layer) => ({ layer, part: "ffn" as const })),
+        ];
+      } else {
+        const metric = parseMetric(o.metric);
+        if (!o.calib) throw new Error("--remove needs --calib FILE");
+        const model = loadModelFile(modelPath);
+        const total = o.granularity === "layer" ? model.config.nLayers : 2 * model.config.nLayers;
+        if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
+        const windows = calibrationWindows(model, o.calib, o);
+        const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
+        units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
+        bar.done();
+      }
+      const src = new FileSource(modelPath);
+      try {
+        const { spec, tensorData, nLayers } = removeLayers(header, src, {
+          layers: units.filter((u) => u.part === "layer").map((u) => u.layer),
+          attention: units.filter((u) => u.part === "attn").map((u) => u.layer),
+          ffn: units.filter((u) => u.part === "ffn").map((u) => u.layer),
+        });
+        const bar = new ProgressBar("writing", spec.tensors.length);
+        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }));
+        bar.done();
+        process.stderr.write(`removed ${units.map(unitName).join(", ")}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
+      } finally {
+        src.close();
+      }
+    });
+}

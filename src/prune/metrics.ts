@@ -1,0 +1,195 @@
+// Ranking layers (or half-layers) for removal: ShortGPT's Block Influence and the alternatives its reviewers asked
+// about (angular distance, relative magnitude, perplexity when dropped, Gromov et al.'s block distance, the last
+// layers, random choice), each one-shot or iterative (remove one, rescore, repeat, as SLEB does).
+// Not the file surgery (remove.ts) and not evaluation (evaluate.ts).
+import type { ForwardOptions } from "../model/forward.js";
+import type { Model } from "../model/model.js";
+import { logSoftmaxAt } from "../perplexity.js";
+import { mulberry32 } from "../random.js";
+import { blockDistance, collectLayerStats, type LayerStats } from "./stats.js";
+
+export const METRICS = ["bi", "angular", "relmag", "ppl", "block", "last", "random"] as const;
+export type Metric = (typeof METRICS)[number];
+export type Granularity = "layer" | "sublayer";
+
+export const METRIC_DESCRIPTIONS: Record<Metric, string> = {
+  bi: "Block Influence, 1 − mean cos(h_in, h_out) (ShortGPT)",
+  angular: "mean angular distance arccos(cos)/π between h_in and h_out",
+  relmag: "relative magnitude ‖f(x)‖/‖x+f(x)‖ of the layer's update",
+  ppl: "calibration perplexity with the unit removed",
+  block: "Gromov et al.: the contiguous block of k layers with the smallest angular distance between its input and output",
+  last: "the last k layers",
+  random: "a random choice (seeded)",
+};
+
+/** A removable unit: a whole layer, or its attention or FFN half. */
+export interface Unit {
+  layer: number;
+  part: "layer" | "attn" | "ffn";
+}
+
+export function unitName(u: Unit): string {
+  return u.part === "layer" ? `${u.layer}` : `${u.layer}.${u.part}`;
+}
+
+export function parseMetric(name: string): Metric {
+  if (!(METRICS as readonly string[]).includes(name)) throw new Error(`unknown metric "${name}": expected one of ${METRICS.join(", ")}`);
+  return name as Metric;
+}
+
+export interface ScoringInput {
+  model: Model;
+  /** calibration windows (token ids) */
+  windows: number[][];
+  granularity?: Granularity;
+  includeBos?: boolean;
+  /** seed for "random" */
+  seed?: number;
+  onProgress?: (note: string) => void;
+}
+
+/** Every unit of the model at a granularity, in layer order. */
+export function allUnits(nLayers: number, granularity: Granularity): Unit[] {
+  const out: Unit[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    if (granularity === "layer") out.push({ layer: l, part: "layer" });
+    else out.push({ layer: l, part: "attn" }, { layer: l, part: "ffn" });
+  }
+  return out;
+}
+
+/** Forward options that remove a set of units. */
+export function skipOptions(units: Iterable<Unit>): Pick<ForwardOptions, "skipLayers" | "skipAttention" | "skipFfn"> {
+  const skipLayers = new Set<number>();
+  const skipAttention = new Set<number>();
+  const skipFfn = new Set<number>();
+  for (const u of units) (u.part === "layer" ? skipLayers : u.part === "attn" ? skipAttention : skipFfn).add(u.layer);
+  return { skipLayers, skipAttention, skipFfn };
+}
+
+/** Mean negative log-likelihood of the windows' next tokens (positions 1 … t−1 predicted), with units removed. */
+export function windowsNll(model: Model, windows: number[][], removed: Iterable<Unit> = []): number {
+  const vocab = model.config.vocabSize;
+  const t = Math.max(...windows.map((w) => w.length));
+  const ctx = model.createContext({ contextSize: t, batchSize: Math.min(t, 64) });
+  const skip = skipOptions(removed);
+  let nll = 0;
+  let n = 0;
+  for (const w of windows) {
+    ctx.reset();
+    const logits = ctx.eval(w, { ...skip, logits: "all" });
+    for (let j = 0; j + 1 < w.length; j++) {
+      nll -= logSoftmaxAt(logits, j * vocab, vocab, w[j + 1]);
+      n++;
+    }
+  }
+  return nll / n;
+}
+
+/** Per-unit scores from one statistics pass; lower means less change, removed first. */
+export function statScores(metric: "bi" | "angular" | "relmag" | "block", stats: LayerStats, units: Unit[]): number[] {
+  const B = stats.nLayers + 1;
+  return units.map((u) => {
+    const l = u.layer;
+    if (u.part === "layer") {
+      switch (metric) {
+        case "bi": return 1 - stats.boundaryCos[l * B + l + 1];
+        case "angular": case "block": return stats.boundaryAngular[l * B + l + 1];
+        case "relmag": return stats.relMagnitude[l];
+      }
+    }
+    const attn = u.part === "attn";
+    switch (metric) {
+      case "bi": return 1 - (attn ? stats.attnCos[l] : stats.ffnCos[l]);
+      case "angular": return attn ? stats.attnAngular[l] : stats.ffnAngular[l];
+      case "relmag": return attn ? stats.attnRelMagnitude[l] : stats.ffnRelMagnitude[l];
+      case "block": throw new Error("the block metric removes contiguous whole layers; use --granularity layer");
+    }
+  });
+}
+
+export interface Ranking {
+  metric: Metric;
+  granularity: Granularity;
+  units: Unit[];
+  /** score per unit (same order as units); for "last" and "random", the position in the removal order */
+  scores: number[];
+  /** units in removal order (first removed first); for "block" this is only the 1-layer order */
+  order: Unit[];
+  /** mean ‖h‖ entering each layer (from the statistics pass), when one was made */
+  inputNorm?: number[];
+  stats?: LayerStats;
+}
+
+/** Score every unit once and order them for removal. */
+export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] = []): Ranking {
+  const { model, windows } = input;
+  const granularity = input.granularity ?? "layer";
+  const L = model.config.nLayers;
+  const isRemoved = (u: Unit) => removed.some((r) => r.layer === u.layer && (r.part === u.part || r.part === "layer"));
+  const units = allUnits(L, granularity).filter((u) => !isRemoved(u));
+  let scores: number[];
+  let stats: LayerStats | undefined;
+  switch (metric) {
+    case "bi": case "angular": case "relmag": case "block": {
+      stats = collectLayerStats(model, windows, { includeBos: input.includeBos, ...skipOptions(removed) });
+      scores = statScores(metric, stats, units);
+      break;
+    }
+    case "ppl": {
+      scores = units.map((u, i) => {
+        input.onProgress?.(`ppl without ${unitName(u)} (${i + 1}/${units.length})`);
+        return Math.exp(windowsNll(model, windows, [...removed, u]));
+      });
+      break;
+    }
+    case "last":
+      scores = units.map((_, i) => units.length - i);
+      break;
+    case "random": {
+      const rand = mulberry32(input.seed ?? 0);
+      const perm = units.map((_, i) => i);
+      for (let i = perm.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [perm[i], perm[j]] = [perm[j], perm[i]];
+      }
+      scores = new Array(units.length);
+      perm.forEach((unitIndex, pos) => { scores[unitIndex] = pos; });
+      break;
+    }
+  }
+  const order = units.map((u, i) => ({ u, s: scores[i], i })).sort((a, b) => a.s - b.s || a.i - b.i).map((e) => e.u);
+  return { metric, granularity, units, scores, order, inputNorm: stats ? Array.from(stats.inputNorm) : undefined, stats };
+}
+
+/**
+ * The k units to remove. One-shot: the k lowest scores (for "block", the best contiguous block of k layers).
+ * Iterative: remove the lowest, rescore the model without it, repeat k times.
+ */
+export function selectForRemoval(metric: Metric, k: number, input: ScoringInput, iterative = false, ranking?: Ranking): Unit[] {
+  const L = input.model.config.nLayers;
+  const granularity = input.granularity ?? "layer";
+  const total = granularity === "layer" ? L : 2 * L;
+  if (!(Number.isInteger(k) && k >= 0)) throw new Error(`invalid number of units to remove: ${k}`);
+  if (k >= total) {
+    throw new Error(`cannot remove ${k} ${granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
+  }
+  if (k === 0) return [];
+  if (metric === "block") {
+    if (granularity !== "layer") throw new Error("the block metric removes contiguous whole layers; use --granularity layer");
+    const stats = ranking?.stats ?? collectLayerStats(input.model, input.windows, { includeBos: input.includeBos });
+    let best = 0;
+    for (let s = 1; s + k <= L; s++) if (blockDistance(stats, s, k) < blockDistance(stats, best, k)) best = s;
+    return Array.from({ length: k }, (_, i) => ({ layer: best + i, part: "layer" as const }));
+  }
+  if (!iterative || metric === "last" || metric === "random") {
+    return (ranking ?? rankUnits(metric, input)).order.slice(0, k);
+  }
+  const removed: Unit[] = [];
+  for (let i = 0; i < k; i++) {
+    input.onProgress?.(`iterative ${metric}: removing unit ${i + 1} of ${k}`);
+    const r = i === 0 && ranking ? ranking : rankUnits(metric, input, removed);
+    removed.push(r.order[0]);
+  }
+  return removed;
+}
