@@ -35,6 +35,35 @@ import {
   return s;
 }
 
+/** two f16 weight rows against one f16 activation row: x is decoded once for both */
+// @ts-ignore: decorator
+@inline function dot2_f16(o: usize, w: usize, ws: usize, x: usize, n: i32): void {
+  const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  const w1p = w + ws;
+  let k = 0;
+  let off: usize = 0;
+  for (; k + 8 <= n; k += 8) {
+    const xv = v128.load(x + off);
+    const xe = f16x8_even(xv, mask, scale), xo = f16x8_odd(xv, mask, scale);
+    const v0 = v128.load(w + off), v1 = v128.load(w1p + off);
+    a0 = f32x4.add(a0, f32x4.mul(xe, f16x8_even(v0, mask, scale)));
+    b0 = f32x4.add(b0, f32x4.mul(xo, f16x8_odd(v0, mask, scale)));
+    a1 = f32x4.add(a1, f32x4.mul(xe, f16x8_even(v1, mask, scale)));
+    b1 = f32x4.add(b1, f32x4.mul(xo, f16x8_odd(v1, mask, scale)));
+    off += 16;
+  }
+  let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
+  for (; k < n; k++) {
+    const xk = f16_to_f32(load<u16>(x + off));
+    s0 += f16_to_f32(load<u16>(w + off)) * xk;
+    s1 += f16_to_f32(load<u16>(w1p + off)) * xk;
+    off += 2;
+  }
+  store<f32>(o, s0);
+  store<f32>(o, s1, 4);
+}
+
 // @ts-ignore: decorator
 @inline function dot4_f16(o: usize, os: usize, w: usize, x: usize, xs: usize, n: i32): void {
   const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
@@ -82,10 +111,13 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(rowBytes);
-    for (let i = 0; i < d; i++) {
+    let i = 0;
+    for (; i + 2 <= d; i += 2) {
       prefetch_rows(w, i, d, rowBytes, g);
-      store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
+      prefetch_rows(w, i + 1, d, rowBytes, g);
+      dot2_f16(out + (<usize>i << 2), w + <usize>i * rowBytes, rowBytes, x, n);
     }
+    if (i < d) store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);

@@ -134,6 +134,39 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   return hsum_f32x4(acc) + ms;
 }
 
+/** two Q4_1 weight rows against one Q8_1 activation row */
+// @ts-ignore: decorator
+@inline function dot2_q4_1(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let m0: f32 = 0, m1: f32 = 0;
+  const w1p = w + ws;
+  let wo: usize = 0;
+  for (let b = 0; b < nb; b++) {
+    const xq0 = v128.load(x, 4), xq1 = v128.load(x, 20);
+    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
+    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
+    const dx = f16_to_f32(load<u16>(x)), sx = f16_to_f32(load<u16>(x, 2));
+    let q = v128.load(w + wo, 4);
+    let lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
+    let p = i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
+    m0 += sx * f16_to_f32(load<u16>(w + wo, 2));
+    q = v128.load(w1p + wo, 4);
+    lo = v128.and(q, mask); hi = i8x16.shr_u(q, 4);
+    p = i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
+    m1 += sx * f16_to_f32(load<u16>(w1p + wo, 2));
+    wo += Q4_1_BYTES; x += Q8_1_BYTES;
+  }
+  store<f32>(o, hsum_f32x4(a0) + m0);
+  store<f32>(o, hsum_f32x4(a1) + m1, 4);
+}
+
 // @ts-ignore: decorator
 @inline function dot4_q4_1(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
   const mask = v128.load(TABLE + T_NIBBLE);
@@ -174,10 +207,13 @@ export function matmul_q4_1(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(wRow);
-    for (let i = 0; i < d; i++) {
+    let i = 0;
+    for (; i + 2 <= d; i += 2) {
       prefetch_rows(w, i, d, wRow, g);
-      store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
+      prefetch_rows(w, i + 1, d, wRow, g);
+      dot2_q4_1(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
     }
+    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -73,6 +73,27 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return hsum_f32x4(acc);
 }
 
+/** two Q8_0 weight rows against one Q8_0 activation row: x is widened and its scale decoded once for both */
+// @ts-ignore: decorator
+@inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const w1p = w + ws;
+  let wo: usize = 0;
+  for (let b = 0; b < nb; b++) {
+    const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
+    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
+    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
+    const dx = f16_to_f32(load<u16>(x));
+    let p = idot_w16(x0, x1, x2, x3, v128.load(w + wo, 2), v128.load(w + wo, 18));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
+    p = idot_w16(x0, x1, x2, x3, v128.load(w1p + wo, 2), v128.load(w1p + wo, 18));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
+    wo += Q8_0_BYTES; x += Q8_0_BYTES;
+  }
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o, hsum_f32x4(a1), 4);
+}
+
 /** one Q8_0 weight row against four Q8_0 activation rows: the weight block is widened once for all four */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
@@ -108,10 +129,13 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(wRow);
-    for (let i = 0; i < d; i++) {
+    let i = 0;
+    for (; i + 2 <= d; i += 2) {
       prefetch_rows(w, i, d, wRow, g);
-      store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+      prefetch_rows(w, i + 1, d, wRow, g);
+      dot2_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
     }
+    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);
