@@ -1,0 +1,53 @@
+// Counters and gauges the server keeps, rendered as Prometheus text exposition format (version 0.0.4) for
+// GET /metrics. Written by hand: a few lines of text, no client library needed. Node-only (reads process memory).
+
+export class Metrics {
+  /** completed HTTP requests by route and status */
+  private readonly requests = new Map<string, number>();
+  promptTokens = 0;
+  generatedTokens = 0;
+  /** seconds spent prefilling and decoding, summed over requests */
+  prefillSeconds = 0;
+  decodeSeconds = 0;
+  cancelled = 0;
+  /** decode rate of the most recent finished generation */
+  lastTokensPerSecond = 0;
+
+  countRequest(route: string, status: number): void {
+    const key = `route="${route}",status="${status}"`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  countGeneration(promptTokens: number, generated: number, prefillMs: number, decodeMs: number): void {
+    this.promptTokens += promptTokens;
+    this.generatedTokens += generated;
+    this.prefillSeconds += prefillMs / 1000;
+    this.decodeSeconds += decodeMs / 1000;
+    if (generated > 1 && decodeMs > 0) this.lastTokensPerSecond = ((generated - 1) / decodeMs) * 1000;
+  }
+
+  /** The exposition text; `live` holds gauges read at scrape time. */
+  render(live: { queued: number; active: number; parallel: number; loaded: boolean; wasmBytes: number }): string {
+    const out: string[] = [];
+    const metric = (name: string, type: "counter" | "gauge", help: string, samples: [string, number][]) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of samples) out.push(`${name}${labels ? `{${labels}}` : ""} ${Number.isFinite(v) ? v : 0}`);
+    };
+    metric("edgeprune_requests_total", "counter", "HTTP requests answered, by route and status.", [...this.requests]);
+    metric("edgeprune_prompt_tokens_total", "counter", "Prompt tokens prefilled.", [["", this.promptTokens]]);
+    metric("edgeprune_generated_tokens_total", "counter", "Tokens generated.", [["", this.generatedTokens]]);
+    metric("edgeprune_prefill_seconds_total", "counter", "Seconds spent prefilling prompts.", [["", this.prefillSeconds]]);
+    metric("edgeprune_decode_seconds_total", "counter", "Seconds spent generating tokens (wall clock, includes interleaving).", [["", this.decodeSeconds]]);
+    metric("edgeprune_generations_cancelled_total", "counter", "Generations cancelled because the client went away or the server stopped.", [["", this.cancelled]]);
+    metric("edgeprune_tokens_per_second", "gauge", "Decode rate of the most recent generation.", [["", this.lastTokensPerSecond]]);
+    metric("edgeprune_queue_length", "gauge", "Requests waiting for a context.", [["", live.queued]]);
+    metric("edgeprune_requests_active", "gauge", "Requests generating now.", [["", live.active]]);
+    metric("edgeprune_contexts", "gauge", "Contexts (KV caches), the --parallel setting.", [["", live.parallel]]);
+    metric("edgeprune_model_loaded", "gauge", "1 once the model is loaded.", [["", live.loaded ? 1 : 0]]);
+    metric("edgeprune_wasm_memory_bytes", "gauge", "Bytes of WebAssembly memory (weights, KV caches, scratch).", [["", live.wasmBytes]]);
+    const mem = process.memoryUsage();
+    metric("process_resident_memory_bytes", "gauge", "Resident set size in bytes.", [["", mem.rss]]);
+    metric("nodejs_heap_used_bytes", "gauge", "V8 heap in use, in bytes.", [["", mem.heapUsed]]);
+    return out.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,368 @@
+// The OpenAI-compatible HTTP server on node:http: routes, API-key check, JSON and server-sent-event responses,
+// cancellation when a client disconnects, and a graceful stop. Generation runs on the main thread, one token at a
+// time per request, yielding to the event loop between tokens. Node-only; not the request format (openai.ts).
+import * as http from "node:http";
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import { createReadStream } from "node:fs";
+import * as path from "node:path";
+import { DEFAULTS } from "../cli.js";
+import { generateSteps, type Context, type GenerateResult, type Model } from "../index.js";
+import { loadModelFile } from "../node/load.js";
+import { chatFormatter, encodeChat, type ChatFormatter } from "./chat.js";
+import { Metrics } from "./metrics.js";
+import {
+  ApiError, chatBody, chatChunk, completionBody, completionChunk, parseChat, parseCompletion, parseJson, usage, usageChunk,
+  type FinishReason, type SamplingParams,
+} from "./openai.js";
+import { ContextPool } from "./pool.js";
+
+export interface ServeOptions {
+  /** a GGUF path (loaded after the server starts listening), a loaded Model, or a function that loads one */
+  model: string | Model | (() => Promise<Model>);
+  /** the id /v1/models reports and responses echo; default: the file name without .gguf */
+  modelId?: string;
+  host?: string;
+  /** 0 picks a free port */
+  port?: number;
+  /** when set, every route but /health needs `Authorization: Bearer <apiKey>` */
+  apiKey?: string;
+  /** contexts (KV caches), i.e. requests generating at once */
+  parallel?: number;
+  /** requests that may wait for a context; more get 429 */
+  queue?: number;
+  /** tokens per context (prompt + completion) */
+  contextSize?: number;
+  /** on close(), how long in-flight requests may run before they are cancelled */
+  graceMs?: number;
+  /** one line per event (listening, loaded, each request); default: none */
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  /** resolves when the model is loaded (and /health answers 200); rejects if loading fails */
+  readonly ready: Promise<void>;
+  /** stop accepting, let in-flight requests finish (up to graceMs), cancel the rest, and close */
+  close(): Promise<void>;
+}
+
+/** Defaults of the serve command live with the CLI's (one place); the server reads them from there. */
+const SERVE_DEFAULTS = DEFAULTS.serve;
+
+interface InFlight {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+/** Start listening now; the model loads in the background while /health answers 503. */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const log = opts.log ?? (() => {});
+  const host = opts.host ?? SERVE_DEFAULTS.host;
+  const parallel = opts.parallel ?? SERVE_DEFAULTS.parallel;
+  const graceMs = opts.graceMs ?? SERVE_DEFAULTS.graceMs;
+  if (!(Number.isInteger(parallel) && parallel >= 1)) throw new Error(`invalid --parallel ${parallel}: expected an integer ≥ 1`);
+  const queueLimit = opts.queue ?? SERVE_DEFAULTS.queue;
+  if (!(Number.isInteger(queueLimit) && queueLimit >= 0)) throw new Error(`invalid --queue ${queueLimit}: expected an integer ≥ 0`);
+  const modelId = opts.modelId ?? (typeof opts.model === "string" ? path.basename(opts.model).replace(/\.gguf$/i, "") : (opts.model as Model).name ?? "model");
+  const metrics = new Metrics();
+  const inflight = new Set<InFlight>();
+  const created = Math.floor(Date.now() / 1000);
+  let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number } | undefined;
+  let stopping = false;
+
+  const keyHash = opts.apiKey !== undefined ? sha256(opts.apiKey) : undefined;
+  const authorized = (req: http.IncomingMessage): boolean => {
+    if (!keyHash) return true;
+    const h = req.headers.authorization ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    return m !== null && timingSafeEqual(sha256(m[1].trim()), keyHash);
+  };
+
+  const server = http.createServer((req, res) => {
+    const t0 = performance.now();
+    const route = `${req.method} ${(req.url ?? "/").split("?")[0]}`;
+    res.on("finish", () => {
+      metrics.countRequest(route.split(" ")[1], res.statusCode);
+      log(`${route} ${res.statusCode} ${(performance.now() - t0).toFixed(0)} ms`);
+    });
+    handle(req, res, route).catch((e) => sendError(res, e));
+  });
+  server.keepAliveTimeout = 5000;
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, route: string): Promise<void> {
+    if (stopping) res.setHeader("Connection", "close");
+    const [method, pathname] = route.split(" ");
+    if (pathname === "/health") {
+      if (method !== "GET") throw new ApiError(405, "Use GET /health.");
+      if (stopping) return sendJson(res, 503, { status: "stopping" });
+      return sendJson(res, state ? 200 : 503, { status: state ? "ok" : "loading" });
+    }
+    if (!authorized(req)) throw new ApiError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.", "invalid_request_error", null, "invalid_api_key");
+    switch (route) {
+      case "GET /metrics":
+        res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+        res.end(metrics.render({
+          queued: state?.pool.queued ?? 0, active: inflight.size, parallel, loaded: state !== undefined,
+          wasmBytes: state?.model.memoryBytes ?? 0,
+        }));
+        return;
+      case "GET /v1/models":
+        return sendJson(res, 200, { object: "list", data: [{ id: modelId, object: "model", created, owned_by: "edgeprune" }] });
+      case "POST /v1/completions":
+      case "POST /v1/chat/completions": {
+        const body = parseJson(await readBody(req));
+        if (stopping) throw new ApiError(503, "The server is shutting down.", "server_error");
+        if (!state) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
+        const chat = pathname === "/v1/chat/completions";
+        return generateResponse(res, chat, body, state);
+      }
+      case "GET /v1/completions":
+      case "GET /v1/chat/completions":
+        throw new ApiError(405, `Use POST ${pathname}.`);
+      default:
+        throw new ApiError(404, `Unknown route ${route}.`, "invalid_request_error", null, "not_found");
+    }
+  }
+
+  async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>): Promise<void> {
+    const { model, pool, contextSize } = s;
+    const tok = model.tokenizer;
+    let params: SamplingParams;
+    let prompt: number[];
+    if (chat) {
+      const r = parseChat(body);
+      params = r;
+      let text: string;
+      try {
+        text = s.chat.render(r.messages);
+      } catch (e) {
+        throw new ApiError(400, `The chat template failed on these messages: ${(e as Error).message}`, "invalid_request_error", "messages");
+      }
+      prompt = encodeChat(tok, text);
+    } else {
+      const r = parseCompletion(body);
+      params = r;
+      if (typeof r.prompt === "string") {
+        prompt = tok.encode(r.prompt, { addBos: tok.addBos });
+      } else {
+        const badId = r.prompt.find((id) => id >= tok.vocabSize);
+        if (badId !== undefined) throw new ApiError(400, `Token id ${badId} is outside the vocabulary (${tok.vocabSize} tokens).`, "invalid_request_error", "prompt");
+        prompt = r.prompt;
+      }
+    }
+    if (prompt.length === 0) throw new ApiError(400, "The prompt has no tokens.", "invalid_request_error", chat ? "messages" : "prompt");
+    if (prompt.length >= contextSize) {
+      throw new ApiError(400, `This model's context is ${contextSize} tokens, but the prompt has ${prompt.length}.`, "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
+    }
+    const maxTokens = params.maxTokens ?? (chat ? contextSize - prompt.length : SERVE_DEFAULTS.completionTokens);
+    if (prompt.length + maxTokens > contextSize) {
+      throw new ApiError(400, `This model's context is ${contextSize} tokens: the prompt (${prompt.length}) plus max_tokens (${maxTokens}) exceed it.`, "invalid_request_error", "max_tokens", "context_length_exceeded");
+    }
+
+    const abort = new AbortController();
+    let finishInflight!: () => void;
+    const entry: InFlight = { abort, done: new Promise((r) => (finishInflight = r)) };
+    res.on("close", () => { if (!res.writableEnded) abort.abort(); });
+
+    const ctx = await pool.acquire(abort.signal);
+    inflight.add(entry);
+    try {
+      await run(ctx);
+    } finally {
+      pool.release(ctx);
+      inflight.delete(entry);
+      finishInflight();
+    }
+
+    async function run(ctx: Context): Promise<void> {
+      const id = `${chat ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
+      const t = Math.floor(Date.now() / 1000);
+      const steps = generateSteps(ctx, tok, prompt, {
+        maxTokens,
+        temperature: params.temperature ?? DEFAULTS.temperature,
+        topK: params.topK ?? DEFAULTS.topK,
+        topP: params.topP ?? DEFAULTS.topP,
+        minP: params.minP ?? DEFAULTS.minP,
+        repeatPenalty: params.repeatPenalty ?? DEFAULTS.repeatPenalty,
+        repeatLastN: DEFAULTS.repeatLastN,
+        seed: params.seed,
+        stop: params.stop,
+        shouldStop: () => abort.signal.aborted,
+      });
+      const hold = holdback(params.stop);
+      let full = "";
+      let sent = 0;
+      if (params.stream) {
+        res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache", Connection: stopping ? "close" : "keep-alive" });
+        res.flushHeaders();
+        if (chat) await sse(res, chatChunk(id, t, modelId, { role: "assistant", content: "" }, null));
+      }
+      let result: GenerateResult;
+      for (;;) {
+        const r = steps.next();
+        if (r.done) { result = r.value; break; }
+        full += r.value.text;
+        if (params.stream) {
+          // text that could be the start of a stop string waits until it is known not to be one
+          const safe = full.length - hold(full);
+          if (safe > sent && !abort.signal.aborted) {
+            const piece = full.slice(sent, safe);
+            sent = safe;
+            await sse(res, chat ? chatChunk(id, t, modelId, { content: piece }, null) : completionChunk(id, t, modelId, piece, null));
+          }
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      metrics.countGeneration(result.promptTokens, result.tokens.length, result.prefillMs, result.decodeMs);
+      if (result.stopReason === "cancelled") {
+        metrics.cancelled++;
+        if (res.destroyed) return;
+        // only a server shutdown cancels a request whose client is still there
+        const err = new ApiError(503, "The server shut down before this request finished.", "server_error", null, "shutdown");
+        if (params.stream) { await sse(res, err.body()); res.end(); } else sendError(res, err);
+        return;
+      }
+      const finish: FinishReason = result.stopReason === "length" || result.stopReason === "context" ? "length" : "stop";
+      const u = usage(result.promptTokens, result.tokens.length);
+      if (!params.stream) {
+        return sendJson(res, 200, chat ? chatBody(id, t, modelId, result.text, finish, u) : completionBody(id, t, modelId, result.text, finish, u));
+      }
+      const rest = result.text.slice(sent);
+      if (chat) {
+        if (rest) await sse(res, chatChunk(id, t, modelId, { content: rest }, null));
+        await sse(res, chatChunk(id, t, modelId, {}, finish));
+      } else {
+        await sse(res, completionChunk(id, t, modelId, rest, finish));
+      }
+      if (params.includeUsage) await sse(res, usageChunk(id, t, modelId, chat ? "chat.completion.chunk" : "text_completion", u));
+      res.end("data: [DONE]\n\n");
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? SERVE_DEFAULTS.port, host, () => { server.off("error", reject); resolve(); });
+  });
+  const port = (server.address() as { port: number }).port;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  log(`listening on ${url} (model ${modelId}, loading)`);
+
+  const ready = (async () => {
+    const t0 = performance.now();
+    const model = await obtainModel(opts.model, opts.contextSize);
+    const contexts = Array.from({ length: parallel }, () => model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {}));
+    let chat: ChatFormatter;
+    try {
+      chat = chatFormatter(model.file, model.tokenizer);
+    } catch (e) {
+      throw new Error(`${model.name}: ${(e as Error).message}`);
+    }
+    state = { model, pool: new ContextPool(contexts, queueLimit), chat, contextSize: contexts[0].contextSize };
+    log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} context(s) of ${contexts[0].contextSize} tokens, chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
+  })();
+  ready.catch(() => {});
+
+  let closing: Promise<void> | undefined;
+  const close = () => closing ??= (async () => {
+    stopping = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    state?.pool.close();
+    server.closeIdleConnections();
+    const all = () => Promise.all([...inflight].map((f) => f.done));
+    if (inflight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([all().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
+      clearTimeout(timer);
+      if (timedOut) {
+        log(`cancelling ${inflight.size} request(s) still running after ${graceMs} ms`);
+        for (const f of inflight) f.abort.abort();
+        await all();
+      }
+    }
+    // give the last responses a moment to flush, then drop whatever connections remain
+    setTimeout(() => server.closeAllConnections(), 200).unref();
+    await closed;
+  })();
+
+  return { url, port, ready, close };
+}
+
+async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined): Promise<Model> {
+  if (typeof src === "function") return src();
+  if (typeof src !== "string") return src;
+  // Read the file once asynchronously so the OS caches it while the event loop stays free to answer /health with
+  // 503; the synchronous load that follows then copies from the page cache into wasm memory.
+  await new Promise<void>((resolve, reject) => {
+    const s = createReadStream(src, { highWaterMark: 1 << 20 });
+    s.on("data", () => {});
+    s.on("error", (e) => reject(new Error(`${src}: cannot read (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    s.on("end", resolve);
+  });
+  return loadModelFile(src, { contextSize });
+}
+
+/** How many trailing characters of `text` might begin a stop string (and so must not be streamed yet). */
+function holdback(stops: string[]): (text: string) => number {
+  if (stops.length === 0) return () => 0;
+  return (text) => {
+    let keep = 0;
+    for (const s of stops) {
+      for (let n = Math.min(s.length - 1, text.length); n > keep; n--) {
+        if (text.endsWith(s.slice(0, n))) { keep = n; break; }
+      }
+    }
+    return keep;
+  };
+}
+
+function sha256(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > SERVE_DEFAULTS.maxBodyBytes) {
+        reject(new ApiError(413, `The request body is over ${SERVE_DEFAULTS.maxBodyBytes} bytes.`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, e: unknown): void {
+  const err = e instanceof ApiError ? e : new ApiError(500, `Internal error: ${(e as Error)?.message ?? String(e)}`, "server_error");
+  if (err.status === 499 || res.destroyed) { if (!res.headersSent) res.statusCode = 499; res.destroy(); return; }
+  if (res.headersSent) {
+    // mid-stream: the status is already 200, so the error goes in the stream, as OpenAI does
+    res.end(`data: ${JSON.stringify(err.body())}\n\n`);
+    return;
+  }
+  sendJson(res, err.status, err.body());
+}
+
+/** Write one server-sent event; waits when the client reads slower than we write. */
+function sse(res: http.ServerResponse, data: object): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  if (res.write(`data: ${JSON.stringify(data)}\n\n`)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { res.off("drain", done); res.off("close", done); resolve(); };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
