@@ -45,6 +45,9 @@ export class Metrics {
     metric("edgeprune_contexts", "gauge", "Contexts (KV caches), the --parallel setting.", [["", live.parallel]]);
     metric("edgeprune_model_loaded", "gauge", "1 once the model is loaded.", [["", live.loaded ? 1 : 0]]);
     metric("edgeprune_wasm_memory_bytes", "gauge", "Bytes of WebAssembly memory (weights, KV caches, scratch).", [["", live.wasmBytes]]);
+    // with `node --expose-gc`, collect first so memory figures show what is retained rather than when V8 last collected
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (gc) gc();
     const mem = process.memoryUsage();
     metric("process_resident_memory_bytes", "gauge", "Resident set size in bytes.", [["", mem.rss]]);
     metric("nodejs_heap_used_bytes", "gauge", "V8 heap in use, in bytes.", [["", mem.heapUsed]]);
