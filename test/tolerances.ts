@@ -18,3 +18,8 @@ export const Q8_TIE_UNITS = 1;
  */
 export const ROUNDTRIP_ERROR = 0.002;
 export const ROUNDTRIP_DOT_ERROR = 0.02;
+
+/** Whole model against llama.cpp: next-token probabilities, absolute, over the whole vocabulary (issue 2). */
+export const PROB_VS_LLAMACPP = 2e-4;
+/** Where greedy tokens diverge from llama.cpp's, the two candidates' probabilities must be this close. */
+export const TIE_PROB = 1e-3;
