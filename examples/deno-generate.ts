@@ -1,0 +1,18 @@
+// Deno: load a GGUF with the same ESM build Node uses and stream greedy tokens. Prints one JSON line
+// {"tokens": [...], "text": "..."} so the test suite can compare it with Node's.
+//   npx deno run --allow-read --import-map=examples/import_map.json examples/deno-generate.ts MODEL.gguf "Once upon a time" 48
+import { generateStream, loadModel } from "edgeprune";
+
+const [file, prompt = "Once upon a time", n = "48"] = Deno.args;
+if (!file) {
+  console.error("usage: deno run --allow-read --import-map=examples/import_map.json examples/deno-generate.ts MODEL.gguf [PROMPT] [TOKENS]");
+  Deno.exit(2);
+}
+const model = await loadModel(await Deno.readFile(file), { contextSize: 256 });
+const tokens: number[] = [];
+let text = "";
+for await (const t of generateStream(model, prompt, { maxTokens: Number(n), temperature: 0 })) {
+  if (t.id >= 0) tokens.push(t.id);
+  text += t.text;
+}
+console.log(JSON.stringify({ tokens, text }));
