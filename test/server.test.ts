@@ -5,7 +5,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import OpenAI from "openai";
 import { startServer } from "../src/server/server.js";
-import { fallbackTranscript } from "../src/server/chat.js";
+import { chatFormatter, encodeChat, fallbackTranscript } from "../src/server/chat.js";
+import { GgufType, type GgufFile } from "../src/gguf/types.js";
+import type { Tokenizer } from "../src/tokenizer/index.js";
 import { greedyText, localModel, metric, MODEL, runCli, serve, type ServerProcess } from "./server-support.js";
 
 const servers: ServerProcess[] = [];
@@ -199,6 +201,26 @@ test("bounded queue: 429 past it; a client that disconnects cancels its generati
   const after = await post(`${s.url}/v1/completions`, { prompt: PROMPT, max_tokens: 4, temperature: 0 });
   assert.is(after.status, 200);
   await s.kill();
+});
+
+test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja; BOS is never doubled", () => {
+  // TinyLlama-1.1B-Chat-v1.0's (Zephyr-style) template
+  const zephyr = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n" +
+    "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n" +
+    "{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+  const file = { kv: new Map([["tokenizer.chat_template", { key: "tokenizer.chat_template", type: GgufType.STRING, value: zephyr }]]) } as unknown as GgufFile;
+  const real = localModel().tokenizer;
+  const tok = { ...real, bosId: 1, eosId: 2, vocabSize: real.vocabSize, tokenText: (id: number) => ["<unk>", "<s>", "</s>"][id] ?? real.tokenText(id) } as Tokenizer;
+  const f = chatFormatter(file, tok);
+  assert.is(f.kind, "template");
+  assert.is(f.render([{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]),
+    "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+  const noTemplate = chatFormatter({ kv: new Map() } as unknown as GgufFile, tok);
+  assert.is(noTemplate.kind, "fallback");
+  const m = localModel().tokenizer;
+  const withBos = encodeChat(m, `${m.tokenText(m.bosId)}user: hi`);
+  assert.equal(withBos, encodeChat(m, "user: hi"));
+  assert.is(withBos.filter((id) => id === m.bosId).length, 1);
 });
 
 test("/health is 503 while the model loads, then 200", async () => {
