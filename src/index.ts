@@ -45,13 +45,18 @@ export async function* generateStream(model: Model, prompt: string | number[], o
   const ids = typeof prompt === "string"
     ? model.tokenizer.encode(prompt, { addBos: (opts.addBos ?? true) && model.tokenizer.addBos })
     : prompt;
-  const ctx = model.createContext({ contextSize: opts.contextSize, batchSize: opts.batchSize });
-  const steps = generateSteps(ctx, model.tokenizer, ids, { ...opts, shouldStop: () => opts.signal?.aborted ?? false });
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    yield r.value;
-    await yieldToEventLoop();
+  // a pooled context: repeated calls reuse KV caches instead of allocating new wasm memory each time
+  const ctx = model.acquireContext({ contextSize: opts.contextSize, batchSize: opts.batchSize });
+  try {
+    const steps = generateSteps(ctx, model.tokenizer, ids, { ...opts, shouldStop: () => opts.signal?.aborted ?? false });
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      yield r.value;
+      await yieldToEventLoop();
+    }
+  } finally {
+    model.releaseContext(ctx);
   }
 }
 

@@ -49,9 +49,26 @@ export class Model {
     return new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize });
   }
 
-  /** A new KV cache and scratch space over these weights. */
+  /** A new KV cache and scratch space over these weights. Its memory stays allocated while the model lives. */
   createContext(opts: ContextOptions = {}): Context {
     return new Context(this.rt, this.config, this.weights, { ...this.defaultContext, ...opts });
+  }
+
+  /** Contexts handed back by releaseContext, ready for reuse (wasm memory is never freed piecemeal). */
+  private readonly idle: Context[] = [];
+
+  /** A reset context of at least these sizes: an idle one when it fits, else a new one. Give it back with releaseContext. */
+  acquireContext(opts: ContextOptions = {}): Context {
+    const want = { ...this.defaultContext, ...opts };
+    const contextSize = want.contextSize ?? Math.min(this.config.trainContext, 2048);
+    const i = this.idle.findIndex((c) => c.contextSize >= contextSize && (want.batchSize === undefined || c.batchSize === Math.min(want.batchSize, c.contextSize)));
+    const ctx = i >= 0 ? this.idle.splice(i, 1)[0] : this.createContext(opts);
+    ctx.reset();
+    return ctx;
+  }
+
+  releaseContext(ctx: Context): void {
+    if (!this.idle.includes(ctx)) this.idle.push(ctx);
   }
 
   /** Bytes of wasm memory in use (weights and every context created so far). */
