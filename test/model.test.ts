@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Model } from "../src/model/model.js";
 import { generate } from "../src/generate.js";
+import { generateStream } from "../src/index.js";
 import { readGgufHeader, bytesSource } from "../src/gguf/reader.js";
 import { writeGgufBytes, ggufChunks } from "../src/gguf/writer.js";
 import { quantizeModel, parseQuantType } from "../src/quant/quantize.js";
@@ -114,6 +115,20 @@ test("skipping layer i gives the same logits as a model file without layer i", (
     const full = dense.createContext().eval(PROMPT);
     assert.ok(full.some((v, k) => v !== logits[k]), "removing a layer changes the logits");
   }
+});
+
+test("generateStream reuses pooled KV caches: repeated calls give the same text and allocate nothing new", async () => {
+  const model = Model.load(bytes);
+  const run = async () => {
+    let text = "";
+    for await (const t of generateStream(model, "Once upon a time", { maxTokens: 16, temperature: 0 })) text += t.text;
+    return text;
+  };
+  const first = await run();
+  const mem = model.memoryBytes;
+  for (let i = 0; i < 3; i++) assert.is(await run(), first);
+  assert.is(model.memoryBytes, mem);
+  assert.ok(first.startsWith(", there was a little girl named Lily."), first);
 });
 
 test.after(async () => {
