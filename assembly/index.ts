@@ -17,6 +17,7 @@ export { rope_norm, rope_neox } from "./rope";
 export { softmax, swiglu, add, argmax, sum_f32 } from "./elementwise";
 export { attention } from "./attention";
 export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
+export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */
 export function qk(): i32 {

@@ -18,6 +18,9 @@ import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
 import { parseQuantType, quantizeModel, quantTargets } from "./quant/quantize.js";
 import { SAMPLER_DEFAULTS } from "./sampler.js";
+import { calibrationWindows, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
+import { tokenizerFromGguf } from "./tokenizer/index.js";
+import { dirname, resolve } from "node:path";
 
 /** Defaults shared by the CLI and the server. */
 export const DEFAULTS = {
@@ -128,26 +131,58 @@ export function buildProgram(): Command {
 
   program
     .command("quantize")
-    .description("quantize a model's weight matrices to a block format and write a new GGUF")
+    .description("quantize a model's weight matrices to a block format and write a new GGUF: round-to-nearest, or GPTQ calibrated on a text")
     .argument("<model>", "input GGUF file")
     .addOption(new Option("--type <type>", "target block format").choices(quantTargets()).makeOptionMandatory())
-    .addOption(new Option("--method <method>", "quantization method").choices(["rtn"]).default("rtn"))
+    .addOption(new Option("--method <method>", "quantization method").choices(["rtn", "gptq"]).default("rtn"))
+    .option("--calib <file>", "calibration text for gptq (documents split on <|endoftext|> lines; the first 80% are used)")
+    .option("--tokens <n>", "calibration tokens", int("--tokens"), DEFAULT_CALIB_TOKENS)
+    .option("--group <n>", "gptq: columns sharing one scale, a multiple of 32", int("--group"), GPTQ_DEFAULTS.group)
+    .option("--act-order", "gptq: quantize columns by decreasing input energy (static groups)")
+    .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp"), GPTQ_DEFAULTS.damp)
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((model: string, o: { type: string; method: string; output: string }) => {
+    .action((model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
       checkFile(model, "model");
       const target = parseQuantType(o.type);
+      const method = o.method as QuantMethod;
+      if (method === "gptq") {
+        codecFor(target);
+        if (!o.calib) throw new Error("--method gptq needs --calib FILE (a calibration text)");
+      }
+      if (o.calib) checkFile(o.calib, "calibration file");
+      const outDir = dirname(resolve(o.output));
+      if (!fs.existsSync(outDir)) throw new Error(`${o.output}: directory ${outDir} does not exist`);
       const src = new FileSource(model);
       try {
         const file = readGgufFileHeader(model);
-        configFromGguf(file, model);
-        const { spec, tensorData, plan } = quantizeModel(file, src, target);
-        for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
-        const bar = new ProgressBar("quantize", plan.length);
-        const layout = layoutGguf(spec);
-        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+        const config = configFromGguf(file, model);
+        if (!o.calib) {
+          const { spec, tensorData, plan } = quantizeModel(file, src, target);
+          for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
+          const bar = new ProgressBar("quantize", plan.length);
+          const layout = layoutGguf(spec);
+          const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+          bar.done();
+          const changed = plan.filter((p) => p.target !== p.info.format).length;
+          process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
+          return;
+        }
+        planGptq(file, target, method, o.group);
+        const tokenizer = tokenizerFromGguf(file.kv);
+        const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
+        process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
+        const bar = new ProgressBar(method, config.nLayers * 4);
+        const t0 = performance.now();
+        const r = quantizeGptq(file, src, cw.windows, target, {
+          method, group: o.group, actOrder: o.actOrder, damp: o.damp, onProgress: (d, _t, note) => bar.update(d, note),
+        });
         bar.done();
-        const changed = plan.filter((p) => p.target !== p.info.format).length;
-        process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
+        for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
+        const bytes = writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData));
+        const secs = ((performance.now() - t0) / 1000).toFixed(1);
+        const changed = r.plan.filter((p) => p.target !== p.info.format).length;
+        console.log(errorTable(r.errors, method, config.nLayers));
+        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors as ${target.name} (${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s\n`);
       } finally {
         src.close();
       }

@@ -23,3 +23,9 @@ export const ROUNDTRIP_DOT_ERROR = 0.02;
 export const PROB_VS_LLAMACPP = 2e-4;
 /** Where greedy tokens diverge from llama.cpp's, the two candidates' probabilities must be this close. */
 export const TIE_PROB = 1e-3;
+
+/**
+ * gptq_accumulate_h vs the f64 reference: each entry sums t products in f32 before the f64 add, so the error
+ * grows with t; atol is this times t (inputs are N(0,1)).
+ */
+export const GPTQ_HESSIAN: Tolerance = { atol: 1e-5, rtol: 1e-5 };
