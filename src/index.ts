@@ -16,6 +16,7 @@ export { writeGgufBytes, ggufChunks, layoutGguf, specFromFile, type GgufWriteSpe
 export * from "./gguf/types.js";
 export { FORMATS, formatById, formatByName, type QuantFormat } from "./quant/formats.js";
 export { quantizeModel, planQuantization, parseQuantType } from "./quant/quantize.js";
+export { quantizeGptq, planGptq, calibrationWindows, errorTable, GPTQ_DEFAULTS, type GptqModelOptions, type GptqModelResult, type TensorError } from "./gptq/index.js";
 export { removeLayers, type RemovalPlan } from "./prune/remove.js";
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
