@@ -1,15 +1,29 @@
 // Element-wise kernels on f32 rows: softmax (max-subtracted, f64 sum like ggml), swiglu, add (residual stream)
-// and argmax. SIMD where the op is plain arithmetic; exp is scalar Mathf.exp.
+// and argmax. All SIMD; exp is the vector polynomial of math.ts (ggml_v_expf), not Mathf.exp.
+import { exp_f32x4, silu_f32x4 } from "./math";
 
 /** x (n) <- softmax(x), in place */
 // @ts-ignore: decorator
 @inline export function softmax_inplace(x: usize, n: i32): void {
-  let m: f32 = -Infinity;
-  for (let k = 0; k < n; k++) m = max(m, load<f32>(x + (<usize>k << 2)));
-  let sum: f64 = 0;
-  for (let k = 0; k < n; k++) {
+  const n4 = n & ~3;
+  let mv = f32x4.splat(-Infinity);
+  for (let k = 0; k < n4; k += 4) mv = f32x4.max(mv, v128.load(x + (<usize>k << 2)));
+  let m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+  for (let k = n4; k < n; k++) m = max(m, load<f32>(x + (<usize>k << 2)));
+  const ms = f32x4.splat(m);
+  // the sum is kept in f64 (two f64x2 lanes), as ggml_vec_soft_max_f32 does
+  let s0 = f64x2.splat(0), s1 = f64x2.splat(0);
+  for (let k = 0; k < n4; k += 4) {
     const p = x + (<usize>k << 2);
-    const e = Mathf.exp(load<f32>(p) - m);
+    const e = exp_f32x4(f32x4.sub(v128.load(p), ms));
+    v128.store(p, e);
+    s0 = f64x2.add(s0, f64x2.promote_low_f32x4(e));
+    s1 = f64x2.add(s1, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 2, 3)));
+  }
+  let sum: f64 = (f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1)) + (f64x2.extract_lane(s1, 0) + f64x2.extract_lane(s1, 1));
+  for (let k = n4; k < n; k++) {
+    const p = x + (<usize>k << 2);
+    const e = f32x4.extract_lane(exp_f32x4(f32x4.splat(load<f32>(p) - m)), 0);
     store<f32>(p, e);
     sum += <f64>e;
   }
@@ -34,10 +48,14 @@ export function softmax(x: usize, n: i32): void {
 
 /** out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias gate or up. */
 export function swiglu(out: usize, gate: usize, up: usize, n: i32): void {
-  for (let k = 0; k < n; k++) {
-    const o = <usize>k << 2;
-    const g = load<f32>(gate + o);
-    store<f32>(out + o, (g / (<f32>1.0 + Mathf.exp(-g))) * load<f32>(up + o));
+  let k = 0;
+  for (; k + 4 <= n; k += 4) {
+    v128.store(out, f32x4.mul(silu_f32x4(v128.load(gate)), v128.load(up)));
+    out += 16; gate += 16; up += 16;
+  }
+  for (; k < n; k++) {
+    store<f32>(out, f32x4.extract_lane(silu_f32x4(f32x4.splat(load<f32>(gate))), 0) * load<f32>(up));
+    out += 4; gate += 4; up += 4;
   }
 }
 

@@ -15,8 +15,8 @@ export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";
 export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
 export { rope_norm, rope_neox } from "./rope";
 export { softmax, swiglu, add, argmax, sum_f32 } from "./elementwise";
-export { attention } from "./attention";
-export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
+export { attention, attention_range } from "./attention";
+export { exp_f32 } from "./math";
 export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */

@@ -49,15 +49,25 @@ export interface Kernels {
   argmax(x: number, n: number): number;
   /** f32 sum of x (n), eight accumulators (a streaming-read probe for benches) */
   sum_f32(x: number, n: number): number;
-  /** causal GQA over the KV cache; scores is scratch of >= pos0+t f32 */
+  /** causal GQA over the KV cache; scores is scratch of attentionScratch(nHeads, nKvHeads, pos0 + t) bytes */
   attention(out: number, q: number, kCache: number, vCache: number, scores: number,
             nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number): void;
+  /** attention for kv heads g0 <= g < g1 (and their query heads) only: one thread's share */
+  attention_range(out: number, q: number, kCache: number, vCache: number, scores: number,
+                  nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number): void;
+  /** out (n) = exp(x), the vector polynomial softmax/swiglu/attention use (exposed for its ulp test) */
+  exp_f32(out: number, x: number, n: number): void;
   /** GPTQ: H (n, n) f64, upper triangle (k ≥ i) += xᵀx for x (t, n) f32; f32 sums over t, f64 accumulation */
   gptq_accumulate_h(h: number, x: number, n: number, t: number): void;
   /** GPTQ: w (rows, n) f32, w[r][c] -= e[r] * hrow[c] for c0 ≤ c < c1 */
   gptq_rank1_update(w: number, e: number, hrow: number, rows: number, n: number, c0: number, c1: number): void;
   /** GPTQ: w (rows, n) f32, w[r][c] -= Σ_b err[r][b] * hinv[i1+b][c] for i2 ≤ c < n; err (rows, i2-i1), hinv (n, n) */
   gptq_block_update(w: number, err: number, hinv: number, rows: number, n: number, i1: number, i2: number): void;
+}
+
+/** Bytes of `scores` scratch one attention call needs for nPos = pos0 + t positions (per caller/thread). */
+export function attentionScratch(nHeads: number, nKvHeads: number, nPos: number): number {
+  return (nHeads / nKvHeads) * (Math.ceil(nPos / 4) * 4) * 4;
 }
 
 const PAGE = 65536;

@@ -2,7 +2,7 @@
 // Tolerances come from test/tolerances.ts. Not a model test: no GGUF, no layers.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { WasmRuntime } from "../src/wasm.js";
+import { WasmRuntime, attentionScratch } from "../src/wasm.js";
 import * as R from "../src/kernels/reference.js";
 import * as ref from "../src/quant/ref.js";
 import { FORMATS } from "../src/quant/formats.js";
@@ -200,6 +200,7 @@ test("softmax, swiglu, add, argmax, sum_f32 match the reference", () => {
   const rand = rng(8);
   for (const n of [...F32_SIZES, 32000]) scoped(() => {
     const a = normal(rand, n, 4), b = normal(rand, n);
+    if (n === 32000) a.set([-200, 200, -90, 90, -1e-7, 60, -60], 100); // silu's exp over- and underflow
     const p = put(a);
     k.softmax(p, n);
     const e = a.slice();
@@ -224,18 +225,58 @@ test("softmax, swiglu, add, argmax, sum_f32 match the reference", () => {
   });
 });
 
-test("attention matches the reference (causal, grouped-query)", () => {
+test("attention matches the reference (causal, grouped-query), also split by kv-head ranges", () => {
   const rand = rng(9);
+  const shapes: [number, number, number, number, number][] = [];
   for (const [nHeads, nKvHeads] of [[1, 1], [4, 4], [4, 2], [6, 1]]) for (const headSize of [1, 3, 31, 33, 69])
-    for (const [pos0, t] of [[0, 1], [0, 3], [5, 1], [9, 7]]) scoped(() => {
-      const kvDim = nKvHeads * headSize, np = pos0 + t;
-      const q = normal(rand, t * nHeads * headSize), kc = normal(rand, np * kvDim), vc = normal(rand, np * kvDim);
-      const out = f32Out(t * nHeads * headSize);
-      k.attention(out, put(q), put(kc), put(vc), f32Out(np), nHeads, nKvHeads, headSize, pos0, t);
-      const e = new Float32Array(t * nHeads * headSize);
-      R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t);
-      assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, `attention h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t}`);
-    });
+    for (const [pos0, t] of [[0, 1], [0, 3], [5, 1], [9, 7]]) shapes.push([nHeads, nKvHeads, headSize, pos0, t]);
+  // the shapes the fast paths are for: small heads, long windows, groups of 2 and 8, 16/8/4-wide chunks
+  shapes.push([8, 8, 8, 0, 37], [8, 4, 8, 250, 6], [32, 4, 64, 130, 3], [4, 2, 24, 61, 2], [2, 1, 128, 17, 5], [8, 8, 8, 1000, 1]);
+  for (const [nHeads, nKvHeads, headSize, pos0, t] of shapes) scoped(() => {
+    const kvDim = nKvHeads * headSize, np = pos0 + t;
+    const q = normal(rand, t * nHeads * headSize), kc = normal(rand, np * kvDim), vc = normal(rand, np * kvDim);
+    const out = f32Out(t * nHeads * headSize);
+    const qp = put(q), kp = put(kc), vp = put(vc), sp = rt.alloc(attentionScratch(nHeads, nKvHeads, np));
+    k.attention(out, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t);
+    const e = new Float32Array(t * nHeads * headSize);
+    R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t);
+    const label = `attention h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t}`;
+    assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, label);
+    if (nKvHeads > 1) {
+      const out2 = f32Out(t * nHeads * headSize);
+      const mid = nKvHeads >> 1;
+      k.attention_range(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, mid);
+      k.attention_range(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, mid, nKvHeads);
+      assert.equal(readF32(out2, e.length), readF32(out, e.length), `${label}: two kv-head ranges equal one call`);
+    }
+  });
+});
+
+test("exp_f32 (the vector exp of softmax, swiglu and attention) is within 2 ulp of exp, specials included", () => {
+  const rand = rng(11);
+  const n = 200003;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = -110 + 200 * rand();
+  x.set([0, -0, 1, -1, 88.7, 88.8, -87.3, -103.9, -104, -150, 1e-8, -1e-8, Infinity, -Infinity, NaN], 0);
+  scoped(() => {
+    const p = put(x);
+    const out = f32Out(n);
+    k.exp_f32(out, p, n);
+    const got = readF32(out, n);
+    const bits = new Int32Array(got.buffer);
+    const want = new Float32Array(n);
+    for (let i = 0; i < n; i++) want[i] = Math.exp(x[i]);
+    const wbits = new Int32Array(want.buffer);
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      if (Number.isNaN(want[i])) { assert.ok(Number.isNaN(got[i]), `exp(NaN) = ${got[i]}`); continue; }
+      if (want[i] < 2 ** -126) { assert.ok(got[i] <= 2 ** -125, `exp(${x[i]}) = ${got[i]}, want ${want[i]} (subnormal range)`); continue; }
+      const ulp = Math.abs(bits[i] - wbits[i]);
+      if (!(ulp <= TOL.EXP_ULP)) assert.unreachable(`exp(${x[i]}) = ${got[i]}, want ${want[i]}: ${ulp} ulp`);
+      worst = Math.max(worst, ulp);
+    }
+    console.log(`    exp_f32: worst ${worst} ulp over ${n} inputs in [-110, 90]`);
+  });
 });
 
 test("cosine_rows and l2norm_rows match the reference, zero rows included", () => {

@@ -3,6 +3,8 @@ import type { Tolerance } from "./support/util.js";
 
 /** f32 kernels (matmul_f32, rmsnorm, rope, softmax, swiglu, add, attention, cosine, l2norm) vs the f64 reference */
 export const F32_KERNEL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+/** the vector exp (ggml_v_expf without FMA) against Math.exp rounded to f32, in units in the last place */
+export const EXP_ULP = 2;
 /** f16/bf16 matmul vs the f64 reference on the same half-precision bytes (products exact; f32 accumulation) */
 export const HALF_MATMUL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
 /**

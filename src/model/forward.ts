@@ -2,7 +2,7 @@
 // tokens at once (prefill) or one (decode). It exposes the residual stream entering, inside and leaving every
 // layer, and can skip whole layers or either half, which pruning builds on. Not sampling, not tokenizing.
 import { formatByName, FormatName, rowBytes } from "../quant/formats.js";
-import type { Kernels, WasmRuntime } from "../wasm.js";
+import { attentionScratch, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { LlamaConfig } from "./config.js";
 import type { Tensor, Weights } from "./weights.js";
 
@@ -53,7 +53,7 @@ export function contextBytes(c: LlamaConfig, contextSize: number, batchSize: num
   let total = 0;
   total += 2 * c.nLayers * contextSize * c.kvDim * f32; // KV cache
   total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb, xb2, q, att, traces, hb, hb2
-  total += contextSize * f32; // scores
+  total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
   total += rows * c.vocabSize; // logits
   total += batchSize * maxN * 2 * 3 + 64 * 16; // activation buffers (upper bound) and alignment
   return total;
@@ -79,7 +79,7 @@ export class Context {
   private readonly hb2: number; // (batchSize, hiddenDim)
   private readonly kCache: number; // (nLayers, contextSize, kvDim)
   private readonly vCache: number; // (nLayers, contextSize, kvDim)
-  private readonly scores: number; // (contextSize)
+  private readonly scores: number; // (nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
   private readonly logitsPtr: number; // (batchSize, vocabSize)
   /** activation buffers per converted format, (batchSize, max(dim, hiddenDim)) in that format */
   private readonly actBuf = new Map<FormatName, number>();
@@ -105,7 +105,7 @@ export class Context {
     this.hb2 = rows(c.hiddenDim);
     this.kCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
     this.vCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
-    this.scores = rt.alloc(this.contextSize * 4);
+    this.scores = rt.alloc(attentionScratch(c.nHeads, c.nKvHeads, this.contextSize));
     this.logitsPtr = rows(c.vocabSize);
     const maxN = Math.max(c.dim, c.hiddenDim);
     const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
