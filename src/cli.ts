@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerStudyCommands } from "./commands/study.js";
+import { registerSynthCommand } from "./commands/synth.js";
 import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
@@ -215,6 +216,7 @@ export function buildProgram(): Command {
 
   registerPruneCommands(program);
   registerStudyCommands(program);
+  registerSynthCommand(program);
   program
     .command("serve")
     .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
