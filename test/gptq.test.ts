@@ -211,36 +211,51 @@ test("a dead input column (always zero) gets zero weight and does not break the 
   for (let r = 0; r < rows; r++) assert.is(g.dequantized[r * n + 5], 0);
 });
 
-test("stories-deep-16L GPTQ Q4_0: lower calibration error than RTN, and llama.cpp's greedy tokens equal ours (tie rule)", async () => {
-  const bytes = new Uint8Array(readFileSync(DEEP));
-  const file = readGgufHeader(bytes);
-  const config = configFromGguf(file, DEEP);
-  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 512, config.trainContext, 128);
-  const t0 = performance.now();
-  const r = quantizeGptq(file, bytesSource(bytes), cw.windows, Q4_0);
-  const secs = (performance.now() - t0) / 1000;
-  const g = relativeError(r.errors, "gptq"), e = relativeError(r.errors, "rtn");
-  assert.ok(g < e, `gptq ${g} ≥ rtn ${e}`);
-  for (let l = 0; l < config.nLayers; l++) {
-    const errs = r.errors.filter((x) => x.layer === l);
-    assert.ok(relativeError(errs, "gptq") < relativeError(errs, "rtn"), `layer ${l}`);
-  }
-  const path = join(tmp, "deep-gptq-q4_0.gguf");
+/** Write a GPTQ file, run 64 greedy tokens in edgeprune and llama.cpp; identical, or a tie where they first diverge. */
+async function sameGreedyAsLlamaCpp(r: { spec: Parameters<typeof ggufChunks>[0]; tensorData: (i: number) => Uint8Array }, name: string): Promise<string> {
+  const path = join(tmp, name);
   writeFileAtomic(path, ggufChunks(r.spec, r.tensorData));
   const model = Model.load(new Uint8Array(readFileSync(path)));
   const PROMPT = [1, 403, 407, 261, 378];
   const ours = generate(model.createContext({ contextSize: 256 }), model.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;
   const ref = await llamaCppGreedy(path, PROMPT, 64);
-  let how = "identical";
   for (let i = 0; i < ref.tokens.length; i++) {
     if (ours[i] === ref.tokens[i]) continue;
     const p = ref.probs[i];
     const gap = Math.abs(p[ref.tokens[i]] - p[ours[i]]);
-    assert.ok(gap < TOL.TIE_PROB, `step ${i}: we chose ${ours[i]}, llama.cpp ${ref.tokens[i]}; probabilities differ by ${gap}`);
-    how = `diverged at step ${i} on a tie (gap ${gap.toExponential(2)})`;
-    break;
+    assert.ok(gap < TOL.TIE_PROB, `${name} step ${i}: we chose ${ours[i]}, llama.cpp ${ref.tokens[i]}; probabilities differ by ${gap}`);
+    return `diverged at step ${i} on a tie (gap ${gap.toExponential(2)})`;
   }
+  return "identical";
+}
+
+test("stories-deep-16L GPTQ Q4_0: lower calibration error than RTN in every layer, and llama.cpp's greedy tokens equal ours (tie rule)", async () => {
+  const bytes = new Uint8Array(readFileSync(DEEP));
+  const file = readGgufHeader(bytes);
+  const config = configFromGguf(file, DEEP);
+  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 512, config.trainContext);
+  const t0 = performance.now();
+  const r = quantizeGptq(file, bytesSource(bytes), cw.windows, Q4_0);
+  const secs = (performance.now() - t0) / 1000;
+  const g = relativeError(r.errors, "gptq"), e = relativeError(r.errors, "rtn");
+  for (let l = 0; l < config.nLayers; l++) {
+    const errs = r.errors.filter((x) => x.layer === l);
+    assert.ok(relativeError(errs, "gptq") < relativeError(errs, "rtn"), `layer ${l}`);
+  }
+  const how = await sameGreedyAsLlamaCpp(r, "deep-gptq-q4_0.gguf");
   console.log(`    ${r.calibrated} matrices in ${secs.toFixed(1)} s on ${cw.tokens} tokens; error gptq ${g.toFixed(4)} vs rtn ${e.toFixed(4)}; greedy vs llama.cpp: ${how}`);
+});
+
+test("stories260K GPTQ Q8_0 and Q4_1 (group 64 shared by two blocks, act-order) run in llama.cpp with our greedy tokens", async () => {
+  const path = sharedPath("models/stories260K.gguf");
+  const bytes = new Uint8Array(readFileSync(path));
+  const file = readGgufHeader(bytes);
+  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 512, 512);
+  for (const [f, opts] of [[Q8_0, {}], [Q4_1, { group: 64, actOrder: true }]] as const) {
+    const r = quantizeGptq(file, bytesSource(bytes), cw.windows, f, opts);
+    const how = await sameGreedyAsLlamaCpp(r, `s260k-gptq-${f.name}.gguf`);
+    console.log(`    ${f.name} ${JSON.stringify(opts)}: ${how}`);
+  }
 });
 
 test("sequential RTN (method rtn) writes exactly the bytes of the plain RTN quantizer", () => {
