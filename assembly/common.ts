@@ -149,3 +149,39 @@ let touchSink: i32 = 0;
   if (i % g == 0 && i + 3 * g <= d) touch_lines(w + <usize>(i + 2 * g) * rowBytes, <usize>g * rowBytes);
 }
 const PREFETCH_BYTES: usize = 4096;
+
+/** elements per K-quant super-block (ggml QK_K) */
+export const QK_K: i32 = 256;
+/** bytes of block_q4_K (f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles) */
+export const Q4_K_BYTES: i32 = 144;
+/** bytes of block_q6_K (128 bytes ql, 64 bytes qh, 16 int8 scales, f16 d) */
+export const Q6_K_BYTES: i32 = 210;
+/** bytes of block_q8_K (f32 d, 256 int8, 16 int16 bsums) */
+export const Q8_K_BYTES: i32 = 292;
+
+/**
+ * Integer dot of 16 unsigned weights w (each 0..127) with 16 int8 activations x, as four i32 partial sums.
+ * The relaxed build uses i16x8.relaxed_dot_i8x16_i7x16_s (its i7 operand must be 0..127, which w is; the i16x8
+ * form, not the i32x4 "_add" one that V8 11.3's Liftoff gets wrong: wasm-facts.md); SIMD128 widens to i16.
+ */
+// @ts-ignore: decorator
+@inline export function dot_u7_i8(w: v128, x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x, w));
+  } else {
+    return i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), i16x8.extend_low_i8x16_s(x)),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), i16x8.extend_high_i8x16_s(x)));
+  }
+}
+
+/** dot_u7_i8 of two 16-lane pairs, summed; here w must be 0..63 and x -127..127 (the relaxed build adds the two
+ * i16 dots before widening: 4·127·63 fits in i16) */
+// @ts-ignore: decorator
+@inline export function dot2_u7_i8(w0: v128, x0: v128, w1: v128, x1: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, w0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, w1)));
+  } else {
+    return i32x4.add(dot_u7_i8(w0, x0), dot_u7_i8(w1, x1));
+  }
+}

@@ -13,6 +13,14 @@ export interface Kernels {
   quantize_q8_0(out: number, x: number, n: number, t: number): void;
   /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
   quantize_q8_1(out: number, x: number, n: number, t: number): void;
+  /** elements per K-quant super-block (256) */
+  qk_k(): number;
+  /** out: t rows of n/256 block_q8_K from x: t rows of n f32 (quantize_row_q8_K_ref) */
+  quantize_q8_K(out: number, x: number, n: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q4_K)^T */
+  matmul_q4_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q6_K)^T */
+  matmul_q6_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (n) f16 bits from x (n) f32 */
   convert_f16(out: number, x: number, n: number): void;
   /** out (n) bf16 bits from x (n) f32 */

@@ -166,6 +166,48 @@ for (const [name, fmt, act] of [
   });
 }
 
+test("quantize_q8_K: bytes equal to ggml's quantize_row_q8_K_ref (the reference)", () => {
+  const rand = rng(12);
+  for (const n of [256, 512, 2048]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros", "negmax"]) scoped(() => {
+    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+    if (kind === "negmax") { src.set(normal(rand, n * t)); src[3] = -50; src[7] = 50; } // first largest |x| is negative
+    const bytes = (n / 256) * 292 * t;
+    const out = rt.alloc(bytes);
+    k.quantize_q8_K(out, put(src), n, t);
+    const e = new Uint8Array(bytes);
+    R.quantize_q8_K(e, src, n, t);
+    const got = readU8(out, bytes);
+    for (let i = 0; i < bytes; i++) {
+      if (got[i] !== e[i]) assert.unreachable(`quantize_q8_K n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+    }
+  });
+});
+
+for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as const) {
+  test(`${name} matches the reference on the same bytes (Q8_K activations)`, () => {
+    const rand = rng(13);
+    const f = FORMATS.find((x) => x.name === fmt)!;
+    const cases: [number, number, number][] = [];
+    for (const n of [256, 512, 768]) for (const d of [1, 5, 17]) for (const t of TOKENS) cases.push([n, d, t]);
+    cases.push([4096, 8, 1], [4096, 4, 9]);
+    for (const [n, d, t] of cases) scoped(() => {
+      const xf = normal(rand, n * t);
+      const xq = new Uint8Array((n / 256) * 292 * t);
+      R.quantize_q8_K(xq, xf, n, t);
+      const wf = normal(rand, n * d, 0.05);
+      for (let i = 0; i < wf.length; i += 97) wf[i] *= 8; // outliers: uneven scales and mins across sub-blocks
+      const w = new Uint8Array((n / 256) * f.typeSize * d);
+      f.quantize!(wf, w);
+      const out = f32Out(d * t);
+      k[name](out, put(xq), put(w), n, d, t);
+      const e = new Float32Array(d * t);
+      R[name](e, xq, w, n, d, t);
+      const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };
+      assertClose(readF32(out, d * t), e, tol, `${name} n=${n} d=${d} t=${t}`);
+    });
+  });
+}
+
 test("rmsnorm matches the reference (also in place)", () => {
   const rand = rng(6);
   for (const n of F32_SIZES) for (const t of TOKENS) scoped(() => {
@@ -321,7 +363,7 @@ test("runtime: alloc aligns, grows memory, mark/release, views follow growth", (
 test("every format with a matmul kernel has that wasm export, and QK matches the table", () => {
   for (const f of FORMATS) {
     if (f.matmul) assert.type((k as unknown as Record<string, unknown>)[f.matmul], "function", `${f.name}: export ${f.matmul}`);
-    if (f.blockSize > 1 && f.matmul) assert.is(k.qk(), f.blockSize, `${f.name} block size`);
+    if (f.blockSize > 1 && f.matmul) assert.is(f.blockSize === 256 ? k.qk_k() : k.qk(), f.blockSize, `${f.name} block size`);
   }
 });
 

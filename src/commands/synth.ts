@@ -103,7 +103,8 @@ export function synthVocab(size: number): { tokens: string[]; scores: Float32Arr
 
 /** llama.cpp's use_more_bits(): the layers whose attn_v and ffn_down get Q6_K in a Q4_K_M file */
 function useMoreBits(layer: number, nLayers: number): boolean {
-  return layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
+  const n8 = Math.floor(nLayers / 8), n78 = Math.floor((7 * nLayers) / 8); // C integer division
+  return layer < n8 || layer >= n78 || (layer - n8) % 3 === 2;
 }
 
 /** The format of one weight matrix under a recipe; falls back to Q8_0 where a row does not hold whole blocks. */

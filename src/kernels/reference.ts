@@ -1,6 +1,6 @@
 // Plain scalar TypeScript twin of every wasm kernel in assembly/index.ts: same argument meaning, typed arrays
 // instead of pointers, sums in float64. Tests compare the kernels against these; nothing runs them in a model.
-import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven } from "../quant/ref.js";
+import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, QK_K } from "../quant/ref.js";
 
 const QK = 32;
 const fr = Math.fround;
@@ -141,6 +141,72 @@ export function matmul_q4_1(out: Float32Array, xq: Uint8Array, w: Uint8Array, n:
     return [f16ToF32(wv.getUint16(o, true)), f16ToF32(wv.getUint16(o + 2, true)), nibbles(w, o + 4, 0)];
   };
   matmulBlocks(out, n, d, t, wBlock, q8_1At(xq, (n / QK) * 36));
+}
+
+/** quantize_q8_K: t rows of n/256 block_q8_K, exactly ggml's quantize_row_q8_K_ref (see quant/ref.ts) */
+export function quantize_q8_K(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  quantizeQ8_K(x.subarray(0, n * t), out);
+}
+
+/**
+ * K-quant matmul against Q8_K activations, as ggml_vec_dot_q4_K_q8_K / q6_K_q8_K: per super-block, an exact
+ * integer sum over sub-blocks, then d_w·d_x·Σ scale·Σq_w·q_x minus the offset term, accumulated in f64.
+ */
+function matmulK(out: Float32Array, xq: Uint8Array, n: number, d: number, t: number,
+                 block: (i: number, b: number, qx: Int8Array, bsums: Int16Array, dx: number) => number): void {
+  const nb = n / QK_K;
+  const xv = new DataView(xq.buffer, xq.byteOffset, xq.byteLength);
+  for (let j = 0; j < t; j++) {
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let b = 0; b < nb; b++) {
+        const o = (j * nb + b) * 292;
+        const qx = new Int8Array(xq.buffer, xq.byteOffset + o + 4, QK_K);
+        const bsums = new Int16Array(16);
+        for (let k = 0; k < 16; k++) bsums[k] = xv.getInt16(o + 260 + 2 * k, true);
+        s += block(i, b, qx, bsums, xv.getFloat32(o, true));
+      }
+      out[j * d + i] = s;
+    }
+  }
+}
+
+export function matmul_q4_K(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const rb = (n / QK_K) * 144;
+  matmulK(out, xq, n, d, t, (i, b, qx, bsums, dx) => {
+    const o = i * rb + b * 144;
+    const dw = f16ToF32(wv.getUint16(o, true)), dmin = f16ToF32(wv.getUint16(o + 2, true));
+    let sumScaled = 0, sumMins = 0;
+    for (let sb = 0; sb < 8; sb++) {
+      const [sc, m] = q4kScaleMin(w, o + 4, sb);
+      const c = sb >> 1, high = sb & 1;
+      let dot = 0;
+      for (let l = 0; l < 32; l++) {
+        const byte = w[o + 16 + 32 * c + l];
+        dot += (high ? byte >> 4 : byte & 15) * qx[32 * sb + l];
+      }
+      sumScaled += sc * dot;
+      sumMins += m * (bsums[2 * sb] + bsums[2 * sb + 1]);
+    }
+    return dw * dx * sumScaled - dmin * dx * sumMins;
+  });
+}
+
+export function matmul_q6_K(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const rb = (n / QK_K) * 210;
+  matmulK(out, xq, n, d, t, (i, b, qx, _bsums, dx) => {
+    const o = i * rb + b * 210;
+    const dw = f16ToF32(wv.getUint16(o + 208, true));
+    let sum = 0;
+    for (let sb = 0; sb < 16; sb++) {
+      let dot = 0;
+      for (let l = 0; l < 16; l++) dot += (q6kValue(w, o, 16 * sb + l) - 32) * qx[16 * sb + l];
+      sum += wv.getInt8(o + 192 + sb) * dot;
+    }
+    return dw * dx * sum;
+  });
 }
 
 /** out = x / sqrt(mean(x^2) + eps) * w, per row */

@@ -248,6 +248,7 @@ export class Context {
         switch (a) {
           case "Q8_0": k.quantize_q8_0(act, x, n, t); break;
           case "Q8_1": k.quantize_q8_1(act, x, n, t); break;
+          case "Q8_K": k.quantize_q8_K(act, x, n, t); break;
           case "F16": k.convert_f16(act, x, n * t); break;
           case "BF16": k.convert_bf16(act, x, n * t); break;
           default: throw new Error(`no kernel converts activations to ${a}`);

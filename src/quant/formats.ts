@@ -8,7 +8,7 @@ export type FormatName =
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
-export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1";
+export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q4_K" | "matmul_q6_K";
 
 export interface QuantFormat {
   name: FormatName;
@@ -30,8 +30,9 @@ export interface QuantFormat {
   quantTarget?: boolean;
 }
 
-// Sizes follow ggml.c's type_traits; K-quants and Q5_x are listed so files holding them parse and round-trip,
-// but have no kernel yet (the loader refuses them with a clear message).
+// Sizes follow ggml.c's type_traits. Q4_K and Q6_K run (their activations are Q8_K, as in ggml); Q2_K, Q3_K,
+// Q5_K and Q5_x are listed so files holding them parse and round-trip, but have no kernel yet (the loader refuses
+// them with a clear message).
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
@@ -43,10 +44,10 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144 },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
-  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210 },
-  { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292 },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K" },
+  { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
   { name: "BF16", ggmlType: 30, blockSize: 1, typeSize: 2, quantize: ref.quantizeBF16, dequantize: ref.dequantizeBF16, matmul: "matmul_bf16", activation: "BF16" },
 ];
 

@@ -248,3 +248,202 @@ export function dequantizeQ8_1(src: Uint8Array, dst: Float32Array): void {
     for (let j = 0; j < QK; j++) dst[b * QK + j] = v.getInt8(b * 36 + 4 + j) * d;
   }
 }
+
+// ---- K-quants: super-blocks of QK_K = 256 (ggml-common.h block_q4_K, block_q6_K, block_q8_K) ----------------
+
+/** elements per K-quant super-block */
+export const QK_K = 256;
+
+function checkKBlocks(n: number, bytes: number, typeSize: number, what: string): number {
+  if (n % QK_K !== 0) throw new Error(`${what}: ${n} values is not a multiple of ${QK_K}`);
+  const nb = n / QK_K;
+  if (bytes < nb * typeSize) throw new Error(`${what}: ${bytes} bytes hold fewer than ${nb} blocks of ${typeSize}`);
+  return nb;
+}
+
+/** ggml's nearest_int: round half to even through the 1.5·2^23 trick (valid for |x| < 2^22). */
+export function nearestInt(x: number): number {
+  return f32Bits(fr(fr(x) + 12582912)) - 0x4b400000;
+}
+
+/**
+ * The 6-bit scale and min of sub-block j (0..7) from block_q4_K's 12 packed bytes (ggml get_scale_min_k4):
+ * j < 4 keep them in the low 6 bits of bytes j and j+4; j >= 4 split them into the nibbles of byte j+4 and the
+ * top two bits of bytes j-4 and j.
+ */
+export function q4kScaleMin(s: Uint8Array, o: number, j: number): [number, number] {
+  if (j < 4) return [s[o + j] & 63, s[o + j + 4] & 63];
+  return [(s[o + j + 4] & 0xf) | ((s[o + j - 4] >> 6) << 4), (s[o + j + 4] >> 4) | ((s[o + j] >> 6) << 4)];
+}
+
+/**
+ * Q4_K block (144 bytes): f16 d, f16 dmin, 12 bytes of eight 6-bit scales and mins, 128 bytes of nibbles. Chunk c
+ * (64 values) keeps sub-block 2c in the low nibbles of bytes 16+32c.. and sub-block 2c+1 in their high nibbles.
+ * x = d·scale_j·q − dmin·min_j.
+ */
+export function dequantizeQ4_K(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkKBlocks(dst.length, src.length, 144, "dequantizeQ4_K");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 144;
+    const d = f16ToF32(v.getUint16(o, true)), dmin = f16ToF32(v.getUint16(o + 2, true));
+    for (let c = 0; c < 4; c++) {
+      const [s0, m0] = q4kScaleMin(src, o + 4, 2 * c);
+      const [s1, m1] = q4kScaleMin(src, o + 4, 2 * c + 1);
+      const d0 = fr(d * s0), d1 = fr(d * s1), n0 = fr(dmin * m0), n1 = fr(dmin * m1);
+      for (let l = 0; l < 32; l++) {
+        const q = src[o + 16 + 32 * c + l];
+        dst[b * QK_K + 64 * c + l] = fr(fr(d0 * (q & 15)) - n0);
+        dst[b * QK_K + 64 * c + 32 + l] = fr(fr(d1 * (q >> 4)) - n1);
+      }
+    }
+  }
+}
+
+/**
+ * Q4_K quantizer, round to nearest: each 32-value sub-block gets scale (max − min)/15 and min −min(0, min);
+ * the eight scales and mins are coded in 6 bits against d = max scale/63 and dmin = max min/63. The layout is
+ * ggml's; the search is not (ggml's make_qkx2_quants refines scales iteratively), so bytes differ from
+ * quantize_row_q4_K_ref while decoding the same way.
+ */
+export function quantizeQ4_K(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkKBlocks(src.length, dst.length, 144, "quantizeQ4_K");
+  const v = view(dst);
+  const sc = new Float64Array(8), mn = new Float64Array(8), ls = new Uint8Array(8), lm = new Uint8Array(8);
+  for (let b = 0; b < nb; b++) {
+    const x = src.subarray(b * QK_K, (b + 1) * QK_K);
+    const o = b * 144;
+    let maxSc = 0, maxMn = 0;
+    for (let j = 0; j < 8; j++) {
+      let lo = 0, hi = -Infinity;
+      for (let l = 0; l < 32; l++) { lo = Math.min(lo, x[32 * j + l]); hi = Math.max(hi, x[32 * j + l]); }
+      sc[j] = Math.max(0, hi - lo) / 15;
+      mn[j] = -lo;
+      maxSc = Math.max(maxSc, sc[j]);
+      maxMn = Math.max(maxMn, mn[j]);
+    }
+    const dh = f32ToF16(maxSc / 63), mh = f32ToF16(maxMn / 63);
+    const d = f16ToF32(dh), dmin = f16ToF32(mh);
+    for (let j = 0; j < 8; j++) {
+      ls[j] = d > 0 ? Math.min(63, Math.max(0, Math.round(sc[j] / d))) : 0;
+      lm[j] = dmin > 0 ? Math.min(63, Math.max(0, Math.round(mn[j] / dmin))) : 0;
+    }
+    v.setUint16(o, dh, true);
+    v.setUint16(o + 2, mh, true);
+    dst.fill(0, o + 4, o + 16);
+    for (let j = 0; j < 8; j++) {
+      if (j < 4) {
+        dst[o + 4 + j] = ls[j];
+        dst[o + 8 + j] = lm[j];
+      } else {
+        dst[o + 8 + j] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+        dst[o + j] |= (ls[j] >> 4) << 6;
+        dst[o + 4 + j] |= (lm[j] >> 4) << 6;
+      }
+    }
+    for (let c = 0; c < 4; c++) {
+      const q = [0, 1].map((h) => {
+        const j = 2 * c + h;
+        const dj = fr(d * ls[j]), mj = fr(dmin * lm[j]);
+        return (l: number) => (dj > 0 ? Math.min(15, Math.max(0, Math.round((x[32 * j + l] + mj) / dj))) : 0);
+      });
+      for (let l = 0; l < 32; l++) dst[o + 16 + 32 * c + l] = q[0](l) | (q[1](l) << 4);
+    }
+  }
+}
+
+/**
+ * Q6_K block (210 bytes): 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales, f16 d. In each
+ * half of 128 values, value l + 32k (l < 32) takes its low bits from ql[l + 32(k&1)] (low nibble for k < 2, high
+ * for k >= 2) and its high bits from bits 2k..2k+1 of qh[l]; value i uses scale i/16. x = d·scale·(q − 32).
+ */
+export function dequantizeQ6_K(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkKBlocks(dst.length, src.length, 210, "dequantizeQ6_K");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 210;
+    const d = f16ToF32(v.getUint16(o + 208, true));
+    for (let i = 0; i < QK_K; i++) dst[b * QK_K + i] = fr(fr(d * v.getInt8(o + 192 + (i >> 4))) * (q6kValue(src, o, i) - 32));
+  }
+}
+
+/** the unsigned 6-bit value (0..63) of element i of the Q6_K block at o */
+export function q6kValue(s: Uint8Array, o: number, i: number): number {
+  const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
+  const ql = s[o + 64 * half + l + 32 * (k & 1)];
+  const lo = k < 2 ? ql & 15 : ql >> 4;
+  const hi = (s[o + 128 + 32 * half + l] >> (2 * k)) & 3;
+  return lo | (hi << 4);
+}
+
+/**
+ * Q6_K quantizer, round to nearest: each 16-value sub-block gets scale amax/31, coded as int8 against
+ * d = max scale/127; q = round(x/(d·scale)) clamped to −32..31. ggml's layout, not its make_qx_quants search.
+ */
+export function quantizeQ6_K(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkKBlocks(src.length, dst.length, 210, "quantizeQ6_K");
+  const v = view(dst);
+  const sc = new Float64Array(16);
+  const q = new Uint8Array(QK_K);
+  for (let b = 0; b < nb; b++) {
+    const x = src.subarray(b * QK_K, (b + 1) * QK_K);
+    const o = b * 210;
+    let maxSc = 0;
+    for (let j = 0; j < 16; j++) {
+      let amax = 0;
+      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(x[16 * j + l]));
+      sc[j] = amax / 31;
+      maxSc = Math.max(maxSc, sc[j]);
+    }
+    const dh = f32ToF16(maxSc / 127);
+    const d = f16ToF32(dh);
+    for (let j = 0; j < 16; j++) {
+      const s = d > 0 ? Math.min(127, Math.round(sc[j] / d)) : 0;
+      v.setInt8(o + 192 + j, s);
+      const ds = fr(d * s);
+      for (let l = 0; l < 16; l++) q[16 * j + l] = 32 + (ds > 0 ? Math.min(31, Math.max(-32, Math.round(x[16 * j + l] / ds))) : 0);
+    }
+    dst.fill(0, o, o + 192);
+    for (let i = 0; i < QK_K; i++) {
+      const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
+      dst[o + 64 * half + l + 32 * (k & 1)] |= k < 2 ? q[i] & 15 : (q[i] & 15) << 4;
+      dst[o + 128 + 32 * half + l] |= (q[i] >> 4) << (2 * k);
+    }
+    v.setUint16(o + 208, dh, true);
+  }
+}
+
+/**
+ * Q8_K (quantize_row_q8_K_ref; x86 builds of ggml use it as is): per 256 values, max = the value of largest
+ * magnitude (first one), iscale = −127/max, q = min(127, nearest_int(iscale·x)), f32 d = 1/iscale, and 16 int16
+ * bsums (sums of 16 consecutive q). Block = f32 d, 256 int8, 16 int16 = 292 bytes. The activation format of
+ * the K-quant matmuls.
+ */
+export function quantizeQ8_K(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkKBlocks(src.length, dst.length, 292, "quantizeQ8_K");
+  const v = view(dst);
+  for (let b = 0; b < nb; b++) {
+    const x = src.subarray(b * QK_K, (b + 1) * QK_K);
+    const o = b * 292;
+    let amax = 0, max = 0;
+    for (let j = 0; j < QK_K; j++) if (Math.abs(x[j]) > amax) { amax = Math.abs(x[j]); max = x[j]; }
+    if (amax === 0) { dst.fill(0, o, o + 292); continue; }
+    const iscale = fr(-127 / max);
+    for (let j = 0; j < QK_K; j++) v.setInt8(o + 4 + j, Math.min(127, nearestInt(fr(iscale * x[j]))));
+    for (let j = 0; j < 16; j++) {
+      let s = 0;
+      for (let l = 0; l < 16; l++) s += v.getInt8(o + 4 + 16 * j + l);
+      v.setInt16(o + 260 + 2 * j, s, true);
+    }
+    v.setFloat32(o, fr(1 / iscale), true);
+  }
+}
+
+export function dequantizeQ8_K(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkKBlocks(dst.length, src.length, 292, "dequantizeQ8_K");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const d = v.getFloat32(b * 292, true);
+    for (let j = 0; j < QK_K; j++) dst[b * QK_K + j] = fr(d * v.getInt8(b * 292 + 4 + j));
+  }
+}

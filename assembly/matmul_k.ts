@@ -1,0 +1,190 @@
+// K-quant weights against Q8_K activations, as ggml does: quantize_q8_K (quantize_row_q8_K_ref), matmul_q4_K
+// (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
+// are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
+// in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
+import { prefetch_group, prefetch_rows, f16_to_f32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
+  QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, TABLE, T_NIBBLE } from "./common";
+
+// byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
+const KTABLE: usize = memory.data<u8>([
+  0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, // 0: 0x30 (bits 4-5)
+  0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,                                          // 16: scale order
+], 16);
+
+/** [sum a0, sum a1, sum a2, sum a3] of four i32x4 */
+// @ts-ignore: decorator
+@inline function reduce4_i32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
+  const t1 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
+}
+
+/** four bytes of u (little-endian) as an i32x4 */
+// @ts-ignore: decorator
+@inline function bytes4(u: u32): v128 {
+  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(i32x4.splat(u)));
+}
+
+// ---- Q8_K activations -------------------------------------------------------------------------------------
+
+/** out: t rows of n/256 block_q8_K from x: t rows of n f32 (n % 256 == 0), exactly quantize_row_q8_K_ref. */
+export function quantize_q8_K(out: usize, x: usize, n: i32, t: i32): void {
+  const blocks = (n / QK_K) * t;
+  const lim = i32x4.splat(127);
+  for (let b = 0; b < blocks; b++) {
+    let mv = f32x4.splat(0);
+    for (let o: usize = 0; o < 1024; o += 16) mv = f32x4.max(mv, f32x4.abs(v128.load(x + o)));
+    const amax = hmax_f32x4(mv);
+    if (amax == 0) {
+      memory.fill(out, 0, Q8_K_BYTES);
+    } else {
+      // the signed value of the first element of largest magnitude
+      let mx: f32 = 0;
+      for (let o: usize = 0; o < 1024; o += 4) {
+        const v = load<f32>(x + o);
+        if (Mathf.abs(v) == amax) { mx = v; break; }
+      }
+      const iscale: f32 = <f32>-127.0 / mx;
+      const is = f32x4.splat(iscale);
+      for (let g = 0; g < 16; g++) {
+        const p = x + (<usize>g << 6);
+        const i0 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 0), is))), lim);
+        const i1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), is))), lim);
+        const i2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), is))), lim);
+        const i3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), is))), lim);
+        v128.store(out + 4 + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i0, i1), i16x8.narrow_i32x4_s(i2, i3)));
+        store<i16>(out + 260 + (<usize>g << 1), <i16>hsum_i32x4(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3))));
+      }
+      store<f32>(out, <f32>1.0 / iscale);
+    }
+    out += Q8_K_BYTES; x += QK_K * 4;
+  }
+}
+
+// ---- Q4_K -------------------------------------------------------------------------------------------------
+
+/** f32x4 partial sums of one Q4_K row (nb super-blocks at w) against one Q8_K row at x */
+// @ts-ignore: decorator
+@inline function dot_q4_K(w: usize, x: usize, nb: i32): f32 {
+  const mask = v128.load(TABLE + T_NIBBLE);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    // eight 6-bit scales and mins (ggml's utmp shuffle of the 12 bytes at w+4)
+    const u0 = load<u32>(w, 4), u1 = load<u32>(w, 8), u2 = load<u32>(w, 12);
+    const scA = bytes4(u0 & 0x3f3f3f3f);
+    const scB = bytes4((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4));
+    const mnA = bytes4(u1 & 0x3f3f3f3f);
+    const mnB = bytes4(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4));
+    const q = w + 16, xq = x + 4;
+    let qa = v128.load(q, 0), qb = v128.load(q, 16);
+    const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
+    const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
+    qa = v128.load(q, 32); qb = v128.load(q, 48);
+    const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
+    const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
+    qa = v128.load(q, 64); qb = v128.load(q, 80);
+    const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
+    const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
+    qa = v128.load(q, 96); qb = v128.load(q, 112);
+    const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
+    const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
+    const isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
+    // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
+    const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 260)), mnA),
+                           i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 276)), mnB));
+    const dx = load<f32>(x);
+    const dd = f32x4.splat(f16_to_f32(load<u16>(w)) * dx), dm = f32x4.splat(f16_to_f32(load<u16>(w, 2)) * dx);
+    acc = f32x4.add(acc, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm)));
+    w += Q4_K_BYTES; x += Q8_K_BYTES;
+  }
+  return hsum_f32x4(acc);
+}
+
+/** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q4_K) ^T. */
+export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK_K;
+  const wRow = <usize>nb * Q4_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
+  const os = <usize>d << 2;
+  if (t == 1) {
+    const g = prefetch_group(wRow);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, wRow, g);
+      store<f32>(out + (<usize>i << 2), dot_q4_K(w + <usize>i * wRow, xq, nb));
+    }
+    return;
+  }
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i = 0; i < d; i++) {
+      const wp = w + <usize>i * wRow;
+      const o = out + (<usize>i << 2);
+      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_q4_K(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}
+
+// ---- Q6_K -------------------------------------------------------------------------------------------------
+
+/** f32x4 partial sums of one Q6_K row against one Q8_K row */
+// @ts-ignore: decorator
+@inline function dot_q6_K(w: usize, x: usize, nb: i32): f32 {
+  const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    // scales in the order the dots come out: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
+    const sc8 = v128.load(w, 192);
+    const so = i8x16.swizzle(sc8, order);
+    const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
+    let isum = i32x4.splat(0);
+    for (let h = 0; h < 2; h++) {
+      const ql = w + (<usize>h << 6), qh = w + 128 + (<usize>h << 5), xq = x + 4 + (<usize>h << 7);
+      for (let l0 = 0; l0 < 32; l0 += 16) {
+        const a = v128.load(ql + l0), c = v128.load(ql + l0, 32), hh = v128.load(qh + l0);
+        const q1 = v128.or(v128.and(a, m4), v128.and(i8x16.shl(hh, 4), m30));
+        const q2 = v128.or(v128.and(c, m4), v128.and(i8x16.shl(hh, 2), m30));
+        const q3 = v128.or(i8x16.shr_u(a, 4), v128.and(hh, m30));
+        const q4 = v128.or(i8x16.shr_u(c, 4), v128.and(i8x16.shr_u(hh, 2), m30));
+        const xp = xq + l0;
+        const r = reduce4_i32(dot_u7_i8(q1, v128.load(xp, 0)), dot_u7_i8(q2, v128.load(xp, 32)),
+                              dot_u7_i8(q3, v128.load(xp, 64)), dot_u7_i8(q4, v128.load(xp, 96)));
+        // this group's four scales: lanes (h*2 + l0/16)*4 .. +4 of the reordered scales
+        const sel = h * 2 + (l0 >> 4);
+        const s16 = sel < 2 ? so16a : so16b;
+        const sc = (sel & 1) == 0 ? i32x4.extend_low_i16x8_s(s16) : i32x4.extend_high_i16x8_s(s16);
+        isum = i32x4.add(isum, i32x4.mul(r, sc));
+      }
+    }
+    // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
+    const s16n0 = i16x8.extend_low_i8x16_s(sc8), s16n1 = i16x8.extend_high_i8x16_s(sc8);
+    const off = i32x4.add(i32x4.dot_i16x8_s(s16n0, v128.load(x, 260)), i32x4.dot_i16x8_s(s16n1, v128.load(x, 276)));
+    const dd = f32x4.splat(f16_to_f32(load<u16>(w, 208)) * load<f32>(x));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd));
+    w += Q6_K_BYTES; x += Q8_K_BYTES;
+  }
+  return hsum_f32x4(acc);
+}
+
+/** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q6_K) ^T. */
+export function matmul_q6_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK_K;
+  const wRow = <usize>nb * Q6_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
+  const os = <usize>d << 2;
+  if (t == 1) {
+    const g = prefetch_group(wRow);
+    for (let i = 0; i < d; i++) {
+      prefetch_rows(w, i, d, wRow, g);
+      store<f32>(out + (<usize>i << 2), dot_q6_K(w + <usize>i * wRow, xq, nb));
+    }
+    return;
+  }
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i = 0; i < d; i++) {
+      const wp = w + <usize>i * wRow;
+      const o = out + (<usize>i << 2);
+      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_q6_K(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}
