@@ -79,7 +79,8 @@ export function registerPruneCommands(program: Command): void {
         if (metric === "block") console.log("note: block removes the best contiguous block for each k; the order above is for k = 1");
       }
       if (o.plot) {
-        const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric);
+        const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric,
+          o.granularity === "layer" ? undefined : rows.map((r) => (r.part === "attn" ? "attention" : "FFN")));
         writeFileAtomic(o.plot, [new TextEncoder().encode(svg)]);
         process.stderr.write(`wrote ${o.plot}\n`);
       }

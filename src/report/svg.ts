@@ -4,7 +4,7 @@
 
 const W = 720;
 const H = 400;
-const M = { left: 64, right: 170, top: 40, bottom: 52 };
+const M = { left: 64, right: 170, top: 40, bottom: 64 };
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 
 function esc(s: string): string {
@@ -71,17 +71,25 @@ function legend(parts: string[], names: string[], dashed: boolean[] = []): void 
   });
 }
 
-/** Bars, one per label (e.g. a score per layer). */
-export function barChart(title: string, labels: string[], values: number[], xLabel: string, yLabel: string): string {
+/** Bars, one per label (e.g. a score per layer); `groups` colours bars and adds a legend (e.g. attention vs FFN). */
+export function barChart(title: string, labels: string[], values: number[], xLabel: string, yLabel: string, groups?: string[]): string {
   const max = Math.max(...values.map((v) => (Number.isFinite(v) ? v : 0)), 1e-12);
   const f = frame(title, xLabel, yLabel, [-0.5, labels.length - 0.5], [0, max * 1.05], { xTicks: [] });
   const bw = ((W - M.left - M.right) / labels.length) * 0.7;
+  const names = groups ? [...new Set(groups)] : [];
+  // many bars: rotate the labels so they do not run into each other
+  const rotate = labels.length > 16;
   labels.forEach((lab, i) => {
     const v = Number.isFinite(values[i]) ? Math.max(0, values[i]) : 0;
     const top = f.y(v);
-    f.parts.push(`<rect x="${f.x(i) - bw / 2}" y="${top}" width="${bw}" height="${f.y(0) - top}" fill="${COLORS[0]}"><title>${esc(lab)}: ${values[i]}</title></rect>`);
-    f.parts.push(`<text x="${f.x(i)}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(lab)}</text>`);
+    const color = COLORS[groups ? names.indexOf(groups[i]) % COLORS.length : 0];
+    f.parts.push(`<rect x="${f.x(i) - bw / 2}" y="${top}" width="${bw}" height="${f.y(0) - top}" fill="${color}"><title>${esc(lab)}: ${values[i]}</title></rect>`);
+    const ly = H - M.bottom + 16;
+    f.parts.push(rotate
+      ? `<text transform="translate(${f.x(i) + 3} ${ly - 6}) rotate(-60)" text-anchor="end" font-size="10">${esc(lab)}</text>`
+      : `<text x="${f.x(i)}" y="${ly}" text-anchor="middle">${esc(lab)}</text>`);
   });
+  if (groups) legend(f.parts, names);
   f.parts.push("</svg>");
   return f.parts.join("\n");
 }
