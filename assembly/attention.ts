@@ -7,6 +7,7 @@
 // chunks in registers while it walks the positions. The query heads of a kv group are handled together, so the
 // K rows of a block of positions are read from memory once and reused from L1 by every head of the group.
 import { exp_f32x4 } from "./math";
+import { fmadd } from "./common";
 
 /** [sum a0, sum a1, sum a2, sum a3]: four horizontal sums with one 4x4 transpose */
 // @ts-ignore: decorator
@@ -23,7 +24,7 @@ import { exp_f32x4 } from "./math";
   let d = 0;
   let off: usize = 0;
   for (; d + 4 <= headSize; d += 4) {
-    a = f32x4.add(a, f32x4.mul(v128.load(q + off), v128.load(k + off)));
+    a = fmadd(v128.load(q + off), v128.load(k + off), a);
     off += 16;
   }
   let s = (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) + (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
@@ -52,10 +53,10 @@ import { exp_f32x4 } from "./math";
       let off: usize = 0;
       for (let d = 0; d < hs4; d += 4) {
         const qv = v128.load(qp + off);
-        a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + off)));
-        a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + off)));
-        a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + off)));
-        a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + off)));
+        a0 = fmadd(qv, v128.load(k0 + off), a0);
+        a1 = fmadd(qv, v128.load(k1 + off), a1);
+        a2 = fmadd(qv, v128.load(k2 + off), a2);
+        a3 = fmadd(qv, v128.load(k3 + off), a3);
         off += 16;
       }
       let s = hsum4x4(a0, a1, a2, a3);
@@ -118,10 +119,10 @@ import { exp_f32x4 } from "./math";
     let wp = w;
     for (let p = 0; p < np; p++) {
       const ws = v128.load32_splat(wp);
-      a0 = f32x4.add(a0, f32x4.mul(ws, v128.load(vp, 0)));
-      a1 = f32x4.add(a1, f32x4.mul(ws, v128.load(vp, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(ws, v128.load(vp, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(ws, v128.load(vp, 48)));
+      a0 = fmadd(ws, v128.load(vp, 0), a0);
+      a1 = fmadd(ws, v128.load(vp, 16), a1);
+      a2 = fmadd(ws, v128.load(vp, 32), a2);
+      a3 = fmadd(ws, v128.load(vp, 48), a3);
       vp += kvRow; wp += 4;
     }
     const op = o + (<usize>d << 2);
@@ -139,16 +140,16 @@ import { exp_f32x4 } from "./math";
     for (; p + 2 <= np; p += 2) {
       const w0 = v128.load32_splat(wp), w1 = v128.load32_splat(wp, 4);
       const vq = vp + kvRow;
-      a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(vp, 0)));
-      a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(vp, 16)));
-      b0 = f32x4.add(b0, f32x4.mul(w1, v128.load(vq, 0)));
-      b1 = f32x4.add(b1, f32x4.mul(w1, v128.load(vq, 16)));
+      a0 = fmadd(w0, v128.load(vp, 0), a0);
+      a1 = fmadd(w0, v128.load(vp, 16), a1);
+      b0 = fmadd(w1, v128.load(vq, 0), b0);
+      b1 = fmadd(w1, v128.load(vq, 16), b1);
       vp += kvRow << 1; wp += 8;
     }
     if (p < np) {
       const w0 = v128.load32_splat(wp);
-      a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(vp, 0)));
-      a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(vp, 16)));
+      a0 = fmadd(w0, v128.load(vp, 0), a0);
+      a1 = fmadd(w0, v128.load(vp, 16), a1);
     }
     const op = o + (<usize>d << 2);
     v128.store(op, f32x4.mul(f32x4.add(a0, b0), iv), 0);
@@ -160,11 +161,11 @@ import { exp_f32x4 } from "./math";
     let wp = w;
     let p = 0;
     for (; p + 2 <= np; p += 2) {
-      a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(wp), v128.load(vp)));
-      b0 = f32x4.add(b0, f32x4.mul(v128.load32_splat(wp, 4), v128.load(vp + kvRow)));
+      a0 = fmadd(v128.load32_splat(wp), v128.load(vp), a0);
+      b0 = fmadd(v128.load32_splat(wp, 4), v128.load(vp + kvRow), b0);
       vp += kvRow << 1; wp += 8;
     }
-    if (p < np) a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(wp), v128.load(vp)));
+    if (p < np) a0 = fmadd(v128.load32_splat(wp), v128.load(vp), a0);
     v128.store(o + (<usize>d << 2), f32x4.mul(f32x4.add(a0, b0), iv));
   }
   for (; d < headSize; d++) {

@@ -20,12 +20,14 @@ export const TABLE: usize = memory.data<u32>([
   0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, //  32: f16-in-top-half >> 3 keeps sign, exponent, mantissa
   0x77800000, 0x77800000, 0x77800000, 0x77800000, //  48: 2^112 as f32 bits (f16 -> f32 exponent re-bias)
   0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, //  64: top-half mask (odd f16/bf16 lanes)
+  0x01010101, 0x01010101, 0x01010101, 0x01010101, //  80: i8 1 (sums of int8 through a relaxed dot)
 ], 16);
 export const T_NIBBLE: usize = 0;
 export const T_EIGHT: usize = 16;
 export const T_F16MASK: usize = 32;
 export const T_F16SCALE: usize = 48;
 export const T_HI16: usize = 64;
+export const T_ONES: usize = 80;
 
 /** 2^112: multiplying by it re-biases an f16 exponent placed in an f32 (also right for f16 subnormals) */
 // @ts-ignore: decorator
@@ -183,5 +185,25 @@ export const Q8_K_BYTES: i32 = 292;
     return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, w0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, w1)));
   } else {
     return i32x4.add(dot_u7_i8(w0, x0), dot_u7_i8(w1, x1));
+  }
+}
+
+/** a·b + c on four f32 lanes: fused (relaxed_madd, an FMA on x86/ARM) in the relaxed build, mul then add in SIMD128 */
+// @ts-ignore: decorator
+@inline export function fmadd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return f32x4.relaxed_madd(a, b, c);
+  } else {
+    return f32x4.add(f32x4.mul(a, b), c);
+  }
+}
+
+/** c − a·b on four f32 lanes (relaxed_nmadd in the relaxed build) */
+// @ts-ignore: decorator
+@inline export function fnmadd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return f32x4.relaxed_nmadd(a, b, c);
+  } else {
+    return f32x4.sub(c, f32x4.mul(a, b));
   }
 }

@@ -1,7 +1,9 @@
 // Vector transcendental helpers: exp and silu on four f32 lanes at once, after ggml's ggml_v_expf (Arm's
 // optimized-routines expf: Cody-Waite reduction by ln2, degree-5 polynomial, exponent built from the rounding
-// shift). SIMD128 has no FMA, so each fused step is a multiply then an add, as in ggml's SSE2 variant; the error
-// stays within 2 ulp (test/kernels.test.ts measures it). Nothing here loops over memory.
+// shift). SIMD128 has no FMA, so there each fused step is a multiply then an add, as in ggml's SSE2 variant; the
+// relaxed build fuses them (relaxed_madd), as ggml's AVX2 one. Either way the error stays within 2 ulp
+// (test/kernels.test.ts measures it). Nothing here loops over memory.
+import { fmadd, fnmadd } from "./common";
 
 // Constants live in memory and are loaded where used: V8 re-materialises v128.const inside loops (wasm-facts.md).
 const EXP_TABLE: usize = memory.data<u32>([
@@ -33,25 +35,23 @@ const EXP_TABLE: usize = memory.data<u32>([
 // @ts-ignore: decorator
 @inline export function exp_f32x4(x: v128): v128 {
   const r = c(0);
-  const z = f32x4.add(f32x4.mul(x, c(16)), r);          // round(x / ln2) sits in z's low mantissa bits
+  const z = fmadd(x, c(16), r);                          // round(x / ln2) sits in z's low mantissa bits
   const n = f32x4.sub(z, r);
-  const b = f32x4.sub(f32x4.sub(x, f32x4.mul(n, c(32))), f32x4.mul(n, c(48))); // x - n ln2, |b| <= ln2/2
+  const b = fnmadd(n, c(48), fnmadd(n, c(32), x));      // x - n ln2, |b| <= ln2/2
   const e = i32x4.shl(z, 23);                            // n moved into the exponent field
   const k = i32x4.add(e, c(144));                        // 2^n (valid while |n| <= 126)
   const an = f32x4.abs(n);
   const big = f32x4.gt(an, c(160));
   const u = f32x4.mul(b, b);
-  const j = f32x4.add(
-    f32x4.mul(f32x4.add(f32x4.mul(f32x4.add(f32x4.mul(c(64), b), c(80)), u), f32x4.add(f32x4.mul(c(96), b), c(112))), u),
-    f32x4.mul(c(128), b));                               // exp(b) - 1
-  if (!v128.any_true(big)) return f32x4.add(k, f32x4.mul(k, j));
+  const j = fmadd(fmadd(fmadd(c(64), b, c(80)), u, fmadd(c(96), b, c(112))), u, f32x4.mul(c(128), b)); // exp(b) - 1
+  if (!v128.any_true(big)) return fmadd(k, j, k);
   // |n| > 126: 2^n as the product of two representable powers s1 * s2; past 192 the answer is 0 or inf
   const g = v128.and(f32x4.le(n, f32x4.splat(0)), c(192));
   const s1 = i32x4.add(g, c(208));
   const s2 = i32x4.sub(e, g);
   const huge = f32x4.gt(an, c(176));
   return v128.bitselect(f32x4.mul(s1, s1),
-    v128.bitselect(f32x4.mul(f32x4.add(s2, f32x4.mul(s2, j)), s1), f32x4.add(k, f32x4.mul(k, j)), big), huge);
+    v128.bitselect(f32x4.mul(fmadd(s2, j, s2), s1), fmadd(k, j, k), big), huge);
 }
 
 /** silu(x) = x / (1 + exp(-x)) on four lanes (ggml_v_silu); -inf-bound inputs give -0, large ones x. */

@@ -1,6 +1,7 @@
 // matmul_f32: out (t, d) = x (t, n) @ W (d, n)^T with f32 weights and activations. Four accumulators per dot
-// (wasm-facts.md); for t > 1 each weight row is used for four tokens per pass. Not for quantized weights.
-import { hsum_f32x4, token_chunk } from "./common";
+// (wasm-facts.md), fused multiply-adds in the relaxed build; for t > 1 each weight row is used for four tokens per
+// pass. Not for quantized weights.
+import { fmadd, hsum_f32x4, token_chunk } from "./common";
 
 /** sum_k w[k] * x[k] over n f32 (any n >= 0), four accumulators */
 // @ts-ignore: decorator
@@ -8,14 +9,14 @@ import { hsum_f32x4, token_chunk } from "./common";
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let k = 0;
   for (; k + 16 <= n; k += 16) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(w, 0), v128.load(x, 0)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(w, 16), v128.load(x, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(v128.load(w, 32), v128.load(x, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(v128.load(w, 48), v128.load(x, 48)));
+    a0 = fmadd(v128.load(w, 0), v128.load(x, 0), a0);
+    a1 = fmadd(v128.load(w, 16), v128.load(x, 16), a1);
+    a2 = fmadd(v128.load(w, 32), v128.load(x, 32), a2);
+    a3 = fmadd(v128.load(w, 48), v128.load(x, 48), a3);
     w += 64; x += 64;
   }
   for (; k + 4 <= n; k += 4) {
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(w), v128.load(x)));
+    a0 = fmadd(v128.load(w), v128.load(x), a0);
     w += 16; x += 16;
   }
   let s = hsum_f32x4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
@@ -36,22 +37,22 @@ import { hsum_f32x4, token_chunk } from "./common";
   let off: usize = 0;
   for (; k + 8 <= n; k += 8) {
     const w0 = v128.load(w + off), w1 = v128.load(w + off, 16);
-    a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x + off)));
-    b0 = f32x4.add(b0, f32x4.mul(w1, v128.load(x + off, 16)));
-    a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(x1 + off)));
-    b1 = f32x4.add(b1, f32x4.mul(w1, v128.load(x1 + off, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(w0, v128.load(x2 + off)));
-    b2 = f32x4.add(b2, f32x4.mul(w1, v128.load(x2 + off, 16)));
-    a3 = f32x4.add(a3, f32x4.mul(w0, v128.load(x3 + off)));
-    b3 = f32x4.add(b3, f32x4.mul(w1, v128.load(x3 + off, 16)));
+    a0 = fmadd(w0, v128.load(x + off), a0);
+    b0 = fmadd(w1, v128.load(x + off, 16), b0);
+    a1 = fmadd(w0, v128.load(x1 + off), a1);
+    b1 = fmadd(w1, v128.load(x1 + off, 16), b1);
+    a2 = fmadd(w0, v128.load(x2 + off), a2);
+    b2 = fmadd(w1, v128.load(x2 + off, 16), b2);
+    a3 = fmadd(w0, v128.load(x3 + off), a3);
+    b3 = fmadd(w1, v128.load(x3 + off, 16), b3);
     off += 32;
   }
   for (; k + 4 <= n; k += 4) {
     const w0 = v128.load(w + off);
-    a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x + off)));
-    a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(x1 + off)));
-    a2 = f32x4.add(a2, f32x4.mul(w0, v128.load(x2 + off)));
-    a3 = f32x4.add(a3, f32x4.mul(w0, v128.load(x3 + off)));
+    a0 = fmadd(w0, v128.load(x + off), a0);
+    a1 = fmadd(w0, v128.load(x1 + off), a1);
+    a2 = fmadd(w0, v128.load(x2 + off), a2);
+    a3 = fmadd(w0, v128.load(x3 + off), a3);
     off += 16;
   }
   let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));

@@ -126,38 +126,41 @@ export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
 
 // ---- Q6_K -------------------------------------------------------------------------------------------------
 
+/**
+ * One group of a Q6_K super-block: 16 consecutive l of half h, all four k — values 128h + 32k + l0 + [0, 16),
+ * sub-blocks 8h + 2k + l0/16 — as Σ_k scale·dot, with sc holding those four scales.
+ */
+// @ts-ignore: decorator
+@inline function q6_group(w: usize, x: usize, h: usize, l0: usize, m4: v128, m30: v128, sc: v128): v128 {
+  const ql = w + (h << 6) + l0, qh = w + 128 + (h << 5) + l0, xp = x + 4 + (h << 7) + l0;
+  const a = v128.load(ql), c = v128.load(ql, 32), hh = v128.load(qh);
+  const q1 = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hh, 4), m30));
+  const q2 = v128.or(v128.and(c, m4), v128.and(i16x8.shl(hh, 2), m30));
+  const q3 = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hh, m30));
+  const q4 = v128.or(v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(hh, 2), m30));
+  const r = reduce4_i32(dot_u7_i8(q1, v128.load(xp, 0)), dot_u7_i8(q2, v128.load(xp, 32)),
+                        dot_u7_i8(q3, v128.load(xp, 64)), dot_u7_i8(q4, v128.load(xp, 96)));
+  return i32x4.mul(r, sc);
+}
+
 /** f32x4 partial sums of one Q6_K row against one Q8_K row */
 // @ts-ignore: decorator
 @inline function dot_q6_K(w: usize, x: usize, nb: i32): f32 {
   const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    // scales in the order the dots come out: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
+    // scales in the order the groups produce their dots: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
     const sc8 = v128.load(w, 192);
     const so = i8x16.swizzle(sc8, order);
     const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
-    let isum = i32x4.splat(0);
-    for (let h = 0; h < 2; h++) {
-      const ql = w + (<usize>h << 6), qh = w + 128 + (<usize>h << 5), xq = x + 4 + (<usize>h << 7);
-      for (let l0 = 0; l0 < 32; l0 += 16) {
-        const a = v128.load(ql + l0), c = v128.load(ql + l0, 32), hh = v128.load(qh + l0);
-        const q1 = v128.or(v128.and(a, m4), v128.and(i8x16.shl(hh, 4), m30));
-        const q2 = v128.or(v128.and(c, m4), v128.and(i8x16.shl(hh, 2), m30));
-        const q3 = v128.or(i8x16.shr_u(a, 4), v128.and(hh, m30));
-        const q4 = v128.or(i8x16.shr_u(c, 4), v128.and(i8x16.shr_u(hh, 2), m30));
-        const xp = xq + l0;
-        const r = reduce4_i32(dot_u7_i8(q1, v128.load(xp, 0)), dot_u7_i8(q2, v128.load(xp, 32)),
-                              dot_u7_i8(q3, v128.load(xp, 64)), dot_u7_i8(q4, v128.load(xp, 96)));
-        // this group's four scales: lanes (h*2 + l0/16)*4 .. +4 of the reordered scales
-        const sel = h * 2 + (l0 >> 4);
-        const s16 = sel < 2 ? so16a : so16b;
-        const sc = (sel & 1) == 0 ? i32x4.extend_low_i16x8_s(s16) : i32x4.extend_high_i16x8_s(s16);
-        isum = i32x4.add(isum, i32x4.mul(r, sc));
-      }
-    }
+    // the 16-bit shifts move bits across byte lanes; the masks keep only each byte's own bits
+    let isum = q6_group(w, x, 0, 0, m4, m30, i32x4.extend_low_i16x8_s(so16a));
+    isum = i32x4.add(isum, q6_group(w, x, 0, 16, m4, m30, i32x4.extend_high_i16x8_s(so16a)));
+    isum = i32x4.add(isum, q6_group(w, x, 1, 0, m4, m30, i32x4.extend_low_i16x8_s(so16b)));
+    isum = i32x4.add(isum, q6_group(w, x, 1, 16, m4, m30, i32x4.extend_high_i16x8_s(so16b)));
     // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
-    const s16n0 = i16x8.extend_low_i8x16_s(sc8), s16n1 = i16x8.extend_high_i8x16_s(sc8);
-    const off = i32x4.add(i32x4.dot_i16x8_s(s16n0, v128.load(x, 260)), i32x4.dot_i16x8_s(s16n1, v128.load(x, 276)));
+    const off = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc8), v128.load(x, 260)),
+                          i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc8), v128.load(x, 276)));
     const dd = f32x4.splat(f16_to_f32(load<u16>(w, 208)) * load<f32>(x));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd));
     w += Q6_K_BYTES; x += Q8_K_BYTES;

@@ -1,7 +1,29 @@
 // 4-bit weights: matmul_q4_0 (block_q4_0 x block_q8_0, as ggml_vec_dot_q4_0_q8_0) and matmul_q4_1
 // (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). Nibbles are unpacked
-// and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT } from "./common";
+// and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s; the relaxed build instead feeds the
+// unsigned nibbles (0..15, the i7 operand) to i16x8.relaxed_dot_i8x16_i7x16_s and, for Q4_0, subtracts
+// 8·sum(x) (a relaxed dot with ones). Not a quantizer.
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT, T_ONES } from "./common";
+
+// ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
+
+/** i16x8 partial sums of u·x for 32 unsigned nibbles (lo = elements 0..15, hi = 16..31) and int8 x0, x1 */
+// @ts-ignore: decorator
+@inline function rdot_nib(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
+}
+
+/** 8·sum(x) over 32 int8 as i16x8 partial sums (|.| <= 8·4·127 fits) */
+// @ts-ignore: decorator
+@inline function rsum8(x0: v128, x1: v128, ones: v128): v128 {
+  return i16x8.shl(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, ones), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ones)), 3);
+}
+
+/** Q4_0 block dot in the relaxed build: sum((u - 8)·x) = sum(u·x) - 8·sum(x); |u·x sums| <= 7620 fits i16 */
+// @ts-ignore: decorator
+@inline function rdot_q4_0(q: v128, x0: v128, x1: v128, s8: v128, mask: v128): v128 {
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), x0, x1), s8));
+}
 
 // ---- Q4_0 ------------------------------------------------------------------------------------------------
 
@@ -9,6 +31,17 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
   const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
   let acc = f32x4.splat(0);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ones = v128.load(TABLE + T_ONES);
+    for (let b = 0; b < nb; b++) {
+      const x0 = v128.load(x, 2), x1 = v128.load(x, 18);
+      const p = rdot_q4_0(v128.load(w, 2), x0, x1, rsum8(x0, x1, ones), mask);
+      const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
+      w += Q4_0_BYTES; x += Q8_0_BYTES;
+    }
+    return hsum_f32x4(acc);
+  }
   for (let b = 0; b < nb; b++) {
     const q = v128.load(w, 2);
     const lo = i8x16.sub(v128.and(q, mask), eight);     // elements 0..15
@@ -31,6 +64,22 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const w1p = w + ws;
   let wo: usize = 0;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ones = v128.load(TABLE + T_ONES);
+    for (let b = 0; b < nb; b++) {
+      const x0 = v128.load(x, 2), x1 = v128.load(x, 18);
+      const s8 = rsum8(x0, x1, ones);
+      const dx = f16_to_f32(load<u16>(x));
+      let p = rdot_q4_0(v128.load(w + wo, 2), x0, x1, s8, mask);
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
+      p = rdot_q4_0(v128.load(w1p + wo, 2), x0, x1, s8, mask);
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
+      wo += Q4_0_BYTES; x += Q8_0_BYTES;
+    }
+    store<f32>(o, hsum_f32x4(a0));
+    store<f32>(o, hsum_f32x4(a1), 4);
+    return;
+  }
   for (let b = 0; b < nb; b++) {
     const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
     const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
@@ -60,6 +109,32 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   let off: usize = 0;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ones = v128.load(TABLE + T_ONES);
+    for (let b = 0; b < nb; b++) {
+      const q = v128.load(w, 2);
+      const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
+      const dw = f16_to_f32(load<u16>(w));
+      let y0 = v128.load(x + off, 2), y1 = v128.load(x + off, 18);
+      let p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
+      y0 = v128.load(x1 + off, 2); y1 = v128.load(x1 + off, 18);
+      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
+      y0 = v128.load(x2 + off, 2); y1 = v128.load(x2 + off, 18);
+      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
+      a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
+      y0 = v128.load(x3 + off, 2); y1 = v128.load(x3 + off, 18);
+      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
+      a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
+      w += Q4_0_BYTES; off += Q8_0_BYTES;
+    }
+    store<f32>(o, hsum_f32x4(a0));
+    store<f32>(o + os, hsum_f32x4(a1));
+    store<f32>(o + 2 * os, hsum_f32x4(a2));
+    store<f32>(o + 3 * os, hsum_f32x4(a3));
+    return;
+  }
   for (let b = 0; b < nb; b++) {
     const q = v128.load(w, 2);
     const lo = i8x16.sub(v128.and(q, mask), eight);
@@ -122,7 +197,7 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   for (let b = 0; b < nb; b++) {
     const q = v128.load(w, 4);
     const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);   // 0..15, so sign extension is harmless
-    const p = idot_w16(
+    const p = ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, v128.load(x, 4), v128.load(x, 20))) : idot_w16(
       i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
       i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
       v128.load(x, 4), v128.load(x, 20));
@@ -142,6 +217,24 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   let m0: f32 = 0, m1: f32 = 0;
   const w1p = w + ws;
   let wo: usize = 0;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    for (let b = 0; b < nb; b++) {
+      const xq0 = v128.load(x, 4), xq1 = v128.load(x, 20);
+      const dx = f16_to_f32(load<u16>(x)), sx = f16_to_f32(load<u16>(x, 2));
+      let q = v128.load(w + wo, 4);
+      let p = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), xq0, xq1));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
+      m0 += sx * f16_to_f32(load<u16>(w + wo, 2));
+      q = v128.load(w1p + wo, 4);
+      p = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), xq0, xq1));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
+      m1 += sx * f16_to_f32(load<u16>(w1p + wo, 2));
+      wo += Q4_1_BYTES; x += Q8_1_BYTES;
+    }
+    store<f32>(o, hsum_f32x4(a0) + m0);
+    store<f32>(o, hsum_f32x4(a1) + m1, 4);
+    return;
+  }
   for (let b = 0; b < nb; b++) {
     const xq0 = v128.load(x, 4), xq1 = v128.load(x, 20);
     const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);

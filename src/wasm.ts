@@ -1,7 +1,8 @@
-// Runtime glue: instantiates the embedded kernel module over a host-created memory, hands out aligned offsets
-// with a bump allocator and keeps typed-array views. Portable (no Node built-ins). Not a memory planner for a
-// model: callers decide what to allocate.
-import { KERNELS_WASM_BASE64 } from "./generated/kernels-wasm.js";
+// Runtime glue: instantiates one of the two embedded kernel builds (SIMD128 everywhere; relaxed SIMD where the
+// engine validates it) over a host-created memory, hands out aligned offsets with a bump allocator and keeps
+// typed-array views. Portable (no Node built-ins). Not a memory planner for a model: callers decide what to
+// allocate.
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from "./generated/kernels-wasm.js";
 
 /** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
 export interface Kernels {
@@ -81,35 +82,76 @@ export function attentionScratch(nHeads: number, nKvHeads: number, nPos: number)
 const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the wasm32 address space
 
-let cachedModule: WebAssembly.Module | undefined;
+/** The kernel builds: "simd128" (asc --target release) and "relaxed" (asc --target relaxed: relaxed SIMD dots and FMA). */
+export type SimdBuild = "simd128" | "relaxed";
 
-/** The kernel module, decoded and compiled once per process. */
-function kernelModule(): WebAssembly.Module {
-  if (!cachedModule) {
-    const text = atob(KERNELS_WASM_BASE64);
+const modules = new Map<SimdBuild, WebAssembly.Module>();
+let relaxedSupported: boolean | undefined;
+
+/**
+ * Whether this engine has relaxed SIMD, by validating a 48-byte module whose one function returns
+ * i16x8.relaxed_dot_i8x16_i7x16_s of two constants (on in Chrome, Deno and Node >= 22; Node 20 needs
+ * --experimental-wasm-relaxed-simd).
+ */
+export function hasRelaxedSimd(): boolean {
+  if (relaxedSupported === undefined) {
+    const zeros = new Array<number>(16).fill(0);
+    const body = [0x00, 0xfd, 0x0c, ...zeros, 0xfd, 0x0c, ...zeros, 0xfd, 0x92, 0x02, 0x0b];
+    const bytes = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+      0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+      0x03, 0x02, 0x01, 0x00, // one function of type 0
+      0x0a, body.length + 2, 0x01, body.length, ...body]);
+    try { relaxedSupported = WebAssembly.validate(bytes); } catch { relaxedSupported = false; }
+  }
+  return relaxedSupported;
+}
+
+/** The build create() uses unless told: EDGEPRUNE_SIMD=simd128|relaxed when a process env exists, else the best one. */
+export function defaultSimdBuild(): SimdBuild {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.EDGEPRUNE_SIMD;
+  if (env === "simd128" || env === "relaxed") return env;
+  return hasRelaxedSimd() ? "relaxed" : "simd128";
+}
+
+/** A kernel build, decoded and compiled once per process. */
+export function kernelModule(build: SimdBuild): WebAssembly.Module {
+  let m = modules.get(build);
+  if (!m) {
+    if (build === "relaxed" && !hasRelaxedSimd()) {
+      throw new Error("the relaxed SIMD kernels need an engine with relaxed SIMD (Chrome, Deno, Node >= 22, or Node 20 with --experimental-wasm-relaxed-simd)");
+    }
+    const text = atob(build === "relaxed" ? KERNELS_RELAXED_WASM_BASE64 : KERNELS_WASM_BASE64);
     const bytes = new Uint8Array(text.length);
     for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-    cachedModule = new WebAssembly.Module(bytes);
+    m = new WebAssembly.Module(bytes);
+    modules.set(build, m);
   }
-  return cachedModule;
+  return m;
 }
 
 /** One kernel instance over its own memory, plus a bump allocator and cached views of that memory. */
 export class WasmRuntime {
   readonly memory: WebAssembly.Memory;
   readonly k: Kernels;
+  /** which kernel build runs here */
+  readonly simd: SimdBuild;
   private top: number;
   private viewBuffer: ArrayBuffer | undefined;
   private views!: { u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i32: Int32Array; f32: Float32Array };
 
-  private constructor(memory: WebAssembly.Memory, k: Kernels) {
+  private constructor(memory: WebAssembly.Memory, k: Kernels, simd: SimdBuild) {
     this.memory = memory;
     this.k = k;
+    this.simd = simd;
     this.top = k.heap_base();
   }
 
-  /** Instantiates the embedded kernels synchronously over a new memory of at least initialBytes. */
-  static create(opts: { initialBytes?: number } = {}): WasmRuntime {
+  /**
+   * Instantiates the embedded kernels synchronously over a new memory of at least initialBytes; `simd` picks
+   * the build (default: defaultSimdBuild()).
+   */
+  static create(opts: { initialBytes?: number; simd?: SimdBuild } = {}): WasmRuntime {
+    const simd = opts.simd ?? defaultSimdBuild();
     const initial = Math.max(1, Math.ceil((opts.initialBytes ?? PAGE) / PAGE));
     if (initial > MAX_PAGES) throw new Error(`WasmRuntime: ${opts.initialBytes} bytes asked for, past the 4 GiB wasm32 limit`);
     const memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES });
@@ -119,8 +161,8 @@ export class WasmRuntime {
         throw new Error(`wasm kernel aborted at ${line}:${col}`);
       },
     };
-    const instance = new WebAssembly.Instance(kernelModule(), { env });
-    return new WasmRuntime(memory, instance.exports as unknown as Kernels);
+    const instance = new WebAssembly.Instance(kernelModule(simd), { env });
+    return new WasmRuntime(memory, instance.exports as unknown as Kernels, simd);
   }
 
   /** Reserves `bytes` at an `align`-aligned offset (default 64), growing memory when needed. */

@@ -1,16 +1,23 @@
-// Every wasm kernel against its scalar twin in src/kernels/reference.ts, on odd sizes and seeded inputs.
-// Tolerances come from test/tolerances.ts. Not a model test: no GGUF, no layers.
+// Every wasm kernel against its scalar twin in src/kernels/reference.ts, on odd sizes and seeded inputs, for the
+// SIMD128 build; the last test re-runs this file on the relaxed-SIMD build in a child Node with
+// --experimental-wasm-relaxed-simd (EDGEPRUNE_SIMD=relaxed). Tolerances come from test/tolerances.ts.
+// Not a model test: no GGUF, no layers.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { WasmRuntime, attentionScratch } from "../src/wasm.js";
+import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { WasmRuntime, attentionScratch, hasRelaxedSimd } from "../src/wasm.js";
 import * as R from "../src/kernels/reference.js";
 import * as ref from "../src/quant/ref.js";
 import { FORMATS } from "../src/quant/formats.js";
 import { rng, normal, uniform, assertClose, maxAbs } from "./support/util.js";
 import * as TOL from "./tolerances.js";
 
-const rt = WasmRuntime.create();
+const BUILD = process.env.EDGEPRUNE_SIMD === "relaxed" ? "relaxed" : "simd128";
+const rt = WasmRuntime.create({ simd: BUILD });
 const k = rt.k;
+console.log(`    kernel build: ${BUILD}`);
 
 type Bytes = Float32Array | Uint8Array | Uint16Array | Int8Array;
 
@@ -366,5 +373,20 @@ test("every format with a matmul kernel has that wasm export, and QK matches the
     if (f.blockSize > 1 && f.matmul) assert.is(f.blockSize === 256 ? k.qk_k() : k.qk(), f.blockSize, `${f.name} block size`);
   }
 });
+
+if (BUILD === "simd128") {
+  test("the relaxed-SIMD build passes every test above (child Node, Liftoff and TurboFan tiers)", () => {
+    assert.is(hasRelaxedSimd(), false, "Node 20 has no relaxed SIMD without the flag (if this changes, run both builds here)");
+    const uvu = join(dirname(createRequire(import.meta.url).resolve("uvu")), "..", "bin.js");
+    for (const tier of [[], ["--no-liftoff"]]) {
+      const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", ...tier, uvu, "dist/test", "kernels\\.test\\.js$"],
+        { env: { ...process.env, EDGEPRUNE_SIMD: "relaxed" }, encoding: "utf8" });
+      const out = `${r.stdout}${r.stderr}`;
+      assert.ok(r.status === 0 && /kernel build: relaxed/.test(out), `relaxed build ${tier.join(" ") || "(default tiers)"} failed:\n${out.slice(-3000)}`);
+      const m = /Passed:\s*\S*?(\d+)/.exec(out);
+      console.log(`    relaxed build ${tier.join(" ") || "(Liftoff then TurboFan)"}: ${m ? m[1] : "?"} tests passed`);
+    }
+  });
+}
 
 test.run();
