@@ -1,8 +1,10 @@
 // Held-out evaluation for the GPTQ study (docs/gptq.md): per-story perplexity of GGUF files on the last 20% of
 // the TinyStories validation stories (the first 80% are what `quantize --calib` calibrates on). Each story is
-// scored on its own: BOS + story, every next-token prediction counted. Not a speed benchmark.
+// scored on its own: BOS + story, every next-token prediction counted. `--kernels` times the GPTQ kernels instead.
 // usage: node dist/bench/gptq.bench.js [--stories FILE] MODEL.gguf [MODEL.gguf ...]
+//        node dist/bench/gptq.bench.js --kernels
 import { readFileSync } from "node:fs";
+import { WasmRuntime } from "../src/wasm.js";
 import { calibrationSplit, splitDocuments } from "../src/data/documents.js";
 import { loadModelFile } from "../src/node/load.js";
 import { logSoftmaxAt } from "../src/perplexity.js";
@@ -25,7 +27,44 @@ function storyPerplexity(path: string, stories: string[]): { ppl: number; tokens
   return { ppl: Math.exp(nll / count), tokens: count };
 }
 
+/** GFLOP/s of each GPTQ kernel at small and large sizes (inputs filled first: untouched pages read as zeros). */
+function kernelTimes(): void {
+  const rt = WasmRuntime.create();
+  const k = rt.k;
+  const fill = (p: number, n: number) => { const f = rt.f32At(p, n); for (let i = 0; i < n; i++) f[i] = Math.sin(i * 0.37); };
+  const time = (work: number, call: () => void): number => {
+    call(); // warm-up (tier-up)
+    const reps = Math.max(1, Math.floor(2e9 / work));
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) call();
+    return (performance.now() - t0) / reps;
+  };
+  for (const [n, t] of [[192, 64], [1024, 64], [4096, 64]]) {
+    const m = rt.mark();
+    const h = rt.alloc(n * n * 8), x = rt.alloc(n * t * 4);
+    rt.u8.fill(0, h, h + n * n * 8);
+    fill(x, n * t);
+    const ms = time(n * n * t, () => k.gptq_accumulate_h(h, x, n, t));
+    console.log(`gptq_accumulate_h n=${n} t=${t}: ${ms.toFixed(3)} ms, ${((n * (n + 1) * t) / ms / 1e6).toFixed(1)} GFLOP/s`);
+    rt.release(m);
+  }
+  for (const n of [192, 1024, 4096]) {
+    const m = rt.mark();
+    const w = rt.alloc(n * n * 4), e = rt.alloc(n * 128 * 4), hv = rt.alloc(n * n * 4);
+    fill(w, n * n); fill(e, n * 128); fill(hv, n * n);
+    let ms = time(n * n * 128, () => k.gptq_block_update(w, e, hv, n, n, 0, 128));
+    console.log(`gptq_block_update ${n}×${n}, block 128: ${ms.toFixed(3)} ms, ${((n * (n - 128) * 256) / ms / 1e6).toFixed(1)} GFLOP/s`);
+    ms = time(n * 128, () => k.gptq_rank1_update(w, e, hv, n, n, 0, 128));
+    console.log(`gptq_rank1_update ${n} rows × 128 columns: ${ms.toFixed(4)} ms, ${((n * 256) / ms / 1e6).toFixed(1)} GFLOP/s`);
+    rt.release(m);
+  }
+}
+
 const args = process.argv.slice(2);
+if (args[0] === "--kernels") {
+  kernelTimes();
+  process.exit(0);
+}
 let storiesPath = DEFAULT_STORIES;
 const si = args.indexOf("--stories");
 if (si >= 0) { storiesPath = args[si + 1]; args.splice(si, 2); }

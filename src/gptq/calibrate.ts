@@ -38,7 +38,8 @@ export function calibrationWindows(tokenizer: Tokenizer, text: string, nTokens: 
   const windows = tokenWindows(tokenizeDocuments(tokenizer, calib), window, want * window, tokenizer.addBos ? tokenizer.bosId : undefined);
   if (windows.length < want) {
     const have = tokenizeDocuments(tokenizer, calib).reduce((a, d) => a + d.length, 0);
-    throw new Error(`calibration text too short: its first ${calib.length} of ${docs.length} documents hold ${have} tokens, fewer than --tokens ${nTokens} (in windows of ${window})`);
+    const part = docs.length > 1 ? `its first ${calib.length} of ${docs.length} documents` : "the first 80% of its single document";
+    throw new Error(`calibration text too short: ${part} hold ${have} tokens, fewer than --tokens ${nTokens} (in windows of ${window})`);
   }
   return { windows, tokens: want * window, calibDocuments: calib.length, documents: docs.length };
 }
