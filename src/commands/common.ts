@@ -57,10 +57,14 @@ export function calibrationWindows(model: Model, path: string, args: Calibration
   return windows;
 }
 
-/** Evaluation documents from a text file: its last 20% of documents (the held-out part), tokenized with BOS. */
-export function evaluationDocuments(model: Model, path: string): number[][] {
+/**
+ * Evaluation documents from a text file: its last 20% of documents (the held-out part), tokenized with BOS; at
+ * most `limit` of them (the first ones of the held-out part) when given.
+ */
+export function evaluationDocuments(model: Model, path: string, limit?: number): number[][] {
   checkFile(path, "evaluation file");
-  const docs = calibrationSplit(splitDocuments(fs.readFileSync(path, "utf8"))).eval;
+  if (limit !== undefined && !(limit >= 1)) throw new Error(`--eval-docs must be at least 1, got ${limit}`);
+  const docs = calibrationSplit(splitDocuments(fs.readFileSync(path, "utf8"))).eval.slice(0, limit);
   const tokens = tokenizeDocuments(model.tokenizer, docs).filter((d) => d.length >= 2);
   if (tokens.length === 0) throw new Error(`evaluation file ${path} has no held-out text (its last 20% is used)`);
   return tokens;

@@ -62,6 +62,7 @@ export interface RandomCell {
 export interface PruneStudyResult {
   nLayers: number;
   evalTokens: number;
+  evalDocuments: number;
   calibTokens: number;
   densePerplexity: number;
   cells: StudyCell[];
@@ -188,6 +189,7 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
   return {
     nLayers: L,
     evalTokens: dense.tokens,
+    evalDocuments: evalDocs.length,
     calibTokens: calib.reduce((a, w) => a + w.length, 0),
     densePerplexity: dense.perplexity,
     cells,
