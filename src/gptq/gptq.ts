@@ -1,7 +1,6 @@
-// GPTQ for one weight matrix (Frantar et al. 2022, the reference `fasterquant`): dampened H, dead columns, the
-// upper Cholesky factor of H⁻¹, column blocks with lazy batch updates, error feedback onto the columns not yet
-// quantized, group scales chosen at each group start (or all up front, "static", with act-order), and the
-// result packed as GGUF blocks. Not calibration (calibrate.ts) and not the whole-model walk (model.ts).
+// GPTQ for one weight matrix (Frantar et al. 2022, `fasterquant`): dampened H, dead columns, Cholesky of H⁻¹,
+// lazy block updates, error feedback, group scales at group start (static with act-order), GGUF blocks out.
+// Not calibration (calibrate.ts) and not the whole-model walk (model.ts).
 import type { WasmRuntime } from "../wasm.js";
 import { GroupParams, type Codec } from "./codec.js";
 import { inverseCholeskyUpper } from "./linalg.js";

@@ -1,8 +1,6 @@
-// Whole-model GPTQ, true sequential: layer by layer and, inside a layer, site by site (attention q/k/v, attention
-// output, FFN gate/up, FFN down), H is collected on the calibration windows as the already-quantized earlier
-// weights produce them, the site's matrices are quantized, and their dequantized values are written back into
-// the float weights in wasm so every later site sees the quantized model. Produces a GGUF write spec, like
-// quant/quantize.ts does for round-to-nearest. Not the per-matrix algorithm (gptq.ts).
+// Whole-model GPTQ, true sequential: layer by layer, site by site (q/k/v, attention output, gate/up, down), H from
+// the calibration windows as the already-quantized model produces them, dequantized weights written back into
+// wasm so later sites see them; returns a GGUF write spec like quant/quantize.ts. Not the per-matrix algorithm.
 import { bytesSource, type ByteSource } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { writeGgufBytes, type GgufWriteSpec } from "../gguf/writer.js";
