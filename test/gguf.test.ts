@@ -7,7 +7,7 @@ import { readGgufHeader, GgufError, GgufType, bytesSource, type ByteSource } fro
 import { specFromFile, writeGgufBytes, layoutGguf } from "../src/gguf/writer.js";
 import { metaNumber, metaString } from "../src/gguf/metadata.js";
 import { sharedPath } from "./support/paths.js";
-import { mulberry32 } from "./support/rng.js";
+import { rng as mulberry32 } from "./support/util.js";
 
 const FILES = [
   "models/stories260K.gguf",

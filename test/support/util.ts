@@ -1,16 +1,9 @@
 // Test helpers: a seeded PRNG, closeness checks that explain their failures, and NMSE. Test-only.
 
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let z = a;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../../src/random.js";
+
+/** A seeded PRNG returning floats in [0, 1): the library's own mulberry32. */
+export const rng = mulberry32;
 
 /** n values uniform in [-scale, scale). */
 export function uniform(rand: () => number, n: number, scale = 1): Float32Array {
