@@ -12,7 +12,7 @@ import * as R from "../src/gptq/reference.js";
 import { inverseCholeskyUpper } from "../src/gptq/linalg.js";
 import { codecFor } from "../src/gptq/codec.js";
 import { gptqMatrix, prepareHessian, quadraticForm } from "../src/gptq/gptq.js";
-import { calibrationWindows } from "../src/gptq/calibrate.js";
+import { calibrationWindows } from "../src/data/documents.js";
 import { quantizeGptq, relativeError } from "../src/gptq/model.js";
 import { formatByName } from "../src/quant/formats.js";
 import { quantizeModel } from "../src/quant/quantize.js";

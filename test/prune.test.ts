@@ -130,7 +130,7 @@ test("bad input: unknown metric, k ≥ L, calibration shorter than one window, l
   writeFileSync(short, "Once upon a time there was a cat.\n<|endoftext|>\n");
   assertCleanFailure(["prune", DEEP, "--remove", "2", "--metric", "cosine", "--calib", TEXT, "-o", out], /unknown metric "cosine"/, out);
   assertCleanFailure(["prune", DEEP, "--remove", "16", "--calib", TEXT, "-o", out], /cannot remove 16 layers/, out);
-  assertCleanFailure(["prune", DEEP, "--remove", "2", "--calib", short, "-o", out], /shorter than one window/, out);
+  assertCleanFailure(["prune", DEEP, "--remove", "2", "--calib", short, "-o", out], /calibration text too short/, out);
   assertCleanFailure(["prune", DEEP, "--layers", "3,16", "-o", out], /layer index 16 is out of range/, out);
   assertCleanFailure(["bi", DEEP, "--calib", TEXT, "--metric", "nope"], /unknown metric/, out);
 });

@@ -2,7 +2,7 @@
 // checks and calibration/evaluation text loading. Node-only (CLI side).
 import { InvalidArgumentError } from "commander";
 import * as fs from "node:fs";
-import { calibrationSplit, splitDocuments, tokenizeDocuments, tokenWindows } from "../data/documents.js";
+import { calibrationSplit, calibrationWindows as calibrationWindowsFromText, splitDocuments, tokenizeDocuments } from "../data/documents.js";
 import type { Model } from "../model/model.js";
 
 export const int = (name: string) => (v: string): number => {
@@ -42,19 +42,19 @@ export interface CalibrationArgs {
 }
 
 /**
- * Calibration windows from a text file: the first 80% of its documents (TinyStories stories are split on their
- * `<|endoftext|>` lines; other text is one document cut by characters), tokenized with BOS, cut into windows.
- * Fails with a clear message when the text is shorter than one window.
+ * Calibration windows from a text file (the first 80% of its documents, see data/documents.ts), --tokens in all in
+ * windows of at most --window tokens. Fails with one clear line when the text is too short.
  */
 export function calibrationWindows(model: Model, path: string, args: CalibrationArgs): number[][] {
   checkFile(path, "calibration file");
   if (!(args.window >= 2)) throw new Error(`--window must be at least 2 tokens, got ${args.window}`);
   if (args.window > model.config.trainContext) throw new Error(`--window ${args.window} exceeds the model's context length ${model.config.trainContext}`);
   if (!(args.tokens >= args.window)) throw new Error(`--tokens ${args.tokens} must be at least one window (--window ${args.window})`);
-  const docs = calibrationSplit(splitDocuments(fs.readFileSync(path, "utf8"))).calib;
-  const windows = tokenWindows(tokenizeDocuments(model.tokenizer, docs), args.window, args.tokens, model.tokenizer.addBos ? model.tokenizer.bosId : undefined);
-  if (windows.length === 0) throw new Error(`calibration file ${path} is shorter than one window of ${args.window} tokens (its calibration part, the first 80%, is used)`);
-  return windows;
+  try {
+    return calibrationWindowsFromText(model.tokenizer, fs.readFileSync(path, "utf8"), args.tokens, model.config.trainContext, args.window).windows;
+  } catch (e) {
+    throw new Error(`calibration file ${path}: ${(e as Error).message}`);
+  }
 }
 
 /**
