@@ -6,6 +6,7 @@ import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerStudyCommands } from "./commands/study.js";
 import { registerSynthCommand } from "./commands/synth.js";
+import { availableThreads } from "./threads/pool.js";
 import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
@@ -100,14 +101,16 @@ export function buildProgram(): Command {
     .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n"), DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
     .option("--ctx <n>", "context size (KV cache length)", int("--ctx"))
+    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads"))
     .option("--no-bos", "do not add the BOS token")
     .option("--ignore-eos", "keep generating past end-of-sequence")
-    .action((model: string, o: {
+    .action(async (model: string, o: {
       prompt: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
-      repeatLastN: number; seed?: number; ctx?: number; bos: boolean; ignoreEos?: boolean;
+      repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean;
     }) => {
       checkFile(model, "model");
-      const m = loadModelFile(model, { contextSize: o.ctx });
+      const m = loadModelFile(model, { contextSize: o.ctx, threads: o.threads ?? await availableThreads() });
+      const threads = await m.startThreads();
       const prompt = m.tokenizer.encode(o.prompt, { addBos: o.bos && m.tokenizer.addBos });
       const ctx = m.createContext();
       if (prompt.length + o.tokens > ctx.contextSize) {
@@ -126,8 +129,9 @@ export function buildProgram(): Command {
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
         `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${r.stopReason}\n` +
-        `memory: wasm ${mib(m.memoryBytes)}, peak RSS ${mib(peakRss())}\n`,
+        `memory: wasm ${mib(m.memoryBytes)}, peak RSS ${mib(peakRss())}; ${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
       );
+      m.stopThreads();
     });
 
   program

@@ -2,7 +2,7 @@
 // engine validates it) over a host-created memory, hands out aligned offsets with a bump allocator and keeps
 // typed-array views. Portable (no Node built-ins). Not a memory planner for a model: callers decide what to
 // allocate.
-import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from "./generated/kernels-wasm.js";
+import { KERNEL_BUILDS_BASE64 } from "./generated/kernels-wasm.js";
 
 /** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
 export interface Kernels {
@@ -85,8 +85,25 @@ const MAX_PAGES = 65536; // 4 GiB: the wasm32 address space
 /** The kernel builds: "simd128" (asc --target release) and "relaxed" (asc --target relaxed: relaxed SIMD dots and FMA). */
 export type SimdBuild = "simd128" | "relaxed";
 
-const modules = new Map<SimdBuild, WebAssembly.Module>();
+const modules = new Map<string, WebAssembly.Module>();
 let relaxedSupported: boolean | undefined;
+let sharedSupported: boolean | undefined;
+
+/**
+ * Whether a shared WebAssembly.Memory can be made here (threads need one): false in a page that is not
+ * cross-origin isolated, where SharedArrayBuffer is withheld.
+ */
+export function hasSharedMemory(): boolean {
+  if (sharedSupported === undefined) {
+    try {
+      sharedSupported = typeof SharedArrayBuffer !== "undefined" &&
+        new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+    } catch {
+      sharedSupported = false;
+    }
+  }
+  return sharedSupported;
+}
 
 /**
  * Whether this engine has relaxed SIMD, by validating a 48-byte module whose one function returns
@@ -108,25 +125,43 @@ export function hasRelaxedSimd(): boolean {
 
 /** The build create() uses unless told: EDGEPRUNE_SIMD=simd128|relaxed when a process env exists, else the best one. */
 export function defaultSimdBuild(): SimdBuild {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.EDGEPRUNE_SIMD;
+  let env: string | undefined;
+  try {
+    env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.EDGEPRUNE_SIMD;
+  } catch {
+    // Deno without --allow-env throws on reading the environment: then there is no override
+  }
   if (env === "simd128" || env === "relaxed") return env;
   return hasRelaxedSimd() ? "relaxed" : "simd128";
 }
 
-/** A kernel build, decoded and compiled once per process. */
-export function kernelModule(build: SimdBuild): WebAssembly.Module {
-  let m = modules.get(build);
+/** A kernel build (over its own memory, or over a shared one for threads), decoded and compiled once per process. */
+export function kernelModule(build: SimdBuild, shared = false): WebAssembly.Module {
+  const key = shared ? (`${build}-shared` as const) : build;
+  let m = modules.get(key);
   if (!m) {
     if (build === "relaxed" && !hasRelaxedSimd()) {
       throw new Error("the relaxed SIMD kernels need an engine with relaxed SIMD (Chrome, Deno, Node >= 22, or Node 20 with --experimental-wasm-relaxed-simd)");
     }
-    const text = atob(build === "relaxed" ? KERNELS_RELAXED_WASM_BASE64 : KERNELS_WASM_BASE64);
+    const text = atob(KERNEL_BUILDS_BASE64[key]);
     const bytes = new Uint8Array(text.length);
     for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
     m = new WebAssembly.Module(bytes);
-    modules.set(build, m);
+    modules.set(key, m);
   }
   return m;
+}
+
+/** The imports every kernel instance gets: the memory and an abort that throws. */
+export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return {
+    env: {
+      memory,
+      abort(_msg: number, _file: number, line: number, col: number): never {
+        throw new Error(`wasm kernel aborted at ${line}:${col}`);
+      },
+    },
+  };
 }
 
 /** One kernel instance over its own memory, plus a bump allocator and cached views of that memory. */
@@ -135,34 +170,38 @@ export class WasmRuntime {
   readonly k: Kernels;
   /** which kernel build runs here */
   readonly simd: SimdBuild;
+  /** the compiled module (workers instantiate it again over the same memory when it is shared) */
+  readonly module: WebAssembly.Module;
   private top: number;
   private viewBuffer: ArrayBuffer | undefined;
   private views!: { u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i32: Int32Array; f32: Float32Array };
 
-  private constructor(memory: WebAssembly.Memory, k: Kernels, simd: SimdBuild) {
+  private constructor(memory: WebAssembly.Memory, k: Kernels, simd: SimdBuild, module: WebAssembly.Module) {
     this.memory = memory;
     this.k = k;
     this.simd = simd;
+    this.module = module;
     this.top = k.heap_base();
+  }
+
+  /** true when the memory is a SharedArrayBuffer that worker threads can run kernels over */
+  get shared(): boolean {
+    return typeof SharedArrayBuffer !== "undefined" && this.memory.buffer instanceof SharedArrayBuffer;
   }
 
   /**
    * Instantiates the embedded kernels synchronously over a new memory of at least initialBytes; `simd` picks
-   * the build (default: defaultSimdBuild()).
+   * the build (default: defaultSimdBuild()), `shared` a shared memory that threads can use (see hasSharedMemory()).
    */
-  static create(opts: { initialBytes?: number; simd?: SimdBuild } = {}): WasmRuntime {
+  static create(opts: { initialBytes?: number; simd?: SimdBuild; shared?: boolean } = {}): WasmRuntime {
     const simd = opts.simd ?? defaultSimdBuild();
+    const shared = opts.shared ?? false;
     const initial = Math.max(1, Math.ceil((opts.initialBytes ?? PAGE) / PAGE));
     if (initial > MAX_PAGES) throw new Error(`WasmRuntime: ${opts.initialBytes} bytes asked for, past the 4 GiB wasm32 limit`);
-    const memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES });
-    const env = {
-      memory,
-      abort(_msg: number, _file: number, line: number, col: number): never {
-        throw new Error(`wasm kernel aborted at ${line}:${col}`);
-      },
-    };
-    const instance = new WebAssembly.Instance(kernelModule(simd), { env });
-    return new WasmRuntime(memory, instance.exports as unknown as Kernels, simd);
+    const memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared });
+    const module = kernelModule(simd, shared);
+    const instance = new WebAssembly.Instance(module, kernelImports(memory));
+    return new WasmRuntime(memory, instance.exports as unknown as Kernels, simd, module);
   }
 
   /** Reserves `bytes` at an `align`-aligned offset (default 64), growing memory when needed. */

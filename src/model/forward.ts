@@ -3,6 +3,7 @@
 // layer, and can skip whole layers or either half, which pruning builds on. Not sampling, not tokenizing.
 import { formatByName, FormatName, rowBytes } from "../quant/formats.js";
 import { attentionScratch, type Kernels, type WasmRuntime } from "../wasm.js";
+import type { ThreadPool } from "../threads/pool.js";
 import type { LlamaConfig } from "./config.js";
 import type { Tensor, Weights } from "./weights.js";
 
@@ -79,14 +80,17 @@ export class Context {
   private readonly hb2: number; // (batchSize, hiddenDim)
   private readonly kCache: number; // (nLayers, contextSize, kvDim)
   private readonly vCache: number; // (nLayers, contextSize, kvDim)
-  private readonly scores: number; // (nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
+  private readonly scores: number; // (threads, nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
+  private readonly scoresStride: number; // bytes of one thread's scores scratch
   private readonly logitsPtr: number; // (batchSize, vocabSize)
   /** activation buffers per converted format, (batchSize, max(dim, hiddenDim)) in that format */
   private readonly actBuf = new Map<FormatName, number>();
   /** which input each activation buffer currently holds, so q/k/v (and gate/up) convert their input once */
   private readonly actOf = new Map<FormatName, number>();
 
-  constructor(readonly rt: WasmRuntime, readonly config: LlamaConfig, readonly weights: Weights, opts: ContextOptions = {}) {
+  constructor(readonly rt: WasmRuntime, readonly config: LlamaConfig, readonly weights: Weights, opts: ContextOptions = {},
+              /** worker threads sharing rt's memory: matmuls and attention are split across them */
+              readonly pool?: ThreadPool) {
     const c = config;
     this.contextSize = opts.contextSize ?? Math.min(c.trainContext, 2048);
     this.batchSize = Math.min(opts.batchSize ?? 64, this.contextSize);
@@ -105,7 +109,8 @@ export class Context {
     this.hb2 = rows(c.hiddenDim);
     this.kCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
     this.vCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
-    this.scores = rt.alloc(attentionScratch(c.nHeads, c.nKvHeads, this.contextSize));
+    this.scoresStride = attentionScratch(c.nHeads, c.nKvHeads, this.contextSize);
+    this.scores = rt.alloc(this.scoresStride * (pool?.size ?? 1));
     this.logitsPtr = rows(c.vocabSize);
     const maxN = Math.max(c.dim, c.hiddenDim);
     const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
@@ -196,8 +201,9 @@ export class Context {
         const rope = c.ropeStyle === "neox" ? k.rope_neox : k.rope_norm;
         rope(this.q, c.nHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
         rope(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
-        k.attention(this.att, this.q, this.kCache + l * this.contextSize * c.kvDim * 4, this.vCache + l * this.contextSize * c.kvDim * 4,
-          this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
+        const kc = this.kCache + l * this.contextSize * c.kvDim * 4, vc = this.vCache + l * this.contextSize * c.kvDim * 4;
+        if (this.pool) this.pool.attention(this.att, this.q, kc, vc, this.scores, this.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
+        else k.attention(this.att, this.q, kc, vc, this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
         this.newInput();
         linear?.(l, "attn_output", this.att, dim, t);
         this.matmul(this.xb2, this.att, lw.wo!, t);
@@ -256,6 +262,11 @@ export class Context {
         this.actOf.set(a, x);
       }
     }
-    this.k[f.matmul!](out, act, w.ptr, n, d, t);
+    if (this.pool) {
+      const xRow = f.activation === "F32" ? n * 4 : rowBytes(formatByName(f.activation!)!, n);
+      this.pool.matmul(f.matmul!, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
+    } else {
+      this.k[f.matmul!](out, act, w.ptr, n, d, t);
+    }
   }
 }

@@ -3,7 +3,8 @@
 import { bytesSource, ByteSource, readGgufHeader } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { tokenizerFromGguf, type Tokenizer } from "../tokenizer/index.js";
-import { WasmRuntime } from "../wasm.js";
+import { hasSharedMemory, WasmRuntime } from "../wasm.js";
+import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { configFromGguf, type LlamaConfig } from "./config.js";
 import { Context, contextBytes, type ContextOptions } from "./forward.js";
 import { checkTensors, loadWeights, weightBytes, type Weights } from "./weights.js";
@@ -14,6 +15,11 @@ export const WASM32_LIMIT = 4 * 1024 ** 3;
 export interface LoadOptions extends ContextOptions {
   /** name used in error messages (a file path, a URL) */
   name?: string;
+  /**
+   * threads the kernels will run on (default 1). Above 1 the weights go into a shared memory, and
+   * `await model.startThreads()` starts the workers; without SharedArrayBuffer it says so once and uses one.
+   */
+  threads?: number;
 }
 
 export class Model {
@@ -25,7 +31,27 @@ export class Model {
     readonly rt: WasmRuntime,
     readonly weights: Weights,
     readonly defaultContext: ContextOptions,
+    /** threads asked for at load time */
+    readonly threadsRequested = 1,
   ) {}
+
+  /** the worker threads, once startThreads() has run (undefined: one thread) */
+  pool: ThreadPool | undefined;
+
+  /**
+   * Starts the worker threads asked for at load time (LoadOptions.threads); returns how many threads the kernels
+   * now run on. Contexts created afterwards use them.
+   */
+  async startThreads(opts: PoolOptions = {}): Promise<number> {
+    if (!this.pool && this.threadsRequested > 1) this.pool = await ThreadPool.start(this.rt, this.threadsRequested, opts);
+    return this.pool?.size ?? 1;
+  }
+
+  /** Stops the worker threads (contexts fall back to one thread only if created afterwards). */
+  stopThreads(): void {
+    this.pool?.close();
+    this.pool = undefined;
+  }
 
   /** Load from any ByteSource (or bytes). Tensors are copied once, straight into wasm memory. */
   static load(source: ByteSource | Uint8Array, opts: LoadOptions = {}): Model {
@@ -44,14 +70,17 @@ export class Model {
     if (need > WASM32_LIMIT) {
       throw new Error(`${name}: needs ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory (weights + KV cache), over wasm32's 4 GiB limit; try a smaller --ctx or a smaller quantization`);
     }
-    const rt = WasmRuntime.create({ initialBytes: need });
+    const threads = opts.threads ?? 1;
+    const shared = threads > 1 && hasSharedMemory();
+    if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
+    const rt = WasmRuntime.create({ initialBytes: need, shared });
     const weights = loadWeights(rt, file, config, src, name);
-    return new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize });
+    return new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
   }
 
   /** A new KV cache and scratch space over these weights. Its memory stays allocated while the model lives. */
   createContext(opts: ContextOptions = {}): Context {
-    return new Context(this.rt, this.config, this.weights, { ...this.defaultContext, ...opts });
+    return new Context(this.rt, this.config, this.weights, { ...this.defaultContext, ...opts }, this.pool);
   }
 
   /** Contexts handed back by releaseContext, ready for reuse (wasm memory is never freed piecemeal). */

@@ -1,0 +1,98 @@
+// The work-splitting rule the main thread and the workers share: a job written into the control block is cut
+// into chunks that threads claim one at a time with a compare-and-swap on a counter tagged with the job's
+// generation, so a thread that wakes late (descheduled by another process, or parked) finds nothing left or
+// claims real work, never a stale job. Portable (no Node built-ins). Not the dispatcher (pool.ts) nor the worker
+// loop (worker.ts).
+import type { Kernels } from "../wasm.js";
+
+/** Int32 slots of the control block (a SharedArrayBuffer of CONTROL_INTS int32). */
+export const C = {
+  /** job generation: bumped by the main thread once a job is written */
+  gen: 0,
+  /** next chunk to claim: (generation & 0x7fff) << 16 | chunk index */
+  next: 1,
+  /** chunks finished in the current job */
+  done: 2,
+  /** workers parked in Atomics.wait (the main thread notifies only when some are) */
+  parked: 3,
+  /** 1: workers exit */
+  stop: 4,
+  /** workers that have instantiated the kernels and entered their loop */
+  ready: 5,
+  /** set when a chunk threw */
+  error: 6,
+  /** job: op, chunk count, then its arguments */
+  op: 8,
+  chunks: 9,
+  args: 10,
+} as const;
+export const CONTROL_INTS = 32;
+
+export const OP = { matmul: 1, attention: 2 } as const;
+
+/** Matmul kernels a job can name, by index (the index is what crosses to the workers). */
+export const MATMUL_KERNELS = [
+  "matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q8_0", "matmul_q4_0", "matmul_q4_1", "matmul_q4_K", "matmul_q6_K",
+] as const;
+export type MatmulKernelName = (typeof MATMUL_KERNELS)[number];
+
+type MatmulFn = (out: number, x: number, w: number, n: number, d: number, t: number) => void;
+
+/** the counter value that opens a job of generation `gen` at chunk 0 */
+export function firstTicket(gen: number): number {
+  return (gen & 0x7fff) << 16;
+}
+
+/**
+ * How a matmul is cut: with few tokens, into runs of `rows` weight rows (a multiple of 4: the kernels pair
+ * rows); with many, into runs of `tokens` tokens, each streaming the whole matrix with its activations hot.
+ */
+export function matmulChunks(d: number, t: number, threads: number): { byRows: boolean; size: number; count: number } {
+  if (t < 2 * threads) {
+    // about 8 chunks per thread: small enough that a late thread costs little, big enough to amortize a claim
+    const size = Math.max(4, Math.ceil(d / (8 * threads) / 4) * 4);
+    return { byRows: true, size, count: Math.ceil(d / size) };
+  }
+  const size = Math.max(1, Math.ceil(t / (2 * threads)));
+  return { byRows: false, size, count: Math.ceil(t / size) };
+}
+
+function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void {
+  const a = C.args;
+  if (c[C.op] === OP.matmul) {
+    const fn = k[MATMUL_KERNELS[c[a]]] as MatmulFn;
+    const out = c[a + 1], x = c[a + 2], w = c[a + 3], n = c[a + 4], d = c[a + 5], t = c[a + 6];
+    const wRow = c[a + 7], xRow = c[a + 8], byRows = c[a + 9], size = c[a + 10];
+    if (byRows) {
+      const d0 = chunk * size, d1 = Math.min(d, d0 + size);
+      if (t === 1) fn(out + d0 * 4, x, w + d0 * wRow, n, d1 - d0, 1);
+      else for (let j = 0; j < t; j++) fn(out + (j * d + d0) * 4, x + j * xRow, w + d0 * wRow, n, d1 - d0, 1);
+    } else {
+      const j0 = chunk * size, j1 = Math.min(t, j0 + size);
+      fn(out + j0 * d * 4, x + j0 * xRow, w, n, d, j1 - j0);
+    }
+  } else if (c[C.op] === OP.attention) {
+    // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
+    k.attention_range(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
+      c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1);
+  } else {
+    throw new Error(`thread job: unknown op ${c[C.op]}`);
+  }
+}
+
+/** Claims and runs chunks of job `gen` until none is left (or a newer job has started). */
+export function runChunks(k: Kernels, c: Int32Array, index: number, gen: number): void {
+  const tag = gen & 0x7fff;
+  const count = c[C.chunks];
+  for (;;) {
+    const v = Atomics.load(c, C.next);
+    if (v >>> 16 !== tag || (v & 0xffff) >= count) return;
+    if (Atomics.compareExchange(c, C.next, v, v + 1) !== v) continue;
+    try {
+      runChunk(k, c, index, v & 0xffff);
+    } catch {
+      Atomics.store(c, C.error, 1);
+    }
+    Atomics.add(c, C.done, 1);
+  }
+}

@@ -1,0 +1,86 @@
+// Threads: a model run with worker threads over one shared memory gives the one-thread results (matmuls split by
+// rows or tokens, attention by kv heads), the chunking covers every row/token once, and a runtime without
+// shared memory falls back to one thread and says so once. No timings are asserted here (see bench/).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { readFileSync } from "node:fs";
+import { Model } from "../src/model/model.js";
+import { WasmRuntime, hasSharedMemory } from "../src/wasm.js";
+import { ThreadPool } from "../src/threads/pool.js";
+import { matmulChunks } from "../src/threads/share.js";
+import { synthModel, resolveShape } from "../src/commands/synth.js";
+import { writeGgufBytes } from "../src/gguf/writer.js";
+import { sharedPath } from "./support/paths.js";
+
+async function compareAsync(bytes: Uint8Array, threads: number, prompt: number[], label: string): Promise<void> {
+  const one = Model.load(bytes, { contextSize: 256 });
+  const many = Model.load(bytes, { contextSize: 256, threads });
+  assert.is(await many.startThreads({ spinMs: 0.2 }), threads, `${label}: ${threads} threads started`);
+  try {
+    const c1 = one.createContext(), cn = many.createContext();
+    // prefill split by tokens (and by rows for the short tail), then decode steps split by rows
+    const a = c1.eval(prompt, { logits: "all" }), b = cn.eval(prompt, { logits: "all" });
+    // the same kernels on the same bytes; only f32 summation order can differ (4-token vs 1-token dots)
+    let maxDiff = 0, scale = 0;
+    for (let i = 0; i < a.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(a[i])); }
+    assert.ok(maxDiff <= 1e-5 * scale, `${label}: prefill logits differ by ${maxDiff} (largest |logit| ${scale})`);
+    let t1 = 1, tn = 1;
+    for (let s = 0; s < 12; s++) {
+      const l1 = c1.eval([t1]), ln = cn.eval([tn]);
+      t1 = l1.indexOf(Math.max(...l1));
+      tn = ln.indexOf(Math.max(...ln));
+      assert.is(tn, t1, `${label}: greedy token ${s}`);
+    }
+  } finally {
+    many.stopThreads();
+  }
+}
+test("shared memory is available in Node (the rest of this file needs it)", () => {
+  assert.ok(hasSharedMemory());
+  assert.ok(WasmRuntime.create({ shared: true }).shared);
+  assert.not.ok(WasmRuntime.create().shared);
+});
+
+test("stories-deep-16L (F32, GQA 8/4): 2 and 3 threads give the one-thread logits and greedy tokens", async () => {
+  const bytes = new Uint8Array(readFileSync(sharedPath("models/stories-deep-16L.gguf")));
+  const prompt = Array.from({ length: 70 }, (_, i) => 1 + ((i * 37) % 500));
+  await compareAsync(bytes, 2, prompt, "deep-16L");
+  await compareAsync(bytes, 3, prompt, "deep-16L");
+});
+
+test("synthetic Q4_0 and Q4_K_M models: 2 threads give the one-thread results", async () => {
+  const shape = resolveShape({ dim: 512, layers: 2, heads: 8, kvHeads: 2, hidden: 1536, vocab: 2048, ctx: 256 });
+  for (const type of ["q4_0", "q4_k_m"] as const) {
+    const { spec, tensorData } = synthModel({ shape, type, seed: 3 });
+    await compareAsync(writeGgufBytes(spec, tensorData), 2, Array.from({ length: 9 }, (_, i) => 5 + i * 11), type);
+  }
+});
+
+test("matmul chunks cover every row (or token) exactly once", () => {
+  for (const threads of [2, 3, 8]) for (const d of [1, 4, 5, 64, 1000, 5632]) for (const t of [1, 3, 5, 16, 64, 65]) {
+    const cut = matmulChunks(d, t, threads);
+    const total = cut.byRows ? d : t;
+    assert.ok(cut.size * (cut.count - 1) < total && cut.size * cut.count >= total, `d=${d} t=${t} threads=${threads}: ${JSON.stringify(cut)}`);
+    if (cut.byRows) assert.is(cut.size % 4, 0);
+    assert.ok(cut.count < 0x10000);
+  }
+});
+
+test("no shared memory: ThreadPool.start says why once and returns undefined (one thread)", async () => {
+  const warnings: string[] = [];
+  const orig = console.warn;
+  console.warn = (m: string) => { warnings.push(m); };
+  try {
+    const rt = WasmRuntime.create(); // not shared, as in a page without cross-origin isolation
+    assert.is(await ThreadPool.start(rt, 4), undefined);
+    assert.is(await ThreadPool.start(rt, 2), undefined);
+    assert.is(await ThreadPool.start(rt, 1), undefined);
+  } finally {
+    console.warn = orig;
+  }
+  assert.ok(warnings.length <= 1, `said once, not ${warnings.length} times`);
+  // the message may already have been said by an earlier test in this process; when it is here, it names the cause
+  for (const w of warnings) assert.match(w, /SharedArrayBuffer|cross-origin/);
+});
+
+test.run();
