@@ -64,7 +64,7 @@ export function composeStudyMarkdown(r: ComposeResult, meta: { model: string; co
   const lines: string[] = [];
   lines.push(`# Pruning × quantization: ${path.basename(meta.model)}`);
   lines.push("");
-  lines.push(`Made by \`${meta.command}\` in ${meta.seconds.toFixed(0)} s. Evaluation: ${r.evalTokens} predicted tokens of held-out documents. Layers are removed by Block Influence: in *prune→quantize* BI is computed on the dense model and the pruned model is then quantized (GPTQ calibrated on the pruned model); in *quantize→prune* the whole model is quantized first and BI is recomputed on the quantized model. Interaction = Δppl(both) − Δppl(prune alone) − Δppl(quantize alone), every Δ against dense F32; 0 means the two effects add. Memory: wasm memory with the model and one evaluation context loaded. Decode: 64 greedy tokens, one thread, median of 3.`);
+  lines.push(`Made by \`${meta.command}\` in ${meta.seconds.toFixed(0)} s. Evaluation: ${r.evalTokens} predicted tokens of held-out documents. Layers are removed by Block Influence: in *prune→quantize* BI is computed on the dense model and the pruned model is then quantized (GPTQ calibrated on the pruned model); in *quantize→prune* the whole model is quantized first and BI is recomputed on the quantized model. Interaction = Δppl(both) − Δppl(prune alone) − Δppl(quantize alone), every Δ against dense F32; 0 means the two effects add. Memory: wasm memory with the model and one evaluation context loaded. Decode: 64 greedy tokens, one thread, best of 5 runs.`);
   lines.push("");
   lines.push("| k | format | order | removed | perplexity | interaction | file MiB | memory MiB | decode tok/s | Pareto |");
   lines.push("|---|---|---|---|---|---|---|---|---|---|");
