@@ -207,3 +207,21 @@ export const Q8_K_BYTES: i32 = 292;
     return f32x4.sub(c, f32x4.mul(a, b));
   }
 }
+
+/** [sum a0, sum a1, sum a2, sum a3] of four i32x4 */
+// @ts-ignore: decorator
+@inline export function reduce4_i32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
+  const t1 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
+}
+
+/** the f16 scales of four blocks `stride` bytes apart (at p, p+stride, ...) as f32x4 */
+// @ts-ignore: decorator
+@inline export function scales4(p: usize, stride: usize, fmask: v128, fscale: v128): v128 {
+  let v = v128.load16_lane(p, i32x4.splat(0), 0);
+  v = v128.load16_lane(p + stride, v, 2);
+  v = v128.load16_lane(p + 2 * stride, v, 4);
+  v = v128.load16_lane(p + 3 * stride, v, 6);
+  return f16x8_even(v, fmask, fscale);
+}

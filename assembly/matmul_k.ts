@@ -2,7 +2,7 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { prefetch_group, prefetch_rows, f16_to_f32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
+import { prefetch_group, prefetch_rows, f16_to_f32, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, TABLE, T_NIBBLE } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
@@ -10,14 +10,6 @@ const KTABLE: usize = memory.data<u8>([
   0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, // 0: 0x30 (bits 4-5)
   0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,                                          // 16: scale order
 ], 16);
-
-/** [sum a0, sum a1, sum a2, sum a3] of four i32x4 */
-// @ts-ignore: decorator
-@inline function reduce4_i32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const t0 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
-  const t1 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
-}
 
 /** four bytes of u (little-endian) as an i32x4 */
 // @ts-ignore: decorator

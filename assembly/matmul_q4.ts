@@ -3,7 +3,7 @@
 // and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s; the relaxed build instead feeds the
 // unsigned nibbles (0..15, the i7 operand) to i16x8.relaxed_dot_i8x16_i7x16_s and, for Q4_0, subtracts
 // 8·sum(x) (a relaxed dot with ones). Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT, T_ONES } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT, T_ONES, T_F16MASK, T_F16SCALE } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -17,6 +17,21 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
 // @ts-ignore: decorator
 @inline function rsum8(x0: v128, x1: v128, ones: v128): v128 {
   return i16x8.shl(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, ones), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ones)), 3);
+}
+
+/** SIMD128 Q4_0 block dot against activations already widened to i16 (x0..x3 = elements 0-7 .. 24-31) */
+// @ts-ignore: decorator
+@inline function q4dot16(q: v128, x0: v128, x1: v128, x2: v128, x3: v128, mask: v128, eight: v128): v128 {
+  const lo = i8x16.sub(v128.and(q, mask), eight), hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+}
+
+/** SIMD128 Q4_0 block dot against 32 int8 activations (y0 = elements 0-15, y1 = 16-31) */
+// @ts-ignore: decorator
+@inline function q4dot8(q: v128, y0: v128, y1: v128, mask: v128, eight: v128): v128 {
+  return q4dot16(q, i16x8.extend_low_i8x16_s(y0), i16x8.extend_high_i8x16_s(y0), i16x8.extend_low_i8x16_s(y1), i16x8.extend_high_i8x16_s(y1), mask, eight);
 }
 
 /** Q4_0 block dot in the relaxed build: sum((u - 8)·x) = sum(u·x) - 8·sum(x); |u·x sums| <= 7620 fits i16 */
@@ -66,7 +81,26 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
   let wo: usize = 0;
   if (ASC_FEATURE_RELAXED_SIMD) {
     const ones = v128.load(TABLE + T_ONES);
-    for (let b = 0; b < nb; b++) {
+    const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+    let b = 0;
+    // four blocks per step: their integer dots are reduced with one transpose and scaled by one vector of
+    // d_w·d_x, so the per-block scalar work (f16 decodes, splats, converts) is done four lanes at a time
+    for (; b + 4 <= nb; b += 4) {
+      const xa0 = v128.load(x, 2), xa1 = v128.load(x, 18), xb0 = v128.load(x, 36), xb1 = v128.load(x, 52);
+      const xc0 = v128.load(x, 70), xc1 = v128.load(x, 86), xd0 = v128.load(x, 104), xd1 = v128.load(x, 120);
+      const sa = rsum8(xa0, xa1, ones), sb = rsum8(xb0, xb1, ones), sc = rsum8(xc0, xc1, ones), sd = rsum8(xd0, xd1, ones);
+      const dx = scales4(x, Q8_0_BYTES, fmask, fscale);
+      let wp = w + wo;
+      let r = reduce4_i32(rdot_q4_0(v128.load(wp, 2), xa0, xa1, sa, mask), rdot_q4_0(v128.load(wp, 20), xb0, xb1, sb, mask),
+                          rdot_q4_0(v128.load(wp, 38), xc0, xc1, sc, mask), rdot_q4_0(v128.load(wp, 56), xd0, xd1, sd, mask));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
+      wp = w1p + wo;
+      r = reduce4_i32(rdot_q4_0(v128.load(wp, 2), xa0, xa1, sa, mask), rdot_q4_0(v128.load(wp, 20), xb0, xb1, sb, mask),
+                      rdot_q4_0(v128.load(wp, 38), xc0, xc1, sc, mask), rdot_q4_0(v128.load(wp, 56), xd0, xd1, sd, mask));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
+      wo += 4 * Q4_0_BYTES; x += 4 * Q8_0_BYTES;
+    }
+    for (; b < nb; b++) {
       const x0 = v128.load(x, 2), x1 = v128.load(x, 18);
       const s8 = rsum8(x0, x1, ones);
       const dx = f16_to_f32(load<u16>(x));
@@ -80,7 +114,28 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, hsum_f32x4, token_
     store<f32>(o, hsum_f32x4(a1), 4);
     return;
   }
-  for (let b = 0; b < nb; b++) {
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  let b = 0;
+  // four blocks per step (as the relaxed path): one transpose, one vector of d_w·d_x
+  for (; b + 4 <= nb; b += 4) {
+    let xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
+    const xa0 = i16x8.extend_low_i8x16_s(xq0), xa1 = i16x8.extend_high_i8x16_s(xq0);
+    const xa2 = i16x8.extend_low_i8x16_s(xq1), xa3 = i16x8.extend_high_i8x16_s(xq1);
+    xq0 = v128.load(x, 36); xq1 = v128.load(x, 52);
+    const xb0 = i16x8.extend_low_i8x16_s(xq0), xb1 = i16x8.extend_high_i8x16_s(xq0);
+    const xb2 = i16x8.extend_low_i8x16_s(xq1), xb3 = i16x8.extend_high_i8x16_s(xq1);
+    const dx = scales4(x, Q8_0_BYTES, fmask, fscale);
+    let wp = w + wo;
+    let r = reduce4_i32(q4dot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask, eight), q4dot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask, eight),
+                        q4dot8(v128.load(wp, 38), v128.load(x, 70), v128.load(x, 86), mask, eight), q4dot8(v128.load(wp, 56), v128.load(x, 104), v128.load(x, 120), mask, eight));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
+    wp = w1p + wo;
+    r = reduce4_i32(q4dot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask, eight), q4dot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask, eight),
+                    q4dot8(v128.load(wp, 38), v128.load(x, 70), v128.load(x, 86), mask, eight), q4dot8(v128.load(wp, 56), v128.load(x, 104), v128.load(x, 120), mask, eight));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
+    wo += 4 * Q4_0_BYTES; x += 4 * Q8_0_BYTES;
+  }
+  for (; b < nb; b++) {
     const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
     const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
     const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
