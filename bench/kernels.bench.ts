@@ -1,8 +1,12 @@
-// Kernel throughput with tinybench on the release build: every matmul kernel as matrix-vector on weights bigger
+// Kernel throughput with tinybench on the release builds: every matmul kernel as matrix-vector on weights bigger
 // than the last-level cache (GB/s of weights streamed, GFLOP/s), as matrix-matrix with t = 64 (prefill), and the
-// streaming-read bandwidth of a plain SIMD sum measured in the same run for scale. Not a model benchmark.
+// streaming-read bandwidth of a plain SIMD sum measured in the same run for scale. The SIMD128 build runs first;
+// then the same file re-runs itself on the relaxed-SIMD build (node --experimental-wasm-relaxed-simd). Not a model
+// benchmark. Run: npm run build && node dist/bench/kernels.bench.js [--only q4_0,q8_0]
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
-import { WasmRuntime, type Kernels } from "../src/wasm.js";
+import { WasmRuntime, type Kernels, type SimdBuild } from "../src/wasm.js";
 import { FORMATS, rowBytes, type MatmulKernel, type QuantFormat } from "../src/quant/formats.js";
 
 const MiB = 1 << 20;
@@ -10,7 +14,10 @@ const N = 4096, D = 11008;       // LLaMA-7B FFN shape (rows = D, row length = N
 const COLD_BYTES = 160 * MiB;    // weights per kernel rotated through: well past the 32 MiB L3
 const T_MM = 64, D_MM = 4096;    // matrix-matrix: 4096 x 4096 weights, 64 tokens
 
-const rt = WasmRuntime.create();
+const BUILD: SimdBuild = process.env.EDGEPRUNE_SIMD === "relaxed" ? "relaxed" : "simd128";
+const onlyArg = process.argv.indexOf("--only");
+const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1].toUpperCase().split(",") : undefined;
+const rt = WasmRuntime.create({ simd: BUILD });
 const k = rt.k;
 const lines: string[] = [];
 
@@ -42,6 +49,7 @@ function makeActivations(f: QuantFormat, n: number, t: number): number {
     case "BF16": k.convert_bf16(out, x, n * t); return out;
     case "Q8_0": k.quantize_q8_0(out, x, n, t); return out;
     case "Q8_1": k.quantize_q8_1(out, x, n, t); return out;
+    case "Q8_K": k.quantize_q8_K(out, x, n, t); return out;
     default: throw new Error(`no activation converter for ${act.name}`);
   }
 }
@@ -62,10 +70,11 @@ async function main(): Promise<void> {
   b0.add("sum_f32 512 MiB", () => { k.sum_f32(bw, bwBytes / 4); });
   await b0.run();
   const bwGBs = bwBytes / (meanMs(b0, "sum_f32 512 MiB") * 1e6);
+  say(`kernel build: ${BUILD}`);
   say(`streaming read (sum_f32 over 512 MiB): ${bwGBs.toFixed(1)} GB/s`);
   rt.release(bw);
 
-  const kernels = FORMATS.filter((f) => f.matmul);
+  const kernels = FORMATS.filter((f) => f.matmul && (!ONLY || ONLY.includes(f.name)));
   say("");
   say(`matrix-vector, ${D} x ${N}, t = 1, weights cold (rotating through >= ${COLD_BYTES / MiB} MiB)`);
   say("kernel        ms/call   GB/s weights   % of stream   GFLOP/s");
@@ -110,3 +119,9 @@ async function main(): Promise<void> {
 }
 
 await main();
+if (BUILD === "simd128") {
+  console.log("\n---- relaxed SIMD build (child: node --experimental-wasm-relaxed-simd) ----\n");
+  const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    { env: { ...process.env, EDGEPRUNE_SIMD: "relaxed" }, stdio: "inherit" });
+  process.exitCode = r.status ?? 1;
+}
