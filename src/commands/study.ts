@@ -132,7 +132,7 @@ export function registerStudyCommands(program: Command): Command {
       const series: Series[] = STUDY_METHODS.map((m) => ({
         name: m, points: result.cells.filter((c) => c.method === m).map((c) => [c.k, c.perplexity] as [number, number]),
       }));
-      series.push({ name: "random (mean ± sd)", points: result.random.map((r) => [r.k, r.mean]), spread: result.random.map((r) => r.std), dashed: true });
+      series.push({ name: "random (min–max)", points: result.random.map((r) => [r.k, r.mean]), band: result.random.map((r) => [r.min, r.max]), dashed: true });
       const svg = lineChart(`${path.basename(modelPath)}: perplexity against layers removed`, series, "layers removed (k)", "held-out perplexity (log scale)", { logY: true });
       writeText(path.join(o.out, "prune-study.md"), md);
       writeText(path.join(o.out, "prune-study.svg"), svg);

@@ -48,7 +48,7 @@ function frame(title: string, xLabel: string, yLabel: string, xr: [number, numbe
     `<text transform="translate(16 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
   ];
   const yTicks = opts.logY
-    ? niceTicks(y0, y1).map((v) => 10 ** v)
+    ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(2, Math.ceil(y1) - Math.floor(y0))).map((v) => 10 ** v)
     : niceTicks(yr[0], yr[1]);
   for (const v of yTicks) {
     if (ty(v) < y0 - 1e-9 || ty(v) > y1 + 1e-9) continue;
@@ -97,22 +97,22 @@ export function barChart(title: string, labels: string[], values: number[], xLab
 export interface Series {
   name: string;
   points: [number, number][];
-  /** optional ± band (e.g. standard deviation), same length as points */
-  spread?: number[];
+  /** optional shaded band [low, high] per point (e.g. min and max over random trials) */
+  band?: [number, number][];
   dashed?: boolean;
 }
 
 /** Lines through (x, y) points, one per series, with an optional band. */
 export function lineChart(title: string, series: Series[], xLabel: string, yLabel: string, opts: { logY?: boolean } = {}): string {
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
-  const ys = series.flatMap((s) => s.points.flatMap((p, i) => [p[1] - (s.spread?.[i] ?? 0), p[1] + (s.spread?.[i] ?? 0)])).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
+  const ys = series.flatMap((s) => [...s.points.map((p) => p[1]), ...(s.band ?? []).flat()]).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
   const yMin = opts.logY ? Math.min(...ys) / 1.1 : Math.min(0, Math.min(...ys));
   const f = frame(title, xLabel, yLabel, [Math.min(...xs), Math.max(...xs)], [yMin, Math.max(...ys) * 1.05], opts);
   series.forEach((s, si) => {
     const color = COLORS[si % COLORS.length];
-    if (s.spread) {
-      const upper = s.points.map((p, i) => `${f.x(p[0])},${f.y(p[1] + s.spread![i])}`);
-      const lower = s.points.map((p, i) => `${f.x(p[0])},${f.y(Math.max(opts.logY ? 1e-12 : -Infinity, p[1] - s.spread![i]))}`).reverse();
+    if (s.band) {
+      const upper = s.points.map((p, i) => `${f.x(p[0])},${f.y(s.band![i][1])}`);
+      const lower = s.points.map((p, i) => `${f.x(p[0])},${f.y(s.band![i][0])}`).reverse();
       f.parts.push(`<polygon points="${[...upper, ...lower].join(" ")}" fill="${color}" fill-opacity="0.15" stroke="none"/>`);
     }
     const pts = s.points.filter((p) => Number.isFinite(p[1])).map((p) => `${f.x(p[0])},${f.y(p[1])}`).join(" ");
