@@ -96,19 +96,19 @@ function orderOf(scores: number[]): number[] {
 }
 
 /**
- * Decode speed: 64 greedy tokens after an 8-token prompt, the best of 5 runs after a warm-up (on a shared machine
- * the fastest run is the one least disturbed by other processes).
+ * Decode speed: 64 greedy tokens after an 8-token prompt, the best of 5 runs after 3 warm-ups (the kernels tier up
+ * to optimized code in the first runs of a process; on a shared machine the fastest run is the least disturbed).
  */
 function decodeSpeed(model: Model, prompt: number[]): number {
   const runs: number[] = [];
   const ctx = model.acquireContext({ contextSize: 128 });
   try {
-    for (let r = 0; r < 6; r++) {
+    for (let r = 0; r < 8; r++) {
       ctx.reset();
       let logits = ctx.eval(prompt);
       const t0 = performance.now();
       for (let i = 0; i < 64; i++) logits = ctx.eval([argmax(logits)]);
-      if (r > 0) runs.push(64 / ((performance.now() - t0) / 1000));
+      if (r >= 3) runs.push(64 / ((performance.now() - t0) / 1000));
     }
   } finally {
     model.releaseContext(ctx);
