@@ -73,6 +73,9 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): LlamaConfi
   const rmsEps = wrap(() => metaNumber(kv, k(ARCH_KEY.rmsEps)));
   const ropeFreqBase = wrap(() => metaNumber(kv, k(ARCH_KEY.ropeFreqBase), 10000));
 
+  // every layer has at least its FFN or attention tensors: a count beyond that is corrupt, and must not make us
+  // plan (or loop over) billions of layers
+  if (nLayers < 1 || nLayers > file.tensors.length) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers} does not fit a file with ${file.tensors.length} tensors`);
   if (dim < 1 || nHeads < 1 || dim % nHeads !== 0) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} must be a positive multiple of ${k(ARCH_KEY.headCount)} = ${nHeads}`);
   if (nKvHeads < 1 || nHeads % nKvHeads !== 0) fail(`${k(ARCH_KEY.headCount)} = ${nHeads} must be a multiple of ${k(ARCH_KEY.headCountKv)} = ${nKvHeads}`);
   if (hiddenDim < 1) fail(`${k(ARCH_KEY.feedForwardLength)} must be positive`);
