@@ -47,7 +47,8 @@ function frame(title: string, xLabel: string, yLabel: string, xr: [number, numbe
     `<text x="${M.left + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(xLabel)}</text>`,
     `<text transform="translate(16 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
   ];
-  const yTicks = opts.logY
+  // log axes: decades when the range spans two or more, else plain values (a 10–16 range has no inner decade)
+  const yTicks = opts.logY && y1 - y0 >= 2
     ? niceTicks(Math.floor(y0), Math.ceil(y1), Math.max(2, Math.ceil(y1) - Math.floor(y0))).map((v) => 10 ** v)
     : niceTicks(yr[0], yr[1]);
   for (const v of yTicks) {
