@@ -61,8 +61,13 @@ export async function* generateStream(model: Model, prompt: string | number[], o
   }
 }
 
-/** A macrotask boundary that works in every runtime (setTimeout is clamped in browsers; MessageChannel is not). */
+/**
+ * A macrotask boundary that works in every runtime: setImmediate where it exists (Node), else a MessageChannel
+ * message (browsers clamp setTimeout to ≥ 4 ms when nested), else setTimeout.
+ */
 function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
+  if (typeof g.setImmediate === "function") return new Promise((r) => g.setImmediate!(r));
   if (typeof MessageChannel === "undefined") return new Promise((r) => setTimeout(r, 0));
   return new Promise((resolve) => {
     const ch = new MessageChannel();
