@@ -18,6 +18,12 @@ export { FORMATS, formatById, formatByName, type QuantFormat } from "./quant/for
 export { quantizeModel, planQuantization, parseQuantType } from "./quant/quantize.js";
 export { quantizeGptq, planGptq, calibrationWindows, errorTable, GPTQ_DEFAULTS, type GptqModelOptions, type GptqModelResult, type TensorError } from "./gptq/index.js";
 export { removeLayers, type RemovalPlan } from "./prune/remove.js";
+export { collectLayerStats, blockInfluence, blockDistance, type LayerStats, type StatsOptions } from "./prune/stats.js";
+export { METRICS, rankUnits, selectForRemoval, allUnits, skipOptions, windowsNll, type Metric, type Granularity, type Unit, type Ranking } from "./prune/metrics.js";
+export { evaluateDocuments, type EvalResult } from "./prune/evaluate.js";
+export { runPruneStudy, calibrationAblation, kendallTau, type PruneStudyResult } from "./prune/study.js";
+export { runComposeStudy, type ComposeResult } from "./studies/compose.js";
+export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } from "./data/documents.js";
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
 
