@@ -51,6 +51,8 @@ export class Metrics {
     const mem = process.memoryUsage();
     metric("process_resident_memory_bytes", "gauge", "Resident set size in bytes.", [["", mem.rss]]);
     metric("nodejs_heap_used_bytes", "gauge", "V8 heap in use, in bytes.", [["", mem.heapUsed]]);
+    metric("nodejs_heap_total_bytes", "gauge", "V8 heap committed, in bytes.", [["", mem.heapTotal]]);
+    metric("nodejs_external_bytes", "gauge", "Memory of C++ objects bound to JavaScript (buffers, wasm memory), in bytes.", [["", mem.external]]);
     return out.join("\n") + "\n";
   }
 }
