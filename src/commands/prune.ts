@@ -1,10 +1,9 @@
 // The `bi` and `prune` commands: score layers on calibration text and remove the least important ones into a new
 // GGUF (temp file, then rename). Node-only; the work is done by src/prune/.
 import { Command, Option } from "commander";
-import { writeFileAtomic } from "../node/files.js";
+import { FileSource, writeFileAtomic, writeTextFileAtomic } from "../node/files.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { ProgressBar } from "../node/progress.js";
-import { FileSource } from "../node/files.js";
 import { ggufChunks } from "../gguf/writer.js";
 import { METRIC_DESCRIPTIONS, METRICS, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Unit } from "../prune/metrics.js";
 import { removeLayers } from "../prune/remove.js";
@@ -81,7 +80,7 @@ export function registerPruneCommands(program: Command): void {
       if (o.plot) {
         const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric,
           o.granularity === "layer" ? undefined : rows.map((r) => (r.part === "attn" ? "attention" : "FFN")));
-        writeFileAtomic(o.plot, [new TextEncoder().encode(svg)]);
+        writeTextFileAtomic(o.plot, svg);
         process.stderr.write(`wrote ${o.plot}\n`);
       }
     });

@@ -4,16 +4,12 @@ import { Command } from "commander";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModelFile } from "../node/load.js";
-import { writeFileAtomic } from "../node/files.js";
+import { writeTextFileAtomic } from "../node/files.js";
 import { calibrationAblation, runPruneStudy, STUDY_METHOD_NOTES, STUDY_METHODS, type PruneStudyResult } from "../prune/study.js";
 import { lineChart, scatterChart, type Series } from "../report/svg.js";
 import { runComposeStudy, type ComposeResult } from "../studies/compose.js";
 import { calibrationWindows, checkFile, evaluationDocuments, int } from "./common.js";
 import { PRUNE_DEFAULTS } from "./prune.js";
-
-function writeText(file: string, text: string): void {
-  writeFileAtomic(file, [new TextEncoder().encode(text)]);
-}
 
 function fmtPpl(v: number): string {
   return v >= 1000 ? v.toExponential(2) : v.toFixed(2);
@@ -134,9 +130,9 @@ export function registerStudyCommands(program: Command): Command {
       }));
       series.push({ name: "random (min–max)", points: result.random.map((r) => [r.k, r.mean]), band: result.random.map((r) => [r.min, r.max]), dashed: true });
       const svg = lineChart(`${path.basename(modelPath)}: perplexity against layers removed`, series, "layers removed (k)", "held-out perplexity (log scale)", { logY: true });
-      writeText(path.join(o.out, "prune-study.md"), md);
-      writeText(path.join(o.out, "prune-study.svg"), svg);
-      writeText(path.join(o.out, "prune-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, seconds, ...result, ablation: abl }, null, 2));
+      writeTextFileAtomic(path.join(o.out, "prune-study.md"), md);
+      writeTextFileAtomic(path.join(o.out, "prune-study.svg"), svg);
+      writeTextFileAtomic(path.join(o.out, "prune-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, seconds, ...result, ablation: abl }, null, 2));
       process.stdout.write(md);
       process.stderr.write(`wrote ${o.out}/prune-study.{md,svg,json} in ${seconds.toFixed(0)} s\n`);
     });
@@ -168,9 +164,9 @@ export function registerStudyCommands(program: Command): Command {
       const svg = scatterChart(`${path.basename(modelPath)}: perplexity against file size (★ Pareto front)`, result.cells.map((c) => ({
         x: c.fileBytes / 2 ** 20, y: c.perplexity, label: `${c.config} −${c.k} ${c.order}`, group: c.config, marked: c.pareto,
       })), "file size (MiB)", "held-out perplexity (log scale)", { logY: true });
-      writeText(path.join(o.out, "compose-study.md"), md);
-      writeText(path.join(o.out, "compose-study.svg"), svg);
-      writeText(path.join(o.out, "compose-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, seconds, ...result }, null, 2));
+      writeTextFileAtomic(path.join(o.out, "compose-study.md"), md);
+      writeTextFileAtomic(path.join(o.out, "compose-study.svg"), svg);
+      writeTextFileAtomic(path.join(o.out, "compose-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, seconds, ...result }, null, 2));
       process.stdout.write(md);
       process.stderr.write(`wrote ${o.out}/compose-study.{md,svg,json} in ${seconds.toFixed(0)} s\n`);
     });

@@ -73,3 +73,8 @@ export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array>): n
     throw e;
   }
 }
+
+/** writeFileAtomic for a text (UTF-8). */
+export function writeTextFileAtomic(target: string, text: string): number {
+  return writeFileAtomic(target, [new TextEncoder().encode(text)]);
+}

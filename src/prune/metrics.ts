@@ -58,6 +58,11 @@ export function allUnits(nLayers: number, granularity: Granularity): Unit[] {
   return out;
 }
 
+/** Indices of `scores` from lowest to highest (removed first first); ties keep index order. */
+export function orderByScore(scores: ArrayLike<number>): number[] {
+  return Array.from(scores, (v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).map((e) => e.i);
+}
+
 /** Forward options that remove a set of units. */
 export function skipOptions(units: Iterable<Unit>): Pick<ForwardOptions, "skipLayers" | "skipAttention" | "skipFfn"> {
   const skipLayers = new Set<number>();
@@ -158,7 +163,7 @@ export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] =
       break;
     }
   }
-  const order = units.map((u, i) => ({ u, s: scores[i], i })).sort((a, b) => a.s - b.s || a.i - b.i).map((e) => e.u);
+  const order = orderByScore(scores).map((i) => units[i]);
   return { metric, granularity, units, scores, order, inputNorm: stats ? Array.from(stats.inputNorm) : undefined, stats };
 }
 

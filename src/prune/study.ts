@@ -5,8 +5,8 @@
 import type { Model } from "../model/model.js";
 import { evaluateDocuments } from "./evaluate.js";
 import { collapseLayers, collapsedLayers } from "./laco.js";
-import { rankUnits, selectForRemoval, skipOptions, statScores, unitName, windowsNll, type Unit } from "./metrics.js";
-import { blockDistance, collectLayerStats } from "./stats.js";
+import { allUnits, orderByScore, rankUnits, selectForRemoval, skipOptions, statScores, unitName, windowsNll, type Unit } from "./metrics.js";
+import { blockDistance, blockInfluence, collectLayerStats } from "./stats.js";
 import { mulberry32 } from "../random.js";
 
 export const STUDY_METHODS = ["bi", "bi-iterative", "angular", "relmag", "ppl", "ppl-iterative", "block", "last", "laco"] as const;
@@ -116,12 +116,11 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
 
   say("calibration statistics");
   const stats = collectLayerStats(model, calib, { includeBos: input.includeBos });
-  const units = Array.from({ length: L }, (_, l) => layer(l));
+  const units = allUnits(L, "layer");
   const scores = {
     bi: statScores("bi", stats, units), angular: statScores("angular", stats, units), relmag: statScores("relmag", stats, units),
   };
-  const orderOf = (s: number[]) => s.map((v, i) => ({ v, i })).sort((x, y) => x.v - y.v || x.i - y.i).map((e) => e.i);
-  const orders: Record<string, number[]> = { bi: orderOf(scores.bi), angular: orderOf(scores.angular), relmag: orderOf(scores.relmag) };
+  const orders: Record<string, number[]> = { bi: orderByScore(scores.bi), angular: orderByScore(scores.angular), relmag: orderByScore(scores.relmag) };
   const scoring = { model, windows: calib, includeBos: input.includeBos };
   say("iterative Block Influence");
   orders["bi-iterative"] = selectForRemoval("bi", maxK, scoring, true).map((u) => u.layer);
@@ -203,9 +202,8 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
 export function calibrationAblation(model: Model, sources: { name: string; windows: number[][] }[], includeBos = false):
   { sources: { name: string; tokens: number; bi: number[]; order: number[] }[]; tau: number[][] } {
   const out = sources.map((s) => {
-    const stats = collectLayerStats(model, s.windows, { includeBos });
-    const bi = statScores("bi", stats, Array.from({ length: model.config.nLayers }, (_, l) => ({ layer: l, part: "layer" as const })));
-    const order = bi.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).map((e) => e.i);
+    const bi = Array.from(blockInfluence(collectLayerStats(model, s.windows, { includeBos })));
+    const order = orderByScore(bi);
     return { name: s.name, tokens: s.windows.reduce((a, w) => a + w.length, 0), bi, order };
   });
   const tau = out.map((a) => out.map((b) => kendallTau(a.bi, b.bi)));

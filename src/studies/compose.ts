@@ -8,9 +8,9 @@ import { writeGgufBytes } from "../gguf/writer.js";
 import { quantizeGptq } from "../gptq/model.js";
 import { Model } from "../model/model.js";
 import { evaluateDocuments } from "../prune/evaluate.js";
-import { statScores } from "../prune/metrics.js";
+import { orderByScore } from "../prune/metrics.js";
 import { removeLayers } from "../prune/remove.js";
-import { collectLayerStats } from "../prune/stats.js";
+import { blockInfluence, collectLayerStats } from "../prune/stats.js";
 import { kendallTau } from "../prune/study.js";
 import { formatByName } from "../quant/formats.js";
 import { quantizeModel } from "../quant/quantize.js";
@@ -87,12 +87,7 @@ function prune(bytes: Uint8Array, layers: number[]): Uint8Array {
 }
 
 function biScores(model: Model, calib: number[][]): number[] {
-  const units = Array.from({ length: model.config.nLayers }, (_, l) => ({ layer: l, part: "layer" as const }));
-  return statScores("bi", collectLayerStats(model, calib), units);
-}
-
-function orderOf(scores: number[]): number[] {
-  return scores.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v || a.i - b.i).map((e) => e.i);
+  return Array.from(blockInfluence(collectLayerStats(model, calib)));
 }
 
 /**
@@ -125,7 +120,7 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
   const prompt = input.evalDocs[0].slice(0, 8);
   say("BI on the dense model");
   const denseScores = biScores(dense, input.calib);
-  const denseOrder = orderOf(denseScores);
+  const denseOrder = orderByScore(denseScores);
 
   const raw: Omit<ComposeCell, "interaction" | "pareto">[] = [];
   const measure = (bytes: Uint8Array, k: number, config: string, order: ComposeOrder, removed: number[]) => {
@@ -143,7 +138,7 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
     const qFull = quantize(input.bytes, cfg, input.calib);
     const qModel = Model.load(qFull);
     const qScores = cfg.format ? biScores(qModel, input.calib) : denseScores;
-    const qOrder = orderOf(qScores);
+    const qOrder = orderByScore(qScores);
     if (cfg.format) {
       let same = 0;
       while (same < L && qOrder[same] === denseOrder[same]) same++;
