@@ -2,20 +2,18 @@
 // with a non-zero exit and no stack trace. Also the sampler's truncation rules on small hand-made distributions.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Sampler, topIndices } from "../src/sampler.js";
 import { sharedPath } from "./support/paths.js";
+import { runCli } from "./support/cli.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-cli-"));
 
-function cli(...args: string[]) {
-  return spawnSync(process.execPath, ["bin/edgeprune.js", ...args], { encoding: "utf8" });
-}
+const cli = runCli;
 
 test("generate --temp 0 streams llama.cpp's greedy story, then timings and memory on stderr", () => {
   const r = cli("generate", MODEL, "-p", "Once upon a time", "-n", "64", "--temp", "0");

@@ -3,7 +3,6 @@
 // run by llama.cpp with our greedy tokens; and the CLI's one-line errors on bad input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +24,7 @@ import { tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { configFromGguf } from "../src/model/config.js";
 import { disposeOracle, llamaCppGreedy } from "./support/llamacpp.js";
 import { sharedPath } from "./support/paths.js";
+import { runCli } from "./support/cli.js";
 import { assertClose, normal, rng } from "./support/util.js";
 import * as TOL from "./tolerances.js";
 
@@ -269,10 +269,7 @@ test("sequential RTN (method rtn) writes exactly the bytes of the plain RTN quan
   assert.ok(r.plan.some((p) => p.note?.includes("ffn_down")), "stories260K's 172-long ffn_down rows stay F32");
 });
 
-function cli(args: string[]): { status: number | null; stderr: string } {
-  const r = spawnSync(process.execPath, ["bin/edgeprune.js", "quantize", ...args], { encoding: "utf8" });
-  return { status: r.status, stderr: r.stderr };
-}
+const cli = (args: string[]) => runCli("quantize", ...args);
 
 test("CLI bad input: one-line error, non-zero exit, nothing written", () => {
   const short = join(tmp, "short.txt");

@@ -3,7 +3,6 @@
 // under 80% of the size and runs in llama.cpp with our greedy tokens; bad input fails cleanly.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +17,7 @@ import { kendallTau } from "../src/prune/study.js";
 import { splitDocuments, tokenizeDocuments, tokenWindows } from "../src/data/documents.js";
 import { disposeOracle, llamaCppGreedy } from "./support/llamacpp.js";
 import { sharedPath } from "./support/paths.js";
+import { runCli } from "./support/cli.js";
 
 const STORIES = sharedPath("models/stories260K.gguf");
 const DEEP = sharedPath("models/stories-deep-16L.gguf");
@@ -99,7 +99,7 @@ test("Kendall's tau-b", () => {
 
 test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp gives our greedy tokens", async () => {
   const out = join(tmp, "deep-12L.gguf");
-  const r = spawnSync(process.execPath, ["bin/edgeprune.js", "prune", DEEP, "--remove", "4", "--calib", TEXT, "--tokens", "2048", "-o", out], { encoding: "utf8" });
+  const r = runCli("prune", DEEP, "--remove", "4", "--calib", TEXT, "--tokens", "2048", "-o", out);
   assert.is(r.status, 0, r.stderr);
   const size = readFileSync(out).length;
   const original = readFileSync(DEEP).length;
@@ -111,12 +111,8 @@ test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp gives o
   assert.equal(ours, ref.tokens);
 });
 
-function cli(args: string[]) {
-  return spawnSync(process.execPath, ["bin/edgeprune.js", ...args], { encoding: "utf8" });
-}
-
 function assertCleanFailure(args: string[], pattern: RegExp, output: string) {
-  const r = cli(args);
+  const r = runCli(...args);
   assert.is.not(r.status, 0, `${args.join(" ")} should fail`);
   const lines = r.stderr.trim().split("\n");
   assert.is(lines.length, 1, `one line of error, got:\n${r.stderr}`);

@@ -2,21 +2,19 @@
 // SVG and JSON, the tables hold every method or cell, and the numbers obey what must hold by construction.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { STUDY_METHODS } from "../src/prune/study.js";
 import { sharedPath } from "./support/paths.js";
+import { runCli } from "./support/cli.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const WIKI = sharedPath("data/wikitext-2-raw/wiki.test.raw");
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-study-"));
 
-function cli(...args: string[]) {
-  return spawnSync(process.execPath, ["bin/edgeprune.js", ...args], { encoding: "utf8" });
-}
+const cli = runCli;
 
 test("study prune: every method at every k, random baseline, calibration ablation", () => {
   const out = join(tmp, "prune");
