@@ -47,8 +47,10 @@ export function* generateSteps(ctx: Context, tokenizer: Tokenizer, prompt: numbe
   let text = "";
   let stopReason: GenerateResult["stopReason"] = "length";
 
+  // one logits array for the whole loop: sampling reads it before the next eval overwrites it
+  const out = new Float32Array(ctx.config.vocabSize);
   const t0 = now();
-  let logits = ctx.eval(prompt);
+  let logits = ctx.eval(prompt, { out });
   const prefillMs = now() - t0;
   const t1 = now();
   for (let i = 0; i < opts.maxTokens; i++) {
@@ -74,7 +76,7 @@ export function* generateSteps(ctx: Context, tokenizer: Tokenizer, prompt: numbe
     if (keepGoing === false) { stopReason = "cancelled"; break; }
     if (i + 1 === opts.maxTokens) break;
     if (ctx.nPast >= ctx.contextSize) { stopReason = "context"; break; }
-    logits = ctx.eval([id]);
+    logits = ctx.eval([id], { out });
   }
   const tail = decoder.decode();
   if (tail && stopReason !== "stop") { text += tail; opts.onToken?.(-1, tail); yield { id: -1, text: tail }; }

@@ -35,6 +35,12 @@ export interface ForwardOptions {
   onLinearInput?: LinearObserver;
   /** stop after this many layers (layers ≥ it are not run; no logits): calibration of early layers */
   stopAfterLayer?: number;
+  /**
+   * write the logits into this array (at least as long as they are) and return it (a subarray when longer),
+   * instead of a new array per call: a decode loop then makes no garbage of vocabSize floats per token, which
+   * V8 frees only at its next GC (it counts it as external memory, up to tens of MiB before collecting)
+   */
+  out?: Float32Array;
 }
 
 export interface ContextOptions {
@@ -137,7 +143,8 @@ export class Context {
 
   /**
    * Run tokens through the model at positions nPast, nPast+1, … and append them to the cache.
-   * Returns a copy of the requested logits: vocabSize floats for "last", tokens×vocabSize for "all".
+   * Returns a copy of the requested logits: vocabSize floats for "last", tokens×vocabSize for "all" (in opts.out
+   * when given).
    */
   eval(tokens: ArrayLike<number>, opts: ForwardOptions = {}): Float32Array {
     const c = this.config;
@@ -151,7 +158,9 @@ export class Context {
       const id = tokens[i];
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
     }
-    const out = new Float32Array(mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0);
+    const need = mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0;
+    if (opts.out && opts.out.length < need) throw new Error(`eval: opts.out holds ${opts.out.length} floats, the logits need ${need}`);
+    const out = !opts.out ? new Float32Array(need) : opts.out.length === need ? opts.out : opts.out.subarray(0, need);
     for (let start = 0; start < n; start += this.batchSize) {
       const t = Math.min(this.batchSize, n - start);
       const isLast = start + t === n;
