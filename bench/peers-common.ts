@@ -2,7 +2,7 @@
 // way, 128 greedy tokens), the per-run result a child prints, and medians. Not a runner itself.
 import { readGgufHeader } from "../src/gguf/reader.js";
 import { FileSource } from "../src/node/files.js";
-import { tokenizerFromGguf } from "../src/tokenizer/index.js";
+import { tokenizerFromGguf, type Tokenizer } from "../src/tokenizer/index.js";
 
 export const PROMPT_TOKENS = 128;
 export const GEN_TOKENS = 128;
@@ -36,21 +36,31 @@ export function median(xs: number[]): number {
 
 /**
  * A prompt text of PROMPT_TOKENS - 1 words that the synthetic vocabulary (src/commands/synth.ts) keeps as one
- * token each ("▁" + two lower-case letters), so with BOS it is exactly PROMPT_TOKENS tokens in every runtime;
- * returns the text and our token ids for it.
+ * token each ("▁" + two lower-case letters), so with BOS it is exactly PROMPT_TOKENS tokens in every runtime.
+ */
+export function benchText(): string {
+  const letters = "etaoinshrdlcumwfgypbvkjxqz";
+  const words: string[] = [];
+  for (let i = 0; words.length < PROMPT_TOKENS - 1; i++) words.push(letters[(i * 7) % 26] + letters[(i * 11 + 3) % 26]);
+  return words.join(" ");
+}
+
+/** Our token ids for benchText() with BOS, checked to be PROMPT_TOKENS long. */
+export function benchTokens(tok: Tokenizer, modelPath: string): number[] {
+  const tokens = tok.encode(benchText(), { addBos: true });
+  if (tokens.length !== PROMPT_TOKENS) throw new Error(`${modelPath}: the bench prompt is ${tokens.length} tokens, not ${PROMPT_TOKENS} (not a synth vocabulary?)`);
+  return tokens;
+}
+
+/**
+ * benchText() and its token ids, for runners that have no tokenizer of ours: reads the file's header for it.
+ * (The edgeprune runner uses its loaded model's tokenizer instead, so its peak memory holds one vocabulary.)
  */
 export function benchPrompt(modelPath: string): { text: string; tokens: number[] } {
   const src = new FileSource(modelPath);
   let file;
   try { file = readGgufHeader(src, modelPath); } finally { src.close(); }
-  const tok = tokenizerFromGguf(file.kv);
-  const letters = "etaoinshrdlcumwfgypbvkjxqz";
-  const words: string[] = [];
-  for (let i = 0; words.length < PROMPT_TOKENS - 1; i++) words.push(letters[(i * 7) % 26] + letters[(i * 11 + 3) % 26]);
-  const text = words.join(" ");
-  const tokens = tok.encode(text, { addBos: true });
-  if (tokens.length !== PROMPT_TOKENS) throw new Error(`${modelPath}: the bench prompt is ${tokens.length} tokens, not ${PROMPT_TOKENS} (not a synth vocabulary?)`);
-  return { text, tokens };
+  return { text: benchText(), tokens: benchTokens(tokenizerFromGguf(file.kv), modelPath) };
 }
 
 export function printReport(r: RunnerReport): void {

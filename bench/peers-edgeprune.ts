@@ -4,13 +4,13 @@
 import { statSync } from "node:fs";
 import { loadModelFile } from "../src/node/load.js";
 import { generate } from "../src/generate.js";
-import { benchPrompt, GEN_TOKENS, printReport, PROMPT_TOKENS, type RunResult } from "./peers-common.js";
+import { benchTokens, GEN_TOKENS, printReport, PROMPT_TOKENS, type RunResult } from "./peers-common.js";
 
 const [path, threadsArg, runsArg] = process.argv.slice(2);
 const threads = Number(threadsArg ?? 1), runs = Number(runsArg ?? 3);
-const { tokens } = benchPrompt(path);
 const contextSize = PROMPT_TOKENS + GEN_TOKENS;
 const model = loadModelFile(path, { contextSize, batchSize: PROMPT_TOKENS, threads });
+const tokens = benchTokens(model.tokenizer, path);
 const used = await model.startThreads();
 const ctx = model.createContext();
 const once = (prompt: number[], n: number) => {
