@@ -7,6 +7,20 @@ export const QK: i32 = 32;
 export const Q8_0_BYTES: i32 = 34;
 /** bytes of block_q8_1 (f16 d, f16 s + 32 int8) */
 export const Q8_1_BYTES: i32 = 36;
+/**
+ * bytes per 32 activations in the Q8_0X row layout (the activations of Q4_0 and Q8_0 weights): a row of n values
+ * is nb = n/32 f32 scales d (each exactly the f16 of a block_q8_0, widened), then nb i32 sums of each block's
+ * int8, then the 32·nb int8. Kept apart, every 16-byte load of a row is aligned, four scales load as one vector,
+ * and no kernel decodes an f16 or re-sums x per weight row (the same int8 and d as block_q8_0, so the same dots).
+ */
+export const Q8_0X_BYTES: i32 = 40;
+/** Q8_0X row of nb blocks at x: its scales, sums and int8 */
+// @ts-ignore: decorator
+@inline export function q8x_d(x: usize, nb: i32): usize { return x; }
+// @ts-ignore: decorator
+@inline export function q8x_s(x: usize, nb: i32): usize { return x + (<usize>nb << 2); }
+// @ts-ignore: decorator
+@inline export function q8x_q(x: usize, nb: i32): usize { return x + (<usize>nb << 3); }
 /** bytes of block_q4_0 (f16 d + 16 bytes of nibbles) */
 export const Q4_0_BYTES: i32 = 18;
 /** bytes of block_q4_1 (f16 d, f16 m + 16 bytes of nibbles) */

@@ -1,9 +1,9 @@
-// 4-bit weights: matmul_q4_0 (block_q4_0 x block_q8_0, as ggml_vec_dot_q4_0_q8_0) and matmul_q4_1
-// (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). Nibbles are unpacked
-// and widened to i16 once per block, then dotted with i32x4.dot_i16x8_s; the relaxed build instead feeds the
-// unsigned nibbles (0..15, the i7 operand) to i16x8.relaxed_dot_i8x16_i7x16_s and, for Q4_0, subtracts
-// 8·sum(x) (a relaxed dot with ones). Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, TABLE, T_NIBBLE, T_EIGHT, T_ONES, T_F16MASK, T_F16SCALE } from "./common";
+// 4-bit weights: matmul_q4_0 (block_q4_0 against Q8_0X activation rows: the int8 and d of block_q8_0, so the
+// sums of ggml_vec_dot_q4_0_q8_0) and matmul_q4_1 (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as
+// ggml_vec_dot_q4_1_q8_1). The unsigned nibbles are dotted with the int8 (widened to i16 for i32x4.dot_i16x8_s,
+// or as the 0..127 operand of the relaxed build's i16x8.relaxed_dot_i8x16_i7x16_s); Q4_0's offset of 8 is
+// taken off as 8·sum(x) afterwards. Not a quantizer.
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_F16MASK, T_F16SCALE } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -13,210 +13,183 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
   return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
 }
 
-/** 8·sum(x) over 32 int8 as i16x8 partial sums (|.| <= 8·4·127 fits) */
+/**
+ * Integer dot of one Q4_0 block's unsigned nibbles (lo = elements 0-15, hi = 16-31, each 0..15) with 32 int8
+ * activations (x0 = elements 0-15, x1 = 16-31), as four i32 partial sums of u·x; Q4_0's offset of 8 is taken
+ * off later as 8·sum(x) (the Q8_0X row's sums), once per four blocks. Relaxed: i16x8.relaxed_dot_i8x16_i7x16_s
+ * (u is the 0..127 operand; |sums| <= 4·15·127 fits i16); SIMD128 widens both to i16.
+ */
 // @ts-ignore: decorator
-@inline function rsum8(x0: v128, x1: v128, ones: v128): v128 {
-  return i16x8.shl(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, ones), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ones)), 3);
-}
-
-/** SIMD128 Q4_0 block dot against activations already widened to i16 (x0..x3 = elements 0-7 .. 24-31) */
-// @ts-ignore: decorator
-@inline function q4dot16(q: v128, x0: v128, x1: v128, x2: v128, x3: v128, mask: v128, eight: v128): v128 {
-  const lo = i8x16.sub(v128.and(q, mask), eight), hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+@inline function q4udot_u(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, x0, x1));
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), i16x8.extend_high_i8x16_s(x0))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), i16x8.extend_high_i8x16_s(x1))));
 }
 
-/** SIMD128 Q4_0 block dot against 32 int8 activations (y0 = elements 0-15, y1 = 16-31) */
+/** q4udot_u of the packed block q */
 // @ts-ignore: decorator
-@inline function q4dot8(q: v128, y0: v128, y1: v128, mask: v128, eight: v128): v128 {
-  return q4dot16(q, i16x8.extend_low_i8x16_s(y0), i16x8.extend_high_i8x16_s(y0), i16x8.extend_low_i8x16_s(y1), i16x8.extend_high_i8x16_s(y1), mask, eight);
+@inline function q4udot(q: v128, x0: v128, x1: v128, mask: v128): v128 {
+  return q4udot_u(v128.and(q, mask), i8x16.shr_u(q, 4), x0, x1);
 }
 
-/** Q4_0 block dot in the relaxed build: sum((u - 8)·x) = sum(u·x) - 8·sum(x); |u·x sums| <= 7620 fits i16 */
+/** SIMD128 form of q4udot with the activations already widened to i16 (x0..x3 = elements 0-7 .. 24-31) */
 // @ts-ignore: decorator
-@inline function rdot_q4_0(q: v128, x0: v128, x1: v128, s8: v128, mask: v128): v128 {
-  return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), x0, x1), s8));
+@inline function q4udot16(q: v128, x0: v128, x1: v128, x2: v128, x3: v128, mask: v128): v128 {
+  const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), x3)));
 }
 
-// ---- Q4_0 ------------------------------------------------------------------------------------------------
+// Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair:
+// per step of four blocks, convert(Σu·x − 8·Σx) · (d_w·d_x) added to an f32x4 whose lanes are the four blocks;
+// leftover blocks summed in a scalar; then hsum + scalar. So a result does not depend on how a matmul is cut
+// into calls (threads split by rows or by tokens), down to the last bit: activations are re-quantized to int8
+// downstream, where a rounding-order difference can flip a value and grow.
+
+/** f32x4 of four blocks' contributions: r = their u·x sums, s = their sums of x, sw/dx = their scales */
+// @ts-ignore: decorator
+@inline function step4(r: v128, s: v128, sw: v128, dx: v128): v128 {
+  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, i32x4.shl(s, 3))), f32x4.mul(sw, dx));
+}
+
+/** one leftover block's contribution */
+// @ts-ignore: decorator
+@inline function step1(w: usize, xq: usize, s: i32, dx: f32, mask: v128): f32 {
+  return <f32>(hsum_i32x4(q4udot(v128.load(w, 2), v128.load(xq), v128.load(xq, 16), mask)) - (s << 3)) * (f16_to_f32(load<u16>(w)) * dx);
+}
+
+// ---- Q4_0 (activations: Q8_0X rows, common.ts) ------------------------------------------------------------
 
 // @ts-ignore: decorator
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
-  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  const mask = v128.load(TABLE + T_NIBBLE);
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
+  let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const ones = v128.load(TABLE + T_ONES);
-    for (let b = 0; b < nb; b++) {
-      const x0 = v128.load(x, 2), x1 = v128.load(x, 18);
-      const p = rdot_q4_0(v128.load(w, 2), x0, x1, rsum8(x0, x1, ones), mask);
-      const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
-      w += Q4_0_BYTES; x += Q8_0_BYTES;
-    }
-    return hsum_f32x4(acc);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const r = reduce4_i32(q4udot(v128.load(w, 2), v128.load(xq), v128.load(xq, 16), mask), q4udot(v128.load(w, 20), v128.load(xq, 32), v128.load(xq, 48), mask),
+                          q4udot(v128.load(w, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(w, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
+    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES, fmask, fscale), v128.load(xd + (<usize>b << 2))));
+    w += 4 * Q4_0_BYTES; xq += 4 * QK;
   }
-  for (let b = 0; b < nb; b++) {
-    const q = v128.load(w, 2);
-    const lo = i8x16.sub(v128.and(q, mask), eight);     // elements 0..15
-    const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);     // elements 16..31
-    const p = idot_w16(
-      i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-      i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-      v128.load(x, 2), v128.load(x, 18));
-    const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
-    w += Q4_0_BYTES; x += Q8_0_BYTES;
+  let tail: f32 = 0;
+  for (; b < nb; b++) {
+    tail += step1(w, xq, load<i32>(xs + (<usize>b << 2)), load<f32>(xd + (<usize>b << 2)), mask);
+    w += Q4_0_BYTES; xq += QK;
   }
-  return hsum_f32x4(acc);
+  return hsum_f32x4(acc) + tail;
 }
 
-/** two Q4_0 weight rows against one Q8_0 activation row: x is widened and its scale decoded once for both */
+/** two Q4_0 weight rows against one Q8_0X activation row: x is loaded (and, in SIMD128, widened) once for both */
 // @ts-ignore: decorator
 @inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  const mask = v128.load(TABLE + T_NIBBLE);
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
+  let xq = q8x_q(x, nb);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const w1p = w + ws;
   let wo: usize = 0;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const ones = v128.load(TABLE + T_ONES);
-    const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
-    let b = 0;
-    // four blocks per step: their integer dots are reduced with one transpose and scaled by one vector of
-    // d_w·d_x, so the per-block scalar work (f16 decodes, splats, converts) is done four lanes at a time
-    for (; b + 4 <= nb; b += 4) {
-      const xa0 = v128.load(x, 2), xa1 = v128.load(x, 18), xb0 = v128.load(x, 36), xb1 = v128.load(x, 52);
-      const xc0 = v128.load(x, 70), xc1 = v128.load(x, 86), xd0 = v128.load(x, 104), xd1 = v128.load(x, 120);
-      const sa = rsum8(xa0, xa1, ones), sb = rsum8(xb0, xb1, ones), sc = rsum8(xc0, xc1, ones), sd = rsum8(xd0, xd1, ones);
-      const dx = scales4(x, Q8_0_BYTES, fmask, fscale);
-      let wp = w + wo;
-      let r = reduce4_i32(rdot_q4_0(v128.load(wp, 2), xa0, xa1, sa, mask), rdot_q4_0(v128.load(wp, 20), xb0, xb1, sb, mask),
-                          rdot_q4_0(v128.load(wp, 38), xc0, xc1, sc, mask), rdot_q4_0(v128.load(wp, 56), xd0, xd1, sd, mask));
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
-      wp = w1p + wo;
-      r = reduce4_i32(rdot_q4_0(v128.load(wp, 2), xa0, xa1, sa, mask), rdot_q4_0(v128.load(wp, 20), xb0, xb1, sb, mask),
-                      rdot_q4_0(v128.load(wp, 38), xc0, xc1, sc, mask), rdot_q4_0(v128.load(wp, 56), xd0, xd1, sd, mask));
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
-      wo += 4 * Q4_0_BYTES; x += 4 * Q8_0_BYTES;
-    }
-    for (; b < nb; b++) {
-      const x0 = v128.load(x, 2), x1 = v128.load(x, 18);
-      const s8 = rsum8(x0, x1, ones);
-      const dx = f16_to_f32(load<u16>(x));
-      let p = rdot_q4_0(v128.load(w + wo, 2), x0, x1, s8, mask);
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
-      p = rdot_q4_0(v128.load(w1p + wo, 2), x0, x1, s8, mask);
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
-      wo += Q4_0_BYTES; x += Q8_0_BYTES;
-    }
-    store<f32>(o, hsum_f32x4(a0));
-    store<f32>(o, hsum_f32x4(a1), 4);
-    return;
-  }
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
   let b = 0;
-  // four blocks per step (as the relaxed path): one transpose, one vector of d_w·d_x
   for (; b + 4 <= nb; b += 4) {
-    let xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
-    const xa0 = i16x8.extend_low_i8x16_s(xq0), xa1 = i16x8.extend_high_i8x16_s(xq0);
-    const xa2 = i16x8.extend_low_i8x16_s(xq1), xa3 = i16x8.extend_high_i8x16_s(xq1);
-    xq0 = v128.load(x, 36); xq1 = v128.load(x, 52);
-    const xb0 = i16x8.extend_low_i8x16_s(xq0), xb1 = i16x8.extend_high_i8x16_s(xq0);
-    const xb2 = i16x8.extend_low_i8x16_s(xq1), xb3 = i16x8.extend_high_i8x16_s(xq1);
-    const dx = scales4(x, Q8_0_BYTES, fmask, fscale);
-    let wp = w + wo;
-    let r = reduce4_i32(q4dot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask, eight), q4dot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask, eight),
-                        q4dot8(v128.load(wp, 38), v128.load(x, 70), v128.load(x, 86), mask, eight), q4dot8(v128.load(wp, 56), v128.load(x, 104), v128.load(x, 120), mask, eight));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
-    wp = w1p + wo;
-    r = reduce4_i32(q4dot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask, eight), q4dot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask, eight),
-                    q4dot8(v128.load(wp, 38), v128.load(x, 70), v128.load(x, 86), mask, eight), q4dot8(v128.load(wp, 56), v128.load(x, 104), v128.load(x, 120), mask, eight));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(wp, Q4_0_BYTES, fmask, fscale), dx)));
-    wo += 4 * Q4_0_BYTES; x += 4 * Q8_0_BYTES;
+    let ra: v128, rb: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const xa0 = v128.load(xq), xa1 = v128.load(xq, 16), xb0 = v128.load(xq, 32), xb1 = v128.load(xq, 48);
+      const xc0 = v128.load(xq, 64), xc1 = v128.load(xq, 80), xd0 = v128.load(xq, 96), xd1 = v128.load(xq, 112);
+      let wp = w + wo;
+      ra = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, mask), q4udot(v128.load(wp, 20), xb0, xb1, mask),
+                       q4udot(v128.load(wp, 38), xc0, xc1, mask), q4udot(v128.load(wp, 56), xd0, xd1, mask));
+      wp = w1p + wo;
+      rb = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, mask), q4udot(v128.load(wp, 20), xb0, xb1, mask),
+                       q4udot(v128.load(wp, 38), xc0, xc1, mask), q4udot(v128.load(wp, 56), xd0, xd1, mask));
+    } else {
+      // blocks a, b widened once for both rows; c, d widened per row (all sixteen would not stay in registers)
+      let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
+      const xa0 = i16x8.extend_low_i8x16_s(xq0), xa1 = i16x8.extend_high_i8x16_s(xq0);
+      const xa2 = i16x8.extend_low_i8x16_s(xq1), xa3 = i16x8.extend_high_i8x16_s(xq1);
+      xq0 = v128.load(xq, 32); xq1 = v128.load(xq, 48);
+      const xb0 = i16x8.extend_low_i8x16_s(xq0), xb1 = i16x8.extend_high_i8x16_s(xq0);
+      const xb2 = i16x8.extend_low_i8x16_s(xq1), xb3 = i16x8.extend_high_i8x16_s(xq1);
+      let wp = w + wo;
+      ra = reduce4_i32(q4udot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask), q4udot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask),
+                       q4udot(v128.load(wp, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(wp, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
+      wp = w1p + wo;
+      rb = reduce4_i32(q4udot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask), q4udot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask),
+                       q4udot(v128.load(wp, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(wp, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
+    }
+    const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
+    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES, fmask, fscale), dx));
+    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES, fmask, fscale), dx));
+    wo += 4 * Q4_0_BYTES; xq += 4 * QK;
   }
+  let t0: f32 = 0, t1: f32 = 0;
   for (; b < nb; b++) {
-    const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
-    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
-    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
-    const dx = f16_to_f32(load<u16>(x));
-    let q = v128.load(w + wo, 2);
-    let lo = i8x16.sub(v128.and(q, mask), eight), hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
-    let p = i32x4.add(
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
-    q = v128.load(w1p + wo, 2);
-    lo = i8x16.sub(v128.and(q, mask), eight); hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
-    p = i32x4.add(
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
-    wo += Q4_0_BYTES; x += Q8_0_BYTES;
+    const s = load<i32>(xs + (<usize>b << 2)), dx = load<f32>(xd + (<usize>b << 2));
+    t0 += step1(w + wo, xq, s, dx, mask);
+    t1 += step1(w1p + wo, xq, s, dx, mask);
+    wo += Q4_0_BYTES; xq += QK;
   }
-  store<f32>(o, hsum_f32x4(a0));
-  store<f32>(o, hsum_f32x4(a1), 4);
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o, hsum_f32x4(a1) + t1, 4);
 }
 
+/** one token's four-block sums u·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
+// @ts-ignore: decorator
+@inline function tok4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, xq: usize): v128 {
+  return reduce4_i32(q4udot_u(la, ha, v128.load(xq), v128.load(xq, 16)), q4udot_u(lb, hb, v128.load(xq, 32), v128.load(xq, 48)),
+                     q4udot_u(lc, hc, v128.load(xq, 64), v128.load(xq, 80)), q4udot_u(ld, hd, v128.load(xq, 96), v128.load(xq, 112)));
+}
+
+/** one Q4_0 weight row against four Q8_0X activation rows (xs bytes apart): nibbles are unpacked once for all four */
 // @ts-ignore: decorator
 @inline function dot4_q4_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const mask = v128.load(TABLE + T_NIBBLE), eight = v128.load(TABLE + T_EIGHT);
+  const mask = v128.load(TABLE + T_NIBBLE);
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
-  let off: usize = 0;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const ones = v128.load(TABLE + T_ONES);
-    for (let b = 0; b < nb; b++) {
-      const q = v128.load(w, 2);
-      const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
-      const dw = f16_to_f32(load<u16>(w));
-      let y0 = v128.load(x + off, 2), y1 = v128.load(x + off, 18);
-      let p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
-      y0 = v128.load(x1 + off, 2); y1 = v128.load(x1 + off, 18);
-      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
-      y0 = v128.load(x2 + off, 2); y1 = v128.load(x2 + off, 18);
-      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
-      a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
-      y0 = v128.load(x3 + off, 2); y1 = v128.load(x3 + off, 18);
-      p = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(rdot_nib(lo, hi, y0, y1), rsum8(y0, y1, ones)));
-      a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
-      w += Q4_0_BYTES; off += Q8_0_BYTES;
-    }
-    store<f32>(o, hsum_f32x4(a0));
-    store<f32>(o + os, hsum_f32x4(a1));
-    store<f32>(o + 2 * os, hsum_f32x4(a2));
-    store<f32>(o + 3 * os, hsum_f32x4(a3));
-    return;
+  const so = q8x_s(0, nb), qo = q8x_q(0, nb);
+  let b = 0;
+  let qb: usize = qo;   // this step's int8, from each row's start
+  for (; b + 4 <= nb; b += 4) {
+    let q = v128.load(w, 2);
+    const la = v128.and(q, mask), ha = i8x16.shr_u(q, 4);
+    q = v128.load(w, 20);
+    const lb = v128.and(q, mask), hb = i8x16.shr_u(q, 4);
+    q = v128.load(w, 38);
+    const lc = v128.and(q, mask), hc = i8x16.shr_u(q, 4);
+    q = v128.load(w, 56);
+    const ld = v128.and(q, mask), hd = i8x16.shr_u(q, 4);
+    const sw = scales4(w, Q4_0_BYTES, fmask, fscale);
+    const bo = <usize>b << 2;
+    a0 = f32x4.add(a0, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb), v128.load(x + so + bo), sw, v128.load(x + bo)));
+    a1 = f32x4.add(a1, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb), v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
+    a2 = f32x4.add(a2, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb), v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
+    a3 = f32x4.add(a3, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb), v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
+    w += 4 * Q4_0_BYTES; qb += 4 * QK;
   }
-  for (let b = 0; b < nb; b++) {
-    const q = v128.load(w, 2);
-    const lo = i8x16.sub(v128.and(q, mask), eight);
-    const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
-    const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
-    const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
-    const dw = f16_to_f32(load<u16>(w));
-    let p = idot_w16(w0, w1, w2, w3, v128.load(x + off, 2), v128.load(x + off, 18));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x1 + off, 2), v128.load(x1 + off, 18));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x2 + off, 2), v128.load(x2 + off, 18));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x3 + off, 2), v128.load(x3 + off, 18));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
-    w += Q4_0_BYTES; off += Q8_0_BYTES;
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; b < nb; b++) {
+    const bo = <usize>b << 2;
+    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), mask);
+    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), mask);
+    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), mask);
+    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), mask);
+    w += Q4_0_BYTES; qb += QK;
   }
-  store<f32>(o, hsum_f32x4(a0));
-  store<f32>(o + os, hsum_f32x4(a1));
-  store<f32>(o + 2 * os, hsum_f32x4(a2));
-  store<f32>(o + 3 * os, hsum_f32x4(a3));
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o + os, hsum_f32x4(a1) + t1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
 }
 
-/** out (t, d) f32 = xq (t rows of n/32 block_q8_0) @ w (d rows of n/32 block_q4_0) ^T. */
+/** out (t, d) f32 = xq (t rows of Q8_0X activations, common.ts) @ w (d rows of n/32 block_q4_0) ^T. */
 export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
   const nb = n / QK;
-  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * Q8_0_BYTES;
+  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(wRow);

@@ -1,7 +1,8 @@
 // Q8 activations and Q8_0 weights: quantize_q8_0 / quantize_q8_1 (llama.cpp's x86 path: d = amax/127,
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
-// times d_w*d_x, summed in f32). Integer dots widen i8 to i16 and use i32x4.dot_i16x8_s (no relaxed SIMD).
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES } from "./common";
+// times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
+// path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16MASK, T_F16SCALE } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -43,6 +44,23 @@ export function quantize_q8_0(out: usize, x: usize, n: i32, t: i32): void {
   }
 }
 
+/** out: t rows in the Q8_0X layout (common.ts) = x: t rows of n f32 (n % 32 == 0); the int8 and d of quantize_q8_0. */
+export function quantize_q8_0x(out: usize, x: usize, n: i32, t: i32): void {
+  const nb = n / QK;
+  for (let j = 0; j < t; j++) {
+    const od = q8x_d(out, nb), os = q8x_s(out, nb), oq = q8x_q(out, nb);
+    for (let b = 0; b < nb; b++) {
+      const amax = amax32(x);
+      const d = amax / 127;
+      const id: f32 = amax != 0 ? 127 / amax : 0;
+      store<f32>(od + (<usize>b << 2), f16_to_f32(f32_to_f16(d)));   // the f16 a block_q8_0 stores, widened
+      store<i32>(os + (<usize>b << 2), quant32(oq + (<usize>b << 5), x, f32x4.splat(id)));
+      x += QK * 4;
+    }
+    out += <usize>nb * Q8_0X_BYTES;
+  }
+}
+
 /** out: t rows of n/32 block_q8_1 (d, s = d * sum(qs), qs) = x: t rows of n f32 (n % 32 == 0). */
 export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   const blocks = (n / QK) * t;
@@ -57,75 +75,186 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   }
 }
 
+// Matrix-vector and matrix-matrix against Q8_0X activation rows (common.ts: f32 d[nb], i32 sum[nb], int8 q[32·nb]).
+
+/**
+ * Integer dot of one Q8_0 weight block (wq0 = elements 0-15, wq1 = 16-31) with one activation block, as four i32
+ * partial sums. SIMD128: the activations come widened to i16 (x0..x3), the weights are widened here. Relaxed: the
+ * activations come as |x| (x0, x1: the 0..127 operand) and their sign masks (x2, x3), and the weights take x's
+ * sign, w·sign(x) (as x86's psignb; Q8_0 weights are -127..127, so the negation never wraps).
+ */
 // @ts-ignore: decorator
-@inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
-  let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const wq0 = v128.load(w, 2), wq1 = v128.load(w, 18);
-    const p = idot_w16(
-      i16x8.extend_low_i8x16_s(wq0), i16x8.extend_high_i8x16_s(wq0),
-      i16x8.extend_low_i8x16_s(wq1), i16x8.extend_high_i8x16_s(wq1),
-      v128.load(x, 2), v128.load(x, 18));
-    const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
-    w += Q8_0_BYTES; x += Q8_0_BYTES;
+@inline function q8dot(wq0: v128, wq1: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const s0 = i8x16.sub(v128.xor(wq0, x2), x2), s1 = i8x16.sub(v128.xor(wq1, x3), x3);
+    // each i16 lane holds two products, |.| <= 2·127·127, so the halves are widened before they are added
+    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, x0)),
+                     i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, x1)));
   }
-  return hsum_f32x4(acc);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wq0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wq0), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wq1), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wq1), x3)));
 }
 
-/** two Q8_0 weight rows against one Q8_0 activation row: x is widened and its scale decoded once for both */
+// Activation preparation for q8dot from the two 16-byte halves of a block's int8 (xq0 = 0-15, xq1 = 16-31):
+// SIMD128 widens to i16 (x0..x3 = elements 0-7, 8-15, 16-23, 24-31); relaxed gives |x| of each half (x0, x1) and
+// each half's sign mask (x2, x3).
+// @ts-ignore: decorator
+@inline function xprep0(xq0: v128, xq1: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(xq0) : i16x8.extend_low_i8x16_s(xq0);
+}
+// @ts-ignore: decorator
+@inline function xprep1(xq0: v128, xq1: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(xq1) : i16x8.extend_high_i8x16_s(xq0);
+}
+// @ts-ignore: decorator
+@inline function xprep2(xq0: v128, xq1: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(xq0, i8x16.splat(0)) : i16x8.extend_low_i8x16_s(xq1);
+}
+// @ts-ignore: decorator
+@inline function xprep3(xq0: v128, xq1: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(xq1, i8x16.splat(0)) : i16x8.extend_high_i8x16_s(xq1);
+}
+
+/** q8dot of the weight block at w against the activation block at xq (prepared here) */
+// @ts-ignore: decorator
+@inline function q8dot_at(w: usize, xq: usize): v128 {
+  const xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
+  return q8dot(v128.load(w, 2), v128.load(w, 18), xprep0(xq0, xq1), xprep1(xq0, xq1), xprep2(xq0, xq1), xprep3(xq0, xq1));
+}
+
+// Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair: per
+// step of four blocks, convert(Σw·x) · (d_w·d_x) added to an f32x4 whose lanes are the four blocks; leftover
+// blocks summed in a scalar; then hsum + scalar. So a result does not depend on how a matmul is cut into calls
+// (threads split by rows or by tokens), down to the last bit (see matmul_q4.ts).
+
+/** f32x4 of four blocks' contributions: r = their integer dots, sw/dx = their scales */
+// @ts-ignore: decorator
+@inline function step4(r: v128, sw: v128, dx: v128): v128 {
+  return f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(sw, dx));
+}
+
+/** one leftover block's contribution */
+// @ts-ignore: decorator
+@inline function step1(w: usize, xq: usize, dx: f32): f32 {
+  return <f32>hsum_i32x4(q8dot_at(w, xq)) * (f16_to_f32(load<u16>(w)) * dx);
+}
+
+// Matrix-vector and matrix-matrix against Q8_0X activation rows (common.ts: f32 d[nb], i32 sum[nb], int8 q[32·nb]).
+
+// @ts-ignore: decorator
+@inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const xd = q8x_d(x, nb);
+  let xq = q8x_q(x, nb);
+  let acc = f32x4.splat(0);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const r = reduce4_i32(q8dot_at(w, xq), q8dot_at(w + Q8_0_BYTES, xq + 32), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96));
+    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES, fmask, fscale), v128.load(xd + (<usize>b << 2))));
+    w += 4 * Q8_0_BYTES; xq += 4 * QK;
+  }
+  let tail: f32 = 0;
+  for (; b < nb; b++) {
+    tail += step1(w, xq, load<f32>(xd + (<usize>b << 2)));
+    w += Q8_0_BYTES; xq += QK;
+  }
+  return hsum_f32x4(acc) + tail;
+}
+
+/** two Q8_0 weight rows against one Q8_0X activation row: x is prepared once for both */
 // @ts-ignore: decorator
 @inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const w1p = w + ws;
+  const xd = q8x_d(x, nb);
+  let xq = q8x_q(x, nb);
   let wo: usize = 0;
-  for (let b = 0; b < nb; b++) {
-    const xq0 = v128.load(x, 2), xq1 = v128.load(x, 18);
-    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
-    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
-    const dx = f16_to_f32(load<u16>(x));
-    let p = idot_w16(x0, x1, x2, x3, v128.load(w + wo, 2), v128.load(w + wo, 18));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
-    p = idot_w16(x0, x1, x2, x3, v128.load(w1p + wo, 2), v128.load(w1p + wo, 18));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
-    wo += Q8_0_BYTES; x += Q8_0_BYTES;
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
+    let x0 = xprep0(xq0, xq1), x1 = xprep1(xq0, xq1), x2 = xprep2(xq0, xq1), x3 = xprep3(xq0, xq1);
+    let p0 = q8dot(v128.load(w + wo, 2), v128.load(w + wo, 18), x0, x1, x2, x3);
+    let q0 = q8dot(v128.load(w1p + wo, 2), v128.load(w1p + wo, 18), x0, x1, x2, x3);
+    xq0 = v128.load(xq, 32); xq1 = v128.load(xq, 48);
+    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
+    // fold each pair at once (reduce4_i32's first step) to keep registers free
+    p0 = fold2(p0, q8dot(v128.load(w + wo, 36), v128.load(w + wo, 52), x0, x1, x2, x3));
+    q0 = fold2(q0, q8dot(v128.load(w1p + wo, 36), v128.load(w1p + wo, 52), x0, x1, x2, x3));
+    xq0 = v128.load(xq, 64); xq1 = v128.load(xq, 80);
+    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
+    const p2 = q8dot(v128.load(w + wo, 70), v128.load(w + wo, 86), x0, x1, x2, x3);
+    const q2 = q8dot(v128.load(w1p + wo, 70), v128.load(w1p + wo, 86), x0, x1, x2, x3);
+    xq0 = v128.load(xq, 96); xq1 = v128.load(xq, 112);
+    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
+    const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3)));
+    const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3)));
+    const dx = v128.load(xd + (<usize>b << 2));
+    a0 = f32x4.add(a0, step4(r0, scales4(w + wo, Q8_0_BYTES, fmask, fscale), dx));
+    a1 = f32x4.add(a1, step4(r1, scales4(w1p + wo, Q8_0_BYTES, fmask, fscale), dx));
+    wo += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
-  store<f32>(o, hsum_f32x4(a0));
-  store<f32>(o, hsum_f32x4(a1), 4);
+  let t0: f32 = 0, t1: f32 = 0;
+  for (; b < nb; b++) {
+    const dx = load<f32>(xd + (<usize>b << 2));
+    t0 += step1(w + wo, xq, dx);
+    t1 += step1(w1p + wo, xq, dx);
+    wo += Q8_0_BYTES; xq += QK;
+  }
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o, hsum_f32x4(a1) + t1, 4);
 }
 
-/** one Q8_0 weight row against four Q8_0 activation rows: the weight block is widened once for all four */
+/** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3), so a pair can be folded early */
+// @ts-ignore: decorator
+@inline function fold2(a: v128, b: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+}
+/** the last step of reduce4_i32 on two fold2 results (fold4(fold2(a, b), fold2(c, d)) == reduce4_i32(a, b, c, d)) */
+// @ts-ignore: decorator
+@inline function fold4(ab: v128, cd: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
+/** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
-  let off: usize = 0;
-  let wo: usize = 0;
-  for (let b = 0; b < nb; b++) {
-    const wq0 = v128.load(w + wo, 2), wq1 = v128.load(w + wo, 18);
-    const w0 = i16x8.extend_low_i8x16_s(wq0), w1 = i16x8.extend_high_i8x16_s(wq0);
-    const w2 = i16x8.extend_low_i8x16_s(wq1), w3 = i16x8.extend_high_i8x16_s(wq1);
-    const dw = f16_to_f32(load<u16>(w + wo));
-    let p = idot_w16(w0, w1, w2, w3, v128.load(x + off, 2), v128.load(x + off, 18));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x1 + off, 2), v128.load(x1 + off, 18));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x2 + off, 2), v128.load(x2 + off, 18));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x3 + off, 2), v128.load(x3 + off, 18));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
-    off += Q8_0_BYTES; wo += Q8_0_BYTES;
+  const qo = q8x_q(0, nb);
+  let qb: usize = qo;   // this step's int8, from each row's start
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const sw = scales4(w, Q8_0_BYTES, fmask, fscale);
+    const bo = <usize>b << 2;
+    const wb = w + Q8_0_BYTES, wc = w + 2 * Q8_0_BYTES, wd = w + 3 * Q8_0_BYTES;
+    a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb), q8dot_at(wb, x + qb + 32), q8dot_at(wc, x + qb + 64), q8dot_at(wd, x + qb + 96)), sw, v128.load(x + bo)));
+    a1 = f32x4.add(a1, step4(reduce4_i32(q8dot_at(w, x1 + qb), q8dot_at(wb, x1 + qb + 32), q8dot_at(wc, x1 + qb + 64), q8dot_at(wd, x1 + qb + 96)), sw, v128.load(x1 + bo)));
+    a2 = f32x4.add(a2, step4(reduce4_i32(q8dot_at(w, x2 + qb), q8dot_at(wb, x2 + qb + 32), q8dot_at(wc, x2 + qb + 64), q8dot_at(wd, x2 + qb + 96)), sw, v128.load(x2 + bo)));
+    a3 = f32x4.add(a3, step4(reduce4_i32(q8dot_at(w, x3 + qb), q8dot_at(wb, x3 + qb + 32), q8dot_at(wc, x3 + qb + 64), q8dot_at(wd, x3 + qb + 96)), sw, v128.load(x3 + bo)));
+    w += 4 * Q8_0_BYTES; qb += 4 * QK;
   }
-  store<f32>(o, hsum_f32x4(a0));
-  store<f32>(o + os, hsum_f32x4(a1));
-  store<f32>(o + 2 * os, hsum_f32x4(a2));
-  store<f32>(o + 3 * os, hsum_f32x4(a3));
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; b < nb; b++) {
+    const bo = <usize>b << 2;
+    t0 += step1(w, x + qb, load<f32>(x + bo));
+    t1 += step1(w, x1 + qb, load<f32>(x1 + bo));
+    t2 += step1(w, x2 + qb, load<f32>(x2 + bo));
+    t3 += step1(w, x3 + qb, load<f32>(x3 + bo));
+    w += Q8_0_BYTES; qb += QK;
+  }
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o + os, hsum_f32x4(a1) + t1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
 }
 
-/** out (t, d) f32 = xq (t rows of n/32 block_q8_0) @ w (d rows of n/32 block_q8_0) ^T. */
+/** out (t, d) f32 = xq (t rows of Q8_0X activations, common.ts) @ w (d rows of n/32 block_q8_0) ^T. */
 export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
   const nb = n / QK;
-  const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0_BYTES;
+  const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(wRow);

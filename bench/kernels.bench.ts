@@ -47,7 +47,7 @@ function makeActivations(f: QuantFormat, n: number, t: number): number {
     case "F32": return x;
     case "F16": k.convert_f16(out, x, n * t); return out;
     case "BF16": k.convert_bf16(out, x, n * t); return out;
-    case "Q8_0": k.quantize_q8_0(out, x, n, t); return out;
+    case "Q8_0X": k.quantize_q8_0x(out, x, n, t); return out;
     case "Q8_1": k.quantize_q8_1(out, x, n, t); return out;
     case "Q8_K": k.quantize_q8_K(out, x, n, t); return out;
     default: throw new Error(`no activation converter for ${act.name}`);

@@ -12,6 +12,8 @@ export interface Kernels {
   qk(): number;
   /** out: t rows of n/32 block_q8_0 from x: t rows of n f32 */
   quantize_q8_0(out: number, x: number, n: number, t: number): void;
+  /** out: t rows of Q8_0X (quant/formats.ts: f32 d[n/32], i32 sum[n/32], int8 q[n]) from x: t rows of n f32 */
+  quantize_q8_0x(out: number, x: number, n: number, t: number): void;
   /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
   quantize_q8_1(out: number, x: number, n: number, t: number): void;
   /** elements per K-quant super-block (256) */
@@ -32,9 +34,9 @@ export interface Kernels {
   matmul_f16(out: number, x: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = x (t, n) bf16 @ w (d, n) bf16 ^T */
   matmul_bf16(out: number, x: number, w: number, n: number, d: number, t: number): void;
-  /** out (t, d) f32 = xq (t rows of Q8_0) @ w (d rows of Q8_0)^T */
+  /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q8_0)^T */
   matmul_q8_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
-  /** out (t, d) f32 = xq (t rows of Q8_0) @ w (d rows of Q4_0)^T */
+  /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q4_0)^T */
   matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
   matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;

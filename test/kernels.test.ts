@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { WasmRuntime, attentionScratch, hasRelaxedSimd } from "../src/wasm.js";
 import * as R from "../src/kernels/reference.js";
 import * as ref from "../src/quant/ref.js";
-import { FORMATS } from "../src/quant/formats.js";
+import { FORMATS, formatByName, rowBytes } from "../src/quant/formats.js";
 import { rng, normal, uniform, assertClose, maxAbs } from "./support/util.js";
 import * as TOL from "./tolerances.js";
 
@@ -140,6 +140,23 @@ test("quantize_q8_0 / quantize_q8_1: bytes equal to the x86-path reference, with
   });
 });
 
+test("quantize_q8_0x: the int8 and scales of quantize_q8_0, rearranged per row, with each block's sum", () => {
+  const rand = rng(14);
+  const f = formatByName("Q8_0X")!;
+  for (const n of [...BLOCK_SIZES, 4096]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros"]) scoped(() => {
+    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+    const bytes = rowBytes(f, n) * t;
+    const out = rt.alloc(bytes);
+    k.quantize_q8_0x(out, put(src), n, t);
+    const got = readU8(out, bytes);
+    const e = new Uint8Array(bytes);
+    R.quantize_q8_0x(e, src, n, t);
+    for (let i = 0; i < bytes; i++) {
+      if (got[i] !== e[i]) assert.unreachable(`quantize_q8_0x n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+    }
+  });
+});
+
 /** quantized weights made by the reference quantizer (so every d is a sane f16) */
 function quantWeights(rand: () => number, fmt: "Q8_0" | "Q4_0" | "Q4_1", n: number, d: number, std = 0.05): Uint8Array {
   const f = FORMATS.find((x) => x.name === fmt)!;
@@ -150,7 +167,7 @@ function quantWeights(rand: () => number, fmt: "Q8_0" | "Q4_0" | "Q4_1", n: numb
 }
 
 for (const [name, fmt, act] of [
-  ["matmul_q8_0", "Q8_0", "q8_0"], ["matmul_q4_0", "Q4_0", "q8_0"], ["matmul_q4_1", "Q4_1", "q8_1"],
+  ["matmul_q8_0", "Q8_0", "q8_0x"], ["matmul_q4_0", "Q4_0", "q8_0x"], ["matmul_q4_1", "Q4_1", "q8_1"],
 ] as const) {
   test(`${name} matches the reference on the same bytes`, () => {
     const rand = rng(5);
@@ -160,9 +177,9 @@ for (const [name, fmt, act] of [
     cases.push([5632, 6, 1], [5632, 3, 2]); // below: tiny weights and activations, so some f16 scales are subnormal
     for (const [n, d, t] of cases) scoped(() => {
       const xf = normal(rand, n * t, n === 5632 ? 1e-4 : 1);
-      const xBytes = (n / 32) * (act === "q8_0" ? 34 : 36) * t;
+      const xBytes = rowBytes(formatByName(act)!, n) * t;
       const xq = new Uint8Array(xBytes);
-      (act === "q8_0" ? R.quantize_q8_0 : R.quantize_q8_1)(xq, xf, n, t);
+      (act === "q8_0x" ? R.quantize_q8_0x : R.quantize_q8_1)(xq, xf, n, t);
       const w = quantWeights(rand, fmt, n, d, n === 5632 ? 2e-4 : 0.05);
       const out = f32Out(d * t);
       (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(xq), put(w), n, d, t);
@@ -173,6 +190,31 @@ for (const [name, fmt, act] of [
     });
   });
 }
+
+test("matmul_q4_0 / matmul_q8_0: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
+  // threads split a matmul by rows or by tokens; int8 activations downstream turn a last-bit difference into a
+  // flipped value, so every kernel path must do the same float arithmetic for a (row, token) pair
+  const rand = rng(15);
+  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"]] as const) {
+    for (const n of [96, 512, 1056]) scoped(() => {
+      const d = 7, t = 9;
+      const xf = normal(rand, n * t);
+      const xRow = rowBytes(formatByName("Q8_0X")!, n);
+      const xq = rt.alloc(xRow * t);
+      k.quantize_q8_0x(xq, put(xf), n, t);
+      const w = put(quantWeights(rand, fmt, n, d));
+      const wRow = rowBytes(formatByName(fmt)!, n);
+      const whole = f32Out(d * t), byToken = f32Out(d * t), byRow = f32Out(d * t);
+      k[name](whole, xq, w, n, d, t);
+      for (let j = 0; j < t; j++) k[name](byToken + 4 * d * j, xq + xRow * j, w, n, d, 1);
+      for (let j = 0; j < t; j++) for (let i = 0; i < d; i++) k[name](byRow + 4 * (d * j + i), xq + xRow * j, w + wRow * i, n, 1, 1);
+      const a = readF32(whole, d * t), b = readF32(byToken, d * t), c = readF32(byRow, d * t);
+      for (let i = 0; i < d * t; i++) {
+        if (a[i] !== b[i] || a[i] !== c[i]) assert.unreachable(`${name} n=${n}: element ${i}: ${a[i]} (t=${t}) vs ${b[i]} (t=1) vs ${c[i]} (d=1)`);
+      }
+    });
+  }
+});
 
 test("quantize_q8_K: bytes equal to ggml's quantize_row_q8_K_ref (the reference)", () => {
   const rand = rng(12);

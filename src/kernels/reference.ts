@@ -27,6 +27,52 @@ export function quantize_q8_0(out: Uint8Array, x: Float32Array, n: number, t: nu
   for (let b = 0; b < nb; b++) q8Block(x, b * QK, out, b * 34, 2);
 }
 
+/**
+ * quantize_q8_0 into the Q8_0X row layout (quant/formats.ts): per row, f32 d[nb] (the f16 of block_q8_0, widened),
+ * i32 sum[nb] of each block's int8, then the int8 of all nb blocks.
+ */
+export function quantize_q8_0x(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  const nb = n / QK;
+  const blocks = new Uint8Array(nb * 34 * t);
+  quantize_q8_0(blocks, x, n, t);
+  out.set(q8_0ToQ8_0x(blocks, n, t));
+}
+
+/** block_q8_0 rows -> Q8_0X rows (same int8 and scales, rearranged) */
+export function q8_0ToQ8_0x(blocks: Uint8Array, n: number, t: number): Uint8Array {
+  const nb = n / QK;
+  const out = new Uint8Array(nb * 40 * t);
+  const bv = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+  const ov = new DataView(out.buffer);
+  for (let j = 0; j < t; j++) {
+    const row = j * nb * 40;
+    for (let b = 0; b < nb; b++) {
+      const o = (j * nb + b) * 34;
+      ov.setFloat32(row + b * 4, f16ToF32(bv.getUint16(o, true)), true);
+      let sum = 0;
+      for (let k = 0; k < QK; k++) {
+        const q = bv.getInt8(o + 2 + k);
+        ov.setInt8(row + nb * 8 + b * QK + k, q);
+        sum += q;
+      }
+      ov.setInt32(row + nb * 4 + b * 4, sum, true);
+    }
+  }
+  return out;
+}
+
+/** a Q8_0X row's block: [d, 0, int8] (its sums are checked by the tests, not used here) */
+function q8_0xAt(a: Uint8Array, n: number) {
+  const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  const nb = n / QK;
+  return (r: number, b: number): [number, number, number[]] => {
+    const row = r * nb * 40;
+    const q: number[] = [];
+    for (let k = 0; k < QK; k++) q.push(v.getInt8(row + nb * 8 + b * QK + k));
+    return [v.getFloat32(row + b * 4, true), 0, q];
+  };
+}
+
 /** quantize_q8_1 as llama.cpp's x86 path, with s = f16(d * sum(q)). */
 export function quantize_q8_1(out: Uint8Array, x: Float32Array, n: number, t: number): void {
   const nb = (n / QK) * t;
@@ -119,8 +165,7 @@ function nibbles(a: Uint8Array, o: number, offset: number): number[] {
 }
 
 export function matmul_q8_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
-  const rb = (n / QK) * 34;
-  matmulBlocks(out, n, d, t, q8_0At(w, rb), q8_0At(xq, rb));
+  matmulBlocks(out, n, d, t, q8_0At(w, (n / QK) * 34), q8_0xAt(xq, n));
 }
 
 export function matmul_q4_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
@@ -130,7 +175,7 @@ export function matmul_q4_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n:
     const o = i * wr + b * 18;
     return [f16ToF32(wv.getUint16(o, true)), 0, nibbles(w, o + 2, 8)];
   };
-  matmulBlocks(out, n, d, t, wBlock, q8_0At(xq, (n / QK) * 34));
+  matmulBlocks(out, n, d, t, wBlock, q8_0xAt(xq, n));
 }
 
 export function matmul_q4_1(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {

@@ -261,7 +261,7 @@ export class Context {
       if (this.actOf.get(a) !== x) {
         const k = this.k;
         switch (a) {
-          case "Q8_0": k.quantize_q8_0(act, x, n, t); break;
+          case "Q8_0X": k.quantize_q8_0x(act, x, n, t); break;
           case "Q8_1": k.quantize_q8_1(act, x, n, t); break;
           case "Q8_K": k.quantize_q8_K(act, x, n, t); break;
           case "F16": k.convert_f16(act, x, n * t); break;

@@ -5,14 +5,14 @@ import * as ref from "./ref.js";
 
 export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
-  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K";
+  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
 export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q4_K" | "matmul_q6_K";
 
 export interface QuantFormat {
   name: FormatName;
-  /** ggml_type id as stored in GGUF tensor infos */
+  /** ggml_type id as stored in GGUF tensor infos; -1 for edgeprune's own activation layouts, never in a file */
   ggmlType: number;
   /** elements per block (1 for plain floats) */
   blockSize: number;
@@ -36,11 +36,11 @@ export interface QuantFormat {
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
-  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
   { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22 },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
-  { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", activation: "Q8_0", quantTarget: true },
+  { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
@@ -48,10 +48,13 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
   { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
+  // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
+  // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.
+  { name: "Q8_0X", ggmlType: -1, blockSize: 32, typeSize: 40, quantize: ref.quantizeQ8_0X, dequantize: ref.dequantizeQ8_0X },
   { name: "BF16", ggmlType: 30, blockSize: 1, typeSize: 2, quantize: ref.quantizeBF16, dequantize: ref.dequantizeBF16, matmul: "matmul_bf16", activation: "BF16" },
 ];
 
-const byId = new Map(FORMATS.map((f) => [f.ggmlType, f]));
+const byId = new Map(FORMATS.filter((f) => f.ggmlType >= 0).map((f) => [f.ggmlType, f]));
 const byName = new Map(FORMATS.map((f) => [f.name, f]));
 
 /** The format with this GGUF type id, or undefined when we do not know its layout. */

@@ -224,6 +224,33 @@ export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
+/**
+ * Q8_0X, edgeprune's activation row (formats.ts): the blocks of quantizeQ8_0, stored as f32 d[nb] (the f16 d,
+ * widened), i32 sum[nb] of each block's int8, then all the int8. `src` is one row (or a whole number of rows
+ * laid out one after another only when each is quantized by its own call).
+ */
+export function quantizeQ8_0X(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkBlocks(src.length, dst.length, 40, "quantizeQ8_0X");
+  const v = view(dst);
+  const qs = new Int8Array(QK);
+  for (let b = 0; b < nb; b++) {
+    const d = q8RefBlock(src.subarray(b * QK, b * QK + QK), qs);
+    v.setFloat32(b * 4, f16ToF32(f32ToF16(d)), true);
+    let sum = 0;
+    for (let j = 0; j < QK; j++) { v.setInt8(nb * 8 + b * QK + j, qs[j]); sum += qs[j]; }
+    v.setInt32(nb * 4 + b * 4, sum, true);
+  }
+}
+
+export function dequantizeQ8_0X(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkBlocks(dst.length, src.length, 40, "dequantizeQ8_0X");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const d = v.getFloat32(b * 4, true);
+    for (let j = 0; j < QK; j++) dst[b * QK + j] = v.getInt8(nb * 8 + b * QK + j) * d;
+  }
+}
+
 /** Q8_1 (quantize_row_q8_1_ref): as Q8_0 plus s = f16(d * sum(q)); block = f16 d, f16 s, 32 int8. */
 export function quantizeQ8_1(src: Float32Array, dst: Uint8Array): void {
   const nb = checkBlocks(src.length, dst.length, 36, "quantizeQ8_1");
