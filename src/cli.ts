@@ -235,6 +235,8 @@ export function buildProgram(): Command {
     .option("--quiet", "do not log each request")
     .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; quiet?: boolean }) => {
       checkFile(model, "model");
+      // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
+      (await import("./server/heap.js")).keepYoungGenerationSize();
       const { startServer } = await import("./server/server.js");
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
