@@ -29,8 +29,8 @@ export const DEFAULTS = {
   tokens: 128,
   pplContext: 512,
   ...SAMPLER_DEFAULTS,
-  /** `serve`: bind address, port, contexts, queue bound, shutdown grace, /v1/completions' default max_tokens */
-  serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
+  /** `serve`: bind address, port, contexts, queue bound, shutdown grace, warm-up requests, /v1/completions' default max_tokens */
+  serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
 } as const;
 
 export function buildProgram(): Command {
@@ -232,8 +232,9 @@ export function buildProgram(): Command {
     .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue"), DEFAULTS.serve.queue)
     .option("--ctx <n>", "context size per request (prompt + completion)", int("--ctx"))
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace"), DEFAULTS.serve.graceMs)
+    .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup"), DEFAULTS.serve.warmup)
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
       (await import("./server/heap.js")).keepYoungGenerationSize();
@@ -241,7 +242,7 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, graceMs: o.grace, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
+        contextSize: o.ctx, graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
         const stop = (sig: string) => { say(`${sig}: stopping`); server.close().then(resolve); };

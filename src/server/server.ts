@@ -15,6 +15,7 @@ import {
   type FinishReason, type SamplingParams,
 } from "./openai.js";
 import { ContextPool } from "./pool.js";
+import { warmUp } from "./warmup.js";
 
 export interface ServeOptions {
   /** a GGUF path (loaded after the server starts listening), a loaded Model, or a function that loads one */
@@ -34,6 +35,8 @@ export interface ServeOptions {
   contextSize?: number;
   /** on close(), how long in-flight requests may run before they are cancelled */
   graceMs?: number;
+  /** requests the server sends itself before /health answers 200 (warmup.ts says why); 0: none */
+  warmup?: number;
   /** one line per event (listening, loaded, each request); default: none */
   log?: (line: string) => void;
 }
@@ -41,7 +44,7 @@ export interface ServeOptions {
 export interface RunningServer {
   readonly url: string;
   readonly port: number;
-  /** resolves when the model is loaded (and /health answers 200); rejects if loading fails */
+  /** resolves when the model is loaded and the server warmed up (and /health answers 200); rejects if loading fails */
   readonly ready: Promise<void>;
   /** stop accepting, let in-flight requests finish (up to graceMs), cancel the rest, and close */
   close(): Promise<void>;
@@ -49,6 +52,9 @@ export interface RunningServer {
 
 /** Defaults of the serve command live with the CLI's (one place); the server reads them from there. */
 const SERVE_DEFAULTS = DEFAULTS.serve;
+const WARMUP_HEADER = "x-edgeprune-warmup";
+/** the warm-up starts no request after this long: with a large model it would take long and matter little */
+const WARMUP_BUDGET_MS = 2000;
 
 interface InFlight {
   abort: AbortController;
@@ -64,11 +70,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!(Number.isInteger(parallel) && parallel >= 1)) throw new Error(`invalid --parallel ${parallel}: expected an integer ≥ 1`);
   const queueLimit = opts.queue ?? SERVE_DEFAULTS.queue;
   if (!(Number.isInteger(queueLimit) && queueLimit >= 0)) throw new Error(`invalid --queue ${queueLimit}: expected an integer ≥ 0`);
+  const warmupRequests = opts.warmup ?? SERVE_DEFAULTS.warmup;
+  if (!(Number.isInteger(warmupRequests) && warmupRequests >= 0)) throw new Error(`invalid --warmup ${warmupRequests}: expected an integer ≥ 0`);
   const modelId = opts.modelId ?? (typeof opts.model === "string" ? path.basename(opts.model).replace(/\.gguf$/i, "") : (opts.model as Model).name ?? "model");
   const metrics = new Metrics();
   const inflight = new Set<InFlight>();
   const created = Math.floor(Date.now() / 1000);
   let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number } | undefined;
+  // false while the model loads and while the server warms up: /health says 503 and clients' generations get 503
+  let serving = false;
+  // marks the warm-up's own requests (served before ready, neither logged nor counted); unset once ready
+  let warmupToken: string | undefined;
   let stopping = false;
 
   const keyHash = opts.apiKey !== undefined ? sha256(opts.apiKey) : undefined;
@@ -82,21 +94,24 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const server = http.createServer((req, res) => {
     const t0 = performance.now();
     const route = `${req.method} ${(req.url ?? "/").split("?")[0]}`;
-    res.on("finish", () => {
-      metrics.countRequest(route.split(" ")[1], res.statusCode);
-      log(`${route} ${res.statusCode} ${(performance.now() - t0).toFixed(0)} ms`);
-    });
-    handle(req, res, route).catch((e) => sendError(res, e));
+    const internal = warmupToken !== undefined && req.headers[WARMUP_HEADER] === warmupToken;
+    if (!internal) {
+      res.on("finish", () => {
+        metrics.countRequest(route.split(" ")[1], res.statusCode);
+        log(`${route} ${res.statusCode} ${(performance.now() - t0).toFixed(0)} ms`);
+      });
+    }
+    handle(req, res, route, internal).catch((e) => sendError(res, e));
   });
   server.keepAliveTimeout = 5000;
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse, route: string): Promise<void> {
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, route: string, internal: boolean): Promise<void> {
     if (stopping) res.setHeader("Connection", "close");
     const [method, pathname] = route.split(" ");
     if (pathname === "/health") {
       if (method !== "GET") throw new ApiError(405, "Use GET /health.");
       if (stopping) return sendJson(res, 503, { status: "stopping" });
-      return sendJson(res, state ? 200 : 503, { status: state ? "ok" : "loading" });
+      return sendJson(res, serving ? 200 : 503, { status: serving ? "ok" : "loading" });
     }
     if (!authorized(req)) throw new ApiError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.", "invalid_request_error", null, "invalid_api_key");
     switch (route) {
@@ -113,9 +128,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       case "POST /v1/chat/completions": {
         const body = parseJson(await readBody(req));
         if (stopping) throw new ApiError(503, "The server is shutting down.", "server_error");
-        if (!state) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
+        if (!state || (!serving && !internal)) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
         const chat = pathname === "/v1/chat/completions";
-        return generateResponse(res, chat, body, state);
+        return generateResponse(res, chat, body, state, internal);
       }
       case "GET /v1/completions":
       case "GET /v1/chat/completions":
@@ -125,7 +140,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
   }
 
-  async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>): Promise<void> {
+  async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>, internal: boolean): Promise<void> {
     const { model, pool, contextSize } = s;
     const tok = model.tokenizer;
     let params: SamplingParams;
@@ -214,9 +229,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         }
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      metrics.countGeneration(result.promptTokens, result.tokens.length, result.prefillMs, result.decodeMs);
+      if (!internal) metrics.countGeneration(result.promptTokens, result.tokens.length, result.prefillMs, result.decodeMs);
       if (result.stopReason === "cancelled") {
-        metrics.cancelled++;
+        if (!internal) metrics.cancelled++;
         if (res.destroyed) return;
         // only a server shutdown cancels a request whose client is still there
         const err = new ApiError(503, "The server shut down before this request finished.", "server_error", null, "shutdown");
@@ -260,6 +275,18 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     }
     state = { model, pool: new ContextPool(contexts, queueLimit), chat, contextSize: contexts[0].contextSize };
     log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} context(s) of ${contexts[0].contextSize} tokens, chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
+    if (warmupRequests > 0 && !stopping) {
+      warmupToken = randomUUID();
+      const w = await warmUp({
+        host, port, apiKey: opts.apiKey, header: [WARMUP_HEADER, warmupToken], requests: warmupRequests,
+        // more than the contexts so that some wait in the queue, but never more than the queue admits
+        concurrency: parallel + Math.min(queueLimit, parallel, 2), budgetMs: WARMUP_BUDGET_MS, stopped: () => stopping,
+      });
+      warmupToken = undefined;
+      log(`warmed up with ${w.requests} request(s) in ${(w.ms / 1000).toFixed(2)} s` +
+        (w.unexpected.length ? `; ${w.unexpected.length} unexpected: ${w.unexpected.slice(0, 3).join("; ")}` : ""));
+    }
+    serving = true;
   })();
   ready.catch(() => {});
 
