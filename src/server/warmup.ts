@@ -7,7 +7,7 @@
 // those pages. Code space grows too, and more of the node binary is paged in. Measured on stories260K
 // (test/server-load.test.ts): it happens once, whatever the load (a plain node:http server with the same request
 // mix grows the same way) and levels off. A client should not see it as growth after its first request.
-// Small: 256 requests of at most 8 tokens by default, 0.7 s on stories260K. A time cap stops it sooner on a large
+// Small: 256 requests of at most 8 tokens by default, about 1 s on stories260K. A time cap stops it sooner on a large
 // model, whose memory dwarfs this growth anyway.
 import * as http from "node:http";
 
