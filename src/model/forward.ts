@@ -247,7 +247,9 @@ export class Context {
 
   /** The next matmuls read a different input: converted activations must be redone. */
   private newInput(): void {
-    this.actOf.clear();
+    // overwrite, not clear(): once the Map lives in V8's old space, every clear() allocates its new backing table
+    // there too, ~10 times per token, and a server's RSS grew by the old-space garbage between full GCs
+    for (const a of this.actOf.keys()) this.actOf.set(a, -1);
   }
 
   /** out (t, rows of w) = x (t, n) · wᵀ, converting x to the weight's activation format once per input. */
