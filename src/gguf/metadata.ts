@@ -1,6 +1,6 @@
 // Typed getters over GGUF metadata that fail with the key's name and what was expected.
 // Not where key names live: see names.ts.
-import { GgufArray, GgufKv, GgufType } from "./types.js";
+import { GgufArray, GgufKv, GgufStringArray, GgufType } from "./types.js";
 
 type Kv = Map<string, GgufKv>;
 
@@ -60,10 +60,11 @@ export function metaArray(kv: Kv, key: string): GgufArray | undefined {
   return e.value as GgufArray;
 }
 
-export function metaStringArray(kv: Kv, key: string): string[] {
+/** As the reader keeps them (UTF-8 bytes + offsets); a string[] set by code is encoded on the way. */
+export function metaStringArray(kv: Kv, key: string): GgufStringArray {
   const a = metaArray(kv, key) ?? missing(key, "an array of strings");
   if (a.itemType !== GgufType.STRING) throw new Error(`GGUF metadata key "${key}" is an array of ${GgufType[a.itemType]}, expected strings`);
-  return a.items as string[];
+  return a.items instanceof GgufStringArray ? a.items : GgufStringArray.from(a.items as string[]);
 }
 
 /** Numeric arrays come back as the typed array they were stored as (f32 → Float32Array, i32 → Int32Array, …). */
@@ -72,7 +73,7 @@ export function metaNumberArray(kv: Kv, key: string): ArrayLike<number> {
   if (a.itemType === GgufType.UINT64 || a.itemType === GgufType.INT64) {
     return Array.from(a.items as BigInt64Array, (v) => Number(v));
   }
-  if (a.itemType === GgufType.STRING || a.itemType === GgufType.ARRAY || a.itemType === GgufType.BOOL) {
+  if (a.itemType === GgufType.STRING || a.itemType === GgufType.ARRAY || a.itemType === GgufType.BOOL || a.items instanceof GgufStringArray) {
     throw new Error(`GGUF metadata key "${key}" is an array of ${GgufType[a.itemType]}, expected numbers`);
   }
   return a.items as ArrayLike<number>;

@@ -2,6 +2,7 @@
 // offset checked against the file's size before anything is allocated. It does not load tensor data (see
 // model/weights.ts); it reads through a ByteSource so a multi-gigabyte file is never held in memory twice.
 import { formatById } from "../quant/formats.js";
+import { GgufStringArray } from "./strings.js";
 import {
   alignUp, FIXED_TYPE_SIZE, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MAX_DIMS, GgufArray, GgufFile, GgufKv,
   GgufTensorInfo, GgufType, GgufValue,
@@ -103,6 +104,40 @@ class Cursor {
     return utf8.decode(this.bytes(n, field));
   }
 
+  /**
+   * `count` strings (u64 length + UTF-8 bytes each) copied into one buffer with offsets: no JS string, BigInt,
+   * view or error-message string per item, so a vocabulary leaves a few typed arrays and no heap garbage.
+   */
+  strings(count: number, field: string): GgufStringArray {
+    const offsets = new Uint32Array(count + 1);
+    let out = new Uint8Array(Math.min(this.remaining, count * 8 + 64));
+    let used = 0;
+    for (let i = 0; i < count; i++) {
+      const at = this.pos;
+      if (this.remaining < 8) this.size(`${field}[${i}] length`, this.remaining, "string bytes"); // fails with the usual message
+      let r = this.need(8, field);
+      const lo = this.view.getUint32(r, true), hi = this.view.getUint32(r + 4, true);
+      this.pos += 8;
+      if (hi !== 0 || lo > this.remaining) {
+        this.fail(`${field}[${i}] length`, `${BigInt(hi) * 2n ** 32n + BigInt(lo)} string bytes cannot fit in the ${this.remaining} bytes left in the file`, at);
+      }
+      if (used + lo > 0xffffffff) this.fail(field, "more than 4 GiB of strings", at);
+      if (used + lo > out.length) {
+        const grown = new Uint8Array(Math.min(Math.max(out.length * 2, used + lo), used + this.remaining));
+        grown.set(out.subarray(0, used));
+        out = grown;
+      }
+      r = this.need(lo, field);
+      const b = this.buf;
+      if (lo <= 32) for (let j = 0; j < lo; j++) out[used + j] = b[r + j];
+      else out.set(b.subarray(r, r + lo), used);
+      this.pos += lo;
+      used += lo;
+      offsets[i + 1] = used;
+    }
+    return new GgufStringArray(used === out.length ? out : out.slice(0, used), offsets);
+  }
+
   /** Copy `count` fixed-size little-endian items into a fresh, aligned typed array. */
   typed<T>(count: number, itemBytes: number, field: string, make: (b: ArrayBuffer) => T): T {
     const copy = new Uint8Array(this.bytes(count * itemBytes, field));
@@ -158,11 +193,7 @@ function readArray(c: Cursor, field: string, depth: number): GgufArray {
       for (let i = 0; i < count; i++) items.push(readScalar(c, itemType, `${field}[${i}]`) as boolean);
       return { itemType, items };
     }
-    case GgufType.STRING: {
-      const items: string[] = [];
-      for (let i = 0; i < count; i++) items.push(c.string(`${field}[${i}]`));
-      return { itemType, items };
-    }
+    case GgufType.STRING: return { itemType, items: c.strings(count, field) };
     case GgufType.ARRAY: {
       const items: GgufArray[] = [];
       for (let i = 0; i < count; i++) items.push(readArray(c, `${field}[${i}]`, depth + 1));

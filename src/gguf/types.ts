@@ -1,6 +1,9 @@
 // GGUF value types and the shapes of a parsed file, shared by the reader and the writer.
 // Not a parser: see reader.ts and writer.ts.
 import type { QuantFormat } from "../quant/formats.js";
+import type { GgufStringArray } from "./strings.js";
+
+export { GgufStringArray } from "./strings.js";
 
 export enum GgufType {
   UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
@@ -13,8 +16,11 @@ export type GgufTypedArray =
 
 export interface GgufArray {
   itemType: GgufType;
-  /** numbers come as typed arrays, strings as string[], bools as boolean[], nested arrays as GgufArray[] */
-  items: GgufTypedArray | string[] | boolean[] | GgufArray[];
+  /**
+   * numbers come as typed arrays, bools as boolean[], nested arrays as GgufArray[]; strings come from the reader
+   * as a GgufStringArray (UTF-8 bytes + offsets; .get(i), .length, iterable), and the writer also takes string[]
+   */
+  items: GgufTypedArray | GgufStringArray | string[] | boolean[] | GgufArray[];
 }
 
 export type GgufValue = number | bigint | boolean | string | GgufArray;

@@ -3,7 +3,7 @@
 // never assembled in one buffer. Writing to disk, via a temp file and rename, lives in src/node/files.ts.
 import { formatById } from "../quant/formats.js";
 import {
-  alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufArray, GgufFile, GgufKv, GgufType, GgufValue,
+  alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufArray, GgufFile, GgufKv, GgufStringArray, GgufType, GgufValue,
 } from "./types.js";
 
 export interface GgufWriteTensor {
@@ -99,6 +99,15 @@ function writeScalar(w: ByteWriter, type: GgufType, v: GgufValue, key: string): 
 function writeArray(w: ByteWriter, a: GgufArray, key: string): void {
   w.u32(a.itemType);
   w.u64(a.items.length);
+  if (a.items instanceof GgufStringArray) {
+    // as read: the stored UTF-8 bytes go back out unchanged
+    if (a.itemType !== GgufType.STRING) throw new Error(`GGUF key "${key}": strings in an array of ${GgufType[a.itemType]}`);
+    for (let i = 0; i < a.items.length; i++) {
+      w.u64(a.items.byteLength(i));
+      w.raw(a.items.bytesOf(i));
+    }
+    return;
+  }
   const items = a.items as ArrayLike<GgufValue>;
   for (let i = 0; i < items.length; i++) writeScalar(w, a.itemType, items[i], key);
 }
