@@ -4,6 +4,7 @@
 import { metaStringArray } from "../gguf/metadata.js";
 import type { GgufKv } from "../gguf/types.js";
 import { PairHeap } from "./heap.js";
+import { normalizeStrings, TextIndex } from "./table.js";
 import { byteEncode, codepoints, fromCodepoints, splitGpt2, splitLlama3, splitNumberRuns, splitRegex, utf8Encoder } from "./unicode.js";
 import { GPT2_PRE, GPT2_PRE_NO_CLEAN, KEY, LLAMA3_PRE, Vocab } from "./vocab.js";
 
@@ -29,20 +30,24 @@ function preTokenizer(pre: string): Splitter[] {
 const CACHE_LIMIT = 200_000;
 
 export class BpeTokenizer {
-  private readonly ranks = new Map<string, number>();
+  /** merge "left right" -> rank (first occurrence wins, as llama.cpp's emplace) */
+  private readonly ranks: TextIndex;
   private readonly splitters: Splitter[];
   private readonly heap = new PairHeap(64);
   private readonly cache = new Map<string, number[]>();
 
   constructor(private readonly vocab: Vocab, kv: Map<string, GgufKv>) {
     if (!kv.has(KEY.merges)) throw new Error(`GGUF metadata key "${KEY.merges}" is missing (required for tokenizer model "gpt2")`);
-    const merges = metaStringArray(kv, KEY.merges);
-    for (let i = 0; i < merges.length; i++) {
-      const m = merges[i];
-      const pos = m.indexOf(" ", 1);
-      const key = pos === -1 ? " " : m; // llama.cpp stores ("", "") for a merge without a space
-      if (!this.ranks.has(key)) this.ranks.set(key, i); // first occurrence wins (emplace)
-    }
+    // rank = index of the merge "left right"; a merge with no space after its first character is stored by
+    // llama.cpp as ("", ""), which no lookup of two non-empty pieces can hit, so it is left out
+    const merges = normalizeStrings(metaStringArray(kv, KEY.merges));
+    const { bytes, offsets } = merges;
+    this.ranks = new TextIndex(merges, {
+      skip: (i) => {
+        for (let j = offsets[i] + 1; j < offsets[i + 1]; j++) if (bytes[j] === 0x20) return false;
+        return true;
+      },
+    });
     this.splitters = preTokenizer(vocab.pre);
   }
 

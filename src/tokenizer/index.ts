@@ -113,7 +113,7 @@ export class GgufTokenizer implements Tokenizer {
     let frags: Fragment[] = [{ text }];
     for (const id of v.specialTokens) {
       if (!parseSpecial && (v.attrs[id] & (Attr.Control | Attr.Unknown))) continue;
-      const needle = v.tokens[id];
+      const needle = v.text(id);
       let changed = false;
       const next: Fragment[] = [];
       for (const f of frags) {
@@ -143,14 +143,13 @@ export class GgufTokenizer implements Tokenizer {
     if (cached) return cached;
     const v = this.vocab;
     const attr = v.attrs[id];
-    const text = v.tokens[id];
     let bytes: Uint8Array = EMPTY;
     if (attr & (Attr.Unknown | Attr.Control | Attr.UserDefined)) {
-      bytes = utf8Encoder.encode(text);
+      bytes = v.tokens.bytesOf(id).slice(); // the text's UTF-8 (stored normalised); a copy callers may keep
     } else if (attr & Attr.Normal) {
-      bytes = v.model === "llama" ? utf8Encoder.encode(text.replaceAll("\u2581", " ")) : gpt2DecodeText(text);
+      bytes = v.model === "llama" ? spaceFor2581(v.tokens.bytesOf(id)) : gpt2DecodeText(v.text(id));
     } else if (attr & Attr.Byte) {
-      bytes = Uint8Array.of(parseInt(text.substring(3, 5), 16) & 0xff);
+      bytes = Uint8Array.of(parseInt(v.text(id).substring(3, 5), 16) & 0xff);
     }
     this.pieces[id] = bytes;
     return bytes;
@@ -170,7 +169,7 @@ export class GgufTokenizer implements Tokenizer {
 
   tokenText(id: number): string {
     this.checkId(id);
-    return this.vocab.tokens[id];
+    return this.vocab.text(id);
   }
 
   isEog(id: number): boolean {
@@ -211,6 +210,21 @@ export class GgufTokenizer implements Tokenizer {
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     return this.decoder.decode(this.decodeBytes(ids, opts));
   }
+}
+
+/** A copy of UTF-8 `text` with each U+2581 (E2 96 81), SentencePiece's escaped space, turned into " ". */
+function spaceFor2581(text: Uint8Array): Uint8Array {
+  const out = new Uint8Array(text.length);
+  let o = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === 0xe2 && text[i + 1] === 0x96 && text[i + 2] === 0x81) {
+      out[o++] = 0x20;
+      i += 2;
+    } else {
+      out[o++] = text[i];
+    }
+  }
+  return o === out.length ? out : out.slice(0, o);
 }
 
 /** llama_decode_text: GPT-2 byte characters back to bytes; unknown characters as llama.cpp marks them */

@@ -3,6 +3,7 @@
 // Not the space escaping, BOS or special-token handling around it: see index.ts.
 import { PairHeap } from "./heap.js";
 import { utf8Encoder } from "./unicode.js";
+import { forEachCodePoint } from "./table.js";
 import { NULL_ID, Vocab } from "./vocab.js";
 
 const HEX = "0123456789ABCDEF";
@@ -23,9 +24,11 @@ export class SpmTokenizer {
       if (id === undefined && b < 0x80) id = vocab.tokenToId.get(String.fromCharCode(b));
       this.byteIds[b] = id ?? NULL_ID;
     }
-    for (const t of vocab.tokens) {
-      const cps = Array.from(t, (ch) => ch.codePointAt(0)!);
-      if (cps.length >= 2) for (const c of cps) this.joinable.add(c);
+    const { bytes, offsets } = vocab.tokens;
+    const add = (cp: number) => { this.joinable.add(cp); };
+    for (let i = 0; i < vocab.size; i++) {
+      const a = offsets[i], b = offsets[i + 1];
+      if (forEachCodePoint(bytes, a, b) >= 2) forEachCodePoint(bytes, a, b, add);
     }
   }
 
@@ -100,7 +103,7 @@ export class SpmTokenizer {
     const tryAdd = (left: number, right: number) => {
       if (left === -1 || right === -1) return;
       const size = len[left] + len[right];
-      const id = tokenToId.get(text.substr(start[left], size));
+      const id = tokenToId.get(text, start[left], start[left] + size);
       if (id === undefined) return;
       heap.push(scores[id], left, right, size);
     };

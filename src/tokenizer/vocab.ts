@@ -1,8 +1,9 @@
 // Vocabulary built from GGUF `tokenizer.ggml.*` metadata, with the defaults and special-token
 // handling of llama.cpp's llama_vocab::impl::load (src/llama-vocab.cpp).
 // Not the tokenization algorithms themselves: see spm.ts and bpe.ts.
-import type { GgufKv } from "../gguf/types.js";
+import type { GgufKv, GgufStringArray } from "../gguf/types.js";
 import { metaBool, metaNumber, metaNumberArray, metaString, metaStringArray } from "../gguf/metadata.js";
+import { normalizeStrings, TextIndex } from "./table.js";
 
 type Kv = Map<string, GgufKv>;
 
@@ -53,10 +54,11 @@ export type VocabModel = "llama" | "gpt2";
 export class Vocab {
   readonly model: VocabModel;
   readonly pre: string;
-  readonly tokens: string[];
+  /** token texts as UTF-8 (shared with the GGUF metadata they were read from; JS strings only on demand) */
+  readonly tokens: GgufStringArray;
   readonly scores: Float32Array;
   readonly attrs: Uint8Array;
-  readonly tokenToId = new Map<string, number>();
+  readonly tokenToId: TextIndex;
 
   bos = NULL_ID;
   eos = NULL_ID;
@@ -117,7 +119,8 @@ export class Vocab {
     }
     this.addSpacePrefix = metaBool(kv, KEY.addSpacePrefix, this.addSpacePrefix);
 
-    this.tokens = metaStringArray(kv, KEY.tokens).slice();
+    // llama.cpp names an empty token "[EMPTY_<id>]"
+    this.tokens = normalizeStrings(metaStringArray(kv, KEY.tokens), (i, b) => (b.length === 0 ? `[EMPTY_${i}]` : undefined));
     const n = this.tokens.length;
     this.scores = new Float32Array(n);
     if (kv.has(KEY.scores)) {
@@ -131,17 +134,11 @@ export class Vocab {
       if (t.length < n) throw new Error(`GGUF key "${KEY.tokenType}" has ${t.length} entries, fewer than the ${n} tokens`);
       for (let i = 0; i < n; i++) this.attrs[i] = typeToAttr(t[i]);
     }
-    for (let i = 0; i < n; i++) {
-      let w = this.tokens[i];
-      if (w.length === 0) {
-        w = `[EMPTY_${i}]`;
-        this.tokens[i] = w;
-      }
-      if (this.tokenToId.has(w)) {
-        throw new Error(`duplicate token in GGUF key "${KEY.tokens}": "${w}" has ids ${this.tokenToId.get(w)} and ${i}`);
-      }
-      this.tokenToId.set(w, i);
-    }
+    this.tokenToId = new TextIndex(this.tokens, {
+      onDuplicate: (first, i) => {
+        throw new Error(`duplicate token in GGUF key "${KEY.tokens}": "${this.tokens.get(i)}" has ids ${first} and ${i}`);
+      },
+    });
 
     // special token ids: defaults out of range are disabled; out-of-range metadata ids are ignored
     const setId = (key: string, cur: number): number => {
@@ -180,12 +177,17 @@ export class Vocab {
       if (this.attrs[i] & (Attr.Control | Attr.UserDefined | Attr.Unknown)) special.push(i);
     }
     // llama.cpp uses an unstable std::sort by text length (descending); ties here go by id
-    special.sort((a, b) => utf8Length(this.tokens[b]) - utf8Length(this.tokens[a]) || a - b);
+    special.sort((a, b) => this.tokens.byteLength(b) - this.tokens.byteLength(a) || a - b);
     this.specialTokens = special;
   }
 
   get size(): number {
     return this.tokens.length;
+  }
+
+  /** token id's text as stored */
+  text(id: number): string {
+    return this.tokens.get(id);
   }
 
   /** auto-detection of EOT/EOM/FIM tokens by text and the end-of-generation set (llama-vocab.cpp) */
@@ -217,7 +219,7 @@ export class Vocab {
     this.fimSep = find(this.fimSep, ["<|file_sep|>"]);
 
     for (let i = 0; i < this.size; i++) {
-      if ((this.attrs[i] & Attr.Control) && !(this.attrs[i] & Attr.Unused) && this.tokens[i].includes("unused")) {
+      if ((this.attrs[i] & Attr.Control) && !(this.attrs[i] & Attr.Unused) && this.text(i).includes("unused")) {
         this.attrs[i] |= Attr.Unused;
       }
     }
@@ -276,16 +278,4 @@ function typeToAttr(t: number): number {
     case TokenType.Byte: return Attr.Byte;
     default: return Attr.Undefined;
   }
-}
-
-export function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { n += 4; i++; }
-    else n += 3;
-  }
-  return n;
 }
