@@ -3,6 +3,9 @@
 // typed-array views. Portable (no Node built-ins). Not a memory planner for a model: callers decide what to
 // allocate.
 import { KERNEL_BUILDS_BASE64 } from "./generated/kernels-wasm.js";
+import { kernelImports } from "./wasm-imports.js";
+
+export { kernelImports } from "./wasm-imports.js";
 
 /** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
 export interface Kernels {
@@ -145,25 +148,14 @@ export function kernelModule(build: SimdBuild, shared = false): WebAssembly.Modu
     if (build === "relaxed" && !hasRelaxedSimd()) {
       throw new Error("the relaxed SIMD kernels need an engine with relaxed SIMD (Chrome, Deno, Node >= 22, or Node 20 with --experimental-wasm-relaxed-simd)");
     }
-    const text = atob(KERNEL_BUILDS_BASE64[key]);
+    // only the chosen build is materialised and decoded (each sits in its own lazily compiled function)
+    const text = atob(KERNEL_BUILDS_BASE64[key]());
     const bytes = new Uint8Array(text.length);
     for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
     m = new WebAssembly.Module(bytes);
     modules.set(key, m);
   }
   return m;
-}
-
-/** The imports every kernel instance gets: the memory and an abort that throws. */
-export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
-  return {
-    env: {
-      memory,
-      abort(_msg: number, _file: number, line: number, col: number): never {
-        throw new Error(`wasm kernel aborted at ${line}:${col}`);
-      },
-    },
-  };
 }
 
 /** One kernel instance over its own memory, plus a bump allocator and cached views of that memory. */

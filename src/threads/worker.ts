@@ -1,7 +1,8 @@
 // A kernel worker: instantiates the kernel module over the shared memory it is sent, then loops forever claiming
 // chunks of each job from the control block (spinning briefly for the next job, then parking in Atomics.wait).
 // Runs as a Node worker_threads worker or a module Web Worker (browsers, Deno). Never touches GGUF or the model.
-import { kernelImports, type Kernels } from "../wasm.js";
+import type { Kernels } from "../wasm.js";
+import { kernelImports } from "../wasm-imports.js"; // not wasm.js: that would load the embedded kernel builds here too
 import { C, runChunks } from "./share.js";
 
 export interface WorkerInit {
