@@ -56,14 +56,14 @@ export class GgufTokenizer implements Tokenizer {
   readonly vocab: Vocab;
   private readonly spm?: SpmTokenizer;
   private readonly bpe?: BpeTokenizer;
-  private readonly pieces: (Uint8Array | undefined)[];
+  /** token_to_piece results of the tokens seen so far (a generation touches few of the vocabulary) */
+  private readonly pieces = new Map<number, Uint8Array>();
   private readonly decoder = new TextDecoder("utf-8", { ignoreBOM: true }); // a leading U+FEFF is text, not a BOM
 
   constructor(kv: Map<string, GgufKv>) {
     this.vocab = new Vocab(kv);
     if (this.vocab.model === "llama") this.spm = new SpmTokenizer(this.vocab);
     else this.bpe = new BpeTokenizer(this.vocab, kv);
-    this.pieces = new Array(this.vocab.size);
   }
 
   get model(): "llama" | "gpt2" { return this.vocab.model; }
@@ -139,7 +139,7 @@ export class GgufTokenizer implements Tokenizer {
 
   /** llama.cpp's token_to_piece with special = true (the cached piece) */
   private piece(id: number): Uint8Array {
-    const cached = this.pieces[id];
+    const cached = this.pieces.get(id);
     if (cached) return cached;
     const v = this.vocab;
     const attr = v.attrs[id];
@@ -151,7 +151,7 @@ export class GgufTokenizer implements Tokenizer {
     } else if (attr & Attr.Byte) {
       bytes = Uint8Array.of(parseInt(v.text(id).substring(3, 5), 16) & 0xff);
     }
-    this.pieces[id] = bytes;
+    this.pieces.set(id, bytes);
     return bytes;
   }
 

@@ -122,11 +122,13 @@ export class Vocab {
     // llama.cpp names an empty token "[EMPTY_<id>]"
     this.tokens = normalizeStrings(metaStringArray(kv, KEY.tokens), (i, b) => (b.length === 0 ? `[EMPTY_${i}]` : undefined));
     const n = this.tokens.length;
-    this.scores = new Float32Array(n);
     if (kv.has(KEY.scores)) {
       const s = metaNumberArray(kv, KEY.scores);
       if (s.length < n) throw new Error(`GGUF key "${KEY.scores}" has ${s.length} entries, fewer than the ${n} tokens`);
-      for (let i = 0; i < n; i++) this.scores[i] = s[i];
+      // f32 scores as read are used in place (read-only here), not copied
+      this.scores = s instanceof Float32Array ? s.subarray(0, n) : Float32Array.from({ length: n }, (_, i) => s[i]);
+    } else {
+      this.scores = new Float32Array(n);
     }
     this.attrs = new Uint8Array(n).fill(Attr.Normal);
     if (kv.has(KEY.tokenType)) {
