@@ -11,7 +11,7 @@ import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
 import { configFromGguf } from "./model/config.js";
-import { planBytes } from "./model/model.js";
+import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
 import { FileSource, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
@@ -109,10 +109,16 @@ export function buildProgram(): Command {
       repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean;
     }) => {
       checkFile(model, "model");
-      const m = loadModelFile(model, { contextSize: o.ctx, threads: o.threads ?? await availableThreads() });
+      // as serve does: load-time survivors would otherwise double V8's young generation for the whole run
+      (await import("./server/heap.js")).keepYoungGenerationSize();
+      // Without --ctx the KV cache holds this run (prompt + new tokens; llama.cpp's n_ctx set to what is used), not
+      // the model's 2048-token default: loading plans for at most the prompt's UTF-8 bytes + BOS/EOS/space prefix
+      // (no tokenizer yet), and the context is cut to the exact count once the prompt is tokenized.
+      const bound = Buffer.byteLength(o.prompt) + 3 + o.tokens;
+      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, 2048), threads: o.threads ?? await availableThreads() });
       const threads = await m.startThreads();
       const prompt = m.tokenizer.encode(o.prompt, { addBos: o.bos && m.tokenizer.addBos });
-      const ctx = m.createContext();
+      const ctx = m.createContext({ contextSize: o.ctx ?? Math.min(prompt.length + o.tokens, m.config.trainContext, 2048) });
       if (prompt.length + o.tokens > ctx.contextSize) {
         throw new Error(`prompt (${prompt.length} tokens) + ${o.tokens} new tokens exceed the context size ${ctx.contextSize}; use --ctx`);
       }
@@ -129,7 +135,8 @@ export function buildProgram(): Command {
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
         `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${r.stopReason}\n` +
-        `memory: wasm ${mib(m.memoryBytes)}, peak RSS ${mib(peakRss())}; ${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
+        `memory: wasm ${mib(m.memoryBytes)} (KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
+        `${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
       );
       m.stopThreads();
     });
