@@ -3,9 +3,13 @@
 // Usage: node dist/bench/peers-edgeprune.js <model.gguf> <threads> <runs>
 import { statSync } from "node:fs";
 import { loadModelFile } from "../src/node/load.js";
+import { kvCacheBytes } from "../src/model/model.js";
+import { keepYoungGenerationSize } from "../src/server/heap.js";
 import { generate } from "../src/generate.js";
 import { benchTokens, GEN_TOKENS, printReport, PROMPT_TOKENS, type RunResult } from "./peers-common.js";
 
+// as `edgeprune generate` and `serve` run: V8's young generation keeps its start-up size (src/server/heap.ts)
+keepYoungGenerationSize();
 const [path, threadsArg, runsArg] = process.argv.slice(2);
 const threads = Number(threadsArg ?? 1), runs = Number(runsArg ?? 3);
 const contextSize = PROMPT_TOKENS + GEN_TOKENS;
@@ -26,7 +30,7 @@ for (let i = 0; i < runs; i++) {
   results.push({ prefillTokS: (tokens.length / r.prefillMs) * 1000, decodeTokS: ((r.tokens.length - 1) / r.decodeMs) * 1000, wallMs });
 }
 const c = model.config;
-const kvBytes = 2 * c.nLayers * contextSize * c.kvDim * 4;
+const kvBytes = kvCacheBytes(c, ctx.contextSize); // the KV cache this run allocated
 printReport({
   runtime: `edgeprune (${model.rt.simd})`, model: path, threads: used, runs: results,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
