@@ -117,6 +117,24 @@ test("skipping layer i gives the same logits as a model file without layer i", (
   }
 });
 
+test("eval writes into opts.out when given (the decode loop's one logits array) and refuses one too short", () => {
+  const model = Model.load(bytes);
+  const n = model.config.vocabSize;
+  const fresh = model.createContext().eval(PROMPT, { logits: "all" });
+  const ctx = model.createContext();
+  const out = new Float32Array(PROMPT.length * n + 7);
+  const got = ctx.eval(PROMPT, { logits: "all", out });
+  assert.is(got.buffer, out.buffer);
+  assert.is(got.length, PROMPT.length * n);
+  assert.equal(Array.from(got), Array.from(fresh));
+  const last = new Float32Array(n);
+  ctx.reset();
+  assert.is(ctx.eval(PROMPT, { out: last }), last);
+  assert.equal(Array.from(last), Array.from(fresh.subarray((PROMPT.length - 1) * n)));
+  ctx.reset();
+  assert.throws(() => ctx.eval(PROMPT, { out: new Float32Array(n - 1) }), /opts\.out holds/);
+});
+
 test("generateStream reuses pooled KV caches: repeated calls give the same text and allocate nothing new", async () => {
   const model = Model.load(bytes);
   const run = async () => {
