@@ -35,6 +35,8 @@ export const TABLE: usize = memory.data<u32>([
   0x77800000, 0x77800000, 0x77800000, 0x77800000, //  48: 2^112 as f32 bits (f16 -> f32 exponent re-bias)
   0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, //  64: top-half mask (odd f16/bf16 lanes)
   0x01010101, 0x01010101, 0x01010101, 0x01010101, //  80: i8 1 (sums of int8 through a relaxed dot)
+  0x38000000, 0x38000000, 0x38000000, 0x38000000, //  96: f16 -> f32 exponent re-bias (+112), as bits
+  0x00800000, 0x00800000, 0x00800000, 0x00800000, // 112: one f32 exponent step (f16 subnormals)
 ], 16);
 export const T_NIBBLE: usize = 0;
 export const T_EIGHT: usize = 16;
@@ -42,6 +44,8 @@ export const T_F16MASK: usize = 32;
 export const T_F16SCALE: usize = 48;
 export const T_HI16: usize = 64;
 export const T_ONES: usize = 80;
+export const T_F16BIAS: usize = 96;
+export const T_F16SUB: usize = 112;
 
 /** 2^112: multiplying by it re-biases an f16 exponent placed in an f32 (also right for f16 subnormals) */
 // @ts-ignore: decorator
@@ -60,19 +64,6 @@ export const T_ONES: usize = 80;
     ? reinterpret<f32>(o + 0x38000000)                                   // re-bias the exponent: 15 -> 127
     : reinterpret<f32>(o + 0x38800000) - reinterpret<f32>(0x38800000);    // m·2^-24, exactly
   return reinterpret<f32>(reinterpret<u32>(f) | ((h & 0x8000) << 16));
-}
-
-/**
- * f16 bits in the low halves of four i32 lanes -> f32x4, without subnormal arithmetic (as f16_to_f32).
- */
-// @ts-ignore: decorator
-@inline export function f16x4_lo(v: v128): v128 {
-  const h = v128.and(v, i32x4.splat(0xffff));
-  const o = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
-  const normal = i32x4.add(o, i32x4.splat(0x38000000));
-  const sub = f32x4.sub(i32x4.add(o, i32x4.splat(0x38800000)), i32x4.splat(0x38800000));
-  const isSub = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0));
-  return v128.or(v128.bitselect(sub, normal, isSub), i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
 }
 
 /** f32 -> f16 bits, round to nearest even, subnormals exact, overflow to Inf, NaN -> sign|0x7e00 (ggml generic). */
@@ -257,12 +248,20 @@ export const Q8_K_BYTES: i32 = 292;
   return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
 }
 
-/** the f16 scales of four blocks `stride` bytes apart (at p, p+stride, ...) as f32x4 (fmask, fscale: unused) */
+/**
+ * the f16 scales of four blocks `stride` bytes apart (at p, p+stride, ...) as f32x4; bias and step are the
+ * T_F16BIAS and T_F16SUB table vectors, loaded once before the caller's loop. Exact for normal and subnormal f16
+ * without subnormal arithmetic (see f16_to_f32); the high halves being zero saves the masks.
+ */
 // @ts-ignore: decorator
-@inline export function scales4(p: usize, stride: usize, fmask: v128, fscale: v128): v128 {
+@inline export function scales4(p: usize, stride: usize, bias: v128, step: v128): v128 {
   let v = v128.load16_lane(p, i32x4.splat(0), 0);
   v = v128.load16_lane(p + stride, v, 2);
   v = v128.load16_lane(p + 2 * stride, v, 4);
   v = v128.load16_lane(p + 3 * stride, v, 6);
-  return f16x4_lo(v);
+  const em = i32x4.shr_u(i32x4.shl(v, 17), 4);                     // exponent and mantissa where f32 keeps them
+  const isSub = i32x4.eq(i32x4.shr_u(em, 23), i32x4.splat(0));     // f16 exponent 0: zero or subnormal
+  // normal: exponent + 112; zero/subnormal: 2^-14·(1 + m/1024) − 2^-14 = m·2^-24
+  const f = f32x4.sub(i32x4.add(i32x4.add(em, bias), v128.and(isSub, step)), v128.and(isSub, i32x4.add(bias, step)));
+  return v128.or(f, i32x4.shl(i32x4.shr_u(v, 15), 31));            // the sign
 }

@@ -3,7 +3,7 @@
 // ggml_vec_dot_q4_1_q8_1). The unsigned nibbles are dotted with the int8 (widened to i16 for i32x4.dot_i16x8_s,
 // or as the 0..127 operand of the relaxed build's i16x8.relaxed_dot_i8x16_i7x16_s); Q4_0's offset of 8 is
 // taken off as 8·sum(x) afterwards. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_F16MASK, T_F16SCALE } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_F16BIAS, T_F16SUB } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -65,7 +65,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
 // @ts-ignore: decorator
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
   const mask = v128.load(TABLE + T_NIBBLE);
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
@@ -73,7 +73,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
   for (; b + 4 <= nb; b += 4) {
     const r = reduce4_i32(q4udot(v128.load(w, 2), v128.load(xq), v128.load(xq, 16), mask), q4udot(v128.load(w, 20), v128.load(xq, 32), v128.load(xq, 48), mask),
                           q4udot(v128.load(w, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(w, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
-    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES, fmask, fscale), v128.load(xd + (<usize>b << 2))));
+    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES, fbias, fstep), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q4_0_BYTES; xq += 4 * QK;
   }
   let tail: f32 = 0;
@@ -88,7 +88,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
 // @ts-ignore: decorator
 @inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   const mask = v128.load(TABLE + T_NIBBLE);
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
@@ -122,8 +122,8 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
                        q4udot(v128.load(wp, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(wp, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
     }
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES, fmask, fscale), dx));
-    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES, fmask, fscale), dx));
+    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES, fbias, fstep), dx));
+    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES, fbias, fstep), dx));
     wo += 4 * Q4_0_BYTES; xq += 4 * QK;
   }
   let t0: f32 = 0, t1: f32 = 0;
@@ -148,7 +148,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
 // @ts-ignore: decorator
 @inline function dot4_q4_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
   const mask = v128.load(TABLE + T_NIBBLE);
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const so = q8x_s(0, nb), qo = q8x_q(0, nb);
@@ -163,7 +163,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
     const lc = v128.and(q, mask), hc = i8x16.shr_u(q, 4);
     q = v128.load(w, 56);
     const ld = v128.and(q, mask), hd = i8x16.shr_u(q, 4);
-    const sw = scales4(w, Q4_0_BYTES, fmask, fscale);
+    const sw = scales4(w, Q4_0_BYTES, fbias, fstep);
     const bo = <usize>b << 2;
     a0 = f32x4.add(a0, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb), v128.load(x + so + bo), sw, v128.load(x + bo)));
     a1 = f32x4.add(a1, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb), v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));

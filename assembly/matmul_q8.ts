@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { keep_touched, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16MASK, T_F16SCALE } from "./common";
+import { keep_touched, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -144,14 +144,14 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 // @ts-ignore: decorator
 @inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const r = reduce4_i32(q8dot_at(w, xq), q8dot_at(w + Q8_0_BYTES, xq + 32), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96));
-    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES, fmask, fscale), v128.load(xd + (<usize>b << 2))));
+    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES, fbias, fstep), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   let tail: f32 = 0;
@@ -177,7 +177,7 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
   let wo: usize = 0;
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     if (ahead) {
@@ -202,8 +202,8 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
     const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3)));
     const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3)));
     const dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(r0, scales4(w + wo, Q8_0_BYTES, fmask, fscale), dx));
-    a1 = f32x4.add(a1, step4(r1, scales4(w1p + wo, Q8_0_BYTES, fmask, fscale), dx));
+    a0 = f32x4.add(a0, step4(r0, scales4(w + wo, Q8_0_BYTES, fbias, fstep), dx));
+    a1 = f32x4.add(a1, step4(r1, scales4(w1p + wo, Q8_0_BYTES, fbias, fstep), dx));
     wo += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   let t0: f32 = 0, t1: f32 = 0;
@@ -232,14 +232,14 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const fmask = v128.load(TABLE + T_F16MASK), fscale = v128.load(TABLE + T_F16SCALE);
+  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const qo = q8x_q(0, nb);
   let qb: usize = qo;   // this step's int8, from each row's start
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const sw = scales4(w, Q8_0_BYTES, fmask, fscale);
+    const sw = scales4(w, Q8_0_BYTES, fbias, fstep);
     const bo = <usize>b << 2;
     const wb = w + Q8_0_BYTES, wc = w + 2 * Q8_0_BYTES, wd = w + 3 * Q8_0_BYTES;
     a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb), q8dot_at(wb, x + qb + 32), q8dot_at(wc, x + qb + 64), q8dot_at(wd, x + qb + 96)), sw, v128.load(x + bo)));
