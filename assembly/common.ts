@@ -162,12 +162,6 @@ let touchSink: i32 = 0;
   touchSink += s;
 }
 
-/** keeps the loads of an in-loop prefetch (their sum) alive past the optimizer */
-// @ts-ignore: decorator
-@inline export function keep_touched(s: i32): void {
-  touchSink += s;
-}
-
 /** rows per prefetch batch: about PREFETCH_BYTES of weights (at least one row) */
 // @ts-ignore: decorator
 @inline export function prefetch_group(rowBytes: usize): i32 {

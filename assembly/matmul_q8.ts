@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { keep_touched, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -162,16 +162,9 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return hsum_f32x4(acc) + tail;
 }
 
-/**
- * two Q8_0 weight rows against one Q8_0X activation row: x is prepared once for both. `ahead` > 0: each step also
- * touches the 136 bytes `ahead` bytes on in each row (the rows two further on), so a few misses are always in
- * flight among the integer work. Measured on 48 MiB cold: ~7.4 GB/s against ~6.6 with touch_lines batches
- * between row pairs (those fill the reorder buffer with loads that retire in order, so memory and compute took
- * turns) and 5-8.6 GB/s, erratically, with no software prefetch. Q4_0 does better with the batches (matmul_q4.ts).
- */
+/** two Q8_0 weight rows against one Q8_0X activation row: x is prepared once for both */
 // @ts-ignore: decorator
-@inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32, ahead: usize): void {
-  let touched = 0;
+@inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const w1p = w + ws;
   const xd = q8x_d(x, nb);
@@ -180,10 +173,6 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    if (ahead) {
-      const pa = w + wo + ahead, pb = w1p + wo + ahead;
-      touched += <i32>load<u8>(pa) + <i32>load<u8>(pa, 64) + <i32>load<u8>(pa, 128) + <i32>load<u8>(pb) + <i32>load<u8>(pb, 64) + <i32>load<u8>(pb, 128);
-    }
     let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
     let x0 = xprep0(xq0, xq1), x1 = xprep1(xq0, xq1), x2 = xprep2(xq0, xq1), x3 = xprep3(xq0, xq1);
     let p0 = q8dot(v128.load(w + wo, 2), v128.load(w + wo, 18), x0, x1, x2, x3);
@@ -213,7 +202,6 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
     t1 += step1(w1p + wo, xq, dx);
     wo += Q8_0_BYTES; xq += QK;
   }
-  keep_touched(touched);
   store<f32>(o, hsum_f32x4(a0) + t0);
   store<f32>(o, hsum_f32x4(a1) + t1, 4);
 }
@@ -269,9 +257,13 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
+    const g = prefetch_group(wRow);
     let i = 0;
-    // the last two pairs touch nothing (their rows two on would be past the matrix)
-    for (; i + 2 <= d; i += 2) dot2_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb, i + 6 <= d ? 2 * wRow : 0);
+    for (; i + 2 <= d; i += 2) {
+      prefetch_rows(w, i, d, wRow, g);
+      prefetch_rows(w, i + 1, d, wRow, g);
+      dot2_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
+    }
     if (i < d) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
