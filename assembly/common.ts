@@ -234,12 +234,22 @@ export const Q8_K_BYTES: i32 = 292;
   }
 }
 
+/** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3) of a and b, so a pair can be folded early */
+// @ts-ignore: decorator
+@inline export function fold2(a: v128, b: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+}
+
+/** the last step of reduce4_i32, on two fold2 results */
+// @ts-ignore: decorator
+@inline export function fold4(ab: v128, cd: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
 /** [sum a0, sum a1, sum a2, sum a3] of four i32x4 */
 // @ts-ignore: decorator
 @inline export function reduce4_i32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const t0 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
-  const t1 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
+  return fold4(fold2(a0, a1), fold2(a2, a3));
 }
 
 /**

@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
+import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -204,17 +204,6 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   }
   store<f32>(o, hsum_f32x4(a0) + t0);
   store<f32>(o, hsum_f32x4(a1) + t1, 4);
-}
-
-/** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3), so a pair can be folded early */
-// @ts-ignore: decorator
-@inline function fold2(a: v128, b: v128): v128 {
-  return i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
-}
-/** the last step of reduce4_i32 on two fold2 results (fold4(fold2(a, b), fold2(c, d)) == reduce4_i32(a, b, c, d)) */
-// @ts-ignore: decorator
-@inline function fold4(ab: v128, cd: v128): v128 {
-  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */

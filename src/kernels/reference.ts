@@ -1,6 +1,6 @@
 // Plain scalar TypeScript twin of every wasm kernel in assembly/index.ts: same argument meaning, typed arrays
 // instead of pointers, sums in float64. Tests compare the kernels against these; nothing runs them in a model.
-import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, QK_K } from "../quant/ref.js";
+import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, q8_0ToQ8_0X, QK_K } from "../quant/ref.js";
 
 const QK = 32;
 const fr = Math.fround;
@@ -27,38 +27,11 @@ export function quantize_q8_0(out: Uint8Array, x: Float32Array, n: number, t: nu
   for (let b = 0; b < nb; b++) q8Block(x, b * QK, out, b * 34, 2);
 }
 
-/**
- * quantize_q8_0 into the Q8_0X row layout (quant/formats.ts): per row, f32 d[nb] (the f16 of block_q8_0, widened),
- * i32 sum[nb] of each block's int8, then the int8 of all nb blocks.
- */
+/** quantize_q8_0 (the x86 path's rounding) into Q8_0X rows (quant/ref.ts q8_0ToQ8_0X: the same int8 and scales) */
 export function quantize_q8_0x(out: Uint8Array, x: Float32Array, n: number, t: number): void {
-  const nb = n / QK;
-  const blocks = new Uint8Array(nb * 34 * t);
+  const blocks = new Uint8Array((n / QK) * 34 * t);
   quantize_q8_0(blocks, x, n, t);
-  out.set(q8_0ToQ8_0x(blocks, n, t));
-}
-
-/** block_q8_0 rows -> Q8_0X rows (same int8 and scales, rearranged) */
-export function q8_0ToQ8_0x(blocks: Uint8Array, n: number, t: number): Uint8Array {
-  const nb = n / QK;
-  const out = new Uint8Array(nb * 40 * t);
-  const bv = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
-  const ov = new DataView(out.buffer);
-  for (let j = 0; j < t; j++) {
-    const row = j * nb * 40;
-    for (let b = 0; b < nb; b++) {
-      const o = (j * nb + b) * 34;
-      ov.setFloat32(row + b * 4, f16ToF32(bv.getUint16(o, true)), true);
-      let sum = 0;
-      for (let k = 0; k < QK; k++) {
-        const q = bv.getInt8(o + 2 + k);
-        ov.setInt8(row + nb * 8 + b * QK + k, q);
-        sum += q;
-      }
-      ov.setInt32(row + nb * 4 + b * 4, sum, true);
-    }
-  }
-  return out;
+  out.set(q8_0ToQ8_0X(blocks, n, t));
 }
 
 /** a Q8_0X row's block: [d, 0, int8] (its sums are checked by the tests, not used here) */

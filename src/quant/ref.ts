@@ -225,21 +225,37 @@ export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array): void {
 }
 
 /**
- * Q8_0X, edgeprune's activation row (formats.ts): the blocks of quantizeQ8_0, stored as f32 d[nb] (the f16 d,
- * widened), i32 sum[nb] of each block's int8, then all the int8. `src` is one row (or a whole number of rows
- * laid out one after another only when each is quantized by its own call).
+ * block_q8_0 rows -> Q8_0X rows, edgeprune's activation layout (formats.ts): per row of `rowLength` values, f32
+ * d[nb] (each block's f16 d, widened), i32 sum[nb] of each block's int8, then all the int8. The one writer of
+ * that layout on the TypeScript side (the kernels' reference quantizer rearranges its own blocks with it too).
  */
+export function q8_0ToQ8_0X(blocks: Uint8Array, rowLength: number, rows: number): Uint8Array {
+  const nb = rowLength / QK;
+  const out = new Uint8Array(nb * 40 * rows);
+  const bv = view(blocks), ov = view(out);
+  for (let j = 0; j < rows; j++) {
+    const row = j * nb * 40;
+    for (let b = 0; b < nb; b++) {
+      const o = (j * nb + b) * 34;
+      ov.setFloat32(row + b * 4, f16ToF32(bv.getUint16(o, true)), true);
+      let sum = 0;
+      for (let k = 0; k < QK; k++) {
+        const q = bv.getInt8(o + 2 + k);
+        ov.setInt8(row + nb * 8 + b * QK + k, q);
+        sum += q;
+      }
+      ov.setInt32(row + nb * 4 + b * 4, sum, true);
+    }
+  }
+  return out;
+}
+
+/** Q8_0X of one row: the blocks of quantizeQ8_0 (ggml's _ref rounding), rearranged by q8_0ToQ8_0X. */
 export function quantizeQ8_0X(src: Float32Array, dst: Uint8Array): void {
   const nb = checkBlocks(src.length, dst.length, 40, "quantizeQ8_0X");
-  const v = view(dst);
-  const qs = new Int8Array(QK);
-  for (let b = 0; b < nb; b++) {
-    const d = q8RefBlock(src.subarray(b * QK, b * QK + QK), qs);
-    v.setFloat32(b * 4, f16ToF32(f32ToF16(d)), true);
-    let sum = 0;
-    for (let j = 0; j < QK; j++) { v.setInt8(nb * 8 + b * QK + j, qs[j]); sum += qs[j]; }
-    v.setInt32(nb * 4 + b * 4, sum, true);
-  }
+  const blocks = new Uint8Array(nb * 34);
+  quantizeQ8_0(src, blocks);
+  dst.set(q8_0ToQ8_0X(blocks, src.length, 1));
 }
 
 export function dequantizeQ8_0X(src: Uint8Array, dst: Float32Array): void {
