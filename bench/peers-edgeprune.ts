@@ -4,11 +4,11 @@
 import { statSync } from "node:fs";
 import { loadModelFile } from "../src/node/load.js";
 import { kvCacheBytes } from "../src/model/model.js";
-import { keepYoungGenerationSize } from "../src/server/heap.js";
+import { keepYoungGenerationSize } from "../src/node/heap.js";
 import { generate } from "../src/generate.js";
 import { benchTokens, GEN_TOKENS, printReport, PROMPT_TOKENS, type RunResult } from "./peers-common.js";
 
-// as `edgeprune generate` and `serve` run: V8's young generation keeps its start-up size (src/server/heap.ts)
+// as `edgeprune generate` and `serve` run: V8's young generation keeps its start-up size (src/node/heap.ts)
 keepYoungGenerationSize();
 const [path, threadsArg, runsArg] = process.argv.slice(2);
 const threads = Number(threadsArg ?? 1), runs = Number(runsArg ?? 3);

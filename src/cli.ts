@@ -110,7 +110,7 @@ export function buildProgram(): Command {
     }) => {
       checkFile(model, "model");
       // as serve does: load-time survivors would otherwise double V8's young generation for the whole run
-      (await import("./server/heap.js")).keepYoungGenerationSize();
+      (await import("./node/heap.js")).keepYoungGenerationSize();
       // Without --ctx the KV cache holds this run (prompt + new tokens; llama.cpp's n_ctx set to what is used), not
       // the model's 2048-token default: loading plans for at most the prompt's UTF-8 bytes + BOS/EOS/space prefix
       // (no tokenizer yet), and the context is cut to the exact count once the prompt is tokenized.
@@ -244,7 +244,7 @@ export function buildProgram(): Command {
     .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
-      (await import("./server/heap.js")).keepYoungGenerationSize();
+      (await import("./node/heap.js")).keepYoungGenerationSize();
       const { startServer } = await import("./server/server.js");
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({

@@ -7,7 +7,7 @@
 // runs with `node --expose-gc`, so /metrics collects garbage before it reads memory, at both points alike. The
 // first request is the first one this test sends. The server's own start-up warm-up (src/server/warmup.ts) has
 // already run by then, because /health answers 200 only after it. What keeps RSS flat (measured, docs/serving.md):
-// the serve command keeps V8's young generation at its start-up size (src/server/heap.ts), and the warm-up moves
+// the serve command keeps V8's young generation at its start-up size (src/node/heap.ts), and the warm-up moves
 // the one-time growth of a fresh Node process (JIT-compiled code, the memory glibc keeps after compiling) before
 // the first request.
 import { test } from "uvu";

@@ -1,5 +1,6 @@
-// V8 heap setting for the `edgeprune serve` process: the young generation keeps its start-up size. Node-only. The
-// CLI's serve command applies it; an application that embeds startServer keeps its own V8 settings.
+// V8 heap setting for edgeprune's own Node processes: the young generation keeps its start-up size. Node-only.
+// The CLI's serve and generate commands and bench/peers-edgeprune apply it; an application that embeds
+// startServer or the library keeps its own V8 settings.
 import * as v8 from "node:v8";
 
 /**
