@@ -21,6 +21,17 @@ export const Q8_0X_BYTES: i32 = 40;
 @inline export function q8x_s(x: usize, nb: i32): usize { return x + (<usize>nb << 2); }
 // @ts-ignore: decorator
 @inline export function q8x_q(x: usize, nb: i32): usize { return x + (<usize>nb << 3); }
+/**
+ * bytes per 32 activations in the Q8_0W row layout (the SIMD128 build's activations of Q4_0 weights): Q8_0X's
+ * scales and sums, then per block the same int8 widened to i16 and laid out for block_q4_0's nibbles read as
+ * eight u16 lanes (lane j of the 16 packed bytes holds elements 2j, 2j+16, 2j+1, 2j+17 at bits 0, 4, 8, 12):
+ * 256·x[0,2..14], 16·x[16,18..30], x[1,3..15], 256·x[17,19..31]. Then `q & 0x000f`, `q & 0x00f0`, `q & 0x0f00`
+ * and `q >> 12` each meet their activations in one i32x4.dot_i16x8_s, every product scaled by exactly 256.
+ */
+export const Q8_0W_BYTES: i32 = 72;
+/** Q8_0W row of nb blocks at x: its scales and sums (where Q8_0X keeps them) and its 64-byte i16 blocks */
+// @ts-ignore: decorator
+@inline export function q8w_q(x: usize, nb: i32): usize { return x + (<usize>nb << 3); }
 /** bytes of block_q4_0 (f16 d + 16 bytes of nibbles) */
 export const Q4_0_BYTES: i32 = 18;
 /** bytes of block_q4_1 (f16 d, f16 m + 16 bytes of nibbles) */
@@ -37,6 +48,9 @@ export const TABLE: usize = memory.data<u32>([
   0x01010101, 0x01010101, 0x01010101, 0x01010101, //  80: i8 1 (sums of int8 through a relaxed dot)
   0x38000000, 0x38000000, 0x38000000, 0x38000000, //  96: f16 -> f32 exponent re-bias (+112), as bits
   0x00800000, 0x00800000, 0x00800000, 0x00800000, // 112: one f32 exponent step (f16 subnormals)
+  0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f, // 128: u16 lanes' bits 0-3   (Q4_0 nibbles against Q8_0W)
+  0x00f000f0, 0x00f000f0, 0x00f000f0, 0x00f000f0, // 144: u16 lanes' bits 4-7
+  0x0f000f00, 0x0f000f00, 0x0f000f00, 0x0f000f00, // 160: u16 lanes' bits 8-11
 ], 16);
 export const T_NIBBLE: usize = 0;
 export const T_EIGHT: usize = 16;
@@ -46,6 +60,31 @@ export const T_HI16: usize = 64;
 export const T_ONES: usize = 80;
 export const T_F16BIAS: usize = 96;
 export const T_F16SUB: usize = 112;
+export const T_U16_N0: usize = 128;
+export const T_U16_N1: usize = 144;
+export const T_U16_N2: usize = 160;
+
+// An f16 -> f32 table (ggml keeps the same one, ggml_table_f32_f16): four scales become four loads instead of
+// twenty integer ops. It sits right after the static data; heap_base() (index.ts) starts the host's allocations
+// after it, and init_tables() fills it once per memory (workers sharing that memory read the same table).
+/** address of the f16 -> f32 table: 65536 f32, entry h = f16_to_f32(h) */
+// @ts-ignore: decorator
+@inline export function f16_table(): usize { return (__heap_base + 63) & ~(<usize>63); }
+export const F16_TABLE_BYTES: usize = 65536 * 4;
+
+/** f32 of the f16 at p, from the table */
+// @ts-ignore: decorator
+@inline export function f16_at(p: usize): f32 { return load<f32>(f16_table() + (<usize>load<u16>(p) << 2)); }
+
+/** the f16 scales at p, p+stride, p+2·stride, p+3·stride as f32x4, from the table (exact, as scales4) */
+// @ts-ignore: decorator
+@inline export function scales4_t(p: usize, stride: usize): v128 {
+  const t = f16_table();
+  let v = v128.load32_zero(t + (<usize>load<u16>(p) << 2));
+  v = v128.load32_lane(t + (<usize>load<u16>(p + stride) << 2), v, 1);
+  v = v128.load32_lane(t + (<usize>load<u16>(p + 2 * stride) << 2), v, 2);
+  return v128.load32_lane(t + (<usize>load<u16>(p + 3 * stride) << 2), v, 3);
+}
 
 /** 2^112: multiplying by it re-biases an f16 exponent placed in an f32 (also right for f16 subnormals) */
 // @ts-ignore: decorator

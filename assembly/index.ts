@@ -1,14 +1,20 @@
 // The kernel ABI: every export here is callable from src/wasm.ts (typed in its `Kernels` interface).
 // Pointers are byte offsets into the host-owned memory; output first, inputs next, sizes last.
 
-/** first free byte after the module's static data: the host's bump allocator starts here */
+import { QK, QK_K, f16_table, f16_to_f32, F16_TABLE_BYTES } from "./common";
+
+/** first byte the host may allocate: after the module's static data and its f16 -> f32 table (common.ts) */
 export function heap_base(): usize {
-  return __heap_base;
+  return f16_table() + F16_TABLE_BYTES;
 }
 
-import { QK, QK_K } from "./common";
+/** fills the f16 -> f32 table; the host calls it once per memory, before any kernel that reads it */
+export function init_tables(): void {
+  const t = f16_table();
+  for (let h: u32 = 0; h < 65536; h++) store<f32>(t + (<usize>h << 2), f16_to_f32(h));
+}
 
-export { quantize_q8_0, quantize_q8_0x, quantize_q8_1, matmul_q8_0 } from "./matmul_q8";
+export { quantize_q8_0, quantize_q8_0x, quantize_q8_0w, quantize_q8_1, matmul_q8_0 } from "./matmul_q8";
 export { convert_f16, convert_bf16, matmul_f16, matmul_bf16 } from "./matmul_f16";
 export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";

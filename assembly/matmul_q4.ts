@@ -1,9 +1,9 @@
-// 4-bit weights: matmul_q4_0 (block_q4_0 against Q8_0X activation rows: the int8 and d of block_q8_0, so the
-// sums of ggml_vec_dot_q4_0_q8_0) and matmul_q4_1 (block_q4_1 x block_q8_1: d_w*d_x*sum(q_w*q_x) + m_w*s_x, as
-// ggml_vec_dot_q4_1_q8_1). The unsigned nibbles are dotted with the int8 (widened to i16 for i32x4.dot_i16x8_s,
-// or as the 0..127 operand of the relaxed build's i16x8.relaxed_dot_i8x16_i7x16_s); Q4_0's offset of 8 is
-// taken off as 8·sum(x) afterwards. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_F16BIAS, T_F16SUB } from "./common";
+// 4-bit weights: matmul_q4_0 (block_q4_0 against Q8_0X rows in the relaxed build, Q8_0W rows in SIMD128: the int8
+// and d of block_q8_0 either way, so the sums of ggml_vec_dot_q4_0_q8_0) and matmul_q4_1 (block_q4_1 x block_q8_1:
+// d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
+// i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
+// offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, scales4_t, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -16,15 +16,12 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
 /**
  * Integer dot of one Q4_0 block's unsigned nibbles (lo = elements 0-15, hi = 16-31, each 0..15) with 32 int8
  * activations (x0 = elements 0-15, x1 = 16-31), as four i32 partial sums of u·x; Q4_0's offset of 8 is taken
- * off later as 8·sum(x) (the Q8_0X row's sums), once per four blocks. Relaxed: i16x8.relaxed_dot_i8x16_i7x16_s
- * (u is the 0..127 operand; |sums| <= 4·15·127 fits i16); SIMD128 widens both to i16.
+ * off later as 8·sum(x) (the Q8_0X row's sums), once per four blocks. i16x8.relaxed_dot_i8x16_i7x16_s with u as
+ * the 0..127 operand (|sums| <= 4·15·127 fits i16).
  */
 // @ts-ignore: decorator
 @inline function q4udot_u(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, x0, x1));
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), i16x8.extend_high_i8x16_s(x0))),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), i16x8.extend_high_i8x16_s(x1))));
+  return i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, x0, x1));
 }
 
 /** q4udot_u of the packed block q */
@@ -33,13 +30,46 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
   return q4udot_u(v128.and(q, mask), i8x16.shr_u(q, 4), x0, x1);
 }
 
-/** SIMD128 form of q4udot with the activations already widened to i16 (x0..x3 = elements 0-7 .. 24-31) */
+// ---- Q4_0 ---------------------------------------------------------------------------------------------------
+// The relaxed build multiplies Q8_0X activation rows (int8, for the i8 dot); the SIMD128 build multiplies Q8_0W
+// rows (common.ts: the same int8 widened to i16, reordered and pre-scaled), so a block's nibbles come out of the
+// packed bytes with one and (or shift) each and meet their activations in four i32x4.dot_i16x8_s, with no
+// widening per weight. Both layouts keep d and sums where Q8_0X does and their int8/i16 at nb·8 (q8x_q).
+
+/** bytes of one block's activations, and of a whole row per block, in this build's layout */
 // @ts-ignore: decorator
-@inline function q4udot16(q: v128, x0: v128, x1: v128, x2: v128, x3: v128, mask: v128): v128 {
-  const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
+@inline const XB: usize = ASC_FEATURE_RELAXED_SIMD ? QK : 2 * QK;
+// @ts-ignore: decorator
+@inline const XROW: i32 = ASC_FEATURE_RELAXED_SIMD ? Q8_0X_BYTES : Q8_0W_BYTES;
+
+/**
+ * i32 partial sums of one Q4_0 block's unsigned nibbles (packed q) times its activations at xb. Relaxed: q4udot
+ * against Q8_0X int8 (m0 = the byte nibble mask). SIMD128: q as eight u16 lanes against Q8_0W (m0, m1, m2 = the
+ * u16 masks of bits 0-3, 4-7, 8-11); every product there is 256·u·x, undone by unscale.
+ */
+// @ts-ignore: decorator
+@inline function q4dot(q: v128, xb: usize, m0: v128, m1: v128, m2: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return q4udot(q, v128.load(xb), v128.load(xb, 16), m0);
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), x3)));
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m0), v128.load(xb)), i32x4.dot_i16x8_s(v128.and(q, m1), v128.load(xb, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m2), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.shr_u(q, 12), v128.load(xb, 48))));
+}
+
+/** Σu·x from sums of q4dot (SIMD128's are exact multiples of 256, so the shift is exact) */
+// @ts-ignore: decorator
+@inline function unscale(r: v128): v128 {
+  return ASC_FEATURE_RELAXED_SIMD ? r : i32x4.shr_s(r, 8);
+}
+// @ts-ignore: decorator
+@inline function unscale1(r: i32): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? r : r >> 8;
+}
+
+/** four consecutive blocks' q4dot sums, reduced to one i32 per block: the packed nibbles q0..q3, activations at xb */
+// @ts-ignore: decorator
+@inline function dot4blocks(q0: v128, q1: v128, q2: v128, q3: v128, xb: usize, m0: v128, m1: v128, m2: v128): v128 {
+  return unscale(reduce4_i32(q4dot(q0, xb, m0, m1, m2), q4dot(q1, xb + XB, m0, m1, m2),
+                             q4dot(q2, xb + 2 * XB, m0, m1, m2), q4dot(q3, xb + 3 * XB, m0, m1, m2)));
 }
 
 // Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair:
@@ -54,41 +84,36 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
   return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, i32x4.shl(s, 3))), f32x4.mul(sw, dx));
 }
 
-/** one leftover block's contribution */
+/** one leftover block's contribution (weights at w, activations at xb) */
 // @ts-ignore: decorator
-@inline function step1(w: usize, xq: usize, s: i32, dx: f32, mask: v128): f32 {
-  return <f32>(hsum_i32x4(q4udot(v128.load(w, 2), v128.load(xq), v128.load(xq, 16), mask)) - (s << 3)) * (f16_to_f32(load<u16>(w)) * dx);
+@inline function step1(w: usize, xb: usize, s: i32, dx: f32, m0: v128, m1: v128, m2: v128): f32 {
+  return <f32>(unscale1(hsum_i32x4(q4dot(v128.load(w, 2), xb, m0, m1, m2))) - (s << 3)) * (f16_at(w) * dx);
 }
-
-// ---- Q4_0 (activations: Q8_0X rows, common.ts) ------------------------------------------------------------
 
 // @ts-ignore: decorator
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
-  const mask = v128.load(TABLE + T_NIBBLE);
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
+  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const r = reduce4_i32(q4udot(v128.load(w, 2), v128.load(xq), v128.load(xq, 16), mask), q4udot(v128.load(w, 20), v128.load(xq, 32), v128.load(xq, 48), mask),
-                          q4udot(v128.load(w, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(w, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
-    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES, fbias, fstep), v128.load(xd + (<usize>b << 2))));
-    w += 4 * Q4_0_BYTES; xq += 4 * QK;
+    const r = dot4blocks(v128.load(w, 2), v128.load(w, 20), v128.load(w, 38), v128.load(w, 56), xq, m0, m1, m2);
+    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4_t(w, Q4_0_BYTES), v128.load(xd + (<usize>b << 2))));
+    w += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
   let tail: f32 = 0;
   for (; b < nb; b++) {
-    tail += step1(w, xq, load<i32>(xs + (<usize>b << 2)), load<f32>(xd + (<usize>b << 2)), mask);
-    w += Q4_0_BYTES; xq += QK;
+    tail += step1(w, xq, load<i32>(xs + (<usize>b << 2)), load<f32>(xd + (<usize>b << 2)), m0, m1, m2);
+    w += Q4_0_BYTES; xq += XB;
   }
   return hsum_f32x4(acc) + tail;
 }
 
-/** two Q4_0 weight rows against one Q8_0X activation row: x is loaded (and, in SIMD128, widened) once for both */
+/** two Q4_0 weight rows against one activation row: x is loaded once for both rows where registers allow */
 // @ts-ignore: decorator
 @inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const mask = v128.load(TABLE + T_NIBBLE);
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
+  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
@@ -101,84 +126,90 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
       const xa0 = v128.load(xq), xa1 = v128.load(xq, 16), xb0 = v128.load(xq, 32), xb1 = v128.load(xq, 48);
       const xc0 = v128.load(xq, 64), xc1 = v128.load(xq, 80), xd0 = v128.load(xq, 96), xd1 = v128.load(xq, 112);
       let wp = w + wo;
-      ra = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, mask), q4udot(v128.load(wp, 20), xb0, xb1, mask),
-                       q4udot(v128.load(wp, 38), xc0, xc1, mask), q4udot(v128.load(wp, 56), xd0, xd1, mask));
+      ra = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
+                       q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0));
       wp = w1p + wo;
-      rb = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, mask), q4udot(v128.load(wp, 20), xb0, xb1, mask),
-                       q4udot(v128.load(wp, 38), xc0, xc1, mask), q4udot(v128.load(wp, 56), xd0, xd1, mask));
+      rb = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
+                       q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0));
     } else {
-      // blocks a, b widened once for both rows; c, d widened per row (all sixteen would not stay in registers)
-      let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
-      const xa0 = i16x8.extend_low_i8x16_s(xq0), xa1 = i16x8.extend_high_i8x16_s(xq0);
-      const xa2 = i16x8.extend_low_i8x16_s(xq1), xa3 = i16x8.extend_high_i8x16_s(xq1);
-      xq0 = v128.load(xq, 32); xq1 = v128.load(xq, 48);
-      const xb0 = i16x8.extend_low_i8x16_s(xq0), xb1 = i16x8.extend_high_i8x16_s(xq0);
-      const xb2 = i16x8.extend_low_i8x16_s(xq1), xb3 = i16x8.extend_high_i8x16_s(xq1);
       let wp = w + wo;
-      ra = reduce4_i32(q4udot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask), q4udot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask),
-                       q4udot(v128.load(wp, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(wp, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
+      ra = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
       wp = w1p + wo;
-      rb = reduce4_i32(q4udot16(v128.load(wp, 2), xa0, xa1, xa2, xa3, mask), q4udot16(v128.load(wp, 20), xb0, xb1, xb2, xb3, mask),
-                       q4udot(v128.load(wp, 38), v128.load(xq, 64), v128.load(xq, 80), mask), q4udot(v128.load(wp, 56), v128.load(xq, 96), v128.load(xq, 112), mask));
+      rb = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
     }
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES, fbias, fstep), dx));
-    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES, fbias, fstep), dx));
-    wo += 4 * Q4_0_BYTES; xq += 4 * QK;
+    a0 = f32x4.add(a0, step4(ra, s, scales4_t(w + wo, Q4_0_BYTES), dx));
+    a1 = f32x4.add(a1, step4(rb, s, scales4_t(w1p + wo, Q4_0_BYTES), dx));
+    wo += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
   let t0: f32 = 0, t1: f32 = 0;
   for (; b < nb; b++) {
     const s = load<i32>(xs + (<usize>b << 2)), dx = load<f32>(xd + (<usize>b << 2));
-    t0 += step1(w + wo, xq, s, dx, mask);
-    t1 += step1(w1p + wo, xq, s, dx, mask);
-    wo += Q4_0_BYTES; xq += QK;
+    t0 += step1(w + wo, xq, s, dx, m0, m1, m2);
+    t1 += step1(w1p + wo, xq, s, dx, m0, m1, m2);
+    wo += Q4_0_BYTES; xq += XB;
   }
   store<f32>(o, hsum_f32x4(a0) + t0);
   store<f32>(o, hsum_f32x4(a1) + t1, 4);
 }
 
-/** one token's four-block sums u·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
+/** relaxed: one token's four-block sums u·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
 // @ts-ignore: decorator
 @inline function tok4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, xq: usize): v128 {
   return reduce4_i32(q4udot_u(la, ha, v128.load(xq), v128.load(xq, 16)), q4udot_u(lb, hb, v128.load(xq, 32), v128.load(xq, 48)),
                      q4udot_u(lc, hc, v128.load(xq, 64), v128.load(xq, 80)), q4udot_u(ld, hd, v128.load(xq, 96), v128.load(xq, 112)));
 }
 
-/** one Q4_0 weight row against four Q8_0X activation rows (xs bytes apart): nibbles are unpacked once for all four */
+/**
+ * one Q4_0 weight row against four activation rows (xs bytes apart). Relaxed: nibbles are unpacked once for all
+ * four; SIMD128: the packed blocks are loaded once and each token's masks and shift redone (four ops a block).
+ */
 // @ts-ignore: decorator
 @inline function dot4_q4_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const mask = v128.load(TABLE + T_NIBBLE);
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
+  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const so = q8x_s(0, nb), qo = q8x_q(0, nb);
   let b = 0;
-  let qb: usize = qo;   // this step's int8, from each row's start
+  let qb: usize = qo;   // this step's activations, from each row's start
   for (; b + 4 <= nb; b += 4) {
-    let q = v128.load(w, 2);
-    const la = v128.and(q, mask), ha = i8x16.shr_u(q, 4);
-    q = v128.load(w, 20);
-    const lb = v128.and(q, mask), hb = i8x16.shr_u(q, 4);
-    q = v128.load(w, 38);
-    const lc = v128.and(q, mask), hc = i8x16.shr_u(q, 4);
-    q = v128.load(w, 56);
-    const ld = v128.and(q, mask), hd = i8x16.shr_u(q, 4);
-    const sw = scales4(w, Q4_0_BYTES, fbias, fstep);
+    const sw = scales4_t(w, Q4_0_BYTES);
     const bo = <usize>b << 2;
-    a0 = f32x4.add(a0, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb), v128.load(x + so + bo), sw, v128.load(x + bo)));
-    a1 = f32x4.add(a1, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb), v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
-    a2 = f32x4.add(a2, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb), v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
-    a3 = f32x4.add(a3, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb), v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
-    w += 4 * Q4_0_BYTES; qb += 4 * QK;
+    let r0: v128, r1: v128, r2: v128, r3: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      let q = v128.load(w, 2);
+      const la = v128.and(q, m0), ha = i8x16.shr_u(q, 4);
+      q = v128.load(w, 20);
+      const lb = v128.and(q, m0), hb = i8x16.shr_u(q, 4);
+      q = v128.load(w, 38);
+      const lc = v128.and(q, m0), hc = i8x16.shr_u(q, 4);
+      q = v128.load(w, 56);
+      const ld = v128.and(q, m0), hd = i8x16.shr_u(q, 4);
+      r0 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb);
+      r1 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb);
+      r2 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb);
+      r3 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb);
+    } else {
+      const q0 = v128.load(w, 2), q1 = v128.load(w, 20), q2 = v128.load(w, 38), q3 = v128.load(w, 56);
+      r0 = dot4blocks(q0, q1, q2, q3, x + qb, m0, m1, m2);
+      r1 = dot4blocks(q0, q1, q2, q3, x1 + qb, m0, m1, m2);
+      r2 = dot4blocks(q0, q1, q2, q3, x2 + qb, m0, m1, m2);
+      r3 = dot4blocks(q0, q1, q2, q3, x3 + qb, m0, m1, m2);
+    }
+    a0 = f32x4.add(a0, step4(r0, v128.load(x + so + bo), sw, v128.load(x + bo)));
+    a1 = f32x4.add(a1, step4(r1, v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
+    a2 = f32x4.add(a2, step4(r2, v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
+    a3 = f32x4.add(a3, step4(r3, v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
+    w += 4 * Q4_0_BYTES; qb += 4 * XB;
   }
   let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
   for (; b < nb; b++) {
     const bo = <usize>b << 2;
-    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), mask);
-    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), mask);
-    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), mask);
-    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), mask);
-    w += Q4_0_BYTES; qb += QK;
+    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), m0, m1, m2);
+    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), m0, m1, m2);
+    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), m0, m1, m2);
+    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), m0, m1, m2);
+    w += Q4_0_BYTES; qb += XB;
   }
   store<f32>(o, hsum_f32x4(a0) + t0);
   store<f32>(o + os, hsum_f32x4(a1) + t1);
@@ -186,10 +217,13 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, reduce4_i32, scale
   store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
 }
 
-/** out (t, d) f32 = xq (t rows of Q8_0X activations, common.ts) @ w (d rows of n/32 block_q4_0) ^T. */
+/**
+ * out (t, d) f32 = xq (t activation rows: Q8_0X in the relaxed build, Q8_0W in SIMD128; common.ts)
+ * @ w (d rows of n/32 block_q4_0) ^T.
+ */
 export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
   const nb = n / QK;
-  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
+  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
   const os = <usize>d << 2;
   if (t == 1) {
     const g = prefetch_group(wRow);

@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_F16BIAS, T_F16SUB } from "./common";
+import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -58,6 +58,34 @@ export function quantize_q8_0x(out: usize, x: usize, n: i32, t: i32): void {
       x += QK * 4;
     }
     out += <usize>nb * Q8_0X_BYTES;
+  }
+}
+
+/**
+ * out: t rows in the Q8_0W layout (common.ts; the SIMD128 build's activations of Q4_0 weights) = x: t rows of n
+ * f32 (n % 32 == 0); the int8, d and sums of quantize_q8_0x, the int8 widened, reordered and scaled.
+ */
+export function quantize_q8_0w(out: usize, x: usize, n: i32, t: i32): void {
+  const nb = n / QK;
+  for (let j = 0; j < t; j++) {
+    const od = q8x_d(out, nb), os = q8x_s(out, nb), oq = q8w_q(out, nb);
+    for (let b = 0; b < nb; b++) {
+      const amax = amax32(x);
+      const d = amax / 127;
+      const id: f32 = amax != 0 ? 127 / amax : 0;
+      store<f32>(od + (<usize>b << 2), f16_to_f32(f32_to_f16(d)));
+      // the int8 go to the second half of the block's 64 bytes, are read back, then overwritten by their widening
+      const q = oq + (<usize>b << 6);
+      store<i32>(os + (<usize>b << 2), quant32(q + 32, x, f32x4.splat(id)));
+      const e = i8x16.shuffle(v128.load(q, 32), v128.load(q, 32), 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+      const h = i8x16.shuffle(v128.load(q, 48), v128.load(q, 48), 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+      v128.store(q, i16x8.shl(i16x8.extend_low_i8x16_s(e), 8));        // 256·x[0,2..14]
+      v128.store(q, i16x8.shl(i16x8.extend_low_i8x16_s(h), 4), 16);    // 16·x[16,18..30]
+      v128.store(q, i16x8.extend_high_i8x16_s(e), 32);                 // x[1,3..15]
+      v128.store(q, i16x8.shl(i16x8.extend_high_i8x16_s(h), 8), 48);   // 256·x[17,19..31]
+      x += QK * 4;
+    }
+    out += <usize>nb * Q8_0W_BYTES;
   }
 }
 
@@ -137,21 +165,20 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 /** one leftover block's contribution */
 // @ts-ignore: decorator
 @inline function step1(w: usize, xq: usize, dx: f32): f32 {
-  return <f32>hsum_i32x4(q8dot_at(w, xq)) * (f16_to_f32(load<u16>(w)) * dx);
+  return <f32>hsum_i32x4(q8dot_at(w, xq)) * (f16_at(w) * dx);
 }
 
 // Matrix-vector and matrix-matrix against Q8_0X activation rows (common.ts: f32 d[nb], i32 sum[nb], int8 q[32·nb]).
 
 // @ts-ignore: decorator
 @inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const r = reduce4_i32(q8dot_at(w, xq), q8dot_at(w + Q8_0_BYTES, xq + 32), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96));
-    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES, fbias, fstep), v128.load(xd + (<usize>b << 2))));
+    acc = f32x4.add(acc, step4(r, scales4_t(w, Q8_0_BYTES), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   let tail: f32 = 0;
@@ -170,7 +197,6 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
   let wo: usize = 0;
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
@@ -191,8 +217,8 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
     const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3)));
     const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3)));
     const dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(r0, scales4(w + wo, Q8_0_BYTES, fbias, fstep), dx));
-    a1 = f32x4.add(a1, step4(r1, scales4(w1p + wo, Q8_0_BYTES, fbias, fstep), dx));
+    a0 = f32x4.add(a0, step4(r0, scales4_t(w + wo, Q8_0_BYTES), dx));
+    a1 = f32x4.add(a1, step4(r1, scales4_t(w1p + wo, Q8_0_BYTES), dx));
     wo += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   let t0: f32 = 0, t1: f32 = 0;
@@ -209,14 +235,13 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const fbias = v128.load(TABLE + T_F16BIAS), fstep = v128.load(TABLE + T_F16SUB);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const qo = q8x_q(0, nb);
   let qb: usize = qo;   // this step's int8, from each row's start
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const sw = scales4(w, Q8_0_BYTES, fbias, fstep);
+    const sw = scales4_t(w, Q8_0_BYTES);
     const bo = <usize>b << 2;
     const wb = w + Q8_0_BYTES, wc = w + 2 * Q8_0_BYTES, wd = w + 3 * Q8_0_BYTES;
     a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb), q8dot_at(wb, x + qb + 32), q8dot_at(wc, x + qb + 64), q8dot_at(wd, x + qb + 96)), sw, v128.load(x + bo)));

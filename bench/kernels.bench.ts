@@ -6,8 +6,8 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
-import { WasmRuntime, type Kernels, type SimdBuild } from "../src/wasm.js";
-import { FORMATS, rowBytes, type MatmulKernel, type QuantFormat } from "../src/quant/formats.js";
+import { convertActivations, WasmRuntime, type Kernels, type SimdBuild } from "../src/wasm.js";
+import { activationFormat, formatByName, FORMATS, rowBytes, type MatmulKernel, type QuantFormat } from "../src/quant/formats.js";
 
 const MiB = 1 << 20;
 const N = 4096, D = 11008;       // LLaMA-7B FFN shape (rows = D, row length = N)
@@ -41,17 +41,11 @@ function makeActivations(f: QuantFormat, n: number, t: number): number {
   const x = rt.alloc(4 * n * t);
   const xf = rt.f32At(x, n * t);
   for (let i = 0; i < xf.length; i++) xf[i] = Math.cos(i * 0.11);
-  const act = FORMATS.find((a) => a.name === f.activation)!;
+  const act = formatByName(activationFormat(f, rt.simd)!)!;
+  if (act.name === "F32") return x;
   const out = rt.alloc(rowBytes(act, n) * t);
-  switch (act.name) {
-    case "F32": return x;
-    case "F16": k.convert_f16(out, x, n * t); return out;
-    case "BF16": k.convert_bf16(out, x, n * t); return out;
-    case "Q8_0X": k.quantize_q8_0x(out, x, n, t); return out;
-    case "Q8_1": k.quantize_q8_1(out, x, n, t); return out;
-    case "Q8_K": k.quantize_q8_K(out, x, n, t); return out;
-    default: throw new Error(`no activation converter for ${act.name}`);
-  }
+  convertActivations(k, act.name, out, x, n, t);
+  return out;
 }
 
 function meanMs(b: Bench, name: string): number {

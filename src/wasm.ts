@@ -3,13 +3,14 @@
 // typed-array views. Portable (no Node built-ins). Not a memory planner for a model: callers decide what to
 // allocate.
 import { KERNEL_BUILDS_BASE64 } from "./generated/kernels-wasm.js";
+import type { FormatName } from "./quant/formats.js";
 import { kernelImports } from "./wasm-imports.js";
 
 export { kernelImports } from "./wasm-imports.js";
 
 /** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
 export interface Kernels {
-  /** first byte after the module's static data */
+  /** first byte the host may allocate: after the module's static data and its f16 -> f32 table */
   heap_base(): number;
   /** elements per quantized block (32) */
   qk(): number;
@@ -17,6 +18,10 @@ export interface Kernels {
   quantize_q8_0(out: number, x: number, n: number, t: number): void;
   /** out: t rows of Q8_0X (quant/formats.ts: f32 d[n/32], i32 sum[n/32], int8 q[n]) from x: t rows of n f32 */
   quantize_q8_0x(out: number, x: number, n: number, t: number): void;
+  /** out: t rows of Q8_0W (quant/formats.ts; the SIMD128 build's Q4_0 activations) from x: t rows of n f32 */
+  quantize_q8_0w(out: number, x: number, n: number, t: number): void;
+  /** fills the kernels' f16 -> f32 table (below heap_base); once per memory, before any matmul */
+  init_tables(): void;
   /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
   quantize_q8_1(out: number, x: number, n: number, t: number): void;
   /** elements per K-quant super-block (256) */
@@ -158,6 +163,22 @@ export function kernelModule(build: SimdBuild, shared = false): WebAssembly.Modu
   return m;
 }
 
+/**
+ * x (t rows of n f32) converted into `format`, the activation layout of a matmul kernel (quant/formats.ts
+ * activationFormat), written at out; F32 needs no conversion and is refused here.
+ */
+export function convertActivations(k: Kernels, format: FormatName, out: number, x: number, n: number, t: number): void {
+  switch (format) {
+    case "Q8_0X": k.quantize_q8_0x(out, x, n, t); break;
+    case "Q8_0W": k.quantize_q8_0w(out, x, n, t); break;
+    case "Q8_1": k.quantize_q8_1(out, x, n, t); break;
+    case "Q8_K": k.quantize_q8_K(out, x, n, t); break;
+    case "F16": k.convert_f16(out, x, n * t); break;
+    case "BF16": k.convert_bf16(out, x, n * t); break;
+    default: throw new Error(`no kernel converts activations to ${format}`);
+  }
+}
+
 /** One kernel instance over its own memory, plus a bump allocator and cached views of that memory. */
 export class WasmRuntime {
   readonly memory: WebAssembly.Memory;
@@ -195,7 +216,11 @@ export class WasmRuntime {
     const memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared });
     const module = kernelModule(simd, shared);
     const instance = new WebAssembly.Instance(module, kernelImports(memory));
-    return new WasmRuntime(memory, instance.exports as unknown as Kernels, simd, module);
+    const k = instance.exports as unknown as Kernels;
+    const have = memory.buffer.byteLength;
+    if (have < k.heap_base()) memory.grow(Math.ceil((k.heap_base() - have) / PAGE));
+    k.init_tables(); // workers instantiated later over this memory read the same tables
+    return new WasmRuntime(memory, k, simd, module);
   }
 
   /** Reserves `bytes` at an `align`-aligned offset (default 64), growing memory when needed. */

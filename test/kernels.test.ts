@@ -7,10 +7,10 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { WasmRuntime, attentionScratch, hasRelaxedSimd } from "../src/wasm.js";
+import { WasmRuntime, attentionScratch, convertActivations, hasRelaxedSimd } from "../src/wasm.js";
 import * as R from "../src/kernels/reference.js";
 import * as ref from "../src/quant/ref.js";
-import { FORMATS, formatByName, rowBytes } from "../src/quant/formats.js";
+import { FORMATS, activationFormat, formatByName, rowBytes } from "../src/quant/formats.js";
 import { rng, normal, uniform, assertClose, maxAbs } from "./support/util.js";
 import * as TOL from "./tolerances.js";
 
@@ -140,21 +140,37 @@ test("quantize_q8_0 / quantize_q8_1: bytes equal to the x86-path reference, with
   });
 });
 
-test("quantize_q8_0x: the int8 and scales of quantize_q8_0, rearranged per row, with each block's sum", () => {
-  const rand = rng(14);
-  const f = formatByName("Q8_0X")!;
-  for (const n of [...BLOCK_SIZES, 4096]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros"]) scoped(() => {
-    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
-    const bytes = rowBytes(f, n) * t;
-    const out = rt.alloc(bytes);
-    k.quantize_q8_0x(out, put(src), n, t);
-    const got = readU8(out, bytes);
-    const e = new Uint8Array(bytes);
-    R.quantize_q8_0x(e, src, n, t);
-    for (let i = 0; i < bytes; i++) {
-      if (got[i] !== e[i]) assert.unreachable(`quantize_q8_0x n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
-    }
+for (const [name, fmt] of [["quantize_q8_0x", "Q8_0X"], ["quantize_q8_0w", "Q8_0W"]] as const) {
+  test(`${name}: the int8 and scales of quantize_q8_0, laid out as ${fmt} rows, with each block's sum`, () => {
+    const rand = rng(14);
+    const f = formatByName(fmt)!;
+    for (const n of [...BLOCK_SIZES, 4096]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros"]) scoped(() => {
+      const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+      const bytes = rowBytes(f, n) * t;
+      const out = rt.alloc(bytes);
+      k[name](out, put(src), n, t);
+      const got = readU8(out, bytes);
+      const e = new Uint8Array(bytes);
+      R[name](e, src, n, t);
+      for (let i = 0; i < bytes; i++) {
+        if (got[i] !== e[i]) assert.unreachable(`${name} n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+      }
+    });
   });
+}
+
+test("Q8_0W holds Q8_0X's numbers: both dequantize to the same floats", () => {
+  const rand = rng(16);
+  for (const n of [32, 96, 4096]) {
+    const src = normal(rand, n);
+    const x = new Uint8Array(rowBytes(formatByName("Q8_0X")!, n)), w = new Uint8Array(rowBytes(formatByName("Q8_0W")!, n));
+    ref.quantizeQ8_0X(src, x);
+    ref.quantizeQ8_0W(src, w);
+    const a = new Float32Array(n), b = new Float32Array(n);
+    ref.dequantizeQ8_0X(x, a);
+    ref.dequantizeQ8_0W(w, b);
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) assert.unreachable(`n=${n} element ${i}: ${a[i]} vs ${b[i]}`);
+  }
 });
 
 /** quantized weights made by the reference quantizer (so every d is a sane f16) */
@@ -180,9 +196,13 @@ for (const [name, fmt, act] of [
       const xBytes = rowBytes(formatByName(act)!, n) * t;
       const xq = new Uint8Array(xBytes);
       (act === "q8_0x" ? R.quantize_q8_0x : R.quantize_q8_1)(xq, xf, n, t);
+      // the kernel takes its build's layout of the same numbers (Q8_0W for SIMD128 Q4_0); the reference reads xq
+      const kAct = activationFormat(formatByName(fmt)!, BUILD)!;
+      const kx = kAct === "Q8_0W" ? new Uint8Array(rowBytes(formatByName(kAct)!, n) * t) : xq;
+      if (kAct === "Q8_0W") R.quantize_q8_0w(kx, xf, n, t);
       const w = quantWeights(rand, fmt, n, d, n === 5632 ? 2e-4 : 0.05);
       const out = f32Out(d * t);
-      (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(xq), put(w), n, d, t);
+      (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(kx), put(w), n, d, t);
       const e = new Float32Array(d * t);
       R[name](e, xq, w, n, d, t);
       const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };
@@ -199,9 +219,10 @@ test("matmul_q4_0 / matmul_q8_0: a result does not depend on how the matmul is c
     for (const n of [96, 512, 1056]) scoped(() => {
       const d = 7, t = 9;
       const xf = normal(rand, n * t);
-      const xRow = rowBytes(formatByName("Q8_0X")!, n);
+      const act = activationFormat(formatByName(fmt)!, BUILD)!;
+      const xRow = rowBytes(formatByName(act)!, n);
       const xq = rt.alloc(xRow * t);
-      k.quantize_q8_0x(xq, put(xf), n, t);
+      convertActivations(k, act, xq, put(xf), n, t);
       const w = put(quantWeights(rand, fmt, n, d));
       const wRow = rowBytes(formatByName(fmt)!, n);
       const whole = f32Out(d * t), byToken = f32Out(d * t), byRow = f32Out(d * t);

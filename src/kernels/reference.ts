@@ -1,6 +1,6 @@
 // Plain scalar TypeScript twin of every wasm kernel in assembly/index.ts: same argument meaning, typed arrays
 // instead of pointers, sums in float64. Tests compare the kernels against these; nothing runs them in a model.
-import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, q8_0ToQ8_0X, QK_K } from "../quant/ref.js";
+import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, q8_0ToQ8_0X, q8_0ToQ8_0W, QK_K } from "../quant/ref.js";
 
 const QK = 32;
 const fr = Math.fround;
@@ -32,6 +32,13 @@ export function quantize_q8_0x(out: Uint8Array, x: Float32Array, n: number, t: n
   const blocks = new Uint8Array((n / QK) * 34 * t);
   quantize_q8_0(blocks, x, n, t);
   out.set(q8_0ToQ8_0X(blocks, n, t));
+}
+
+/** quantize_q8_0 (the x86 path's rounding) into Q8_0W rows (quant/ref.ts q8_0ToQ8_0W: the same int8 and scales) */
+export function quantize_q8_0w(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  const blocks = new Uint8Array((n / QK) * 34 * t);
+  quantize_q8_0(blocks, x, n, t);
+  out.set(q8_0ToQ8_0W(blocks, n, t));
 }
 
 /** a Q8_0X row's block: [d, 0, int8] (its sums are checked by the tests, not used here) */

@@ -1,8 +1,8 @@
 // The llama forward pass over a KV cache, as a list of wasm kernel calls (llama2.c's forward()), for a batch of
 // tokens at once (prefill) or one (decode). It exposes the residual stream entering, inside and leaving every
 // layer, and can skip whole layers or either half, which pruning builds on. Not sampling, not tokenizing.
-import { formatByName, FormatName, rowBytes } from "../quant/formats.js";
-import { attentionScratch, type Kernels, type WasmRuntime } from "../wasm.js";
+import { activationFormat, formatByName, FormatName, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes } from "../quant/formats.js";
+import { attentionScratch, convertActivations, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { ThreadPool } from "../threads/pool.js";
 import type { LlamaConfig } from "./config.js";
 import type { Tensor, Weights } from "./weights.js";
@@ -62,7 +62,7 @@ export function contextBytes(c: LlamaConfig, contextSize: number, batchSize: num
   total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb, xb2, q, att, traces, hb, hb2
   total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
   total += rows * c.vocabSize; // logits
-  total += batchSize * maxN * 2 * 3 + 64 * 16; // activation buffers (upper bound) and alignment
+  total += Math.ceil(batchSize * maxN * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 16; // activation buffers (upper bound) and alignment
   return total;
 }
 
@@ -121,7 +121,7 @@ export class Context {
     const maxN = Math.max(c.dim, c.hiddenDim);
     const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
     for (const t of tensors) {
-      const act = t.format.activation;
+      const act = activationFormat(t.format, rt.simd);
       if (!act || act === "F32" || this.actBuf.has(act)) continue;
       const f = formatByName(act)!;
       // a row of maxN values in the activation format; maxN is a multiple of the block whenever a weight needs it
@@ -257,24 +257,16 @@ export class Context {
     const [d, n] = w.shape;
     const f = w.format;
     let act = x;
-    if (f.activation !== "F32") {
-      const a = f.activation!;
+    const a = activationFormat(f, this.rt.simd)!;
+    if (a !== "F32") {
       act = this.actBuf.get(a)!;
       if (this.actOf.get(a) !== x) {
-        const k = this.k;
-        switch (a) {
-          case "Q8_0X": k.quantize_q8_0x(act, x, n, t); break;
-          case "Q8_1": k.quantize_q8_1(act, x, n, t); break;
-          case "Q8_K": k.quantize_q8_K(act, x, n, t); break;
-          case "F16": k.convert_f16(act, x, n * t); break;
-          case "BF16": k.convert_bf16(act, x, n * t); break;
-          default: throw new Error(`no kernel converts activations to ${a}`);
-        }
+        convertActivations(this.k, a, act, x, n, t);
         this.actOf.set(a, x);
       }
     }
     if (this.pool) {
-      const xRow = f.activation === "F32" ? n * 4 : rowBytes(formatByName(f.activation!)!, n);
+      const xRow = a === "F32" ? n * 4 : rowBytes(formatByName(a)!, n);
       this.pool.matmul(f.matmul!, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
     } else {
       this.k[f.matmul!](out, act, w.ptr, n, d, t);

@@ -5,7 +5,7 @@ import * as ref from "./ref.js";
 
 export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
-  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X";
+  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
 export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q4_K" | "matmul_q6_K";
@@ -26,6 +26,8 @@ export interface QuantFormat {
   matmul?: MatmulKernel;
   /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
   activation?: FormatName;
+  /** the SIMD128 kernel build's activation format when it differs (see activationFormat) */
+  simd128Activation?: FormatName;
   /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
   quantTarget?: boolean;
 }
@@ -36,7 +38,7 @@ export interface QuantFormat {
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
-  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0X", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0X", simd128Activation: "Q8_0W", quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
   { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22 },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
@@ -51,6 +53,9 @@ export const FORMATS: readonly QuantFormat[] = [
   // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
   // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.
   { name: "Q8_0X", ggmlType: -1, blockSize: 32, typeSize: 40, quantize: ref.quantizeQ8_0X, dequantize: ref.dequantizeQ8_0X },
+  // Q8_0X's numbers, the int8 widened to i16, reordered and pre-scaled for block_q4_0's nibbles read as u16 lanes
+  // (assembly/common.ts): the SIMD128 build's Q4_0 activations, 72 bytes per 32 values
+  { name: "Q8_0W", ggmlType: -1, blockSize: 32, typeSize: 72, quantize: ref.quantizeQ8_0W, dequantize: ref.dequantizeQ8_0W },
   { name: "BF16", ggmlType: 30, blockSize: 1, typeSize: 2, quantize: ref.quantizeBF16, dequantize: ref.dequantizeBF16, matmul: "matmul_bf16", activation: "BF16" },
 ];
 
@@ -66,6 +71,24 @@ export function formatById(ggmlType: number): QuantFormat | undefined {
 export function formatByName(name: string): QuantFormat | undefined {
   return byName.get(name.toUpperCase() as FormatName);
 }
+
+/**
+ * The activation format a matmul on weights of format f takes in this kernel build ("simd128" or "relaxed"):
+ * the builds' kernels are free to want different layouts of the same numbers.
+ */
+export function activationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): FormatName | undefined {
+  return simd === "simd128" ? f.simd128Activation ?? f.activation : f.activation;
+}
+
+/**
+ * Most bytes per value of any converted activation format a kernel takes (F32 activations are the input itself,
+ * no buffer), for planning buffers before the model is known.
+ */
+export const MAX_ACTIVATION_BYTES_PER_VALUE = Math.max(...FORMATS.flatMap((f) =>
+  [f.activation, f.simd128Activation].filter((a): a is FormatName => !!a && a !== "F32").map((a) => {
+    const af = FORMATS.find((x) => x.name === a)!;
+    return af.typeSize / af.blockSize;
+  })));
 
 /** Bytes needed for `nElements` values; nElements must be a multiple of the block size. */
 export function formatBytes(f: QuantFormat, nElements: number): number {

@@ -258,6 +258,55 @@ export function quantizeQ8_0X(src: Float32Array, dst: Uint8Array): void {
   dst.set(q8_0ToQ8_0X(blocks, src.length, 1));
 }
 
+/**
+ * block_q8_0 rows -> Q8_0W rows (formats.ts; assembly/common.ts has the why): Q8_0X's d[nb] and sum[nb], then per
+ * block 32 i16: 256·q[0,2..14], 16·q[16,18..30], q[1,3..15], 256·q[17,19..31]. The one TypeScript writer of it.
+ */
+export function q8_0ToQ8_0W(blocks: Uint8Array, rowLength: number, rows: number): Uint8Array {
+  const nb = rowLength / QK;
+  const x = q8_0ToQ8_0X(blocks, rowLength, rows);
+  const out = new Uint8Array(nb * 72 * rows);
+  const xv = view(x), ov = view(out);
+  for (let j = 0; j < rows; j++) {
+    const xRow = j * nb * 40, oRow = j * nb * 72;
+    out.set(x.subarray(xRow, xRow + nb * 8), oRow);
+    for (let b = 0; b < nb; b++) {
+      const q = (k: number) => xv.getInt8(xRow + nb * 8 + b * QK + k);
+      for (let l = 0; l < 8; l++) {
+        const o = oRow + nb * 8 + b * 64 + l * 2;
+        ov.setInt16(o, 256 * q(2 * l), true);
+        ov.setInt16(o + 16, 16 * q(16 + 2 * l), true);
+        ov.setInt16(o + 32, q(2 * l + 1), true);
+        ov.setInt16(o + 48, 256 * q(17 + 2 * l), true);
+      }
+    }
+  }
+  return out;
+}
+
+/** Q8_0W of one row: the blocks of quantizeQ8_0 (ggml's _ref rounding), rearranged by q8_0ToQ8_0W. */
+export function quantizeQ8_0W(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkBlocks(src.length, dst.length, 72, "quantizeQ8_0W");
+  const blocks = new Uint8Array(nb * 34);
+  quantizeQ8_0(src, blocks);
+  dst.set(q8_0ToQ8_0W(blocks, src.length, 1));
+}
+
+export function dequantizeQ8_0W(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkBlocks(dst.length, src.length, 72, "dequantizeQ8_0W");
+  const v = view(src);
+  const scale = [256, 16, 1, 256];
+  for (let b = 0; b < nb; b++) {
+    const d = v.getFloat32(b * 4, true);
+    for (let part = 0; part < 4; part++) {
+      for (let l = 0; l < 8; l++) {
+        const k = [2 * l, 16 + 2 * l, 2 * l + 1, 17 + 2 * l][part];
+        dst[b * QK + k] = (v.getInt16(nb * 8 + b * 64 + part * 16 + l * 2, true) / scale[part]) * d;
+      }
+    }
+  }
+}
+
 export function dequantizeQ8_0X(src: Uint8Array, dst: Float32Array): void {
   const nb = checkBlocks(dst.length, src.length, 40, "dequantizeQ8_0X");
   const v = view(src);
