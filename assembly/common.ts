@@ -51,6 +51,7 @@ export const TABLE: usize = memory.data<u32>([
   0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f, // 128: u16 lanes' bits 0-3   (Q4_0 nibbles against Q8_0W)
   0x00f000f0, 0x00f000f0, 0x00f000f0, 0x00f000f0, // 144: u16 lanes' bits 4-7
   0x0f000f00, 0x0f000f00, 0x0f000f00, 0x0f000f00, // 160: u16 lanes' bits 8-11
+  0x00010001, 0x00010001, 0x00010001, 0x00010001, // 176: i16 1 (sums of i16 pairs through i32x4.dot_i16x8_s)
 ], 16);
 export const T_NIBBLE: usize = 0;
 export const T_EIGHT: usize = 16;
@@ -63,6 +64,7 @@ export const T_F16SUB: usize = 112;
 export const T_U16_N0: usize = 128;
 export const T_U16_N1: usize = 144;
 export const T_U16_N2: usize = 160;
+export const T_ONES16: usize = 176;
 
 // An f16 -> f32 table (ggml keeps the same one, ggml_table_f32_f16): four scales become four loads instead of
 // twenty integer ops. It sits right after the static data; heap_base() (index.ts) starts the host's allocations
@@ -283,6 +285,27 @@ export const Q8_K_BYTES: i32 = 292;
 // @ts-ignore: decorator
 @inline export function fold4(ab: v128, cd: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
+/** fold2 on i16 lanes: each i32 lane of the result holds two i16 sums of two lanes each (a and b never mix) */
+// @ts-ignore: decorator
+@inline export function fold2_i16(a: v128, b: v128): v128 {
+  return i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+}
+
+/** fold4 on i16 lanes: i32 lane k of the result holds two i16 sums of four lanes each, of input k */
+// @ts-ignore: decorator
+@inline export function fold4_i16(ab: v128, cd: v128): v128 {
+  return i16x8.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
+/**
+ * [sum a0, sum a1, sum a2, sum a3] of four i16x8 whose lanes are each at most 8191 in size (so four of them
+ * summed fit i16): folded in i16, then one i32x4.dot_i16x8_s with ones (the T_ONES16 vector) for the last pair.
+ */
+// @ts-ignore: decorator
+@inline export function reduce4_i16(a0: v128, a1: v128, a2: v128, a3: v128, ones: v128): v128 {
+  return i32x4.dot_i16x8_s(fold4_i16(fold2_i16(a0, a1), fold2_i16(a2, a3)), ones);
 }
 
 /** [sum a0, sum a1, sum a2, sum a3] of four i32x4 */

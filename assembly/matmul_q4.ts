@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, scales4_t, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4_t, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -14,20 +14,14 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
 }
 
 /**
- * Integer dot of one Q4_0 block's unsigned nibbles (lo = elements 0-15, hi = 16-31, each 0..15) with 32 int8
- * activations (x0 = elements 0-15, x1 = 16-31), as four i32 partial sums of u·x; Q4_0's offset of 8 is taken
- * off later as 8·sum(x) (the Q8_0X row's sums), once per four blocks. i16x8.relaxed_dot_i8x16_i7x16_s with u as
- * the 0..127 operand (|sums| <= 4·15·127 fits i16).
+ * i16x8 partial sums of u·x of one Q4_0 block: its packed nibbles q (low = elements 0-15, high = 16-31, each
+ * 0..15) against 32 int8 activations (x0 = elements 0-15, x1 = 16-31); each lane is at most 4·15·127 = 7620 in
+ * size. Q4_0's offset of 8 is taken off later as 8·sum(x), once per four blocks. The high nibbles by a 16-bit
+ * shift and the mask: two instructions on x86, where i8x16.shr_u takes more.
  */
 // @ts-ignore: decorator
-@inline function q4udot_u(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
-  return i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, x0, x1));
-}
-
-/** q4udot_u of the packed block q */
-// @ts-ignore: decorator
 @inline function q4udot(q: v128, x0: v128, x1: v128, mask: v128): v128 {
-  return q4udot_u(v128.and(q, mask), i8x16.shr_u(q, 4), x0, x1);
+  return rdot_nib(v128.and(q, mask), v128.and(i16x8.shr_u(q, 4), mask), x0, x1);
 }
 
 // ---- Q4_0 ---------------------------------------------------------------------------------------------------
@@ -43,9 +37,9 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
 @inline const XROW: i32 = ASC_FEATURE_RELAXED_SIMD ? Q8_0X_BYTES : Q8_0W_BYTES;
 
 /**
- * i32 partial sums of one Q4_0 block's unsigned nibbles (packed q) times its activations at xb. Relaxed: q4udot
- * against Q8_0X int8 (m0 = the byte nibble mask). SIMD128: q as eight u16 lanes against Q8_0W (m0, m1, m2 = the
- * u16 masks of bits 0-3, 4-7, 8-11); every product there is 256·u·x, undone by unscale.
+ * Partial sums of one Q4_0 block's unsigned nibbles (packed q) times its activations at xb. Relaxed: q4udot's
+ * i16x8 against Q8_0X int8 (m0 = the byte nibble mask). SIMD128: i32x4, q as eight u16 lanes against Q8_0W (m0,
+ * m1, m2 = the u16 masks of bits 0-3, 4-7, 8-11); every product there is 256·u·x, undone after the reduction.
  */
 // @ts-ignore: decorator
 @inline function q4dot(q: v128, xb: usize, m0: v128, m1: v128, m2: v128): v128 {
@@ -55,22 +49,37 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
     i32x4.add(i32x4.dot_i16x8_s(v128.and(q, m2), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.shr_u(q, 12), v128.load(xb, 48))));
 }
 
-/** Σu·x from sums of q4dot (SIMD128's are exact multiples of 256, so the shift is exact) */
+/**
+ * Σu·x of four blocks from their q4dot sums, one i32 lane each. Relaxed: reduce4_i16 (m1 = the i16 ones);
+ * SIMD128: reduce4_i32, then the 256 taken off (the sums are exact multiples of it, so the shift is exact).
+ */
 // @ts-ignore: decorator
-@inline function unscale(r: v128): v128 {
-  return ASC_FEATURE_RELAXED_SIMD ? r : i32x4.shr_s(r, 8);
-}
-// @ts-ignore: decorator
-@inline function unscale1(r: i32): i32 {
-  return ASC_FEATURE_RELAXED_SIMD ? r : r >> 8;
+@inline function sum4(a: v128, b: v128, c: v128, d: v128, m1: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return reduce4_i16(a, b, c, d, m1);
+  return i32x4.shr_s(reduce4_i32(a, b, c, d), 8);
 }
 
-/** four consecutive blocks' q4dot sums, reduced to one i32 per block: the packed nibbles q0..q3, activations at xb */
+/** Σu·x of one block from its q4dot sums */
+// @ts-ignore: decorator
+@inline function sum1(a: v128, m1: v128): i32 {
+  if (ASC_FEATURE_RELAXED_SIMD) return hsum_i32x4(i32x4.dot_i16x8_s(a, m1));
+  return hsum_i32x4(a) >> 8;
+}
+
+/** four consecutive blocks' Σu·x, one i32 lane each: the packed nibbles q0..q3, activations at xb */
 // @ts-ignore: decorator
 @inline function dot4blocks(q0: v128, q1: v128, q2: v128, q3: v128, xb: usize, m0: v128, m1: v128, m2: v128): v128 {
-  return unscale(reduce4_i32(q4dot(q0, xb, m0, m1, m2), q4dot(q1, xb + XB, m0, m1, m2),
-                             q4dot(q2, xb + 2 * XB, m0, m1, m2), q4dot(q3, xb + 3 * XB, m0, m1, m2)));
+  return sum4(q4dot(q0, xb, m0, m1, m2), q4dot(q1, xb + XB, m0, m1, m2),
+              q4dot(q2, xb + 2 * XB, m0, m1, m2), q4dot(q3, xb + 3 * XB, m0, m1, m2), m1);
 }
+
+/** the constants q4dot and sum4 take, loaded once before a loop: relaxed (nibble mask, i16 ones), SIMD128 (u16 masks) */
+// @ts-ignore: decorator
+@inline function mask0(): v128 { return v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)); }
+// @ts-ignore: decorator
+@inline function mask1(): v128 { return v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_ONES16 : T_U16_N1)); }
+// @ts-ignore: decorator
+@inline function mask2(): v128 { return v128.load(TABLE + T_U16_N2); }
 
 // Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair:
 // per step of four blocks, convert(Σu·x − 8·Σx) · (d_w·d_x) added to an f32x4 whose lanes are the four blocks;
@@ -87,12 +96,12 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
 /** one leftover block's contribution (weights at w, activations at xb) */
 // @ts-ignore: decorator
 @inline function step1(w: usize, xb: usize, s: i32, dx: f32, m0: v128, m1: v128, m2: v128): f32 {
-  return <f32>(unscale1(hsum_i32x4(q4dot(v128.load(w, 2), xb, m0, m1, m2))) - (s << 3)) * (f16_at(w) * dx);
+  return <f32>(sum1(q4dot(v128.load(w, 2), xb, m0, m1, m2), m1) - (s << 3)) * (f16_at(w) * dx);
 }
 
 // @ts-ignore: decorator
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
-  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
@@ -113,7 +122,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
 /** two Q4_0 weight rows against one activation row: x is loaded once for both rows where registers allow */
 // @ts-ignore: decorator
 @inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
@@ -126,11 +135,11 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
       const xa0 = v128.load(xq), xa1 = v128.load(xq, 16), xb0 = v128.load(xq, 32), xb1 = v128.load(xq, 48);
       const xc0 = v128.load(xq, 64), xc1 = v128.load(xq, 80), xd0 = v128.load(xq, 96), xd1 = v128.load(xq, 112);
       let wp = w + wo;
-      ra = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
-                       q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0));
+      ra = sum4(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
+                q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0), m1);
       wp = w1p + wo;
-      rb = reduce4_i32(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
-                       q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0));
+      rb = sum4(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
+                q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0), m1);
     } else {
       let wp = w + wo;
       ra = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
@@ -153,11 +162,11 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   store<f32>(o, hsum_f32x4(a1) + t1, 4);
 }
 
-/** relaxed: one token's four-block sums u·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
+/** relaxed: one token's four-block Σu·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
 // @ts-ignore: decorator
-@inline function tok4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, xq: usize): v128 {
-  return reduce4_i32(q4udot_u(la, ha, v128.load(xq), v128.load(xq, 16)), q4udot_u(lb, hb, v128.load(xq, 32), v128.load(xq, 48)),
-                     q4udot_u(lc, hc, v128.load(xq, 64), v128.load(xq, 80)), q4udot_u(ld, hd, v128.load(xq, 96), v128.load(xq, 112)));
+@inline function tok4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, xq: usize, ones: v128): v128 {
+  return reduce4_i16(rdot_nib(la, ha, v128.load(xq), v128.load(xq, 16)), rdot_nib(lb, hb, v128.load(xq, 32), v128.load(xq, 48)),
+                     rdot_nib(lc, hc, v128.load(xq, 64), v128.load(xq, 80)), rdot_nib(ld, hd, v128.load(xq, 96), v128.load(xq, 112)), ones);
 }
 
 /**
@@ -166,7 +175,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
  */
 // @ts-ignore: decorator
 @inline function dot4_q4_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const m0 = v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)), m1 = v128.load(TABLE + T_U16_N1), m2 = v128.load(TABLE + T_U16_N2);
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const so = q8x_s(0, nb), qo = q8x_q(0, nb);
@@ -178,17 +187,17 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
     let r0: v128, r1: v128, r2: v128, r3: v128;
     if (ASC_FEATURE_RELAXED_SIMD) {
       let q = v128.load(w, 2);
-      const la = v128.and(q, m0), ha = i8x16.shr_u(q, 4);
+      const la = v128.and(q, m0), ha = v128.and(i16x8.shr_u(q, 4), m0);
       q = v128.load(w, 20);
-      const lb = v128.and(q, m0), hb = i8x16.shr_u(q, 4);
+      const lb = v128.and(q, m0), hb = v128.and(i16x8.shr_u(q, 4), m0);
       q = v128.load(w, 38);
-      const lc = v128.and(q, m0), hc = i8x16.shr_u(q, 4);
+      const lc = v128.and(q, m0), hc = v128.and(i16x8.shr_u(q, 4), m0);
       q = v128.load(w, 56);
-      const ld = v128.and(q, m0), hd = i8x16.shr_u(q, 4);
-      r0 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb);
-      r1 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb);
-      r2 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb);
-      r3 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb);
+      const ld = v128.and(q, m0), hd = v128.and(i16x8.shr_u(q, 4), m0);
+      r0 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb, m1);
+      r1 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb, m1);
+      r2 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb, m1);
+      r3 = tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb, m1);
     } else {
       const q0 = v128.load(w, 2), q1 = v128.load(w, 20), q2 = v128.load(w, 38), q3 = v128.load(w, 56);
       r0 = dot4blocks(q0, q1, q2, q3, x + qb, m0, m1, m2);
