@@ -59,7 +59,7 @@ export function contextBytes(c: LlamaConfig, contextSize: number, batchSize: num
   const rows = batchSize * f32;
   let total = 0;
   total += 2 * c.nLayers * contextSize * c.kvDim * f32; // KV cache
-  total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb, xb2, q, att, traces, hb, hb2
+  total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb (= att), xb2, q, the two traces (when observed), hb, hb2
   total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
   total += rows * c.vocabSize; // logits
   total += Math.ceil(batchSize * maxN * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 16; // activation buffers (upper bound) and alignment
@@ -79,9 +79,12 @@ export class Context {
   private readonly xb: number; // (batchSize, dim) normed input of a half-layer
   private readonly xb2: number; // (batchSize, dim) output of a half-layer
   private readonly q: number; // (batchSize, dim)
-  private readonly att: number; // (batchSize, dim)
-  private readonly traceIn: number; // (batchSize, dim) residual entering a layer, for observers
-  private readonly traceMid: number; // (batchSize, dim) residual between the halves
+  private readonly att: number; // (batchSize, dim); the same memory as xb, whose values are dead once q, k, v exist
+  // (batchSize, dim) residual entering a layer and between its halves, for onLayer observers: allocated by the
+  // first eval that has one (only Block Influence scoring does), so generation does not carry them. A caller that
+  // releases wasm memory to a mark must create the context after that mark (prune/stats.ts does).
+  private traceIn = 0;
+  private traceMid = 0;
   private readonly hb: number; // (batchSize, hiddenDim)
   private readonly hb2: number; // (batchSize, hiddenDim)
   private readonly kCache: number; // (nLayers, contextSize, kvDim)
@@ -108,9 +111,7 @@ export class Context {
     this.xb = rows(c.dim);
     this.xb2 = rows(c.dim);
     this.q = rows(c.dim);
-    this.att = rows(c.dim);
-    this.traceIn = rows(c.dim);
-    this.traceMid = rows(c.dim);
+    this.att = this.xb;
     this.hb = rows(c.hiddenDim);
     this.hb2 = rows(c.hiddenDim);
     this.kCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
@@ -181,6 +182,10 @@ export class Context {
     const skipAttention = opts.skipAttention ?? EMPTY;
     const skipFfn = opts.skipFfn ?? EMPTY;
     const observe = opts.onLayer;
+    if (observe && !this.traceIn) {
+      this.traceIn = rt.alloc(this.batchSize * dim * 4);
+      this.traceMid = rt.alloc(this.batchSize * dim * 4);
+    }
     const linear = opts.onLinearInput;
     const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
 
