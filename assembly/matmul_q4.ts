@@ -130,22 +130,11 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   let wo: usize = 0;
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    let ra: v128, rb: v128;
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      const xa0 = v128.load(xq), xa1 = v128.load(xq, 16), xb0 = v128.load(xq, 32), xb1 = v128.load(xq, 48);
-      const xc0 = v128.load(xq, 64), xc1 = v128.load(xq, 80), xd0 = v128.load(xq, 96), xd1 = v128.load(xq, 112);
-      let wp = w + wo;
-      ra = sum4(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
-                q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0), m1);
-      wp = w1p + wo;
-      rb = sum4(q4udot(v128.load(wp, 2), xa0, xa1, m0), q4udot(v128.load(wp, 20), xb0, xb1, m0),
-                q4udot(v128.load(wp, 38), xc0, xc1, m0), q4udot(v128.load(wp, 56), xd0, xd1, m0), m1);
-    } else {
-      let wp = w + wo;
-      ra = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
-      wp = w1p + wo;
-      rb = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
-    }
+    // each row's activations are loaded where they are used (L1 hits): holding eight for both rows spills
+    let wp = w + wo;
+    const ra = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
+    wp = w1p + wo;
+    const rb = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
     a0 = f32x4.add(a0, step4(ra, s, scales4_t(w + wo, Q4_0_BYTES), dx));
     a1 = f32x4.add(a1, step4(rb, s, scales4_t(w1p + wo, Q4_0_BYTES), dx));
