@@ -211,19 +211,21 @@ for (const [name, fmt, act] of [
   });
 }
 
-test("matmul_q4_0 / matmul_q8_0: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
+test("matmul_q4_0 / matmul_q8_0 / matmul_f32: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
   // threads split a matmul by rows or by tokens; int8 activations downstream turn a last-bit difference into a
   // flipped value, so every kernel path must do the same float arithmetic for a (row, token) pair
   const rand = rng(15);
-  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"]] as const) {
-    for (const n of [96, 512, 1056]) scoped(() => {
+  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"]] as const) {
+    for (const n of [96, 512, 1056, 1061]) scoped(() => {
+      if (fmt !== "F32" && n % 32 !== 0) return;
       const d = 7, t = 9;
       const xf = normal(rand, n * t);
       const act = activationFormat(formatByName(fmt)!, BUILD)!;
       const xRow = rowBytes(formatByName(act)!, n);
-      const xq = rt.alloc(xRow * t);
-      convertActivations(k, act, xq, put(xf), n, t);
-      const w = put(quantWeights(rand, fmt, n, d));
+      let xq: number;
+      if (act === "F32") xq = put(xf);
+      else { xq = rt.alloc(xRow * t); convertActivations(k, act, xq, put(xf), n, t); }
+      const w = put(fmt === "F32" ? normal(rand, n * d) : quantWeights(rand, fmt, n, d));
       const wRow = rowBytes(formatByName(fmt)!, n);
       const whole = f32Out(d * t), byToken = f32Out(d * t), byRow = f32Out(d * t);
       k[name](whole, xq, w, n, d, t);
