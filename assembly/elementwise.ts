@@ -83,23 +83,26 @@ export function argmax(x: usize, n: i32): i32 {
   return best;
 }
 
-/** sum of x (n) in f32 with eight accumulators: a streaming-read probe for benches, not a precise sum */
+/**
+ * sum of x (n) in f32: a streaming-read probe for benches, not a precise sum. x is read as four sequential
+ * streams side by side (its quarters), two accumulators each: one core reads memory faster that way than as one
+ * stream (the hardware prefetcher follows several streams; measured here ~10% more), and the matrix-vector
+ * kernels that read several weight rows at once are measured against the faster figure.
+ */
 export function sum_f32(x: usize, n: i32): f32 {
+  const q = (n >> 5) << 3;                    // floats per quarter, a multiple of 8
+  const qb = <usize>q << 2;
+  const x1 = x + qb, x2 = x1 + qb, x3 = x2 + qb;
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-  let k = 0;
-  for (; k + 32 <= n; k += 32) {
-    a0 = f32x4.add(a0, v128.load(x, 0)); a1 = f32x4.add(a1, v128.load(x, 16));
-    a2 = f32x4.add(a2, v128.load(x, 32)); a3 = f32x4.add(a3, v128.load(x, 48));
-    a4 = f32x4.add(a4, v128.load(x, 64)); a5 = f32x4.add(a5, v128.load(x, 80));
-    a6 = f32x4.add(a6, v128.load(x, 96)); a7 = f32x4.add(a7, v128.load(x, 112));
-    x += 128;
+  for (let o: usize = 0; o < qb; o += 32) {
+    a0 = f32x4.add(a0, v128.load(x + o)); a1 = f32x4.add(a1, v128.load(x + o, 16));
+    a2 = f32x4.add(a2, v128.load(x1 + o)); a3 = f32x4.add(a3, v128.load(x1 + o, 16));
+    a4 = f32x4.add(a4, v128.load(x2 + o)); a5 = f32x4.add(a5, v128.load(x2 + o, 16));
+    a6 = f32x4.add(a6, v128.load(x3 + o)); a7 = f32x4.add(a7, v128.load(x3 + o, 16));
   }
   const v = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
   let s = (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-  for (; k < n; k++) {
-    s += load<f32>(x);
-    x += 4;
-  }
+  for (let k = 4 * q; k < n; k++) s += load<f32>(x + (<usize>k << 2));
   return s;
 }
