@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q } from "./common";
+import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -112,12 +112,13 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
  * sign, w·sign(x) (as x86's psignb; Q8_0 weights are -127..127, so the negation never wraps).
  */
 // @ts-ignore: decorator
-@inline function q8dot(wq0: v128, wq1: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline function q8dot(wq0: v128, wq1: v128, x0: v128, x1: v128, x2: v128, x3: v128, ones: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const s0 = i8x16.sub(v128.xor(wq0, x2), x2), s1 = i8x16.sub(v128.xor(wq1, x3), x3);
     // each i16 lane holds two products, |.| <= 2·127·127, so the halves are widened before they are added
-    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, x0)),
-                     i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, x1)));
+    // widened by a dot with the i16 ones held in a register (V8 re-loads extadd_pairwise's constant every time)
+    return i32x4.add(i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, x0), ones),
+                     i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, x1), ones));
   }
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wq0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wq0), x1)),
@@ -146,9 +147,9 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 /** q8dot of the weight block at w against the activation block at xq (prepared here) */
 // @ts-ignore: decorator
-@inline function q8dot_at(w: usize, xq: usize): v128 {
+@inline function q8dot_at(w: usize, xq: usize, ones: v128): v128 {
   const xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
-  return q8dot(v128.load(w, 2), v128.load(w, 18), xprep0(xq0, xq1), xprep1(xq0, xq1), xprep2(xq0, xq1), xprep3(xq0, xq1));
+  return q8dot(v128.load(w, 2), v128.load(w, 18), xprep0(xq0, xq1), xprep1(xq0, xq1), xprep2(xq0, xq1), xprep3(xq0, xq1), ones);
 }
 
 // Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair: per
@@ -164,26 +165,27 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 /** one leftover block's contribution */
 // @ts-ignore: decorator
-@inline function step1(w: usize, xq: usize, dx: f32): f32 {
-  return <f32>hsum_i32x4(q8dot_at(w, xq)) * (f16_at(w) * dx);
+@inline function step1(w: usize, xq: usize, dx: f32, ones: v128): f32 {
+  return <f32>hsum_i32x4(q8dot_at(w, xq, ones)) * (f16_at(w) * dx);
 }
 
 // Matrix-vector and matrix-matrix against Q8_0X activation rows (common.ts: f32 d[nb], i32 sum[nb], int8 q[32·nb]).
 
 // @ts-ignore: decorator
 @inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
+  const ones = v128.load(TABLE + T_ONES16);
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const r = reduce4_i32(q8dot_at(w, xq), q8dot_at(w + Q8_0_BYTES, xq + 32), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96));
+    const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
     acc = f32x4.add(acc, step4(r, scales4_t(w, Q8_0_BYTES), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   let tail: f32 = 0;
   for (; b < nb; b++) {
-    tail += step1(w, xq, load<f32>(xd + (<usize>b << 2)));
+    tail += step1(w, xq, load<f32>(xd + (<usize>b << 2)), ones);
     w += Q8_0_BYTES; xq += QK;
   }
   return hsum_f32x4(acc) + tail;
@@ -192,6 +194,7 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 /** two Q8_0 weight rows against one Q8_0X activation row: x is prepared once for both */
 // @ts-ignore: decorator
 @inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const ones = v128.load(TABLE + T_ONES16);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const w1p = w + ws;
   const xd = q8x_d(x, nb);
@@ -201,21 +204,21 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   for (; b + 4 <= nb; b += 4) {
     let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
     let x0 = xprep0(xq0, xq1), x1 = xprep1(xq0, xq1), x2 = xprep2(xq0, xq1), x3 = xprep3(xq0, xq1);
-    let p0 = q8dot(v128.load(w + wo, 2), v128.load(w + wo, 18), x0, x1, x2, x3);
-    let q0 = q8dot(v128.load(w1p + wo, 2), v128.load(w1p + wo, 18), x0, x1, x2, x3);
+    let p0 = q8dot(v128.load(w + wo, 2), v128.load(w + wo, 18), x0, x1, x2, x3, ones);
+    let q0 = q8dot(v128.load(w1p + wo, 2), v128.load(w1p + wo, 18), x0, x1, x2, x3, ones);
     xq0 = v128.load(xq, 32); xq1 = v128.load(xq, 48);
     x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
     // fold each pair at once (reduce4_i32's first step) to keep registers free
-    p0 = fold2(p0, q8dot(v128.load(w + wo, 36), v128.load(w + wo, 52), x0, x1, x2, x3));
-    q0 = fold2(q0, q8dot(v128.load(w1p + wo, 36), v128.load(w1p + wo, 52), x0, x1, x2, x3));
+    p0 = fold2(p0, q8dot(v128.load(w + wo, 36), v128.load(w + wo, 52), x0, x1, x2, x3, ones));
+    q0 = fold2(q0, q8dot(v128.load(w1p + wo, 36), v128.load(w1p + wo, 52), x0, x1, x2, x3, ones));
     xq0 = v128.load(xq, 64); xq1 = v128.load(xq, 80);
     x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
-    const p2 = q8dot(v128.load(w + wo, 70), v128.load(w + wo, 86), x0, x1, x2, x3);
-    const q2 = q8dot(v128.load(w1p + wo, 70), v128.load(w1p + wo, 86), x0, x1, x2, x3);
+    const p2 = q8dot(v128.load(w + wo, 70), v128.load(w + wo, 86), x0, x1, x2, x3, ones);
+    const q2 = q8dot(v128.load(w1p + wo, 70), v128.load(w1p + wo, 86), x0, x1, x2, x3, ones);
     xq0 = v128.load(xq, 96); xq1 = v128.load(xq, 112);
     x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
-    const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3)));
-    const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3)));
+    const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3, ones)));
+    const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3, ones)));
     const dx = v128.load(xd + (<usize>b << 2));
     a0 = f32x4.add(a0, step4(r0, scales4_t(w + wo, Q8_0_BYTES), dx));
     a1 = f32x4.add(a1, step4(r1, scales4_t(w1p + wo, Q8_0_BYTES), dx));
@@ -224,8 +227,8 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   let t0: f32 = 0, t1: f32 = 0;
   for (; b < nb; b++) {
     const dx = load<f32>(xd + (<usize>b << 2));
-    t0 += step1(w + wo, xq, dx);
-    t1 += step1(w1p + wo, xq, dx);
+    t0 += step1(w + wo, xq, dx, ones);
+    t1 += step1(w1p + wo, xq, dx, ones);
     wo += Q8_0_BYTES; xq += QK;
   }
   store<f32>(o, hsum_f32x4(a0) + t0);
@@ -235,6 +238,7 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const ones = v128.load(TABLE + T_ONES16);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
   const qo = q8x_q(0, nb);
@@ -244,19 +248,19 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
     const sw = scales4_t(w, Q8_0_BYTES);
     const bo = <usize>b << 2;
     const wb = w + Q8_0_BYTES, wc = w + 2 * Q8_0_BYTES, wd = w + 3 * Q8_0_BYTES;
-    a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb), q8dot_at(wb, x + qb + 32), q8dot_at(wc, x + qb + 64), q8dot_at(wd, x + qb + 96)), sw, v128.load(x + bo)));
-    a1 = f32x4.add(a1, step4(reduce4_i32(q8dot_at(w, x1 + qb), q8dot_at(wb, x1 + qb + 32), q8dot_at(wc, x1 + qb + 64), q8dot_at(wd, x1 + qb + 96)), sw, v128.load(x1 + bo)));
-    a2 = f32x4.add(a2, step4(reduce4_i32(q8dot_at(w, x2 + qb), q8dot_at(wb, x2 + qb + 32), q8dot_at(wc, x2 + qb + 64), q8dot_at(wd, x2 + qb + 96)), sw, v128.load(x2 + bo)));
-    a3 = f32x4.add(a3, step4(reduce4_i32(q8dot_at(w, x3 + qb), q8dot_at(wb, x3 + qb + 32), q8dot_at(wc, x3 + qb + 64), q8dot_at(wd, x3 + qb + 96)), sw, v128.load(x3 + bo)));
+    a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb, ones), q8dot_at(wb, x + qb + 32, ones), q8dot_at(wc, x + qb + 64, ones), q8dot_at(wd, x + qb + 96, ones)), sw, v128.load(x + bo)));
+    a1 = f32x4.add(a1, step4(reduce4_i32(q8dot_at(w, x1 + qb, ones), q8dot_at(wb, x1 + qb + 32, ones), q8dot_at(wc, x1 + qb + 64, ones), q8dot_at(wd, x1 + qb + 96, ones)), sw, v128.load(x1 + bo)));
+    a2 = f32x4.add(a2, step4(reduce4_i32(q8dot_at(w, x2 + qb, ones), q8dot_at(wb, x2 + qb + 32, ones), q8dot_at(wc, x2 + qb + 64, ones), q8dot_at(wd, x2 + qb + 96, ones)), sw, v128.load(x2 + bo)));
+    a3 = f32x4.add(a3, step4(reduce4_i32(q8dot_at(w, x3 + qb, ones), q8dot_at(wb, x3 + qb + 32, ones), q8dot_at(wc, x3 + qb + 64, ones), q8dot_at(wd, x3 + qb + 96, ones)), sw, v128.load(x3 + bo)));
     w += 4 * Q8_0_BYTES; qb += 4 * QK;
   }
   let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
   for (; b < nb; b++) {
     const bo = <usize>b << 2;
-    t0 += step1(w, x + qb, load<f32>(x + bo));
-    t1 += step1(w, x1 + qb, load<f32>(x1 + bo));
-    t2 += step1(w, x2 + qb, load<f32>(x2 + bo));
-    t3 += step1(w, x3 + qb, load<f32>(x3 + bo));
+    t0 += step1(w, x + qb, load<f32>(x + bo), ones);
+    t1 += step1(w, x1 + qb, load<f32>(x1 + bo), ones);
+    t2 += step1(w, x2 + qb, load<f32>(x2 + bo), ones);
+    t3 += step1(w, x3 + qb, load<f32>(x3 + bo), ones);
     w += Q8_0_BYTES; qb += QK;
   }
   store<f32>(o, hsum_f32x4(a0) + t0);
