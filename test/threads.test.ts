@@ -20,8 +20,8 @@ async function compareAsync(bytes: Uint8Array, threads: number, prompt: number[]
     const c1 = one.createContext(), cn = many.createContext();
     // prefill split by tokens (and by rows for the short tail), then decode steps split by rows
     const a = c1.eval(prompt, { logits: "all" }), b = cn.eval(prompt, { logits: "all" });
-    // the same kernels on the same bytes; Q4_0/Q8_0 paths are bit-identical however a matmul is cut (kernels.test.ts),
-    // others may differ in f32 summation order (4-token vs 1-token dots)
+    // the same kernels on the same bytes; the Q4_0/Q8_0/F32 matmuls are bit-identical however they are cut
+    // (kernels.test.ts), others (the K-quants) may differ in f32 summation order (4-token vs 1-token dots)
     let maxDiff = 0, scale = 0;
     for (let i = 0; i < a.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(a[i])); }
     assert.ok(maxDiff <= 1e-5 * scale, `${label}: prefill logits differ by ${maxDiff} (largest |logit| ${scale})`);
