@@ -250,12 +250,18 @@ export function q8_0ToQ8_0X(blocks: Uint8Array, rowLength: number, rows: number)
   return out;
 }
 
-/** Q8_0X of one row: the blocks of quantizeQ8_0 (ggml's _ref rounding), rearranged by q8_0ToQ8_0X. */
-export function quantizeQ8_0X(src: Float32Array, dst: Uint8Array): void {
-  const nb = checkBlocks(src.length, dst.length, 40, "quantizeQ8_0X");
+/** One row of an activation layout made from block_q8_0: quantizeQ8_0's blocks (ggml's _ref rounding), rearranged. */
+function quantizeViaQ8_0(src: Float32Array, dst: Uint8Array, typeSize: number, name: string,
+                         rearrange: (blocks: Uint8Array, rowLength: number, rows: number) => Uint8Array): void {
+  const nb = checkBlocks(src.length, dst.length, typeSize, name);
   const blocks = new Uint8Array(nb * 34);
   quantizeQ8_0(src, blocks);
-  dst.set(q8_0ToQ8_0X(blocks, src.length, 1));
+  dst.set(rearrange(blocks, src.length, 1));
+}
+
+/** Q8_0X of one row: the blocks of quantizeQ8_0, rearranged by q8_0ToQ8_0X. */
+export function quantizeQ8_0X(src: Float32Array, dst: Uint8Array): void {
+  quantizeViaQ8_0(src, dst, 40, "quantizeQ8_0X", q8_0ToQ8_0X);
 }
 
 /**
@@ -284,12 +290,9 @@ export function q8_0ToQ8_0W(blocks: Uint8Array, rowLength: number, rows: number)
   return out;
 }
 
-/** Q8_0W of one row: the blocks of quantizeQ8_0 (ggml's _ref rounding), rearranged by q8_0ToQ8_0W. */
+/** Q8_0W of one row: the blocks of quantizeQ8_0, rearranged by q8_0ToQ8_0W. */
 export function quantizeQ8_0W(src: Float32Array, dst: Uint8Array): void {
-  const nb = checkBlocks(src.length, dst.length, 72, "quantizeQ8_0W");
-  const blocks = new Uint8Array(nb * 34);
-  quantizeQ8_0(src, blocks);
-  dst.set(q8_0ToQ8_0W(blocks, src.length, 1));
+  quantizeViaQ8_0(src, dst, 72, "quantizeQ8_0W", q8_0ToQ8_0W);
 }
 
 export function dequantizeQ8_0W(src: Uint8Array, dst: Float32Array): void {
