@@ -58,8 +58,11 @@ function parseFlags(argv: string[]): Flags {
 const NODE = process.execPath;
 const env = { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" };
 
-function sh(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 3_600_000): string {
-  const r = spawnSync(NODE, args, { env: { ...env, ...extraEnv }, encoding: "utf8", maxBuffer: 64 << 20, timeout: timeoutMs });
+/** the deno binary of the `deno` devDependency: edgeprune in Deno, whose V8 has relaxed SIMD on without a flag */
+const DENO = path.join("node_modules", ".bin", process.platform === "win32" ? "deno.cmd" : "deno");
+
+function sh(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 3_600_000, command = NODE): string {
+  const r = spawnSync(command, args, { env: { ...env, ...extraEnv }, encoding: "utf8", maxBuffer: 64 << 20, timeout: timeoutMs });
   if (r.status !== 0) throw new Error(`${args.join(" ")} failed (${r.status ?? r.signal}):\n${(r.stderr ?? "").slice(-2000)}`);
   return r.stdout;
 }
@@ -67,19 +70,20 @@ function sh(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 3
 let timeoutMs = 1_800_000;
 
 function runner(kind: string, model: string, threads: number, runs: number): RunnerReport {
-  const scripts: Record<string, [string[], Record<string, string>]> = {
+  const scripts: Record<string, [string[], Record<string, string>, string?]> = {
     // Node 20 needs the flag for relaxed SIMD; Chrome, Deno and Node >= 22 pick the relaxed build by themselves
     edgeprune: [["--experimental-wasm-relaxed-simd", "dist/bench/peers-edgeprune.js"], { EDGEPRUNE_SIMD: "relaxed" }],
     "edgeprune-simd128": [["dist/bench/peers-edgeprune.js"], { EDGEPRUNE_SIMD: "simd128" }],
+    "edgeprune-deno": [["run", "--allow-read", "--allow-env", "--allow-sys", "dist/bench/peers-edgeprune.js"], {}, DENO],
     native: [["dist/bench/peers-native.js"], {}],
     wllama: [["dist/bench/peers-wllama.js"], {}],
   };
-  const [args, extra] = scripts[kind];
+  const [args, extra, command] = scripts[kind];
   process.stderr.write(`  ${kind.padEnd(18)} ${path.basename(model)} ${threads}t ... `);
   const t0 = Date.now();
   let report: RunnerReport;
   try {
-    const out = sh([...args, model, String(threads), String(runs)], extra, timeoutMs).trim().split("\n");
+    const out = sh([...args, model, String(threads), String(runs)], extra, timeoutMs, command).trim().split("\n");
     report = JSON.parse(out[out.length - 1]) as RunnerReport;
   } catch (e) {
     report = { runtime: kind, model, threads, runs: [], error: (e as Error).message };
@@ -128,15 +132,17 @@ const med = (r: RunnerReport | undefined, k: "prefillTokS" | "decodeTokS") => (r
 
 function table(rows: Row[]): string {
   const lines = [
-    "| model | type | threads | edgeprune pp / tg | native pp / tg | wllama pp / tg | tg ÷ native | tg ÷ wllama | pp ÷ wllama | edgeprune SIMD128 tg |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| model | type | threads | edgeprune pp / tg | native pp / tg | wllama pp / tg | tg ÷ native | tg ÷ wllama | pp ÷ wllama | edgeprune SIMD128 tg | edgeprune in Deno pp / tg (÷ native) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     const e = r.reports.edgeprune, n = r.reports.native, w = r.reports.wllama, s = r.reports["edgeprune-simd128"];
+    const dn = r.reports["edgeprune-deno"];
     lines.push(`| ${r.shape} | ${r.type.toUpperCase()} | ${r.threads} | ${fmt(med(e, "prefillTokS"))} / ${fmt(med(e, "decodeTokS"))} | ` +
       `${fmt(med(n, "prefillTokS"))} / ${fmt(med(n, "decodeTokS"))} | ${fmt(med(w, "prefillTokS"), 2)} / ${fmt(med(w, "decodeTokS"), 2)} | ` +
       `${ratio(med(e, "decodeTokS"), med(n, "decodeTokS"))} | ${ratio(med(e, "decodeTokS"), med(w, "decodeTokS"))} | ` +
-      `${ratio(med(e, "prefillTokS"), med(w, "prefillTokS"))} | ${fmt(med(s, "decodeTokS"))} |`);
+      `${ratio(med(e, "prefillTokS"), med(w, "prefillTokS"))} | ${fmt(med(s, "decodeTokS"))} | ` +
+      (dn ? `${fmt(med(dn, "prefillTokS"))} / ${fmt(med(dn, "decodeTokS"))} (${ratio(med(dn, "decodeTokS"), med(n, "decodeTokS"))})` : "—") + " |");
   }
   return lines.join("\n");
 }
@@ -190,7 +196,7 @@ async function main(): Promise<void> {
       let row = saved.rows.find((r) => r.shape === shape && r.type === type && r.threads === threads);
       if (!row) { row = { shape, type, threads, reports: {} }; saved.rows.push(row); }
       const kinds = f.runtimes.filter((k) => k !== "wllama" || !f.wllamaThreads || f.wllamaThreads.includes(threads));
-      if (threads === 1 && kinds.includes("edgeprune")) kinds.push("edgeprune-simd128");
+      if (threads === 1 && kinds.includes("edgeprune")) kinds.push("edgeprune-simd128", "edgeprune-deno");
       for (const k of kinds) {
         if (row.reports[k] && !row.reports[k].error) continue;
         row.reports[k] = runner(k, file, threads, k === "wllama" ? f.wllamaRuns : f.runs);
@@ -221,7 +227,7 @@ async function main(): Promise<void> {
     `Measured on ${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}, Node ${process.version}; sessions (start, 1-minute load average before → after): ` +
       saved.sessions.map((x) => `${x.started} (${x.loadavg.before[0].toFixed(2)} → ${x.loadavg.after?.[0].toFixed(2) ?? "?"})`).join(", ") + ".",
     "pp = prefill tokens/s (128-token prompt), tg = decode tokens/s (128 greedy tokens); medians of the runs; ratios are edgeprune's figure over the peer's.",
-    "edgeprune runs its relaxed-SIMD build (what Chrome, Deno and Node ≥ 22 select; Node 20 with --experimental-wasm-relaxed-simd); the last column is its SIMD128 build.",
+    "edgeprune runs its relaxed-SIMD build in Node 20 (with --experimental-wasm-relaxed-simd; Chrome, Deno and Node ≥ 22 select it by themselves); the last two columns are its SIMD128 build in Node and its relaxed build in Deno (the `deno` devDependency, a newer V8), at 1 thread.",
     "", table(rows), "",
     "Pruned (a quarter of the layers removed; decode at 1 thread):", "",
     "| model | type | runtime | layers removed | dense tg | pruned tg | speed-up | L/(L−k) | target 0.9·L/(L−k) |",
