@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, fold2, fold4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
+import { f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -191,48 +191,57 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return hsum_f32x4(acc) + tail;
 }
 
-/** two Q8_0 weight rows against one Q8_0X activation row: x is prepared once for both */
+/** one row's step of four blocks: acc + their contributions (the arithmetic of dot1_q8_0's loop) */
 // @ts-ignore: decorator
-@inline function dot2_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+@inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
+  const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
+  return f32x4.add(acc, step4(r, scales4_t(w, Q8_0_BYTES), dx));
+}
+
+/**
+ * eight Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row, results at o .. o+28. Eight rows read
+ * side by side are eight sequential streams, which this core's hardware prefetcher keeps ahead of: 11008 × 4096
+ * cold, 7.6 GB/s with two rows and software prefetch batches, 9.8 GB/s with eight and none (relaxed build).
+ */
+// @ts-ignore: decorator
+@inline function dot8_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   const ones = v128.load(TABLE + T_ONES16);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  const w1p = w + ws;
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
-  let wo: usize = 0;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  let wp = w;
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    let xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
-    let x0 = xprep0(xq0, xq1), x1 = xprep1(xq0, xq1), x2 = xprep2(xq0, xq1), x3 = xprep3(xq0, xq1);
-    let p0 = q8dot(v128.load(w + wo, 2), v128.load(w + wo, 18), x0, x1, x2, x3, ones);
-    let q0 = q8dot(v128.load(w1p + wo, 2), v128.load(w1p + wo, 18), x0, x1, x2, x3, ones);
-    xq0 = v128.load(xq, 32); xq1 = v128.load(xq, 48);
-    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
-    // fold each pair at once (reduce4_i32's first step) to keep registers free
-    p0 = fold2(p0, q8dot(v128.load(w + wo, 36), v128.load(w + wo, 52), x0, x1, x2, x3, ones));
-    q0 = fold2(q0, q8dot(v128.load(w1p + wo, 36), v128.load(w1p + wo, 52), x0, x1, x2, x3, ones));
-    xq0 = v128.load(xq, 64); xq1 = v128.load(xq, 80);
-    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
-    const p2 = q8dot(v128.load(w + wo, 70), v128.load(w + wo, 86), x0, x1, x2, x3, ones);
-    const q2 = q8dot(v128.load(w1p + wo, 70), v128.load(w1p + wo, 86), x0, x1, x2, x3, ones);
-    xq0 = v128.load(xq, 96); xq1 = v128.load(xq, 112);
-    x0 = xprep0(xq0, xq1); x1 = xprep1(xq0, xq1); x2 = xprep2(xq0, xq1); x3 = xprep3(xq0, xq1);
-    const r0 = fold4(p0, fold2(p2, q8dot(v128.load(w + wo, 104), v128.load(w + wo, 120), x0, x1, x2, x3, ones)));
-    const r1 = fold4(q0, fold2(q2, q8dot(v128.load(w1p + wo, 104), v128.load(w1p + wo, 120), x0, x1, x2, x3, ones)));
     const dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(r0, scales4_t(w + wo, Q8_0_BYTES), dx));
-    a1 = f32x4.add(a1, step4(r1, scales4_t(w1p + wo, Q8_0_BYTES), dx));
-    wo += 4 * Q8_0_BYTES; xq += 4 * QK;
+    a0 = row_step4(a0, wp, xq, dx, ones);
+    a1 = row_step4(a1, wp + ws, xq, dx, ones);
+    a2 = row_step4(a2, wp + 2 * ws, xq, dx, ones);
+    a3 = row_step4(a3, wp + 3 * ws, xq, dx, ones);
+    a4 = row_step4(a4, wp + 4 * ws, xq, dx, ones);
+    a5 = row_step4(a5, wp + 5 * ws, xq, dx, ones);
+    a6 = row_step4(a6, wp + 6 * ws, xq, dx, ones);
+    a7 = row_step4(a7, wp + 7 * ws, xq, dx, ones);
+    wp += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
-  let t0: f32 = 0, t1: f32 = 0;
-  for (; b < nb; b++) {
-    const dx = load<f32>(xd + (<usize>b << 2));
-    t0 += step1(w + wo, xq, dx, ones);
-    t1 += step1(w1p + wo, xq, dx, ones);
-    wo += Q8_0_BYTES; xq += QK;
+  // leftover blocks (n/32 not a multiple of 4), as dot1_q8_0 does them
+  for (let r = 0; r < 8; r++) {
+    let tail: f32 = 0;
+    let wt = wp + <usize>r * ws, xt = xq;
+    for (let c = b; c < nb; c++) {
+      tail += step1(wt, xt, load<f32>(xd + (<usize>c << 2)), ones);
+      wt += Q8_0_BYTES; xt += QK;
+    }
+    store<f32>(o + (<usize>r << 2), tail);
   }
-  store<f32>(o, hsum_f32x4(a0) + t0);
-  store<f32>(o, hsum_f32x4(a1) + t1, 4);
+  store<f32>(o, hsum_f32x4(a0) + load<f32>(o));
+  store<f32>(o, hsum_f32x4(a1) + load<f32>(o, 4), 4);
+  store<f32>(o, hsum_f32x4(a2) + load<f32>(o, 8), 8);
+  store<f32>(o, hsum_f32x4(a3) + load<f32>(o, 12), 12);
+  store<f32>(o, hsum_f32x4(a4) + load<f32>(o, 16), 16);
+  store<f32>(o, hsum_f32x4(a5) + load<f32>(o, 20), 20);
+  store<f32>(o, hsum_f32x4(a6) + load<f32>(o, 24), 24);
+  store<f32>(o, hsum_f32x4(a7) + load<f32>(o, 28), 28);
 }
 
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
@@ -275,14 +284,9 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(wRow);
     let i = 0;
-    for (; i + 2 <= d; i += 2) {
-      prefetch_rows(w, i, d, wRow, g);
-      prefetch_rows(w, i + 1, d, wRow, g);
-      dot2_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
-    }
-    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+    for (; i + 8 <= d; i += 8) dot8_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
+    for (; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -218,7 +218,7 @@ test("matmul_q4_0 / matmul_q8_0 / matmul_f32: a result does not depend on how th
   for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"]] as const) {
     for (const n of [96, 512, 1056, 1061]) scoped(() => {
       if (fmt !== "F32" && n % 32 !== 0) return;
-      const d = 7, t = 9;
+      const d = 11, t = 9; // decode paths take 8 (Q8_0), 4 (F32) or 2 (Q4_0) rows at a time, then single rows
       const xf = normal(rand, n * t);
       const act = activationFormat(formatByName(fmt)!, BUILD)!;
       const xRow = rowBytes(formatByName(act)!, n);
