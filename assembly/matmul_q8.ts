@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
+import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -191,6 +191,9 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return hsum_f32x4(acc) + tail;
 }
 
+/** row length from which eight side-by-side rows stream without software prefetch (see matmul_q8_0) */
+const STREAM_ROW_BYTES: usize = 2048;
+
 /** one row's step of four blocks: acc + their contributions (the arithmetic of dot1_q8_0's loop) */
 // @ts-ignore: decorator
 @inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
@@ -200,8 +203,9 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 /**
  * eight Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row, results at o .. o+28. Eight rows read
- * side by side are eight sequential streams, which this core's hardware prefetcher keeps ahead of: 11008 × 4096
- * cold, 7.6 GB/s with two rows and software prefetch batches, 9.8 GB/s with eight and none (relaxed build).
+ * side by side are eight sequential streams, which this core's hardware prefetcher keeps ahead of: cold, relaxed
+ * build, two rows with software prefetch batches against eight without (rows x columns): 7.7 / 10.0 GB/s on
+ * 11008 x 4096, 7.4 / 11.0 on 2048 x 5632, 7.6 / 7.9 on 5632 x 2048.
  */
 // @ts-ignore: decorator
 @inline function dot8_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
@@ -284,8 +288,15 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
+    // rows of 2 KiB and more: the hardware prefetcher follows the eight streams; shorter rows end before it has
+    // ramped up, so they keep the software prefetch batches (2816 x 1024: 7.2 GB/s without, 7.7 with)
+    const touch = wRow < STREAM_ROW_BYTES;
+    const g = prefetch_group(wRow);
     let i = 0;
-    for (; i + 8 <= d; i += 8) dot8_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
+    for (; i + 8 <= d; i += 8) {
+      if (touch) for (let r = 0; r < 8; r++) prefetch_rows(w, i + r, d, wRow, g);
+      dot8_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
+    }
     for (; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
