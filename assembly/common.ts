@@ -28,10 +28,7 @@ export const Q8_0X_BYTES: i32 = 40;
  * 256·x[0,2..14], 16·x[16,18..30], x[1,3..15], 256·x[17,19..31]. Then `q & 0x000f`, `q & 0x00f0`, `q & 0x0f00`
  * and `q >> 12` each meet their activations in one i32x4.dot_i16x8_s, every product scaled by exactly 256.
  */
-export const Q8_0W_BYTES: i32 = 72;
-/** Q8_0W row of nb blocks at x: its scales and sums (where Q8_0X keeps them) and its 64-byte i16 blocks */
-// @ts-ignore: decorator
-@inline export function q8w_q(x: usize, nb: i32): usize { return x + (<usize>nb << 3); }
+export const Q8_0W_BYTES: i32 = 72; // q8x_d, q8x_s and q8x_q find its parts too (its i16 blocks are 64 bytes each)
 /** bytes of block_q4_0 (f16 d + 16 bytes of nibbles) */
 export const Q4_0_BYTES: i32 = 18;
 /** bytes of block_q4_1 (f16 d, f16 m + 16 bytes of nibbles) */
@@ -41,30 +38,22 @@ export const Q4_1_BYTES: i32 = 20;
 // once before the loop stays in a register (wasm-facts.md).
 export const TABLE: usize = memory.data<u32>([
   0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, 0x0f0f0f0f, //   0: low-nibble mask
-  0x08080808, 0x08080808, 0x08080808, 0x08080808, //  16: i8 8 (Q4_0 offset)
-  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, //  32: f16-in-top-half >> 3 keeps sign, exponent, mantissa
-  0x77800000, 0x77800000, 0x77800000, 0x77800000, //  48: 2^112 as f32 bits (f16 -> f32 exponent re-bias)
-  0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, //  64: top-half mask (odd f16/bf16 lanes)
-  0x01010101, 0x01010101, 0x01010101, 0x01010101, //  80: i8 1 (sums of int8 through a relaxed dot)
-  0x38000000, 0x38000000, 0x38000000, 0x38000000, //  96: f16 -> f32 exponent re-bias (+112), as bits
-  0x00800000, 0x00800000, 0x00800000, 0x00800000, // 112: one f32 exponent step (f16 subnormals)
-  0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f, // 128: u16 lanes' bits 0-3   (Q4_0 nibbles against Q8_0W)
-  0x00f000f0, 0x00f000f0, 0x00f000f0, 0x00f000f0, // 144: u16 lanes' bits 4-7
-  0x0f000f00, 0x0f000f00, 0x0f000f00, 0x0f000f00, // 160: u16 lanes' bits 8-11
-  0x00010001, 0x00010001, 0x00010001, 0x00010001, // 176: i16 1 (sums of i16 pairs through i32x4.dot_i16x8_s)
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, //  16: f16-in-top-half >> 3 keeps sign, exponent, mantissa
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, //  32: 2^112 as f32 bits (f16 -> f32 exponent re-bias)
+  0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, //  48: top-half mask (odd f16/bf16 lanes)
+  0x000f000f, 0x000f000f, 0x000f000f, 0x000f000f, //  64: u16 lanes' bits 0-3   (Q4_0 nibbles against Q8_0W)
+  0x00f000f0, 0x00f000f0, 0x00f000f0, 0x00f000f0, //  80: u16 lanes' bits 4-7
+  0x0f000f00, 0x0f000f00, 0x0f000f00, 0x0f000f00, //  96: u16 lanes' bits 8-11
+  0x00010001, 0x00010001, 0x00010001, 0x00010001, // 112: i16 1 (sums of i16 pairs through i32x4.dot_i16x8_s)
 ], 16);
 export const T_NIBBLE: usize = 0;
-export const T_EIGHT: usize = 16;
-export const T_F16MASK: usize = 32;
-export const T_F16SCALE: usize = 48;
-export const T_HI16: usize = 64;
-export const T_ONES: usize = 80;
-export const T_F16BIAS: usize = 96;
-export const T_F16SUB: usize = 112;
-export const T_U16_N0: usize = 128;
-export const T_U16_N1: usize = 144;
-export const T_U16_N2: usize = 160;
-export const T_ONES16: usize = 176;
+export const T_F16MASK: usize = 16;
+export const T_F16SCALE: usize = 32;
+export const T_HI16: usize = 48;
+export const T_U16_N0: usize = 64;
+export const T_U16_N1: usize = 80;
+export const T_U16_N2: usize = 96;
+export const T_ONES16: usize = 112;
 
 // An f16 -> f32 table (ggml keeps the same one, ggml_table_f32_f16): four scales become four loads instead of
 // twenty integer ops. It sits right after the static data; heap_base() (index.ts) starts the host's allocations
@@ -78,9 +67,9 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
 // @ts-ignore: decorator
 @inline export function f16_at(p: usize): f32 { return load<f32>(f16_table() + (<usize>load<u16>(p) << 2)); }
 
-/** the f16 scales at p, p+stride, p+2·stride, p+3·stride as f32x4, from the table (exact, as scales4) */
+/** the f16 scales at p, p+stride, p+2·stride, p+3·stride as f32x4, from the table (exact, subnormals included) */
 // @ts-ignore: decorator
-@inline export function scales4_t(p: usize, stride: usize): v128 {
+@inline export function scales4(p: usize, stride: usize): v128 {
   const t = f16_table();
   let v = v128.load32_zero(t + (<usize>load<u16>(p) << 2));
   v = v128.load32_lane(t + (<usize>load<u16>(p + stride) << 2), v, 1);
@@ -312,22 +301,4 @@ export const Q8_K_BYTES: i32 = 292;
 // @ts-ignore: decorator
 @inline export function reduce4_i32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   return fold4(fold2(a0, a1), fold2(a2, a3));
-}
-
-/**
- * the f16 scales of four blocks `stride` bytes apart (at p, p+stride, ...) as f32x4; bias and step are the
- * T_F16BIAS and T_F16SUB table vectors, loaded once before the caller's loop. Exact for normal and subnormal f16
- * without subnormal arithmetic (see f16_to_f32); the high halves being zero saves the masks.
- */
-// @ts-ignore: decorator
-@inline export function scales4(p: usize, stride: usize, bias: v128, step: v128): v128 {
-  let v = v128.load16_lane(p, i32x4.splat(0), 0);
-  v = v128.load16_lane(p + stride, v, 2);
-  v = v128.load16_lane(p + 2 * stride, v, 4);
-  v = v128.load16_lane(p + 3 * stride, v, 6);
-  const em = i32x4.shr_u(i32x4.shl(v, 17), 4);                     // exponent and mantissa where f32 keeps them
-  const isSub = i32x4.eq(i32x4.shr_u(em, 23), i32x4.splat(0));     // f16 exponent 0: zero or subnormal
-  // normal: exponent + 112; zero/subnormal: 2^-14·(1 + m/1024) − 2^-14 = m·2^-24
-  const f = f32x4.sub(i32x4.add(i32x4.add(em, bias), v128.and(isSub, step)), v128.and(isSub, i32x4.add(bias, step)));
-  return v128.or(f, i32x4.shl(i32x4.shr_u(v, 15), 31));            // the sign
 }

@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4_t, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -108,7 +108,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const r = dot4blocks(v128.load(w, 2), v128.load(w, 20), v128.load(w, 38), v128.load(w, 56), xq, m0, m1, m2);
-    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4_t(w, Q4_0_BYTES), v128.load(xd + (<usize>b << 2))));
+    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
   let tail: f32 = 0;
@@ -136,8 +136,8 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
     wp = w1p + wo;
     const rb = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(ra, s, scales4_t(w + wo, Q4_0_BYTES), dx));
-    a1 = f32x4.add(a1, step4(rb, s, scales4_t(w1p + wo, Q4_0_BYTES), dx));
+    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES), dx));
+    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES), dx));
     wo += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
   let t0: f32 = 0, t1: f32 = 0;
@@ -171,7 +171,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   let b = 0;
   let qb: usize = qo;   // this step's activations, from each row's start
   for (; b + 4 <= nb; b += 4) {
-    const sw = scales4_t(w, Q4_0_BYTES);
+    const sw = scales4(w, Q4_0_BYTES);
     const bo = <usize>b << 2;
     let r0: v128, r1: v128, r2: v128, r3: v128;
     if (ASC_FEATURE_RELAXED_SIMD) {

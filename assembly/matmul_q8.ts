@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4_t, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, q8w_q, TABLE, T_ONES16 } from "./common";
+import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -44,17 +44,26 @@ export function quantize_q8_0(out: usize, x: usize, n: i32, t: i32): void {
   }
 }
 
+/**
+ * One block of block_q8_0's numbers from the 32 floats at x: its scale d (the f16 a block_q8_0 stores, widened)
+ * at od, the sum of its int8 at os, the int8 at q. The Q8_0X and Q8_0W rows are laid out from these.
+ */
+// @ts-ignore: decorator
+@inline function q8_block(od: usize, os: usize, q: usize, x: usize): void {
+  const amax = amax32(x);
+  const d = amax / 127;
+  const id: f32 = amax != 0 ? 127 / amax : 0;
+  store<f32>(od, f16_to_f32(f32_to_f16(d)));
+  store<i32>(os, quant32(q, x, f32x4.splat(id)));
+}
+
 /** out: t rows in the Q8_0X layout (common.ts) = x: t rows of n f32 (n % 32 == 0); the int8 and d of quantize_q8_0. */
 export function quantize_q8_0x(out: usize, x: usize, n: i32, t: i32): void {
   const nb = n / QK;
   for (let j = 0; j < t; j++) {
     const od = q8x_d(out, nb), os = q8x_s(out, nb), oq = q8x_q(out, nb);
     for (let b = 0; b < nb; b++) {
-      const amax = amax32(x);
-      const d = amax / 127;
-      const id: f32 = amax != 0 ? 127 / amax : 0;
-      store<f32>(od + (<usize>b << 2), f16_to_f32(f32_to_f16(d)));   // the f16 a block_q8_0 stores, widened
-      store<i32>(os + (<usize>b << 2), quant32(oq + (<usize>b << 5), x, f32x4.splat(id)));
+      q8_block(od + (<usize>b << 2), os + (<usize>b << 2), oq + (<usize>b << 5), x);
       x += QK * 4;
     }
     out += <usize>nb * Q8_0X_BYTES;
@@ -68,15 +77,11 @@ export function quantize_q8_0x(out: usize, x: usize, n: i32, t: i32): void {
 export function quantize_q8_0w(out: usize, x: usize, n: i32, t: i32): void {
   const nb = n / QK;
   for (let j = 0; j < t; j++) {
-    const od = q8x_d(out, nb), os = q8x_s(out, nb), oq = q8w_q(out, nb);
+    const od = q8x_d(out, nb), os = q8x_s(out, nb), oq = q8x_q(out, nb);
     for (let b = 0; b < nb; b++) {
-      const amax = amax32(x);
-      const d = amax / 127;
-      const id: f32 = amax != 0 ? 127 / amax : 0;
-      store<f32>(od + (<usize>b << 2), f16_to_f32(f32_to_f16(d)));
       // the int8 go to the second half of the block's 64 bytes, are read back, then overwritten by their widening
       const q = oq + (<usize>b << 6);
-      store<i32>(os + (<usize>b << 2), quant32(q + 32, x, f32x4.splat(id)));
+      q8_block(od + (<usize>b << 2), os + (<usize>b << 2), q + 32, x);
       const e = i8x16.shuffle(v128.load(q, 32), v128.load(q, 32), 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
       const h = i8x16.shuffle(v128.load(q, 48), v128.load(q, 48), 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
       v128.store(q, i16x8.shl(i16x8.extend_low_i8x16_s(e), 8));        // 256·x[0,2..14]
@@ -169,7 +174,16 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return <f32>hsum_i32x4(q8dot_at(w, xq, ones)) * (f16_at(w) * dx);
 }
 
-// Matrix-vector and matrix-matrix against Q8_0X activation rows (common.ts: f32 d[nb], i32 sum[nb], int8 q[32·nb]).
+/** the leftover blocks b..nb-1 of a row (n/32 not a multiple of 4): weights at w and int8 at xq start at block b */
+// @ts-ignore: decorator
+@inline function tail_q8_0(w: usize, xq: usize, xd: usize, b: i32, nb: i32, ones: v128): f32 {
+  let tail: f32 = 0;
+  for (; b < nb; b++) {
+    tail += step1(w, xq, load<f32>(xd + (<usize>b << 2)), ones);
+    w += Q8_0_BYTES; xq += QK;
+  }
+  return tail;
+}
 
 // @ts-ignore: decorator
 @inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
@@ -180,15 +194,10 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
-    acc = f32x4.add(acc, step4(r, scales4_t(w, Q8_0_BYTES), v128.load(xd + (<usize>b << 2))));
+    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES), v128.load(xd + (<usize>b << 2))));
     w += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
-  let tail: f32 = 0;
-  for (; b < nb; b++) {
-    tail += step1(w, xq, load<f32>(xd + (<usize>b << 2)), ones);
-    w += Q8_0_BYTES; xq += QK;
-  }
-  return hsum_f32x4(acc) + tail;
+  return hsum_f32x4(acc) + tail_q8_0(w, xq, xd, b, nb, ones);
 }
 
 /** row length from which eight side-by-side rows stream without software prefetch (see matmul_q8_0) */
@@ -198,7 +207,7 @@ const STREAM_ROW_BYTES: usize = 4096;
 // @ts-ignore: decorator
 @inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
   const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
-  return f32x4.add(acc, step4(r, scales4_t(w, Q8_0_BYTES), dx));
+  return f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES), dx));
 }
 
 /**
@@ -228,24 +237,14 @@ const STREAM_ROW_BYTES: usize = 4096;
     a7 = row_step4(a7, wp + 7 * ws, xq, dx, ones);
     wp += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
-  // leftover blocks (n/32 not a multiple of 4), as dot1_q8_0 does them
-  for (let r = 0; r < 8; r++) {
-    let tail: f32 = 0;
-    let wt = wp + <usize>r * ws, xt = xq;
-    for (let c = b; c < nb; c++) {
-      tail += step1(wt, xt, load<f32>(xd + (<usize>c << 2)), ones);
-      wt += Q8_0_BYTES; xt += QK;
-    }
-    store<f32>(o + (<usize>r << 2), tail);
-  }
-  store<f32>(o, hsum_f32x4(a0) + load<f32>(o));
-  store<f32>(o, hsum_f32x4(a1) + load<f32>(o, 4), 4);
-  store<f32>(o, hsum_f32x4(a2) + load<f32>(o, 8), 8);
-  store<f32>(o, hsum_f32x4(a3) + load<f32>(o, 12), 12);
-  store<f32>(o, hsum_f32x4(a4) + load<f32>(o, 16), 16);
-  store<f32>(o, hsum_f32x4(a5) + load<f32>(o, 20), 20);
-  store<f32>(o, hsum_f32x4(a6) + load<f32>(o, 24), 24);
-  store<f32>(o, hsum_f32x4(a7) + load<f32>(o, 28), 28);
+  store<f32>(o, hsum_f32x4(a0) + tail_q8_0(wp, xq, xd, b, nb, ones));
+  store<f32>(o, hsum_f32x4(a1) + tail_q8_0(wp + ws, xq, xd, b, nb, ones), 4);
+  store<f32>(o, hsum_f32x4(a2) + tail_q8_0(wp + 2 * ws, xq, xd, b, nb, ones), 8);
+  store<f32>(o, hsum_f32x4(a3) + tail_q8_0(wp + 3 * ws, xq, xd, b, nb, ones), 12);
+  store<f32>(o, hsum_f32x4(a4) + tail_q8_0(wp + 4 * ws, xq, xd, b, nb, ones), 16);
+  store<f32>(o, hsum_f32x4(a5) + tail_q8_0(wp + 5 * ws, xq, xd, b, nb, ones), 20);
+  store<f32>(o, hsum_f32x4(a6) + tail_q8_0(wp + 6 * ws, xq, xd, b, nb, ones), 24);
+  store<f32>(o, hsum_f32x4(a7) + tail_q8_0(wp + 7 * ws, xq, xd, b, nb, ones), 28);
 }
 
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
@@ -258,7 +257,7 @@ const STREAM_ROW_BYTES: usize = 4096;
   let qb: usize = qo;   // this step's int8, from each row's start
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const sw = scales4_t(w, Q8_0_BYTES);
+    const sw = scales4(w, Q8_0_BYTES);
     const bo = <usize>b << 2;
     const wb = w + Q8_0_BYTES, wc = w + 2 * Q8_0_BYTES, wd = w + 3 * Q8_0_BYTES;
     a0 = f32x4.add(a0, step4(reduce4_i32(q8dot_at(w, x + qb, ones), q8dot_at(wb, x + qb + 32, ones), q8dot_at(wc, x + qb + 64, ones), q8dot_at(wd, x + qb + 96, ones)), sw, v128.load(x + bo)));

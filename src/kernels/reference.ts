@@ -29,16 +29,19 @@ export function quantize_q8_0(out: Uint8Array, x: Float32Array, n: number, t: nu
 
 /** quantize_q8_0 (the x86 path's rounding) into Q8_0X rows (quant/ref.ts q8_0ToQ8_0X: the same int8 and scales) */
 export function quantize_q8_0x(out: Uint8Array, x: Float32Array, n: number, t: number): void {
-  const blocks = new Uint8Array((n / QK) * 34 * t);
-  quantize_q8_0(blocks, x, n, t);
-  out.set(q8_0ToQ8_0X(blocks, n, t));
+  out.set(q8_0ToQ8_0X(q8_0Rows(x, n, t), n, t));
 }
 
 /** quantize_q8_0 (the x86 path's rounding) into Q8_0W rows (quant/ref.ts q8_0ToQ8_0W: the same int8 and scales) */
 export function quantize_q8_0w(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  out.set(q8_0ToQ8_0W(q8_0Rows(x, n, t), n, t));
+}
+
+/** t rows of block_q8_0 from x, for the layouts above to rearrange */
+function q8_0Rows(x: Float32Array, n: number, t: number): Uint8Array {
   const blocks = new Uint8Array((n / QK) * 34 * t);
   quantize_q8_0(blocks, x, n, t);
-  out.set(q8_0ToQ8_0W(blocks, n, t));
+  return blocks;
 }
 
 /** a Q8_0X row's block: [d, 0, int8] (its sums are checked by the tests, not used here) */
