@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -81,7 +81,7 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
 // @ts-ignore: decorator
 @inline function mask2(): v128 { return v128.load(TABLE + T_U16_N2); }
 
-// Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair:
+// Every path below (one row, eight rows, four tokens) does the same float arithmetic for a (row, token) pair:
 // per step of four blocks, convert(Σu·x − 8·Σx) · (d_w·d_x) added to an f32x4 whose lanes are the four blocks;
 // leftover blocks summed in a scalar; then hsum + scalar. So a result does not depend on how a matmul is cut
 // into calls (threads split by rows or by tokens), down to the last bit: activations are re-quantized to int8
@@ -99,6 +99,24 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   return <f32>(sum1(q4dot(v128.load(w, 2), xb, m0, m1, m2), m1) - (s << 3)) * (f16_at(w) * dx);
 }
 
+/** one row's step of four blocks (weights at w, activations at xq): acc + their contributions */
+// @ts-ignore: decorator
+@inline function row_step4(acc: v128, w: usize, xq: usize, s: v128, dx: v128, m0: v128, m1: v128, m2: v128): v128 {
+  const r = dot4blocks(v128.load(w, 2), v128.load(w, 20), v128.load(w, 38), v128.load(w, 56), xq, m0, m1, m2);
+  return f32x4.add(acc, step4(r, s, scales4(w, Q4_0_BYTES), dx));
+}
+
+/** the leftover blocks b..nb-1 of a row (n/32 not a multiple of 4): weights at w and activations at xq start at block b */
+// @ts-ignore: decorator
+@inline function tail_q4_0(w: usize, xq: usize, xs: usize, xd: usize, b: i32, nb: i32, m0: v128, m1: v128, m2: v128): f32 {
+  let tail: f32 = 0;
+  for (; b < nb; b++) {
+    tail += step1(w, xq, load<i32>(xs + (<usize>b << 2)), load<f32>(xd + (<usize>b << 2)), m0, m1, m2);
+    w += Q4_0_BYTES; xq += XB;
+  }
+  return tail;
+}
+
 // @ts-ignore: decorator
 @inline function dot1_q4_0(w: usize, x: usize, nb: i32): f32 {
   const m0 = mask0(), m1 = mask1(), m2 = mask2();
@@ -107,48 +125,46 @@ import { prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i3
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const r = dot4blocks(v128.load(w, 2), v128.load(w, 20), v128.load(w, 38), v128.load(w, 56), xq, m0, m1, m2);
-    acc = f32x4.add(acc, step4(r, v128.load(xs + (<usize>b << 2)), scales4(w, Q4_0_BYTES), v128.load(xd + (<usize>b << 2))));
+    acc = row_step4(acc, w, xq, v128.load(xs + (<usize>b << 2)), v128.load(xd + (<usize>b << 2)), m0, m1, m2);
     w += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
-  let tail: f32 = 0;
-  for (; b < nb; b++) {
-    tail += step1(w, xq, load<i32>(xs + (<usize>b << 2)), load<f32>(xd + (<usize>b << 2)), m0, m1, m2);
-    w += Q4_0_BYTES; xq += XB;
-  }
-  return hsum_f32x4(acc) + tail;
+  return hsum_f32x4(acc) + tail_q4_0(w, xq, xs, xd, b, nb, m0, m1, m2);
 }
 
-/** two Q4_0 weight rows against one activation row: x is loaded once for both rows where registers allow */
+/**
+ * eight Q4_0 weight rows (ws bytes apart) against one activation row, results os bytes apart: eight streams
+ * side by side (common.ts, STREAMS). Each row's activations are loaded where they are used (L1 hits): holding
+ * them for all rows would spill.
+ */
 // @ts-ignore: decorator
-@inline function dot2_q4_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+@inline function dot8_q4_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   const m0 = mask0(), m1 = mask1(), m2 = mask2();
   const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
   let xq = q8x_q(x, nb);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  const w1p = w + ws;
-  let wo: usize = 0;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  let wp = w;
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    // each row's activations are loaded where they are used (L1 hits): holding eight for both rows spills
-    let wp = w + wo;
-    const ra = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
-    wp = w1p + wo;
-    const rb = dot4blocks(v128.load(wp, 2), v128.load(wp, 20), v128.load(wp, 38), v128.load(wp, 56), xq, m0, m1, m2);
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
-    a0 = f32x4.add(a0, step4(ra, s, scales4(w + wo, Q4_0_BYTES), dx));
-    a1 = f32x4.add(a1, step4(rb, s, scales4(w1p + wo, Q4_0_BYTES), dx));
-    wo += 4 * Q4_0_BYTES; xq += 4 * XB;
+    a0 = row_step4(a0, wp, xq, s, dx, m0, m1, m2);
+    a1 = row_step4(a1, wp + ws, xq, s, dx, m0, m1, m2);
+    a2 = row_step4(a2, wp + 2 * ws, xq, s, dx, m0, m1, m2);
+    a3 = row_step4(a3, wp + 3 * ws, xq, s, dx, m0, m1, m2);
+    a4 = row_step4(a4, wp + 4 * ws, xq, s, dx, m0, m1, m2);
+    a5 = row_step4(a5, wp + 5 * ws, xq, s, dx, m0, m1, m2);
+    a6 = row_step4(a6, wp + 6 * ws, xq, s, dx, m0, m1, m2);
+    a7 = row_step4(a7, wp + 7 * ws, xq, s, dx, m0, m1, m2);
+    wp += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
-  let t0: f32 = 0, t1: f32 = 0;
-  for (; b < nb; b++) {
-    const s = load<i32>(xs + (<usize>b << 2)), dx = load<f32>(xd + (<usize>b << 2));
-    t0 += step1(w + wo, xq, s, dx, m0, m1, m2);
-    t1 += step1(w1p + wo, xq, s, dx, m0, m1, m2);
-    wo += Q4_0_BYTES; xq += XB;
-  }
-  store<f32>(o, hsum_f32x4(a0) + t0);
-  store<f32>(o, hsum_f32x4(a1) + t1, 4);
+  store<f32>(o, hsum_f32x4(a0) + tail_q4_0(wp, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q4_0(wp + ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + tail_q4_0(wp + 2 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + tail_q4_0(wp + 3 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 4 * os, hsum_f32x4(a4) + tail_q4_0(wp + 4 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 5 * os, hsum_f32x4(a5) + tail_q4_0(wp + 5 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 6 * os, hsum_f32x4(a6) + tail_q4_0(wp + 6 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 7 * os, hsum_f32x4(a7) + tail_q4_0(wp + 7 * ws, xq, xs, xd, b, nb, m0, m1, m2));
 }
 
 /** relaxed: one token's four-block Σu·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
@@ -224,14 +240,9 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(wRow);
-    let i = 0;
-    for (; i + 2 <= d; i += 2) {
-      prefetch_rows(w, i, d, wRow, g);
-      prefetch_rows(w, i + 1, d, wRow, g);
-      dot2_q4_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
-    }
-    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
+    for (let i = 0; i < seg; i++) dot8_q4_0(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
+import { STREAMS, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -200,9 +200,6 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return hsum_f32x4(acc) + tail_q8_0(w, xq, xd, b, nb, ones);
 }
 
-/** row length from which eight side-by-side rows stream without software prefetch (see matmul_q8_0) */
-const STREAM_ROW_BYTES: usize = 4096;
-
 /** one row's step of four blocks: acc + their contributions (the arithmetic of dot1_q8_0's loop) */
 // @ts-ignore: decorator
 @inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
@@ -211,13 +208,11 @@ const STREAM_ROW_BYTES: usize = 4096;
 }
 
 /**
- * eight Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row, results at o .. o+28. Eight rows read
- * side by side are eight sequential streams, which this core's hardware prefetcher keeps ahead of: cold, relaxed
- * build, two rows with software prefetch batches against eight without (rows x columns): 7.7 / 10.0 GB/s on
- * 11008 x 4096, 7.4 / 11.0 on 2048 x 5632, 7.6 / 7.9 on 5632 x 2048.
+ * eight Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row, results os bytes apart: eight streams
+ * side by side (common.ts, STREAMS)
  */
 // @ts-ignore: decorator
-@inline function dot8_q8_0(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+@inline function dot8_q8_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   const ones = v128.load(TABLE + T_ONES16);
   const xd = q8x_d(x, nb);
   let xq = q8x_q(x, nb);
@@ -238,13 +233,13 @@ const STREAM_ROW_BYTES: usize = 4096;
     wp += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   store<f32>(o, hsum_f32x4(a0) + tail_q8_0(wp, xq, xd, b, nb, ones));
-  store<f32>(o, hsum_f32x4(a1) + tail_q8_0(wp + ws, xq, xd, b, nb, ones), 4);
-  store<f32>(o, hsum_f32x4(a2) + tail_q8_0(wp + 2 * ws, xq, xd, b, nb, ones), 8);
-  store<f32>(o, hsum_f32x4(a3) + tail_q8_0(wp + 3 * ws, xq, xd, b, nb, ones), 12);
-  store<f32>(o, hsum_f32x4(a4) + tail_q8_0(wp + 4 * ws, xq, xd, b, nb, ones), 16);
-  store<f32>(o, hsum_f32x4(a5) + tail_q8_0(wp + 5 * ws, xq, xd, b, nb, ones), 20);
-  store<f32>(o, hsum_f32x4(a6) + tail_q8_0(wp + 6 * ws, xq, xd, b, nb, ones), 24);
-  store<f32>(o, hsum_f32x4(a7) + tail_q8_0(wp + 7 * ws, xq, xd, b, nb, ones), 28);
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q8_0(wp + ws, xq, xd, b, nb, ones));
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + tail_q8_0(wp + 2 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + tail_q8_0(wp + 3 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 4 * os, hsum_f32x4(a4) + tail_q8_0(wp + 4 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 5 * os, hsum_f32x4(a5) + tail_q8_0(wp + 5 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 6 * os, hsum_f32x4(a6) + tail_q8_0(wp + 6 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 7 * os, hsum_f32x4(a7) + tail_q8_0(wp + 7 * ws, xq, xd, b, nb, ones));
 }
 
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
@@ -287,17 +282,9 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    // rows of 4 KiB and more: the hardware prefetcher follows the eight streams; shorter rows end before it has
-    // ramped up, so they keep the software prefetch batches (2816 x 1024: 7.2 GB/s without, 7.7 with; 5632 x 2048
-    // in Deno: 7.6 without, 8.4 with two rows and batches)
-    const touch = wRow < STREAM_ROW_BYTES;
-    const g = prefetch_group(wRow);
-    let i = 0;
-    for (; i + 8 <= d; i += 8) {
-      if (touch) for (let r = 0; r < 8; r++) prefetch_rows(w, i + r, d, wRow, g);
-      dot8_q8_0(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
-    }
-    for (; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
+    for (let i = 0; i < seg; i++) dot8_q8_0(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

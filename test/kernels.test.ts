@@ -218,7 +218,8 @@ test("matmul_q4_0 / matmul_q8_0 / matmul_f32: a result does not depend on how th
   for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"]] as const) {
     for (const n of [96, 512, 1056, 1061]) scoped(() => {
       if (fmt !== "F32" && n % 32 !== 0) return;
-      const d = 11, t = 9; // decode paths take 8 (Q8_0), 4 (F32) or 2 (Q4_0) rows at a time, then single rows
+      // decode paths take 8 rows at a time (Q4_0, Q8_0: rows i, i + 3, ... i + 21, then 24-26 one by one) or 4 (F32)
+      const d = 27, t = 9;
       const xf = normal(rand, n * t);
       const act = activationFormat(formatByName(fmt)!, BUILD)!;
       const xRow = rowBytes(formatByName(act)!, n);
