@@ -182,41 +182,24 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
  * computes row i of every run together (rows i, i + d/STREAMS, ...): each run is contiguous, so the pass is
  * STREAMS sequential streams as long as the matrix, not rows of a few KiB that end before the hardware prefetcher
  * has ramped up. Cold 11008 x 4096 (relaxed build, GB/s): Q4_0 6.8 with two adjacent rows and software prefetch
- * batches, 10.5 with four runs, 11.8 with eight; Q8_0 9.6 with eight adjacent rows, 12.5 with eight runs. The
- * rounding of a row's dot product does not depend on which rows it is computed beside.
+ * (a batch of loads a few KiB ahead: they must retire, so compute waits on them), 10.5 with four runs, 11.8 with
+ * eight; Q8_0 9.6 with eight adjacent rows, 12.5 with eight runs. Kernels with more live registers per row cut
+ * into fewer runs (F32, F16 and BF16 four). A row's rounding does not depend on the rows beside it.
  */
 export const STREAMS: i32 = 8;
 
-// Loads whose only purpose is to pull cache lines in early still need a consumer, or the optimizer drops them.
-let touchSink: i32 = 0;
-
-/**
- * Software prefetch (wasm has no prefetch instruction): loads one byte of every 64-byte line of [p, p + bytes).
- * Issued back to back, these misses overlap each other; a matvec kernel whose loop is long per byte (the
- * integer ones) otherwise has only two or three lines in flight and runs at DRAM latency, not bandwidth.
- */
+/** the eight results of a STREAMS pass: hsum of each accumulator, to o, o + os, ... o + 7·os */
 // @ts-ignore: decorator
-@inline export function touch_lines(p: usize, bytes: usize): void {
-  let s = 0;
-  for (let o: usize = 0; o < bytes; o += 64) s += load<u8>(p + o);
-  touchSink += s;
+@inline export function store8_f32x4(o: usize, os: usize, a0: v128, a1: v128, a2: v128, a3: v128, a4: v128, a5: v128, a6: v128, a7: v128): void {
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o + os, hsum_f32x4(a1));
+  store<f32>(o + 2 * os, hsum_f32x4(a2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3));
+  store<f32>(o + 4 * os, hsum_f32x4(a4));
+  store<f32>(o + 5 * os, hsum_f32x4(a5));
+  store<f32>(o + 6 * os, hsum_f32x4(a6));
+  store<f32>(o + 7 * os, hsum_f32x4(a7));
 }
-
-/** rows per prefetch batch: about PREFETCH_BYTES of weights (at least one row) */
-// @ts-ignore: decorator
-@inline export function prefetch_group(rowBytes: usize): i32 {
-  return <i32>max<usize>(1, (PREFETCH_BYTES + rowBytes - 1) / rowBytes);
-}
-
-/**
- * Called at row i of a matrix-vector loop: every g rows, touches the g rows that start 2g rows ahead, so one
- * batch of overlapping misses is in flight while two batches are being computed.
- */
-// @ts-ignore: decorator
-@inline export function prefetch_rows(w: usize, i: i32, d: i32, rowBytes: usize, g: i32): void {
-  if (i % g == 0 && i + 3 * g <= d) touch_lines(w + <usize>(i + 2 * g) * rowBytes, <usize>g * rowBytes);
-}
-const PREFETCH_BYTES: usize = 4096;
 
 /** elements per K-quant super-block (ggml QK_K) */
 export const QK_K: i32 = 256;

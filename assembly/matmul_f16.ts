@@ -2,32 +2,28 @@
 // and the activation converters convert_f16 / convert_bf16. Products of two f16 or two bf16 are exact in f32,
 // so the only rounding is in the f32 accumulation. Not for quantized blocks.
 import {
-  prefetch_group, prefetch_rows, f16_to_f32, f32_to_f16, f32_to_bf16, f16x8_even, f16x8_odd, hsum_f32x4, token_chunk,
+  f16_to_f32, f32_to_f16, f32_to_bf16, f16x8_even, f16x8_odd, hsum_f32x4, token_chunk,
   TABLE, T_F16MASK, T_F16SCALE, T_HI16,
 } from "./common";
 
 // ---- f16 -------------------------------------------------------------------------------------------------
 
+// Every f16 and bf16 path (one row, four rows, four tokens) does the same arithmetic for a (row, token) pair: even
+// and odd elements in two accumulators over steps of eight, hsum(a + b), then the scalar tail. So a result does
+// not depend on how threads cut a matmul (by rows or by tokens), down to the last bit.
+
 // @ts-ignore: decorator
 @inline function dot1_f16(w: usize, x: usize, n: i32): f32 {
   const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a = f32x4.splat(0), b = f32x4.splat(0);
   let k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const w0 = v128.load(w), x0 = v128.load(x), w1 = v128.load(w, 16), x1 = v128.load(x, 16);
-    a0 = f32x4.add(a0, f32x4.mul(f16x8_even(w0, mask, scale), f16x8_even(x0, mask, scale)));
-    a1 = f32x4.add(a1, f32x4.mul(f16x8_odd(w0, mask, scale), f16x8_odd(x0, mask, scale)));
-    a2 = f32x4.add(a2, f32x4.mul(f16x8_even(w1, mask, scale), f16x8_even(x1, mask, scale)));
-    a3 = f32x4.add(a3, f32x4.mul(f16x8_odd(w1, mask, scale), f16x8_odd(x1, mask, scale)));
-    w += 32; x += 32;
-  }
   for (; k + 8 <= n; k += 8) {
-    const w0 = v128.load(w), x0 = v128.load(x);
-    a0 = f32x4.add(a0, f32x4.mul(f16x8_even(w0, mask, scale), f16x8_even(x0, mask, scale)));
-    a1 = f32x4.add(a1, f32x4.mul(f16x8_odd(w0, mask, scale), f16x8_odd(x0, mask, scale)));
+    const wv = v128.load(w), xv = v128.load(x);
+    a = f32x4.add(a, f32x4.mul(f16x8_even(wv, mask, scale), f16x8_even(xv, mask, scale)));
+    b = f32x4.add(b, f32x4.mul(f16x8_odd(wv, mask, scale), f16x8_odd(xv, mask, scale)));
     w += 16; x += 16;
   }
-  let s = hsum_f32x4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  let s = hsum_f32x4(f32x4.add(a, b));
   for (; k < n; k++) {
     s += f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
     w += 2; x += 2;
@@ -35,33 +31,46 @@ import {
   return s;
 }
 
-/** two f16 weight rows against one f16 activation row: x is decoded once for both */
+/** four f16 weight rows (ws bytes apart) against one f16 activation row, results os bytes apart: x is decoded once */
 // @ts-ignore: decorator
-@inline function dot2_f16(o: usize, w: usize, ws: usize, x: usize, n: i32): void {
+@inline function dot4rows_f16(o: usize, os: usize, w: usize, ws: usize, x: usize, n: i32): void {
   const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
-  const w1p = w + ws;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
   let k = 0;
   let off: usize = 0;
   for (; k + 8 <= n; k += 8) {
     const xv = v128.load(x + off);
     const xe = f16x8_even(xv, mask, scale), xo = f16x8_odd(xv, mask, scale);
-    const v0 = v128.load(w + off), v1 = v128.load(w1p + off);
-    a0 = f32x4.add(a0, f32x4.mul(xe, f16x8_even(v0, mask, scale)));
-    b0 = f32x4.add(b0, f32x4.mul(xo, f16x8_odd(v0, mask, scale)));
-    a1 = f32x4.add(a1, f32x4.mul(xe, f16x8_even(v1, mask, scale)));
-    b1 = f32x4.add(b1, f32x4.mul(xo, f16x8_odd(v1, mask, scale)));
+    let v = v128.load(w + off);
+    a0 = f32x4.add(a0, f32x4.mul(f16x8_even(v, mask, scale), xe));
+    b0 = f32x4.add(b0, f32x4.mul(f16x8_odd(v, mask, scale), xo));
+    v = v128.load(w1 + off);
+    a1 = f32x4.add(a1, f32x4.mul(f16x8_even(v, mask, scale), xe));
+    b1 = f32x4.add(b1, f32x4.mul(f16x8_odd(v, mask, scale), xo));
+    v = v128.load(w2 + off);
+    a2 = f32x4.add(a2, f32x4.mul(f16x8_even(v, mask, scale), xe));
+    b2 = f32x4.add(b2, f32x4.mul(f16x8_odd(v, mask, scale), xo));
+    v = v128.load(w3 + off);
+    a3 = f32x4.add(a3, f32x4.mul(f16x8_even(v, mask, scale), xe));
+    b3 = f32x4.add(b3, f32x4.mul(f16x8_odd(v, mask, scale), xo));
     off += 16;
   }
   let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
+  let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
   for (; k < n; k++) {
     const xk = f16_to_f32(load<u16>(x + off));
     s0 += f16_to_f32(load<u16>(w + off)) * xk;
-    s1 += f16_to_f32(load<u16>(w1p + off)) * xk;
+    s1 += f16_to_f32(load<u16>(w1 + off)) * xk;
+    s2 += f16_to_f32(load<u16>(w2 + off)) * xk;
+    s3 += f16_to_f32(load<u16>(w3 + off)) * xk;
     off += 2;
   }
   store<f32>(o, s0);
-  store<f32>(o, s1, 4);
+  store<f32>(o + os, s1);
+  store<f32>(o + 2 * os, s2);
+  store<f32>(o + 3 * os, s3);
 }
 
 // @ts-ignore: decorator
@@ -110,14 +119,9 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   const rowBytes = <usize>n << 1;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(rowBytes);
-    let i = 0;
-    for (; i + 2 <= d; i += 2) {
-      prefetch_rows(w, i, d, rowBytes, g);
-      prefetch_rows(w, i + 1, d, rowBytes, g);
-      dot2_f16(out + (<usize>i << 2), w + <usize>i * rowBytes, rowBytes, x, n);
-    }
-    if (i < d) store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
+    const seg = d >> 2;   // rows i, i + seg, i + 2·seg, i + 3·seg side by side: four long streams (common.ts, STREAMS)
+    for (let i = 0; i < seg; i++) dot4rows_f16(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * rowBytes, <usize>seg * rowBytes, x, n);
+    for (let i = seg << 2; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);
@@ -145,28 +149,62 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
 // @ts-ignore: decorator
 @inline function dot1_bf16(w: usize, x: usize, n: i32): f32 {
   const hi = v128.load(TABLE + T_HI16);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a = f32x4.splat(0), b = f32x4.splat(0);
   let k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const w0 = v128.load(w), x0 = v128.load(x), w1 = v128.load(w, 16), x1 = v128.load(x, 16);
-    a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(w0, 16), i32x4.shl(x0, 16)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.and(w0, hi), v128.and(x0, hi)));
-    a2 = f32x4.add(a2, f32x4.mul(i32x4.shl(w1, 16), i32x4.shl(x1, 16)));
-    a3 = f32x4.add(a3, f32x4.mul(v128.and(w1, hi), v128.and(x1, hi)));
-    w += 32; x += 32;
-  }
   for (; k + 8 <= n; k += 8) {
-    const w0 = v128.load(w), x0 = v128.load(x);
-    a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(w0, 16), i32x4.shl(x0, 16)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.and(w0, hi), v128.and(x0, hi)));
+    const wv = v128.load(w), xv = v128.load(x);
+    a = f32x4.add(a, f32x4.mul(i32x4.shl(wv, 16), i32x4.shl(xv, 16)));
+    b = f32x4.add(b, f32x4.mul(v128.and(wv, hi), v128.and(xv, hi)));
     w += 16; x += 16;
   }
-  let s = hsum_f32x4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  let s = hsum_f32x4(f32x4.add(a, b));
   for (; k < n; k++) {
     s += bf16_to_f32(load<u16>(w)) * bf16_to_f32(load<u16>(x));
     w += 2; x += 2;
   }
   return s;
+}
+
+/** four bf16 weight rows (ws bytes apart) against one bf16 activation row, results os bytes apart: x is split once */
+// @ts-ignore: decorator
+@inline function dot4rows_bf16(o: usize, os: usize, w: usize, ws: usize, x: usize, n: i32): void {
+  const hi = v128.load(TABLE + T_HI16);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
+  let k = 0;
+  let off: usize = 0;
+  for (; k + 8 <= n; k += 8) {
+    const xv = v128.load(x + off);
+    const xe = i32x4.shl(xv, 16), xo = v128.and(xv, hi);
+    let v = v128.load(w + off);
+    a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(v, 16), xe));
+    b0 = f32x4.add(b0, f32x4.mul(v128.and(v, hi), xo));
+    v = v128.load(w1 + off);
+    a1 = f32x4.add(a1, f32x4.mul(i32x4.shl(v, 16), xe));
+    b1 = f32x4.add(b1, f32x4.mul(v128.and(v, hi), xo));
+    v = v128.load(w2 + off);
+    a2 = f32x4.add(a2, f32x4.mul(i32x4.shl(v, 16), xe));
+    b2 = f32x4.add(b2, f32x4.mul(v128.and(v, hi), xo));
+    v = v128.load(w3 + off);
+    a3 = f32x4.add(a3, f32x4.mul(i32x4.shl(v, 16), xe));
+    b3 = f32x4.add(b3, f32x4.mul(v128.and(v, hi), xo));
+    off += 16;
+  }
+  let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
+  let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
+  for (; k < n; k++) {
+    const xk = bf16_to_f32(load<u16>(x + off));
+    s0 += bf16_to_f32(load<u16>(w + off)) * xk;
+    s1 += bf16_to_f32(load<u16>(w1 + off)) * xk;
+    s2 += bf16_to_f32(load<u16>(w2 + off)) * xk;
+    s3 += bf16_to_f32(load<u16>(w3 + off)) * xk;
+    off += 2;
+  }
+  store<f32>(o, s0);
+  store<f32>(o + os, s1);
+  store<f32>(o + 2 * os, s2);
+  store<f32>(o + 3 * os, s3);
 }
 
 // @ts-ignore: decorator
@@ -215,11 +253,9 @@ export function matmul_bf16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i
   const rowBytes = <usize>n << 1;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(rowBytes);
-    for (let i = 0; i < d; i++) {
-      prefetch_rows(w, i, d, rowBytes, g);
-      store<f32>(out + (<usize>i << 2), dot1_bf16(w + <usize>i * rowBytes, x, n));
-    }
+    const seg = d >> 2;   // rows i, i + seg, i + 2·seg, i + 3·seg side by side: four long streams (common.ts, STREAMS)
+    for (let i = 0; i < seg; i++) dot4rows_bf16(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * rowBytes, <usize>seg * rowBytes, x, n);
+    for (let i = seg << 2; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_bf16(w + <usize>i * rowBytes, x, n));
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);

@@ -2,7 +2,7 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { prefetch_group, prefetch_rows, f16_to_f32, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
+import { STREAMS, store8_f32x4, f16_to_f32, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, TABLE, T_NIBBLE } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
@@ -55,41 +55,67 @@ export function quantize_q8_K(out: usize, x: usize, n: i32, t: i32): void {
 
 // ---- Q4_K -------------------------------------------------------------------------------------------------
 
+/** f32x4 partial sums of one Q4_K super-block at w against one block_q8_K at x (mask: the nibble mask) */
+// @ts-ignore: decorator
+@inline function block_q4_K(w: usize, x: usize, mask: v128): v128 {
+  // eight 6-bit scales and mins (ggml's utmp shuffle of the 12 bytes at w+4)
+  const u0 = load<u32>(w, 4), u1 = load<u32>(w, 8), u2 = load<u32>(w, 12);
+  const scA = bytes4(u0 & 0x3f3f3f3f);
+  const scB = bytes4((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4));
+  const mnA = bytes4(u1 & 0x3f3f3f3f);
+  const mnB = bytes4(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4));
+  const q = w + 16, xq = x + 4;
+  let qa = v128.load(q, 0), qb = v128.load(q, 16);
+  const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
+  const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
+  qa = v128.load(q, 32); qb = v128.load(q, 48);
+  const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
+  const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
+  qa = v128.load(q, 64); qb = v128.load(q, 80);
+  const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
+  const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
+  qa = v128.load(q, 96); qb = v128.load(q, 112);
+  const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
+  const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
+  const isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
+  // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
+  const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 260)), mnA),
+                         i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 276)), mnB));
+  const dx = load<f32>(x);
+  const dd = f32x4.splat(f16_to_f32(load<u16>(w)) * dx), dm = f32x4.splat(f16_to_f32(load<u16>(w, 2)) * dx);
+  return f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm));
+}
+
 /** f32x4 partial sums of one Q4_K row (nb super-blocks at w) against one Q8_K row at x */
 // @ts-ignore: decorator
 @inline function dot_q4_K(w: usize, x: usize, nb: i32): f32 {
   const mask = v128.load(TABLE + T_NIBBLE);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    // eight 6-bit scales and mins (ggml's utmp shuffle of the 12 bytes at w+4)
-    const u0 = load<u32>(w, 4), u1 = load<u32>(w, 8), u2 = load<u32>(w, 12);
-    const scA = bytes4(u0 & 0x3f3f3f3f);
-    const scB = bytes4((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4));
-    const mnA = bytes4(u1 & 0x3f3f3f3f);
-    const mnB = bytes4(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4));
-    const q = w + 16, xq = x + 4;
-    let qa = v128.load(q, 0), qb = v128.load(q, 16);
-    const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
-    const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
-    qa = v128.load(q, 32); qb = v128.load(q, 48);
-    const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
-    const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
-    qa = v128.load(q, 64); qb = v128.load(q, 80);
-    const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
-    const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
-    qa = v128.load(q, 96); qb = v128.load(q, 112);
-    const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
-    const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
-    const isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
-    // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
-    const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 260)), mnA),
-                           i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 276)), mnB));
-    const dx = load<f32>(x);
-    const dd = f32x4.splat(f16_to_f32(load<u16>(w)) * dx), dm = f32x4.splat(f16_to_f32(load<u16>(w, 2)) * dx);
-    acc = f32x4.add(acc, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm)));
+    acc = f32x4.add(acc, block_q4_K(w, x, mask));
     w += Q4_K_BYTES; x += Q8_K_BYTES;
   }
   return hsum_f32x4(acc);
+}
+
+/** eight Q4_K rows (ws bytes apart) against one Q8_K row, results os bytes apart: eight streams (common.ts, STREAMS) */
+// @ts-ignore: decorator
+@inline function dot8_q4_K(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    a0 = f32x4.add(a0, block_q4_K(w, x, mask));
+    a1 = f32x4.add(a1, block_q4_K(w + ws, x, mask));
+    a2 = f32x4.add(a2, block_q4_K(w + 2 * ws, x, mask));
+    a3 = f32x4.add(a3, block_q4_K(w + 3 * ws, x, mask));
+    a4 = f32x4.add(a4, block_q4_K(w + 4 * ws, x, mask));
+    a5 = f32x4.add(a5, block_q4_K(w + 5 * ws, x, mask));
+    a6 = f32x4.add(a6, block_q4_K(w + 6 * ws, x, mask));
+    a7 = f32x4.add(a7, block_q4_K(w + 7 * ws, x, mask));
+    w += Q4_K_BYTES; x += Q8_K_BYTES;
+  }
+  store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
 /** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q4_K) ^T. */
@@ -98,11 +124,9 @@ export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(wRow);
-    for (let i = 0; i < d; i++) {
-      prefetch_rows(w, i, d, wRow, g);
-      store<f32>(out + (<usize>i << 2), dot_q4_K(w + <usize>i * wRow, xq, nb));
-    }
+    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
+    for (let i = 0; i < seg; i++) dot8_q4_K(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_q4_K(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -135,29 +159,55 @@ export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   return i32x4.mul(r, sc);
 }
 
+/** f32x4 partial sums of one Q6_K super-block at w against one block_q8_K at x (m4, m30, order: KTABLE's) */
+// @ts-ignore: decorator
+@inline function block_q6_K(w: usize, x: usize, m4: v128, m30: v128, order: v128): v128 {
+  // scales in the order the groups produce their dots: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
+  const sc8 = v128.load(w, 192);
+  const so = i8x16.swizzle(sc8, order);
+  const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
+  // the 16-bit shifts move bits across byte lanes; the masks keep only each byte's own bits
+  let isum = q6_group(w, x, 0, 0, m4, m30, i32x4.extend_low_i16x8_s(so16a));
+  isum = i32x4.add(isum, q6_group(w, x, 0, 16, m4, m30, i32x4.extend_high_i16x8_s(so16a)));
+  isum = i32x4.add(isum, q6_group(w, x, 1, 0, m4, m30, i32x4.extend_low_i16x8_s(so16b)));
+  isum = i32x4.add(isum, q6_group(w, x, 1, 16, m4, m30, i32x4.extend_high_i16x8_s(so16b)));
+  // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
+  const off = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc8), v128.load(x, 260)),
+                        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc8), v128.load(x, 276)));
+  const dd = f32x4.splat(f16_to_f32(load<u16>(w, 208)) * load<f32>(x));
+  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd);
+}
+
 /** f32x4 partial sums of one Q6_K row against one Q8_K row */
 // @ts-ignore: decorator
 @inline function dot_q6_K(w: usize, x: usize, nb: i32): f32 {
   const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    // scales in the order the groups produce their dots: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
-    const sc8 = v128.load(w, 192);
-    const so = i8x16.swizzle(sc8, order);
-    const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
-    // the 16-bit shifts move bits across byte lanes; the masks keep only each byte's own bits
-    let isum = q6_group(w, x, 0, 0, m4, m30, i32x4.extend_low_i16x8_s(so16a));
-    isum = i32x4.add(isum, q6_group(w, x, 0, 16, m4, m30, i32x4.extend_high_i16x8_s(so16a)));
-    isum = i32x4.add(isum, q6_group(w, x, 1, 0, m4, m30, i32x4.extend_low_i16x8_s(so16b)));
-    isum = i32x4.add(isum, q6_group(w, x, 1, 16, m4, m30, i32x4.extend_high_i16x8_s(so16b)));
-    // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
-    const off = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc8), v128.load(x, 260)),
-                          i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc8), v128.load(x, 276)));
-    const dd = f32x4.splat(f16_to_f32(load<u16>(w, 208)) * load<f32>(x));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd));
+    acc = f32x4.add(acc, block_q6_K(w, x, m4, m30, order));
     w += Q6_K_BYTES; x += Q8_K_BYTES;
   }
   return hsum_f32x4(acc);
+}
+
+/** eight Q6_K rows (ws bytes apart) against one Q8_K row, results os bytes apart: eight streams (common.ts, STREAMS) */
+// @ts-ignore: decorator
+@inline function dot8_q6_K(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    a0 = f32x4.add(a0, block_q6_K(w, x, m4, m30, order));
+    a1 = f32x4.add(a1, block_q6_K(w + ws, x, m4, m30, order));
+    a2 = f32x4.add(a2, block_q6_K(w + 2 * ws, x, m4, m30, order));
+    a3 = f32x4.add(a3, block_q6_K(w + 3 * ws, x, m4, m30, order));
+    a4 = f32x4.add(a4, block_q6_K(w + 4 * ws, x, m4, m30, order));
+    a5 = f32x4.add(a5, block_q6_K(w + 5 * ws, x, m4, m30, order));
+    a6 = f32x4.add(a6, block_q6_K(w + 6 * ws, x, m4, m30, order));
+    a7 = f32x4.add(a7, block_q6_K(w + 7 * ws, x, m4, m30, order));
+    w += Q6_K_BYTES; x += Q8_K_BYTES;
+  }
+  store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
 /** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q6_K) ^T. */
@@ -166,11 +216,9 @@ export function matmul_q6_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q6_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(wRow);
-    for (let i = 0; i < d; i++) {
-      prefetch_rows(w, i, d, wRow, g);
-      store<f32>(out + (<usize>i << 2), dot_q6_K(w + <usize>i * wRow, xq, nb));
-    }
+    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
+    for (let i = 0; i < seg; i++) dot8_q6_K(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_q6_K(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

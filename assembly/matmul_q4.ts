@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, prefetch_group, prefetch_rows, idot_w16, f16_to_f32, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, idot_w16, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
 
@@ -260,75 +260,79 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
 
 // ---- Q4_1 ------------------------------------------------------------------------------------------------
 
+/**
+ * i32x4 partial sums of one Q4_1 block's nibbles against the block_q8_1 at x: relaxed, from the nibble bytes lo/hi;
+ * SIMD128, from the same widened to i16 (w0..w3; unused in the relaxed build and dropped). Every Q4_1 path puts
+ * the same products in the same lanes, so its f32 rounding does not depend on the path.
+ */
+// @ts-ignore: decorator
+@inline function q41dot(lo: v128, hi: v128, w0: v128, w1: v128, w2: v128, w3: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, v128.load(x, 4), v128.load(x, 20)));
+  return idot_w16(w0, w1, w2, w3, v128.load(x, 4), v128.load(x, 20));
+}
+
+/** f32x4 partial sums of one Q4_1 block at w against the block_q8_1 at x, without the min term (m_w·s_x) */
+// @ts-ignore: decorator
+@inline function block_q4_1(w: usize, x: usize, mask: v128): v128 {
+  const q = v128.load(w, 4);
+  const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);   // 0..15, so sign extension is harmless
+  const p = q41dot(lo, hi, i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
+                   i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi), x);
+  return f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(f16_at(w) * f16_at(x)));
+}
+
+/** the min terms m_w·s_x of four rows' blocks (at w, w + ws, w + 2·ws, w + 3·ws) against x, one lane each */
+// @ts-ignore: decorator
+@inline function mins4_q4_1(w: usize, ws: usize, x: usize): v128 {
+  return f32x4.mul(scales4(w + 2, ws), f32x4.splat(f16_at(x + 2)));
+}
+
 // @ts-ignore: decorator
 @inline function dot1_q4_1(w: usize, x: usize, nb: i32): f32 {
   const mask = v128.load(TABLE + T_NIBBLE);
   let acc = f32x4.splat(0);
   let ms: f32 = 0;
   for (let b = 0; b < nb; b++) {
-    const q = v128.load(w, 4);
-    const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);   // 0..15, so sign extension is harmless
-    const p = ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(rdot_nib(lo, hi, v128.load(x, 4), v128.load(x, 20))) : idot_w16(
-      i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-      i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-      v128.load(x, 4), v128.load(x, 20));
-    const dd = f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
-    ms += f16_to_f32(load<u16>(w, 2)) * f16_to_f32(load<u16>(x, 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dd)));
+    acc = f32x4.add(acc, block_q4_1(w, x, mask));
+    ms += f16_at(w + 2) * f16_at(x + 2);
     w += Q4_1_BYTES; x += Q8_1_BYTES;
   }
   return hsum_f32x4(acc) + ms;
 }
 
-/** two Q4_1 weight rows against one Q8_1 activation row */
+/**
+ * eight Q4_1 weight rows (ws bytes apart) against one Q8_1 activation row, results os bytes apart: eight streams
+ * (common.ts, STREAMS). Row r's min terms are summed in lane r % 4 of m0 / m1, the same f32 additions as
+ * dot1_q4_1's scalar.
+ */
 // @ts-ignore: decorator
-@inline function dot2_q4_1(o: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+@inline function dot8_q4_1(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
   const mask = v128.load(TABLE + T_NIBBLE);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  let m0: f32 = 0, m1: f32 = 0;
-  const w1p = w + ws;
-  let wo: usize = 0;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    for (let b = 0; b < nb; b++) {
-      const xq0 = v128.load(x, 4), xq1 = v128.load(x, 20);
-      const dx = f16_to_f32(load<u16>(x)), sx = f16_to_f32(load<u16>(x, 2));
-      let q = v128.load(w + wo, 4);
-      let p = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), xq0, xq1));
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
-      m0 += sx * f16_to_f32(load<u16>(w + wo, 2));
-      q = v128.load(w1p + wo, 4);
-      p = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(q, mask), i8x16.shr_u(q, 4), xq0, xq1));
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
-      m1 += sx * f16_to_f32(load<u16>(w1p + wo, 2));
-      wo += Q4_1_BYTES; x += Q8_1_BYTES;
-    }
-    store<f32>(o, hsum_f32x4(a0) + m0);
-    store<f32>(o, hsum_f32x4(a1) + m1, 4);
-    return;
-  }
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  let m0 = f32x4.splat(0), m1 = f32x4.splat(0);
+  const w4 = ws << 2;
   for (let b = 0; b < nb; b++) {
-    const xq0 = v128.load(x, 4), xq1 = v128.load(x, 20);
-    const x0 = i16x8.extend_low_i8x16_s(xq0), x1 = i16x8.extend_high_i8x16_s(xq0);
-    const x2 = i16x8.extend_low_i8x16_s(xq1), x3 = i16x8.extend_high_i8x16_s(xq1);
-    const dx = f16_to_f32(load<u16>(x)), sx = f16_to_f32(load<u16>(x, 2));
-    let q = v128.load(w + wo, 4);
-    let lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
-    let p = i32x4.add(
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w + wo)))));
-    m0 += sx * f16_to_f32(load<u16>(w + wo, 2));
-    q = v128.load(w1p + wo, 4);
-    lo = v128.and(q, mask); hi = i8x16.shr_u(q, 4);
-    p = i32x4.add(
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dx * f16_to_f32(load<u16>(w1p + wo)))));
-    m1 += sx * f16_to_f32(load<u16>(w1p + wo, 2));
-    wo += Q4_1_BYTES; x += Q8_1_BYTES;
+    a0 = f32x4.add(a0, block_q4_1(w, x, mask));
+    a1 = f32x4.add(a1, block_q4_1(w + ws, x, mask));
+    a2 = f32x4.add(a2, block_q4_1(w + 2 * ws, x, mask));
+    a3 = f32x4.add(a3, block_q4_1(w + 3 * ws, x, mask));
+    a4 = f32x4.add(a4, block_q4_1(w + w4, x, mask));
+    a5 = f32x4.add(a5, block_q4_1(w + 5 * ws, x, mask));
+    a6 = f32x4.add(a6, block_q4_1(w + 6 * ws, x, mask));
+    a7 = f32x4.add(a7, block_q4_1(w + 7 * ws, x, mask));
+    m0 = f32x4.add(m0, mins4_q4_1(w, ws, x));
+    m1 = f32x4.add(m1, mins4_q4_1(w + w4, ws, x));
+    w += Q4_1_BYTES; x += Q8_1_BYTES;
   }
-  store<f32>(o, hsum_f32x4(a0) + m0);
-  store<f32>(o, hsum_f32x4(a1) + m1, 4);
+  store<f32>(o, hsum_f32x4(a0) + f32x4.extract_lane(m0, 0));
+  store<f32>(o + os, hsum_f32x4(a1) + f32x4.extract_lane(m0, 1));
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + f32x4.extract_lane(m0, 2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + f32x4.extract_lane(m0, 3));
+  store<f32>(o + 4 * os, hsum_f32x4(a4) + f32x4.extract_lane(m1, 0));
+  store<f32>(o + 5 * os, hsum_f32x4(a5) + f32x4.extract_lane(m1, 1));
+  store<f32>(o + 6 * os, hsum_f32x4(a6) + f32x4.extract_lane(m1, 2));
+  store<f32>(o + 7 * os, hsum_f32x4(a7) + f32x4.extract_lane(m1, 3));
 }
 
 // @ts-ignore: decorator
@@ -343,19 +347,19 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
     const lo = v128.and(q, mask), hi = i8x16.shr_u(q, 4);
     const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
     const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
-    const dw = f16_to_f32(load<u16>(w)), mw = f16_to_f32(load<u16>(w, 2));
-    let p = idot_w16(w0, w1, w2, w3, v128.load(x + off, 4), v128.load(x + off, 20));
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x + off)))));
-    m0 += mw * f16_to_f32(load<u16>(x + off, 2));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x1 + off, 4), v128.load(x1 + off, 20));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x1 + off)))));
-    m1 += mw * f16_to_f32(load<u16>(x1 + off, 2));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x2 + off, 4), v128.load(x2 + off, 20));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x2 + off)))));
-    m2 += mw * f16_to_f32(load<u16>(x2 + off, 2));
-    p = idot_w16(w0, w1, w2, w3, v128.load(x3 + off, 4), v128.load(x3 + off, 20));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_to_f32(load<u16>(x3 + off)))));
-    m3 += mw * f16_to_f32(load<u16>(x3 + off, 2));
+    const dw = f16_at(w), mw = f16_at(w + 2);
+    let p = q41dot(lo, hi, w0, w1, w2, w3, x + off);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_at(x + off))));
+    m0 += mw * f16_at(x + off + 2);
+    p = q41dot(lo, hi, w0, w1, w2, w3, x1 + off);
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_at(x1 + off))));
+    m1 += mw * f16_at(x1 + off + 2);
+    p = q41dot(lo, hi, w0, w1, w2, w3, x2 + off);
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_at(x2 + off))));
+    m2 += mw * f16_at(x2 + off + 2);
+    p = q41dot(lo, hi, w0, w1, w2, w3, x3 + off);
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(dw * f16_at(x3 + off))));
+    m3 += mw * f16_at(x3 + off + 2);
     w += Q4_1_BYTES; off += Q8_1_BYTES;
   }
   store<f32>(o, hsum_f32x4(a0) + m0);
@@ -370,14 +374,9 @@ export function matmul_q4_1(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_1_BYTES, xRow = <usize>nb * Q8_1_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    const g = prefetch_group(wRow);
-    let i = 0;
-    for (; i + 2 <= d; i += 2) {
-      prefetch_rows(w, i, d, wRow, g);
-      prefetch_rows(w, i + 1, d, wRow, g);
-      dot2_q4_1(out + (<usize>i << 2), w + <usize>i * wRow, wRow, xq, nb);
-    }
-    if (i < d) store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
+    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
+    for (let i = 0; i < seg; i++) dot8_q4_1(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_1(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -157,7 +157,7 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return q8dot(v128.load(w, 2), v128.load(w, 18), xprep0(xq0, xq1), xprep1(xq0, xq1), xprep2(xq0, xq1), xprep3(xq0, xq1), ones);
 }
 
-// Every path below (one row, two rows, four tokens) does the same float arithmetic for a (row, token) pair: per
+// Every path below (one row, eight rows, four tokens) does the same float arithmetic for a (row, token) pair: per
 // step of four blocks, convert(Σw·x) · (d_w·d_x) added to an f32x4 whose lanes are the four blocks; leftover
 // blocks summed in a scalar; then hsum + scalar. So a result does not depend on how a matmul is cut into calls
 // (threads split by rows or by tokens), down to the last bit (see matmul_q4.ts).

@@ -174,11 +174,12 @@ test("Q8_0W holds Q8_0X's numbers: both dequantize to the same floats", () => {
 });
 
 /** quantized weights made by the reference quantizer (so every d is a sane f16) */
-function quantWeights(rand: () => number, fmt: "Q8_0" | "Q4_0" | "Q4_1", n: number, d: number, std = 0.05): Uint8Array {
+function quantWeights(rand: () => number, fmt: string, n: number, d: number, std = 0.05): Uint8Array {
   const f = FORMATS.find((x) => x.name === fmt)!;
-  const w = new Uint8Array((n / f.blockSize) * f.typeSize * d);
+  const rb = rowBytes(f, n);
+  const w = new Uint8Array(rb * d);
   const src = normal(rand, n * d, std);
-  for (let i = 0; i < d; i++) f.quantize!(src.subarray(i * n, (i + 1) * n), w.subarray(i * (n / 32) * f.typeSize, (i + 1) * (n / 32) * f.typeSize));
+  for (let i = 0; i < d; i++) f.quantize!(src.subarray(i * n, (i + 1) * n), w.subarray(i * rb, (i + 1) * rb));
   return w;
 }
 
@@ -211,14 +212,16 @@ for (const [name, fmt, act] of [
   });
 }
 
-test("matmul_q4_0 / matmul_q8_0 / matmul_f32: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
+test("every matmul: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
   // threads split a matmul by rows or by tokens; int8 activations downstream turn a last-bit difference into a
   // flipped value, so every kernel path must do the same float arithmetic for a (row, token) pair
   const rand = rng(15);
-  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"]] as const) {
+  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"], ["matmul_q4_1", "Q4_1"],
+    ["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"], ["matmul_f16", "F16"], ["matmul_bf16", "BF16"]] as const) {
     for (const n of [96, 512, 1056, 1061]) scoped(() => {
-      if (fmt !== "F32" && n % 32 !== 0) return;
-      // decode paths take 8 rows at a time (Q4_0, Q8_0: rows i, i + 3, ... i + 21, then 24-26 one by one) or 4 (F32)
+      if (n % formatByName(fmt)!.blockSize !== 0) return;
+      // decode paths take 8 rows at a time (quantized: rows i, i + 3, ... i + 21, then 24-26 one by one) or 4 (F32,
+      // F16, BF16: rows i, i + 6, i + 12, i + 18); prefill paths four tokens at a time, then single tokens
       const d = 27, t = 9;
       const xf = normal(rand, n * t);
       const act = activationFormat(formatByName(fmt)!, BUILD)!;
