@@ -44,8 +44,9 @@ export function firstTicket(gen: number): number {
 }
 
 /**
- * How a matmul is cut: with few tokens, into runs of `rows` weight rows (a multiple of 4: the kernels pair
- * rows); with many, into runs of `tokens` tokens, each streaming the whole matrix with its activations hot.
+ * How a matmul is cut: with few tokens, into runs of `size` weight rows (a multiple of 4: a matvec kernel cuts
+ * its rows into 4 or 8 equal runs and does the few left over one by one); with many, into runs of `size`
+ * tokens, each streaming the whole matrix with its activations hot.
  */
 export function matmulChunks(d: number, t: number, threads: number): { byRows: boolean; size: number; count: number } {
   if (t < 2 * threads) {
