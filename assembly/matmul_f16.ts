@@ -6,169 +6,66 @@ import {
   TABLE, T_F16MASK, T_F16SCALE, T_HI16,
 } from "./common";
 
-// ---- f16 -------------------------------------------------------------------------------------------------
-
-// Every f16 and bf16 path (one row, four rows, four tokens) does the same arithmetic for a (row, token) pair: even
-// and odd elements in two accumulators over steps of eight, hsum(a + b), then the scalar tail. So a result does
-// not depend on how threads cut a matmul (by rows or by tokens), down to the last bit.
-
-// @ts-ignore: decorator
-@inline function dot1_f16(w: usize, x: usize, n: i32): f32 {
-  const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
-  let a = f32x4.splat(0), b = f32x4.splat(0);
-  let k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const wv = v128.load(w), xv = v128.load(x);
-    a = f32x4.add(a, f32x4.mul(f16x8_even(wv, mask, scale), f16x8_even(xv, mask, scale)));
-    b = f32x4.add(b, f32x4.mul(f16x8_odd(wv, mask, scale), f16x8_odd(xv, mask, scale)));
-    w += 16; x += 16;
-  }
-  let s = hsum_f32x4(f32x4.add(a, b));
-  for (; k < n; k++) {
-    s += f16_to_f32(load<u16>(w)) * f16_to_f32(load<u16>(x));
-    w += 2; x += 2;
-  }
-  return s;
-}
-
-/** four f16 weight rows (ws bytes apart) against one f16 activation row, results os bytes apart: x is decoded once */
-// @ts-ignore: decorator
-@inline function dot4rows_f16(o: usize, os: usize, w: usize, ws: usize, x: usize, n: i32): void {
-  const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  const w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
-  let k = 0;
-  let off: usize = 0;
-  for (; k + 8 <= n; k += 8) {
-    const xv = v128.load(x + off);
-    const xe = f16x8_even(xv, mask, scale), xo = f16x8_odd(xv, mask, scale);
-    let v = v128.load(w + off);
-    a0 = f32x4.add(a0, f32x4.mul(f16x8_even(v, mask, scale), xe));
-    b0 = f32x4.add(b0, f32x4.mul(f16x8_odd(v, mask, scale), xo));
-    v = v128.load(w1 + off);
-    a1 = f32x4.add(a1, f32x4.mul(f16x8_even(v, mask, scale), xe));
-    b1 = f32x4.add(b1, f32x4.mul(f16x8_odd(v, mask, scale), xo));
-    v = v128.load(w2 + off);
-    a2 = f32x4.add(a2, f32x4.mul(f16x8_even(v, mask, scale), xe));
-    b2 = f32x4.add(b2, f32x4.mul(f16x8_odd(v, mask, scale), xo));
-    v = v128.load(w3 + off);
-    a3 = f32x4.add(a3, f32x4.mul(f16x8_even(v, mask, scale), xe));
-    b3 = f32x4.add(b3, f32x4.mul(f16x8_odd(v, mask, scale), xo));
-    off += 16;
-  }
-  let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
-  let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
-  for (; k < n; k++) {
-    const xk = f16_to_f32(load<u16>(x + off));
-    s0 += f16_to_f32(load<u16>(w + off)) * xk;
-    s1 += f16_to_f32(load<u16>(w1 + off)) * xk;
-    s2 += f16_to_f32(load<u16>(w2 + off)) * xk;
-    s3 += f16_to_f32(load<u16>(w3 + off)) * xk;
-    off += 2;
-  }
-  store<f32>(o, s0);
-  store<f32>(o + os, s1);
-  store<f32>(o + 2 * os, s2);
-  store<f32>(o + 3 * os, s3);
-}
-
-// @ts-ignore: decorator
-@inline function dot4_f16(o: usize, os: usize, w: usize, x: usize, xs: usize, n: i32): void {
-  const mask = v128.load(TABLE + T_F16MASK), scale = v128.load(TABLE + T_F16SCALE);
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
-  let k = 0;
-  let off: usize = 0;
-  for (; k + 8 <= n; k += 8) {
-    const wv = v128.load(w + off);
-    const we = f16x8_even(wv, mask, scale), wo = f16x8_odd(wv, mask, scale);
-    let v = v128.load(x + off);
-    a0 = f32x4.add(a0, f32x4.mul(we, f16x8_even(v, mask, scale)));
-    b0 = f32x4.add(b0, f32x4.mul(wo, f16x8_odd(v, mask, scale)));
-    v = v128.load(x1 + off);
-    a1 = f32x4.add(a1, f32x4.mul(we, f16x8_even(v, mask, scale)));
-    b1 = f32x4.add(b1, f32x4.mul(wo, f16x8_odd(v, mask, scale)));
-    v = v128.load(x2 + off);
-    a2 = f32x4.add(a2, f32x4.mul(we, f16x8_even(v, mask, scale)));
-    b2 = f32x4.add(b2, f32x4.mul(wo, f16x8_odd(v, mask, scale)));
-    v = v128.load(x3 + off);
-    a3 = f32x4.add(a3, f32x4.mul(we, f16x8_even(v, mask, scale)));
-    b3 = f32x4.add(b3, f32x4.mul(wo, f16x8_odd(v, mask, scale)));
-    off += 16;
-  }
-  let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
-  let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
-  for (; k < n; k++) {
-    const wk = f16_to_f32(load<u16>(w + off));
-    s0 += wk * f16_to_f32(load<u16>(x + off));
-    s1 += wk * f16_to_f32(load<u16>(x1 + off));
-    s2 += wk * f16_to_f32(load<u16>(x2 + off));
-    s3 += wk * f16_to_f32(load<u16>(x3 + off));
-    off += 2;
-  }
-  store<f32>(o, s0);
-  store<f32>(o + os, s1);
-  store<f32>(o + 2 * os, s2);
-  store<f32>(o + 3 * os, s3);
-}
-
-/** out (t, d) f32 = x (t, n) f16 @ w (d, n) f16 ^T, accumulated in f32. */
-export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32): void {
-  const rowBytes = <usize>n << 1;
-  const os = <usize>d << 2;
-  if (t == 1) {
-    const seg = d >> 2;   // rows i, i + seg, i + 2·seg, i + 3·seg side by side: four long streams (common.ts, STREAMS)
-    for (let i = 0; i < seg; i++) dot4rows_f16(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * rowBytes, <usize>seg * rowBytes, x, n);
-    for (let i = seg << 2; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_f16(w + <usize>i * rowBytes, x, n));
-    return;
-  }
-  const chunk = token_chunk(<i32>rowBytes);
-  for (let j0 = 0; j0 < t; j0 += chunk) {
-    const j1 = min(t, j0 + chunk);
-    for (let i = 0; i < d; i++) {
-      const wp = w + <usize>i * rowBytes;
-      const o = out + (<usize>i << 2);
-      let j = j0;
-      for (; j + 4 <= j1; j += 4) dot4_f16(o + <usize>j * os, os, wp, x + <usize>j * rowBytes, rowBytes, n);
-      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_f16(wp, x + <usize>j * rowBytes, n));
-    }
-  }
-}
-
-// ---- bf16 ------------------------------------------------------------------------------------------------
-
-// A bf16 is the top half of an f32: even lanes are v << 16, odd lanes are v & 0xffff0000.
+// ---- f16 and bf16 -----------------------------------------------------------------------------------------
+// One set of kernels serves both: `bf` (a constant at every call, so each export compiles to its own straight-line
+// code) picks how eight packed values become two f32x4, the even and the odd elements. f16: the table's mask and
+// scale (common.ts, f16x8_even/odd); bf16: the value is the high half of an f32, a shift or a mask away.
+// Every path (one row, four rows, four tokens) does the same arithmetic for a (row, token) pair: even and odd
+// elements in two accumulators over steps of eight, hsum(a + b), then the scalar tail. So a result does not
+// depend on how threads cut a matmul (by rows or by tokens), down to the last bit.
 
 // @ts-ignore: decorator
 @inline function bf16_to_f32(h: u32): f32 {
   return reinterpret<f32>(h << 16);
 }
 
+/** f32 of the f16 or bf16 value at p */
 // @ts-ignore: decorator
-@inline function dot1_bf16(w: usize, x: usize, n: i32): f32 {
-  const hi = v128.load(TABLE + T_HI16);
+@inline function half_at(p: usize, bf: bool): f32 {
+  return bf ? bf16_to_f32(load<u16>(p)) : f16_to_f32(load<u16>(p));
+}
+
+/** the even elements of eight packed values v as f32x4 (c0, c1: half_c0/half_c1) */
+// @ts-ignore: decorator
+@inline function half_even(v: v128, bf: bool, c0: v128, c1: v128): v128 {
+  return bf ? i32x4.shl(v, 16) : f16x8_even(v, c0, c1);
+}
+
+/** the odd elements of eight packed values v as f32x4 */
+// @ts-ignore: decorator
+@inline function half_odd(v: v128, bf: bool, c0: v128, c1: v128): v128 {
+  return bf ? v128.and(v, c0) : f16x8_odd(v, c0, c1);
+}
+
+/** the table constants half_even/half_odd take, loaded once per call: f16 mask and scale; bf16's high-half mask */
+// @ts-ignore: decorator
+@inline function half_c0(bf: bool): v128 { return v128.load(TABLE + (bf ? T_HI16 : T_F16MASK)); }
+// @ts-ignore: decorator
+@inline function half_c1(): v128 { return v128.load(TABLE + T_F16SCALE); }
+
+// @ts-ignore: decorator
+@inline function dot1_half(w: usize, x: usize, n: i32, bf: bool): f32 {
+  const c0 = half_c0(bf), c1 = half_c1();
   let a = f32x4.splat(0), b = f32x4.splat(0);
   let k = 0;
   for (; k + 8 <= n; k += 8) {
     const wv = v128.load(w), xv = v128.load(x);
-    a = f32x4.add(a, f32x4.mul(i32x4.shl(wv, 16), i32x4.shl(xv, 16)));
-    b = f32x4.add(b, f32x4.mul(v128.and(wv, hi), v128.and(xv, hi)));
+    a = f32x4.add(a, f32x4.mul(half_even(wv, bf, c0, c1), half_even(xv, bf, c0, c1)));
+    b = f32x4.add(b, f32x4.mul(half_odd(wv, bf, c0, c1), half_odd(xv, bf, c0, c1)));
     w += 16; x += 16;
   }
   let s = hsum_f32x4(f32x4.add(a, b));
   for (; k < n; k++) {
-    s += bf16_to_f32(load<u16>(w)) * bf16_to_f32(load<u16>(x));
+    s += half_at(w, bf) * half_at(x, bf);
     w += 2; x += 2;
   }
   return s;
 }
 
-/** four bf16 weight rows (ws bytes apart) against one bf16 activation row, results os bytes apart: x is split once */
+/** four weight rows (ws bytes apart) against one activation row, results os bytes apart: x is decoded once */
 // @ts-ignore: decorator
-@inline function dot4rows_bf16(o: usize, os: usize, w: usize, ws: usize, x: usize, n: i32): void {
-  const hi = v128.load(TABLE + T_HI16);
+@inline function dot4rows_half(o: usize, os: usize, w: usize, ws: usize, x: usize, n: i32, bf: bool): void {
+  const c0 = half_c0(bf), c1 = half_c1();
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
   const w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
@@ -176,29 +73,29 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   let off: usize = 0;
   for (; k + 8 <= n; k += 8) {
     const xv = v128.load(x + off);
-    const xe = i32x4.shl(xv, 16), xo = v128.and(xv, hi);
+    const xe = half_even(xv, bf, c0, c1), xo = half_odd(xv, bf, c0, c1);
     let v = v128.load(w + off);
-    a0 = f32x4.add(a0, f32x4.mul(i32x4.shl(v, 16), xe));
-    b0 = f32x4.add(b0, f32x4.mul(v128.and(v, hi), xo));
+    a0 = f32x4.add(a0, f32x4.mul(half_even(v, bf, c0, c1), xe));
+    b0 = f32x4.add(b0, f32x4.mul(half_odd(v, bf, c0, c1), xo));
     v = v128.load(w1 + off);
-    a1 = f32x4.add(a1, f32x4.mul(i32x4.shl(v, 16), xe));
-    b1 = f32x4.add(b1, f32x4.mul(v128.and(v, hi), xo));
+    a1 = f32x4.add(a1, f32x4.mul(half_even(v, bf, c0, c1), xe));
+    b1 = f32x4.add(b1, f32x4.mul(half_odd(v, bf, c0, c1), xo));
     v = v128.load(w2 + off);
-    a2 = f32x4.add(a2, f32x4.mul(i32x4.shl(v, 16), xe));
-    b2 = f32x4.add(b2, f32x4.mul(v128.and(v, hi), xo));
+    a2 = f32x4.add(a2, f32x4.mul(half_even(v, bf, c0, c1), xe));
+    b2 = f32x4.add(b2, f32x4.mul(half_odd(v, bf, c0, c1), xo));
     v = v128.load(w3 + off);
-    a3 = f32x4.add(a3, f32x4.mul(i32x4.shl(v, 16), xe));
-    b3 = f32x4.add(b3, f32x4.mul(v128.and(v, hi), xo));
+    a3 = f32x4.add(a3, f32x4.mul(half_even(v, bf, c0, c1), xe));
+    b3 = f32x4.add(b3, f32x4.mul(half_odd(v, bf, c0, c1), xo));
     off += 16;
   }
   let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
   let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
   for (; k < n; k++) {
-    const xk = bf16_to_f32(load<u16>(x + off));
-    s0 += bf16_to_f32(load<u16>(w + off)) * xk;
-    s1 += bf16_to_f32(load<u16>(w1 + off)) * xk;
-    s2 += bf16_to_f32(load<u16>(w2 + off)) * xk;
-    s3 += bf16_to_f32(load<u16>(w3 + off)) * xk;
+    const xk = half_at(x + off, bf);
+    s0 += half_at(w + off, bf) * xk;
+    s1 += half_at(w1 + off, bf) * xk;
+    s2 += half_at(w2 + off, bf) * xk;
+    s3 += half_at(w3 + off, bf) * xk;
     off += 2;
   }
   store<f32>(o, s0);
@@ -207,9 +104,10 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   store<f32>(o + 3 * os, s3);
 }
 
+/** one weight row against four activation rows (xs bytes apart), results os bytes apart: w is decoded once */
 // @ts-ignore: decorator
-@inline function dot4_bf16(o: usize, os: usize, w: usize, x: usize, xs: usize, n: i32): void {
-  const hi = v128.load(TABLE + T_HI16);
+@inline function dot4tokens_half(o: usize, os: usize, w: usize, x: usize, xs: usize, n: i32, bf: bool): void {
+  const c0 = half_c0(bf), c1 = half_c1();
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
   const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
@@ -217,29 +115,29 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   let off: usize = 0;
   for (; k + 8 <= n; k += 8) {
     const wv = v128.load(w + off);
-    const we = i32x4.shl(wv, 16), wo = v128.and(wv, hi);
+    const we = half_even(wv, bf, c0, c1), wo = half_odd(wv, bf, c0, c1);
     let v = v128.load(x + off);
-    a0 = f32x4.add(a0, f32x4.mul(we, i32x4.shl(v, 16)));
-    b0 = f32x4.add(b0, f32x4.mul(wo, v128.and(v, hi)));
+    a0 = f32x4.add(a0, f32x4.mul(we, half_even(v, bf, c0, c1)));
+    b0 = f32x4.add(b0, f32x4.mul(wo, half_odd(v, bf, c0, c1)));
     v = v128.load(x1 + off);
-    a1 = f32x4.add(a1, f32x4.mul(we, i32x4.shl(v, 16)));
-    b1 = f32x4.add(b1, f32x4.mul(wo, v128.and(v, hi)));
+    a1 = f32x4.add(a1, f32x4.mul(we, half_even(v, bf, c0, c1)));
+    b1 = f32x4.add(b1, f32x4.mul(wo, half_odd(v, bf, c0, c1)));
     v = v128.load(x2 + off);
-    a2 = f32x4.add(a2, f32x4.mul(we, i32x4.shl(v, 16)));
-    b2 = f32x4.add(b2, f32x4.mul(wo, v128.and(v, hi)));
+    a2 = f32x4.add(a2, f32x4.mul(we, half_even(v, bf, c0, c1)));
+    b2 = f32x4.add(b2, f32x4.mul(wo, half_odd(v, bf, c0, c1)));
     v = v128.load(x3 + off);
-    a3 = f32x4.add(a3, f32x4.mul(we, i32x4.shl(v, 16)));
-    b3 = f32x4.add(b3, f32x4.mul(wo, v128.and(v, hi)));
+    a3 = f32x4.add(a3, f32x4.mul(we, half_even(v, bf, c0, c1)));
+    b3 = f32x4.add(b3, f32x4.mul(wo, half_odd(v, bf, c0, c1)));
     off += 16;
   }
   let s0 = hsum_f32x4(f32x4.add(a0, b0)), s1 = hsum_f32x4(f32x4.add(a1, b1));
   let s2 = hsum_f32x4(f32x4.add(a2, b2)), s3 = hsum_f32x4(f32x4.add(a3, b3));
   for (; k < n; k++) {
-    const wk = bf16_to_f32(load<u16>(w + off));
-    s0 += wk * bf16_to_f32(load<u16>(x + off));
-    s1 += wk * bf16_to_f32(load<u16>(x1 + off));
-    s2 += wk * bf16_to_f32(load<u16>(x2 + off));
-    s3 += wk * bf16_to_f32(load<u16>(x3 + off));
+    const wk = half_at(w + off, bf);
+    s0 += wk * half_at(x + off, bf);
+    s1 += wk * half_at(x1 + off, bf);
+    s2 += wk * half_at(x2 + off, bf);
+    s3 += wk * half_at(x3 + off, bf);
     off += 2;
   }
   store<f32>(o, s0);
@@ -248,14 +146,15 @@ export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i3
   store<f32>(o + 3 * os, s3);
 }
 
-/** out (t, d) f32 = x (t, n) bf16 @ w (d, n) bf16 ^T, accumulated in f32. */
-export function matmul_bf16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32): void {
+/** out (t, d) f32 = x (t, n) @ w (d, n) ^T, both f16 (bf = false) or both bf16, accumulated in f32 */
+// @ts-ignore: decorator
+@inline function matmul_half(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32, bf: bool): void {
   const rowBytes = <usize>n << 1;
   const os = <usize>d << 2;
   if (t == 1) {
     const seg = d >> 2;   // rows i, i + seg, i + 2·seg, i + 3·seg side by side: four long streams (common.ts, STREAMS)
-    for (let i = 0; i < seg; i++) dot4rows_bf16(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * rowBytes, <usize>seg * rowBytes, x, n);
-    for (let i = seg << 2; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_bf16(w + <usize>i * rowBytes, x, n));
+    for (let i = 0; i < seg; i++) dot4rows_half(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * rowBytes, <usize>seg * rowBytes, x, n, bf);
+    for (let i = seg << 2; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_half(w + <usize>i * rowBytes, x, n, bf));
     return;
   }
   const chunk = token_chunk(<i32>rowBytes);
@@ -265,10 +164,20 @@ export function matmul_bf16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i
       const wp = w + <usize>i * rowBytes;
       const o = out + (<usize>i << 2);
       let j = j0;
-      for (; j + 4 <= j1; j += 4) dot4_bf16(o + <usize>j * os, os, wp, x + <usize>j * rowBytes, rowBytes, n);
-      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_bf16(wp, x + <usize>j * rowBytes, n));
+      for (; j + 4 <= j1; j += 4) dot4tokens_half(o + <usize>j * os, os, wp, x + <usize>j * rowBytes, rowBytes, n, bf);
+      for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_half(wp, x + <usize>j * rowBytes, n, bf));
     }
   }
+}
+
+/** out (t, d) f32 = x (t, n) f16 @ w (d, n) f16 ^T, accumulated in f32. */
+export function matmul_f16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32): void {
+  matmul_half(out, x, w, n, d, t, false);
+}
+
+/** out (t, d) f32 = x (t, n) bf16 @ w (d, n) bf16 ^T, accumulated in f32. */
+export function matmul_bf16(out: usize, x: usize, w: usize, n: i32, d: i32, t: i32): void {
+  matmul_half(out, x, w, n, d, t, true);
 }
 
 // ---- converters ------------------------------------------------------------------------------------------
