@@ -209,6 +209,16 @@ export const Q4_K_BYTES: i32 = 144;
 export const Q6_K_BYTES: i32 = 210;
 /** bytes of block_q8_K (f32 d, 256 int8, 16 int16 bsums) */
 export const Q8_K_BYTES: i32 = 292;
+/**
+ * bytes per 256 activations in the Q8_KW layout (the SIMD128 build's activations of Q4_K weights): Q8_K's
+ * numbers with the int8 widened to i16 and laid out for block_q4_K's nibbles read as u16 lanes, as Q8_0W is for
+ * Q4_0. f32 d at 0, 12 zero bytes, then for each 32 nibble bytes (sub-blocks A = 2p and B = 2p + 1) and each
+ * half h of them, 64 bytes: 256·A[16h + 0, 2..14], 16·B[16h + 0, 2..14], A[16h + 1, 3..15], 256·B[16h + 1, 3..15];
+ * Q8_K's 16 bsums at 528.
+ */
+export const Q8_KW_BYTES: i32 = 560;
+/** offset of the bsums in a Q8_KW block */
+export const Q8_KW_BSUMS: usize = 528;
 
 /**
  * Integer dot of 16 unsigned weights w (each 0..127) with 16 int8 activations x, as four i32 partial sums.

@@ -2,8 +2,8 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { STREAMS, store8_f32x4, f16_to_f32, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
-  QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, TABLE, T_NIBBLE } from "./common";
+import { STREAMS, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
+  QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, Q8_KW_BYTES, Q8_KW_BSUMS, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
 const KTABLE: usize = memory.data<u8>([
@@ -19,16 +19,42 @@ const KTABLE: usize = memory.data<u8>([
 
 // ---- Q8_K activations -------------------------------------------------------------------------------------
 
-/** out: t rows of n/256 block_q8_K from x: t rows of n f32 (n % 256 == 0), exactly quantize_row_q8_K_ref. */
-export function quantize_q8_K(out: usize, x: usize, n: i32, t: i32): void {
+/**
+ * One row group of 16 quantized values (i0..i3, elements 16g .. 16g + 15 of a super-block) stored into a Q8_KW
+ * block at out (common.ts): its evens and odds as i16, pre-scaled, where block_q4_K's nibbles will meet them.
+ */
+// @ts-ignore: decorator
+@inline function store_q8_kw(out: usize, g: i32, i0: v128, i1: v128, i2: v128, i3: v128): void {
+  const lo = i16x8.narrow_i32x4_s(i0, i1), hi = i16x8.narrow_i32x4_s(i2, i3);
+  const even = i8x16.shuffle(lo, hi, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+  const odd = i8x16.shuffle(lo, hi, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  const s = g >> 1;                                          // sub-block
+  const base = out + 16 + (<usize>(((s >> 1) << 1) | (g & 1)) << 6);
+  if ((s & 1) == 0) {                                        // A: bits 0-3 and 8-11 of each u16 lane
+    v128.store(base, i16x8.shl(even, 8));
+    v128.store(base, odd, 32);
+  } else {                                                   // B: bits 4-7 and 12-15
+    v128.store(base, i16x8.shl(even, 4), 16);
+    v128.store(base, i16x8.shl(odd, 8), 48);
+  }
+}
+
+/**
+ * t rows of n f32 (n % 256 == 0) to t rows of n/256 block_q8_K (wide = false: exactly quantize_row_q8_K_ref) or
+ * Q8_KW blocks of the same numbers (wide = true).
+ */
+// @ts-ignore: decorator
+@inline function quantize_k(out: usize, x: usize, n: i32, t: i32, wide: bool): void {
   const blocks = (n / QK_K) * t;
   const lim = i32x4.splat(127);
+  const bytes: usize = wide ? Q8_KW_BYTES : Q8_K_BYTES;
+  const bsums: usize = wide ? Q8_KW_BSUMS : 260;
   for (let b = 0; b < blocks; b++) {
     let mv = f32x4.splat(0);
     for (let o: usize = 0; o < 1024; o += 16) mv = f32x4.max(mv, f32x4.abs(v128.load(x + o)));
     const amax = hmax_f32x4(mv);
     if (amax == 0) {
-      memory.fill(out, 0, Q8_K_BYTES);
+      memory.fill(out, 0, bytes);
     } else {
       // the signed value of the first element of largest magnitude
       let mx: f32 = 0;
@@ -44,84 +70,150 @@ export function quantize_q8_K(out: usize, x: usize, n: i32, t: i32): void {
         const i1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), is))), lim);
         const i2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), is))), lim);
         const i3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), is))), lim);
-        v128.store(out + 4 + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i0, i1), i16x8.narrow_i32x4_s(i2, i3)));
-        store<i16>(out + 260 + (<usize>g << 1), <i16>hsum_i32x4(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3))));
+        if (wide) store_q8_kw(out, g, i0, i1, i2, i3);
+        else v128.store(out + 4 + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i0, i1), i16x8.narrow_i32x4_s(i2, i3)));
+        store<i16>(out + bsums + (<usize>g << 1), <i16>hsum_i32x4(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3))));
       }
       store<f32>(out, <f32>1.0 / iscale);
+      if (wide) { store<u32>(out, 0, 4); store<u64>(out, 0, 8); }
     }
-    out += Q8_K_BYTES; x += QK_K * 4;
+    out += bytes; x += QK_K * 4;
   }
+}
+
+/** out: t rows of n/256 block_q8_K from x: t rows of n f32 (n % 256 == 0), exactly quantize_row_q8_K_ref. */
+export function quantize_q8_K(out: usize, x: usize, n: i32, t: i32): void {
+  quantize_k(out, x, n, t, false);
+}
+
+/** out: t rows of n/256 Q8_KW blocks (common.ts; the SIMD128 build's Q4_K activations): quantize_q8_K's numbers */
+export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
+  quantize_k(out, x, n, t, true);
 }
 
 // ---- Q4_K -------------------------------------------------------------------------------------------------
 
-/** f32x4 partial sums of one Q4_K super-block at w against one block_q8_K at x (mask: the nibble mask) */
+// The relaxed build multiplies Q4_K against Q8_K activations (int8, for the i8 dot); the SIMD128 build against
+// Q8_KW (common.ts: the same int8 widened to i16, laid out and pre-scaled for the nibbles read as u16 lanes), so a
+// nibble comes out of the packed bytes with one and (or shift) and meets its activations in i32x4.dot_i16x8_s,
+// with no widening per weight row. Every SIMD128 product carries an exact factor of 256, shifted off per block.
+
+/** bytes of one block of this build's Q4_K activations, and the offset of its bsums */
 // @ts-ignore: decorator
-@inline function block_q4_K(w: usize, x: usize, mask: v128): v128 {
+@inline const XK: i32 = ASC_FEATURE_RELAXED_SIMD ? Q8_K_BYTES : Q8_KW_BYTES;
+// @ts-ignore: decorator
+@inline const XK_BSUMS: usize = ASC_FEATURE_RELAXED_SIMD ? 260 : Q8_KW_BSUMS;
+
+/** SIMD128: sub-block A (2p) of nibble bytes q0, q1 (32p .. 32p + 31) against its Q8_KW i16 at xw, ×256, i32x4 */
+// @ts-ignore: decorator
+@inline function kw_a(q0: v128, q1: v128, xw: usize, m0: v128, m2: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q0, m0), v128.load(xw)), i32x4.dot_i16x8_s(v128.and(q0, m2), v128.load(xw, 32))),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q1, m0), v128.load(xw, 64)), i32x4.dot_i16x8_s(v128.and(q1, m2), v128.load(xw, 96))));
+}
+
+/** SIMD128: sub-block B (2p + 1) of the same bytes, ×256 */
+// @ts-ignore: decorator
+@inline function kw_b(q0: v128, q1: v128, xw: usize, m1: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q0, m1), v128.load(xw, 16)), i32x4.dot_i16x8_s(i16x8.shr_u(q0, 12), v128.load(xw, 48))),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(q1, m1), v128.load(xw, 80)), i32x4.dot_i16x8_s(i16x8.shr_u(q1, 12), v128.load(xw, 112))));
+}
+
+/** the masks block_q4_K takes, loaded once per call: relaxed, the nibble mask (m0); SIMD128, the u16 lane masks */
+// @ts-ignore: decorator
+@inline function kmask0(): v128 { return v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)); }
+// @ts-ignore: decorator
+@inline function kmask1(): v128 { return v128.load(TABLE + T_U16_N1); }
+// @ts-ignore: decorator
+@inline function kmask2(): v128 { return v128.load(TABLE + T_U16_N2); }
+
+/** f32x4 partial sums of one Q4_K super-block at w against one block of this build's activations at x */
+// @ts-ignore: decorator
+@inline function block_q4_K(w: usize, x: usize, m0: v128, m1: v128, m2: v128): v128 {
   // eight 6-bit scales and mins (ggml's utmp shuffle of the 12 bytes at w+4)
   const u0 = load<u32>(w, 4), u1 = load<u32>(w, 8), u2 = load<u32>(w, 12);
   const scA = bytes4(u0 & 0x3f3f3f3f);
   const scB = bytes4((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4));
   const mnA = bytes4(u1 & 0x3f3f3f3f);
   const mnB = bytes4(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4));
-  const q = w + 16, xq = x + 4;
-  let qa = v128.load(q, 0), qb = v128.load(q, 16);
-  const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
-  const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
-  qa = v128.load(q, 32); qb = v128.load(q, 48);
-  const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
-  const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
-  qa = v128.load(q, 64); qb = v128.load(q, 80);
-  const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
-  const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
-  qa = v128.load(q, 96); qb = v128.load(q, 112);
-  const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
-  const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
-  const isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
+  let isum: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const mask = m0;
+    const q = w + 16, xq = x + 4;
+    let qa = v128.load(q, 0), qb = v128.load(q, 16);
+    const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
+    const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
+    qa = v128.load(q, 32); qb = v128.load(q, 48);
+    const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
+    const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
+    qa = v128.load(q, 64); qb = v128.load(q, 80);
+    const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
+    const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
+    qa = v128.load(q, 96); qb = v128.load(q, 112);
+    const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
+    const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
+    isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
+  } else {
+    const xw = x + 16;
+    let q0 = v128.load(w, 16), q1 = v128.load(w, 32);
+    const d0 = kw_a(q0, q1, xw, m0, m2), d1 = kw_b(q0, q1, xw, m1);
+    q0 = v128.load(w, 48); q1 = v128.load(w, 64);
+    const d2 = kw_a(q0, q1, xw + 128, m0, m2), d3 = kw_b(q0, q1, xw + 128, m1);
+    q0 = v128.load(w, 80); q1 = v128.load(w, 96);
+    const e0 = kw_a(q0, q1, xw + 256, m0, m2), e1 = kw_b(q0, q1, xw + 256, m1);
+    q0 = v128.load(w, 112); q1 = v128.load(w, 128);
+    const e2 = kw_a(q0, q1, xw + 384, m0, m2), e3 = kw_b(q0, q1, xw + 384, m1);
+    // the sub-block sums are exact multiples of 256, so the shifts are exact
+    isum = i32x4.add(i32x4.mul(i32x4.shr_s(reduce4_i32(d0, d1, d2, d3), 8), scA), i32x4.mul(i32x4.shr_s(reduce4_i32(e0, e1, e2, e3), 8), scB));
+  }
   // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
-  const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 260)), mnA),
-                         i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x, 276)), mnB));
+  const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x + XK_BSUMS)), mnA),
+                         i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x + XK_BSUMS, 16)), mnB));
   const dx = load<f32>(x);
-  const dd = f32x4.splat(f16_to_f32(load<u16>(w)) * dx), dm = f32x4.splat(f16_to_f32(load<u16>(w, 2)) * dx);
+  const dd = f32x4.splat(f16_at(w) * dx), dm = f32x4.splat(f16_at(w + 2) * dx);
   return f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm));
 }
 
-/** f32x4 partial sums of one Q4_K row (nb super-blocks at w) against one Q8_K row at x */
+/** f32x4 partial sums of one Q4_K row (nb super-blocks at w) against one activation row at x */
 // @ts-ignore: decorator
 @inline function dot_q4_K(w: usize, x: usize, nb: i32): f32 {
-  const mask = v128.load(TABLE + T_NIBBLE);
+  const m0 = kmask0(), m1 = kmask1(), m2 = kmask2();
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    acc = f32x4.add(acc, block_q4_K(w, x, mask));
-    w += Q4_K_BYTES; x += Q8_K_BYTES;
+    acc = f32x4.add(acc, block_q4_K(w, x, m0, m1, m2));
+    w += Q4_K_BYTES; x += XK;
   }
   return hsum_f32x4(acc);
 }
 
-/** eight Q4_K rows (ws bytes apart) against one Q8_K row, results os bytes apart: eight streams (common.ts, STREAMS) */
+/** eight Q4_K rows (ws bytes apart) against one activation row, results os bytes apart: eight streams (common.ts, STREAMS) */
 // @ts-ignore: decorator
 @inline function dot8_q4_K(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const mask = v128.load(TABLE + T_NIBBLE);
+  const m0 = kmask0(), m1 = kmask1(), m2 = kmask2();
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_q4_K(w, x, mask));
-    a1 = f32x4.add(a1, block_q4_K(w + ws, x, mask));
-    a2 = f32x4.add(a2, block_q4_K(w + 2 * ws, x, mask));
-    a3 = f32x4.add(a3, block_q4_K(w + 3 * ws, x, mask));
-    a4 = f32x4.add(a4, block_q4_K(w + 4 * ws, x, mask));
-    a5 = f32x4.add(a5, block_q4_K(w + 5 * ws, x, mask));
-    a6 = f32x4.add(a6, block_q4_K(w + 6 * ws, x, mask));
-    a7 = f32x4.add(a7, block_q4_K(w + 7 * ws, x, mask));
-    w += Q4_K_BYTES; x += Q8_K_BYTES;
+    a0 = f32x4.add(a0, block_q4_K(w, x, m0, m1, m2));
+    a1 = f32x4.add(a1, block_q4_K(w + ws, x, m0, m1, m2));
+    a2 = f32x4.add(a2, block_q4_K(w + 2 * ws, x, m0, m1, m2));
+    a3 = f32x4.add(a3, block_q4_K(w + 3 * ws, x, m0, m1, m2));
+    a4 = f32x4.add(a4, block_q4_K(w + 4 * ws, x, m0, m1, m2));
+    a5 = f32x4.add(a5, block_q4_K(w + 5 * ws, x, m0, m1, m2));
+    a6 = f32x4.add(a6, block_q4_K(w + 6 * ws, x, m0, m1, m2));
+    a7 = f32x4.add(a7, block_q4_K(w + 7 * ws, x, m0, m1, m2));
+    w += Q4_K_BYTES; x += XK;
   }
   store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
-/** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q4_K) ^T. */
+/**
+ * out (t, d) f32 = xq (t rows of n/256 block_q8_K in the relaxed build, Q8_KW in SIMD128; common.ts)
+ * @ w (d rows of n/256 block_q4_K) ^T.
+ */
 export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
   const nb = n / QK_K;
-  const wRow = <usize>nb * Q4_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
+  const wRow = <usize>nb * Q4_K_BYTES, xRow = <usize>nb * XK;
   const os = <usize>d << 2;
   if (t == 1) {
     const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
@@ -174,7 +266,7 @@ export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
   const off = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc8), v128.load(x, 260)),
                         i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc8), v128.load(x, 276)));
-  const dd = f32x4.splat(f16_to_f32(load<u16>(w, 208)) * load<f32>(x));
+  const dd = f32x4.splat(f16_at(w + 208) * load<f32>(x));
   return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd);
 }
 

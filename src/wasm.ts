@@ -28,7 +28,9 @@ export interface Kernels {
   qk_k(): number;
   /** out: t rows of n/256 block_q8_K from x: t rows of n f32 (quantize_row_q8_K_ref) */
   quantize_q8_K(out: number, x: number, n: number, t: number): void;
-  /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q4_K)^T */
+  /** out: t rows of n/256 Q8_KW blocks (quant/formats.ts; the SIMD128 build's Q4_K activations) from x: t rows of n f32 */
+  quantize_q8_kw(out: number, x: number, n: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_K, or Q8_KW in the SIMD128 build) @ w (d rows of Q4_K)^T */
   matmul_q4_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q6_K)^T */
   matmul_q6_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
@@ -173,6 +175,7 @@ export function convertActivations(k: Kernels, format: FormatName, out: number, 
     case "Q8_0W": k.quantize_q8_0w(out, x, n, t); break;
     case "Q8_1": k.quantize_q8_1(out, x, n, t); break;
     case "Q8_K": k.quantize_q8_K(out, x, n, t); break;
+    case "Q8_KW": k.quantize_q8_kw(out, x, n, t); break;
     case "F16": k.convert_f16(out, x, n * t); break;
     case "BF16": k.convert_bf16(out, x, n * t); break;
     default: throw new Error(`no kernel converts activations to ${format}`);

@@ -243,25 +243,41 @@ test("every matmul: a result does not depend on how the matmul is cut into calls
   }
 });
 
-test("quantize_q8_K: bytes equal to ggml's quantize_row_q8_K_ref (the reference)", () => {
-  const rand = rng(12);
-  for (const n of [256, 512, 2048]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros", "negmax"]) scoped(() => {
-    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
-    if (kind === "negmax") { src.set(normal(rand, n * t)); src[3] = -50; src[7] = 50; } // first largest |x| is negative
-    const bytes = (n / 256) * 292 * t;
-    const out = rt.alloc(bytes);
-    k.quantize_q8_K(out, put(src), n, t);
-    const e = new Uint8Array(bytes);
-    R.quantize_q8_K(e, src, n, t);
-    const got = readU8(out, bytes);
-    for (let i = 0; i < bytes; i++) {
-      if (got[i] !== e[i]) assert.unreachable(`quantize_q8_K n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
-    }
+for (const [name, fmt] of [["quantize_q8_K", "Q8_K"], ["quantize_q8_kw", "Q8_KW"]] as const) {
+  test(`${name}: bytes equal to ggml's quantize_row_q8_K_ref (the reference), as ${fmt} blocks`, () => {
+    const rand = rng(12);
+    for (const n of [256, 512, 2048]) for (const t of TOKENS) for (const kind of ["normal", "ties", "zeros", "negmax"]) scoped(() => {
+      const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+      if (kind === "negmax") { src.set(normal(rand, n * t)); src[3] = -50; src[7] = 50; } // first largest |x| is negative
+      const bytes = rowBytes(formatByName(fmt)!, n) * t;
+      const out = rt.alloc(bytes);
+      k[name](out, put(src), n, t);
+      const e = new Uint8Array(bytes);
+      R[name](e, src, n, t);
+      const got = readU8(out, bytes);
+      for (let i = 0; i < bytes; i++) {
+        if (got[i] !== e[i]) assert.unreachable(`${name} n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+      }
+    });
   });
+}
+
+test("Q8_KW holds Q8_K's numbers: both dequantize to the same floats", () => {
+  const rand = rng(17);
+  for (const n of [256, 1024]) {
+    const src = normal(rand, n);
+    const x = new Uint8Array(rowBytes(formatByName("Q8_K")!, n)), w = new Uint8Array(rowBytes(formatByName("Q8_KW")!, n));
+    ref.quantizeQ8_K(src, x);
+    ref.quantizeQ8_KW(src, w);
+    const a = new Float32Array(n), b = new Float32Array(n);
+    ref.dequantizeQ8_K(x, a);
+    ref.dequantizeQ8_KW(w, b);
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) assert.unreachable(`n=${n} element ${i}: ${a[i]} vs ${b[i]}`);
+  }
 });
 
 for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as const) {
-  test(`${name} matches the reference on the same bytes (Q8_K activations)`, () => {
+  test(`${name} matches the reference on the same bytes (Q8_K's numbers)`, () => {
     const rand = rng(13);
     const f = FORMATS.find((x) => x.name === fmt)!;
     const cases: [number, number, number][] = [];
@@ -275,8 +291,12 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
       for (let i = 0; i < wf.length; i += 97) wf[i] *= 8; // outliers: uneven scales and mins across sub-blocks
       const w = new Uint8Array((n / 256) * f.typeSize * d);
       f.quantize!(wf, w);
+      // the kernel takes its build's layout of the same numbers (Q8_KW for SIMD128 Q4_K); the reference reads xq
+      const kAct = activationFormat(f, BUILD)!;
+      const kx = kAct === "Q8_KW" ? new Uint8Array(rowBytes(formatByName(kAct)!, n) * t) : xq;
+      if (kAct === "Q8_KW") R.quantize_q8_kw(kx, xf, n, t);
       const out = f32Out(d * t);
-      k[name](out, put(xq), put(w), n, d, t);
+      k[name](out, put(kx), put(w), n, d, t);
       const e = new Float32Array(d * t);
       R[name](e, xq, w, n, d, t);
       const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };

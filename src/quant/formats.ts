@@ -5,7 +5,7 @@ import * as ref from "./ref.js";
 
 export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
-  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W";
+  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_KW";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
 export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q4_K" | "matmul_q6_K";
@@ -46,7 +46,7 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K" },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
   { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
@@ -56,6 +56,9 @@ export const FORMATS: readonly QuantFormat[] = [
   // Q8_0X's numbers, the int8 widened to i16, reordered and pre-scaled for block_q4_0's nibbles read as u16 lanes
   // (assembly/common.ts): the SIMD128 build's Q4_0 activations, 72 bytes per 32 values
   { name: "Q8_0W", ggmlType: -1, blockSize: 32, typeSize: 72, quantize: ref.quantizeQ8_0W, dequantize: ref.dequantizeQ8_0W },
+  // Q8_K's numbers laid out the same way for block_q4_K's nibbles (assembly/common.ts): the SIMD128 build's Q4_K
+  // activations, 560 bytes per 256 values
+  { name: "Q8_KW", ggmlType: -1, blockSize: 256, typeSize: 560, quantize: ref.quantizeQ8_KW, dequantize: ref.dequantizeQ8_KW },
   { name: "BF16", ggmlType: 30, blockSize: 1, typeSize: 2, quantize: ref.quantizeBF16, dequantize: ref.dequantizeBF16, matmul: "matmul_bf16", activation: "BF16" },
 ];
 

@@ -542,3 +542,52 @@ export function dequantizeQ8_K(src: Uint8Array, dst: Float32Array): void {
     for (let j = 0; j < QK_K; j++) dst[b * QK_K + j] = fr(d * v.getInt8(b * 292 + 4 + j));
   }
 }
+
+/**
+ * block_q8_K rows -> Q8_KW (formats.ts; assembly/common.ts has the why): per 256 values f32 d, 12 zero bytes,
+ * then for each pair of 32-value sub-blocks A = 2p, B = 2p + 1 and each half h, 64 bytes of i16:
+ * 256·A[16h + 0, 2..14], 16·B[16h + 0, 2..14], A[16h + 1, 3..15], 256·B[16h + 1, 3..15]; then the 16 bsums.
+ * The one TypeScript writer of it.
+ */
+export function q8_KToQ8_KW(blocks: Uint8Array): Uint8Array {
+  const nb = blocks.length / 292;
+  const out = new Uint8Array(nb * 560);
+  const iv = view(blocks), ov = view(out);
+  for (let b = 0; b < nb; b++) {
+    const i = b * 292, o = b * 560;
+    ov.setFloat32(o, iv.getFloat32(i, true), true);
+    const q = (e: number) => iv.getInt8(i + 4 + e);
+    for (let p = 0; p < 4; p++) for (let h = 0; h < 2; h++) for (let m = 0; m < 8; m++) {
+      const a = 64 * p + 16 * h + 2 * m, base = o + 16 + (2 * p + h) * 64 + 2 * m;
+      ov.setInt16(base, 256 * q(a), true);
+      ov.setInt16(base + 16, 16 * q(a + 32), true);
+      ov.setInt16(base + 32, q(a + 1), true);
+      ov.setInt16(base + 48, 256 * q(a + 33), true);
+    }
+    out.set(blocks.subarray(i + 260, i + 292), o + 528);
+  }
+  return out;
+}
+
+/** Q8_KW of one row: the blocks of quantizeQ8_K, rearranged by q8_KToQ8_KW. */
+export function quantizeQ8_KW(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkKBlocks(src.length, dst.length, 560, "quantizeQ8_KW");
+  const blocks = new Uint8Array(nb * 292);
+  quantizeQ8_K(src, blocks);
+  dst.set(q8_KToQ8_KW(blocks));
+}
+
+export function dequantizeQ8_KW(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkKBlocks(dst.length, src.length, 560, "dequantizeQ8_KW");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 560, d = v.getFloat32(o, true);
+    for (let p = 0; p < 4; p++) for (let h = 0; h < 2; h++) for (let m = 0; m < 8; m++) {
+      const a = b * QK_K + 64 * p + 16 * h + 2 * m, base = o + 16 + (2 * p + h) * 64 + 2 * m;
+      dst[a] = fr(d * (v.getInt16(base, true) / 256));
+      dst[a + 32] = fr(d * (v.getInt16(base + 16, true) / 16));
+      dst[a + 1] = fr(d * v.getInt16(base + 32, true));
+      dst[a + 33] = fr(d * (v.getInt16(base + 48, true) / 256));
+    }
+  }
+}
