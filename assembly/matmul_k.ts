@@ -175,63 +175,6 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   return f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm));
 }
 
-/** f32x4 partial sums of one Q4_K row (nb super-blocks at w) against one activation row at x */
-// @ts-ignore: decorator
-@inline function dot_q4_K(w: usize, x: usize, nb: i32): f32 {
-  const m0 = kmask0(), m1 = kmask1(), m2 = kmask2();
-  let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    acc = f32x4.add(acc, block_q4_K(w, x, m0, m1, m2));
-    w += Q4_K_BYTES; x += XK;
-  }
-  return hsum_f32x4(acc);
-}
-
-/** eight Q4_K rows (ws bytes apart) against one activation row, results os bytes apart: eight streams (common.ts, STREAMS) */
-// @ts-ignore: decorator
-@inline function dot8_q4_K(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const m0 = kmask0(), m1 = kmask1(), m2 = kmask2();
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_q4_K(w, x, m0, m1, m2));
-    a1 = f32x4.add(a1, block_q4_K(w + ws, x, m0, m1, m2));
-    a2 = f32x4.add(a2, block_q4_K(w + 2 * ws, x, m0, m1, m2));
-    a3 = f32x4.add(a3, block_q4_K(w + 3 * ws, x, m0, m1, m2));
-    a4 = f32x4.add(a4, block_q4_K(w + 4 * ws, x, m0, m1, m2));
-    a5 = f32x4.add(a5, block_q4_K(w + 5 * ws, x, m0, m1, m2));
-    a6 = f32x4.add(a6, block_q4_K(w + 6 * ws, x, m0, m1, m2));
-    a7 = f32x4.add(a7, block_q4_K(w + 7 * ws, x, m0, m1, m2));
-    w += Q4_K_BYTES; x += XK;
-  }
-  store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
-}
-
-/**
- * out (t, d) f32 = xq (t rows of n/256 block_q8_K in the relaxed build, Q8_KW in SIMD128; common.ts)
- * @ w (d rows of n/256 block_q4_K) ^T.
- */
-export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
-  const nb = n / QK_K;
-  const wRow = <usize>nb * Q4_K_BYTES, xRow = <usize>nb * XK;
-  const os = <usize>d << 2;
-  if (t == 1) {
-    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
-    for (let i = 0; i < seg; i++) dot8_q4_K(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
-    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_q4_K(w + <usize>i * wRow, xq, nb));
-    return;
-  }
-  const chunk = token_chunk(<i32>xRow);
-  for (let j0 = 0; j0 < t; j0 += chunk) {
-    const j1 = min(t, j0 + chunk);
-    for (let i = 0; i < d; i++) {
-      const wp = w + <usize>i * wRow;
-      const o = out + (<usize>i << 2);
-      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_q4_K(wp, xq + <usize>j * xRow, nb));
-    }
-  }
-}
-
 // ---- Q6_K -------------------------------------------------------------------------------------------------
 
 /**
@@ -270,47 +213,72 @@ export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(isum, i32x4.shl(off, 5))), dd);
 }
 
-/** f32x4 partial sums of one Q6_K row against one Q8_K row */
+// ---- Q4_K and Q6_K: one row, eight rows, the matmul -----------------------------------------------------
+// One set of drivers serves both: `q6` (a constant at every call, so each export compiles to its own code) picks
+// the super-block function, its three constants and the block sizes.
+
+/** bytes of a weight super-block, and of the activation block it meets in this build */
 // @ts-ignore: decorator
-@inline function dot_q6_K(w: usize, x: usize, nb: i32): f32 {
-  const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
+@inline function wblock(q6: bool): usize { return q6 ? Q6_K_BYTES : Q4_K_BYTES; }
+// @ts-ignore: decorator
+@inline function xblock(q6: bool): usize { return q6 ? Q8_K_BYTES : XK; }
+
+/** the constants block_k takes, loaded once per call: Q6_K's nibble mask and KTABLE; Q4_K's masks */
+// @ts-ignore: decorator
+@inline function kc0(q6: bool): v128 { return q6 ? v128.load(TABLE + T_NIBBLE) : kmask0(); }
+// @ts-ignore: decorator
+@inline function kc1(q6: bool): v128 { return q6 ? v128.load(KTABLE) : kmask1(); }
+// @ts-ignore: decorator
+@inline function kc2(q6: bool): v128 { return q6 ? v128.load(KTABLE, 16) : kmask2(); }
+
+/** f32x4 partial sums of one super-block at w against its activations at x */
+// @ts-ignore: decorator
+@inline function block_k(w: usize, x: usize, c0: v128, c1: v128, c2: v128, q6: bool): v128 {
+  return q6 ? block_q6_K(w, x, c0, c1, c2) : block_q4_K(w, x, c0, c1, c2);
+}
+
+/** one weight row (nb super-blocks at w) against one activation row at x */
+// @ts-ignore: decorator
+@inline function dot_k(w: usize, x: usize, nb: i32, q6: bool): f32 {
+  const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    acc = f32x4.add(acc, block_q6_K(w, x, m4, m30, order));
-    w += Q6_K_BYTES; x += Q8_K_BYTES;
+    acc = f32x4.add(acc, block_k(w, x, c0, c1, c2, q6));
+    w += wblock(q6); x += xblock(q6);
   }
   return hsum_f32x4(acc);
 }
 
-/** eight Q6_K rows (ws bytes apart) against one Q8_K row, results os bytes apart: eight streams (common.ts, STREAMS) */
+/** eight weight rows (ws bytes apart) against one activation row, results os bytes apart: eight streams (common.ts, STREAMS) */
 // @ts-ignore: decorator
-@inline function dot8_q6_K(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
-  const m4 = v128.load(TABLE + T_NIBBLE), m30 = v128.load(KTABLE), order = v128.load(KTABLE, 16);
+@inline function dot8_k(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32, q6: bool): void {
+  const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_q6_K(w, x, m4, m30, order));
-    a1 = f32x4.add(a1, block_q6_K(w + ws, x, m4, m30, order));
-    a2 = f32x4.add(a2, block_q6_K(w + 2 * ws, x, m4, m30, order));
-    a3 = f32x4.add(a3, block_q6_K(w + 3 * ws, x, m4, m30, order));
-    a4 = f32x4.add(a4, block_q6_K(w + 4 * ws, x, m4, m30, order));
-    a5 = f32x4.add(a5, block_q6_K(w + 5 * ws, x, m4, m30, order));
-    a6 = f32x4.add(a6, block_q6_K(w + 6 * ws, x, m4, m30, order));
-    a7 = f32x4.add(a7, block_q6_K(w + 7 * ws, x, m4, m30, order));
-    w += Q6_K_BYTES; x += Q8_K_BYTES;
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
+    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6));
+    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6));
+    a4 = f32x4.add(a4, block_k(w + 4 * ws, x, c0, c1, c2, q6));
+    a5 = f32x4.add(a5, block_k(w + 5 * ws, x, c0, c1, c2, q6));
+    a6 = f32x4.add(a6, block_k(w + 6 * ws, x, c0, c1, c2, q6));
+    a7 = f32x4.add(a7, block_k(w + 7 * ws, x, c0, c1, c2, q6));
+    w += wblock(q6); x += xblock(q6);
   }
   store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
-/** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q6_K) ^T. */
-export function matmul_q6_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+/** out (t, d) f32 = xq (t activation rows) @ w (d rows of n/256 super-blocks) ^T */
+// @ts-ignore: decorator
+@inline function matmul_k(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, q6: bool): void {
   const nb = n / QK_K;
-  const wRow = <usize>nb * Q6_K_BYTES, xRow = <usize>nb * Q8_K_BYTES;
+  const wRow = <usize>nb * wblock(q6), xRow = <usize>nb * xblock(q6);
   const os = <usize>d << 2;
   if (t == 1) {
     const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
-    for (let i = 0; i < seg; i++) dot8_q6_K(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
-    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_q6_K(w + <usize>i * wRow, xq, nb));
+    for (let i = 0; i < seg; i++) dot8_k(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb, q6);
+    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_k(w + <usize>i * wRow, xq, nb, q6));
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -319,7 +287,20 @@ export function matmul_q6_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
     for (let i = 0; i < d; i++) {
       const wp = w + <usize>i * wRow;
       const o = out + (<usize>i << 2);
-      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_q6_K(wp, xq + <usize>j * xRow, nb));
+      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_k(wp, xq + <usize>j * xRow, nb, q6));
     }
   }
+}
+
+/**
+ * out (t, d) f32 = xq (t rows of n/256 block_q8_K in the relaxed build, Q8_KW in SIMD128; common.ts)
+ * @ w (d rows of n/256 block_q4_K) ^T.
+ */
+export function matmul_q4_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  matmul_k(out, xq, w, n, d, t, false);
+}
+
+/** out (t, d) f32 = xq (t rows of n/256 block_q8_K) @ w (d rows of n/256 block_q6_K) ^T. */
+export function matmul_q6_K(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  matmul_k(out, xq, w, n, d, t, true);
 }
