@@ -236,15 +236,14 @@ export const Q8_KW_BSUMS: usize = 528;
   }
 }
 
-/** dot_u7_i8 of two 16-lane pairs, summed; here w must be 0..63 and x -127..127 (the relaxed build adds the two
- * i16 dots before widening: 4·127·63 fits in i16) */
+/**
+ * Relaxed build only (a SIMD128 build must not reach it): i16x8 partial sums of w0·x0 + w1·x1, 32 unsigned
+ * weights w (0..127) against 32 int8 x, through i16x8.relaxed_dot_i8x16_i7x16_s. Each lane sums four products,
+ * so callers keep the weights small enough for i16 (nibbles: 4·15·127; 6-bit: 4·63·127).
+ */
 // @ts-ignore: decorator
-@inline export function dot2_u7_i8(w0: v128, x0: v128, w1: v128, x1: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, w0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, w1)));
-  } else {
-    return i32x4.add(dot_u7_i8(w0, x0), dot_u7_i8(w1, x1));
-  }
+@inline export function rdot_nib(w0: v128, w1: v128, x0: v128, x1: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, w0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, w1));
 }
 
 /** a·b + c on four f32 lanes: fused (relaxed_madd, an FMA on x86/ARM) in the relaxed build, mul then add in SIMD128 */
@@ -267,27 +266,27 @@ export const Q8_KW_BSUMS: usize = 528;
   }
 }
 
-/** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3) of a and b, so a pair can be folded early */
+/** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3) of a and b */
 // @ts-ignore: decorator
-@inline export function fold2(a: v128, b: v128): v128 {
+@inline function fold2(a: v128, b: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
 }
 
 /** the last step of reduce4_i32, on two fold2 results */
 // @ts-ignore: decorator
-@inline export function fold4(ab: v128, cd: v128): v128 {
+@inline function fold4(ab: v128, cd: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 
 /** fold2 on i16 lanes: each i32 lane of the result holds two i16 sums of two lanes each (a and b never mix) */
 // @ts-ignore: decorator
-@inline export function fold2_i16(a: v128, b: v128): v128 {
+@inline function fold2_i16(a: v128, b: v128): v128 {
   return i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
 }
 
 /** fold4 on i16 lanes: i32 lane k of the result holds two i16 sums of four lanes each, of input k */
 // @ts-ignore: decorator
-@inline export function fold4_i16(ab: v128, cd: v128): v128 {
+@inline function fold4_i16(ab: v128, cd: v128): v128 {
   return i16x8.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 

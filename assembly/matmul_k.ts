@@ -2,7 +2,7 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { STREAMS, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, dot2_u7_i8,
+import { STREAMS, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, rdot_nib,
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, Q8_KW_BYTES, Q8_KW_BSUMS, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
@@ -142,17 +142,17 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
     const mask = m0;
     const q = w + 16, xq = x + 4;
     let qa = v128.load(q, 0), qb = v128.load(q, 16);
-    const d0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 0), v128.and(qb, mask), v128.load(xq, 16));
-    const d1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 32), i8x16.shr_u(qb, 4), v128.load(xq, 48));
+    const d0 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 0), v128.load(xq, 16)));
+    const d1 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 32), v128.load(xq, 48)));
     qa = v128.load(q, 32); qb = v128.load(q, 48);
-    const d2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 64), v128.and(qb, mask), v128.load(xq, 80));
-    const d3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 96), i8x16.shr_u(qb, 4), v128.load(xq, 112));
+    const d2 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 64), v128.load(xq, 80)));
+    const d3 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 96), v128.load(xq, 112)));
     qa = v128.load(q, 64); qb = v128.load(q, 80);
-    const e0 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 128), v128.and(qb, mask), v128.load(xq, 144));
-    const e1 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 160), i8x16.shr_u(qb, 4), v128.load(xq, 176));
+    const e0 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 128), v128.load(xq, 144)));
+    const e1 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 160), v128.load(xq, 176)));
     qa = v128.load(q, 96); qb = v128.load(q, 112);
-    const e2 = dot2_u7_i8(v128.and(qa, mask), v128.load(xq, 192), v128.and(qb, mask), v128.load(xq, 208));
-    const e3 = dot2_u7_i8(i8x16.shr_u(qa, 4), v128.load(xq, 224), i8x16.shr_u(qb, 4), v128.load(xq, 240));
+    const e2 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 192), v128.load(xq, 208)));
+    const e3 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 224), v128.load(xq, 240)));
     isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
   } else {
     const xw = x + 16;

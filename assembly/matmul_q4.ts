@@ -3,15 +3,9 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, idot_w16, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
-// ---- relaxed-build helpers (only compiled in when ASC_FEATURE_RELAXED_SIMD) ------------------------------------
-
-/** i16x8 partial sums of u·x for 32 unsigned nibbles (lo = elements 0..15, hi = 16..31) and int8 x0, x1 */
-// @ts-ignore: decorator
-@inline function rdot_nib(lo: v128, hi: v128, x0: v128, x1: v128): v128 {
-  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi));
-}
+// ---- relaxed-build helper (only compiled in when ASC_FEATURE_RELAXED_SIMD) -------------------------------------
 
 /**
  * i16x8 partial sums of u·x of one Q4_0 block: its packed nibbles q (low = elements 0-15, high = 16-31, each

@@ -185,6 +185,13 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   return tail;
 }
 
+/** one row's step of four blocks (weights at w, int8 at xq): acc + their contributions */
+// @ts-ignore: decorator
+@inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
+  const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
+  return f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES), dx));
+}
+
 // @ts-ignore: decorator
 @inline function dot1_q8_0(w: usize, x: usize, nb: i32): f32 {
   const ones = v128.load(TABLE + T_ONES16);
@@ -193,18 +200,10 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   let acc = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
-    acc = f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES), v128.load(xd + (<usize>b << 2))));
+    acc = row_step4(acc, w, xq, v128.load(xd + (<usize>b << 2)), ones);
     w += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   return hsum_f32x4(acc) + tail_q8_0(w, xq, xd, b, nb, ones);
-}
-
-/** one row's step of four blocks: acc + their contributions (the arithmetic of dot1_q8_0's loop) */
-// @ts-ignore: decorator
-@inline function row_step4(acc: v128, w: usize, xq: usize, dx: v128, ones: v128): v128 {
-  const r = reduce4_i32(q8dot_at(w, xq, ones), q8dot_at(w + Q8_0_BYTES, xq + 32, ones), q8dot_at(w + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(w + 3 * Q8_0_BYTES, xq + 96, ones));
-  return f32x4.add(acc, step4(r, scales4(w, Q8_0_BYTES), dx));
 }
 
 /**

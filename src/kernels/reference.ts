@@ -1,6 +1,6 @@
 // Plain scalar TypeScript twin of every wasm kernel in assembly/index.ts: same argument meaning, typed arrays
 // instead of pointers, sums in float64. Tests compare the kernels against these; nothing runs them in a model.
-import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, q8_0ToQ8_0X, q8_0ToQ8_0W, q8_KToQ8_KW, QK_K } from "../quant/ref.js";
+import { f16ToF32, bf16ToF32, f32ToF16, f32ToBF16, roundHalfEven, quantizeQ8_K, q4kScaleMin, q6kValue, q8_0ToQ8_0X, q8_0ToQ8_0W, quantizeQ8_KW, QK_K } from "../quant/ref.js";
 
 const QK = 32;
 const fr = Math.fround;
@@ -176,11 +176,9 @@ export function quantize_q8_K(out: Uint8Array, x: Float32Array, n: number, t: nu
   quantizeQ8_K(x.subarray(0, n * t), out);
 }
 
-/** quantize_q8_K's blocks rearranged into Q8_KW (quant/ref.ts q8_KToQ8_KW: the same int8, d and bsums) */
+/** quantize_q8_K's blocks rearranged into Q8_KW (quant/ref.ts quantizeQ8_KW: the same int8, d and bsums) */
 export function quantize_q8_kw(out: Uint8Array, x: Float32Array, n: number, t: number): void {
-  const blocks = new Uint8Array((n / QK_K) * 292 * t);
-  quantizeQ8_K(x.subarray(0, n * t), blocks);
-  out.set(q8_KToQ8_KW(blocks));
+  quantizeQ8_KW(x.subarray(0, n * t), out);
 }
 
 /**

@@ -549,7 +549,7 @@ export function dequantizeQ8_K(src: Uint8Array, dst: Float32Array): void {
  * 256·A[16h + 0, 2..14], 16·B[16h + 0, 2..14], A[16h + 1, 3..15], 256·B[16h + 1, 3..15]; then the 16 bsums.
  * The one TypeScript writer of it.
  */
-export function q8_KToQ8_KW(blocks: Uint8Array): Uint8Array {
+function q8_KToQ8_KW(blocks: Uint8Array): Uint8Array {
   const nb = blocks.length / 292;
   const out = new Uint8Array(nb * 560);
   const iv = view(blocks), ov = view(out);
@@ -569,7 +569,7 @@ export function q8_KToQ8_KW(blocks: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Q8_KW of one row: the blocks of quantizeQ8_K, rearranged by q8_KToQ8_KW. */
+/** Q8_KW of a row (or of rows back to back: a block stands alone): the blocks of quantizeQ8_K, rearranged by q8_KToQ8_KW. */
 export function quantizeQ8_KW(src: Float32Array, dst: Uint8Array): void {
   const nb = checkKBlocks(src.length, dst.length, 560, "quantizeQ8_KW");
   const blocks = new Uint8Array(nb * 292);
