@@ -159,19 +159,36 @@ for (const [name, fmt] of [["quantize_q8_0x", "Q8_0X"], ["quantize_q8_0w", "Q8_0
   });
 }
 
-test("Q8_0W holds Q8_0X's numbers: both dequantize to the same floats", () => {
-  const rand = rng(16);
-  for (const n of [32, 96, 4096]) {
-    const src = normal(rand, n);
-    const x = new Uint8Array(rowBytes(formatByName("Q8_0X")!, n)), w = new Uint8Array(rowBytes(formatByName("Q8_0W")!, n));
-    ref.quantizeQ8_0X(src, x);
-    ref.quantizeQ8_0W(src, w);
-    const a = new Float32Array(n), b = new Float32Array(n);
-    ref.dequantizeQ8_0X(x, a);
-    ref.dequantizeQ8_0W(w, b);
-    for (let i = 0; i < n; i++) if (a[i] !== b[i]) assert.unreachable(`n=${n} element ${i}: ${a[i]} vs ${b[i]}`);
-  }
-});
+// the SIMD128 build's widened layouts hold the numbers of the layouts they are made from
+for (const [from, to, sizes] of [["Q8_0X", "Q8_0W", [32, 96, 4096]], ["Q8_K", "Q8_KW", [256, 1024]]] as const) {
+  test(`${to} holds ${from}'s numbers: both dequantize to the same floats`, () => {
+    const rand = rng(to === "Q8_0W" ? 16 : 17);
+    const a = formatByName(from)!, b = formatByName(to)!;
+    for (const n of sizes) {
+      const src = normal(rand, n);
+      const x = new Uint8Array(rowBytes(a, n)), w = new Uint8Array(rowBytes(b, n));
+      a.quantize!(src, x);
+      b.quantize!(src, w);
+      const fa = new Float32Array(n), fb = new Float32Array(n);
+      a.dequantize!(x, fa);
+      b.dequantize!(w, fb);
+      for (let i = 0; i < n; i++) if (fa[i] !== fb[i]) assert.unreachable(`${to} n=${n} element ${i}: ${fa[i]} vs ${fb[i]}`);
+    }
+  });
+}
+
+/**
+ * The activations of weights `fmt` as this build's kernel takes them: xq (the reference's layout, made from xf)
+ * itself, or the same numbers in the SIMD128 build's own layout (Q8_0W for Q4_0, Q8_KW for Q4_K).
+ */
+function buildLayout(fmt: string, xf: Float32Array, n: number, t: number, xq: Uint8Array): Uint8Array {
+  const own = activationFormat(formatByName(fmt)!, BUILD)!;
+  const quantize = own === "Q8_0W" ? R.quantize_q8_0w : own === "Q8_KW" ? R.quantize_q8_kw : undefined;
+  if (!quantize) return xq;
+  const kx = new Uint8Array(rowBytes(formatByName(own)!, n) * t);
+  quantize(kx, xf, n, t);
+  return kx;
+}
 
 /** quantized weights made by the reference quantizer (so every d is a sane f16) */
 function quantWeights(rand: () => number, fmt: string, n: number, d: number, std = 0.05): Uint8Array {
@@ -197,10 +214,7 @@ for (const [name, fmt, act] of [
       const xBytes = rowBytes(formatByName(act)!, n) * t;
       const xq = new Uint8Array(xBytes);
       (act === "q8_0x" ? R.quantize_q8_0x : R.quantize_q8_1)(xq, xf, n, t);
-      // the kernel takes its build's layout of the same numbers (Q8_0W for SIMD128 Q4_0); the reference reads xq
-      const kAct = activationFormat(formatByName(fmt)!, BUILD)!;
-      const kx = kAct === "Q8_0W" ? new Uint8Array(rowBytes(formatByName(kAct)!, n) * t) : xq;
-      if (kAct === "Q8_0W") R.quantize_q8_0w(kx, xf, n, t);
+      const kx = buildLayout(fmt, xf, n, t, xq); // the reference reads xq
       const w = quantWeights(rand, fmt, n, d, n === 5632 ? 2e-4 : 0.05);
       const out = f32Out(d * t);
       (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(kx), put(w), n, d, t);
@@ -262,20 +276,6 @@ for (const [name, fmt] of [["quantize_q8_K", "Q8_K"], ["quantize_q8_kw", "Q8_KW"
   });
 }
 
-test("Q8_KW holds Q8_K's numbers: both dequantize to the same floats", () => {
-  const rand = rng(17);
-  for (const n of [256, 1024]) {
-    const src = normal(rand, n);
-    const x = new Uint8Array(rowBytes(formatByName("Q8_K")!, n)), w = new Uint8Array(rowBytes(formatByName("Q8_KW")!, n));
-    ref.quantizeQ8_K(src, x);
-    ref.quantizeQ8_KW(src, w);
-    const a = new Float32Array(n), b = new Float32Array(n);
-    ref.dequantizeQ8_K(x, a);
-    ref.dequantizeQ8_KW(w, b);
-    for (let i = 0; i < n; i++) if (a[i] !== b[i]) assert.unreachable(`n=${n} element ${i}: ${a[i]} vs ${b[i]}`);
-  }
-});
-
 for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as const) {
   test(`${name} matches the reference on the same bytes (Q8_K's numbers)`, () => {
     const rand = rng(13);
@@ -291,10 +291,7 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
       for (let i = 0; i < wf.length; i += 97) wf[i] *= 8; // outliers: uneven scales and mins across sub-blocks
       const w = new Uint8Array((n / 256) * f.typeSize * d);
       f.quantize!(wf, w);
-      // the kernel takes its build's layout of the same numbers (Q8_KW for SIMD128 Q4_K); the reference reads xq
-      const kAct = activationFormat(f, BUILD)!;
-      const kx = kAct === "Q8_KW" ? new Uint8Array(rowBytes(formatByName(kAct)!, n) * t) : xq;
-      if (kAct === "Q8_KW") R.quantize_q8_kw(kx, xf, n, t);
+      const kx = buildLayout(fmt, xf, n, t, xq); // the reference reads xq
       const out = f32Out(d * t);
       k[name](out, put(kx), put(w), n, d, t);
       const e = new Float32Array(d * t);
