@@ -1,6 +1,9 @@
-// Test oracle: native llama.cpp (through node-llama-cpp, CPU only, F32 KV cache, no flash attention)
-// evaluating exact token ids and returning greedy tokens and full next-token probability vectors.
-// It is test support only, not a sampler: greedy (temperature 0) with no penalties, biases or truncation.
+// Test oracle: native llama.cpp (through node-llama-cpp, CPU only, F32 KV cache unless asked, no flash attention)
+// evaluating exact token ids and returning greedy tokens and full next-token probability vectors, free-running or
+// teacher-forced at every position. It reports which ggml CPU backend it loaded, and EDGEPRUNE_LLAMA_CPU=<variant>
+// (haswell = AVX2, zen4, skylakex, icelake, sse42, x64, ...) forces one. Test support only, not a sampler.
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import type { ControlledEvaluateInputItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 
@@ -8,11 +11,13 @@ import type { ControlledEvaluateInputItem, Llama, LlamaContext, LlamaContextSequ
 export interface OracleOptions {
   threads?: number; // default 1
   contextSize?: number; // default 512; prompt + generated tokens must fit (context shift would change results)
+  /** KV cache type (default F32); a quantized V cache needs llama.cpp's flash attention, which it then turns on */
+  kvType?: "F32" | "F16" | "Q8_0";
 }
 
 const DEFAULT_THREADS = 1;
 const DEFAULT_CONTEXT_SIZE = 512;
-const GGML_TYPE_F32 = 0; // ggml_type enum value of GGML_TYPE_F32
+const GGML_TYPE: Record<NonNullable<OracleOptions["kvType"]>, number> = { F32: 0, F16: 1, Q8_0: 8 }; // ggml_type enum values
 
 // Asks llama.cpp's sampler for the argmax token plus the softmax of the raw logits over the whole vocabulary.
 // temperature 0 selects node-llama-cpp's greedy chain (token bias, penalties, XTC, greedy): with none of
@@ -20,12 +25,58 @@ const GGML_TYPE_F32 = 0; // ggml_type enum value of GGML_TYPE_F32
 // top-k/top-p/min-p are not in that chain. The addon then computes softmax(logits) at temperature 1.
 const GREEDY_NEXT = { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } } as const;
 
+/** The folder node-llama-cpp looks in before its prebuilt package; a forced backend is a copy of that package there. */
+const FORCED_MARK = "_edgeprune-forced-cpu.txt";
+
+/**
+ * Makes node-llama-cpp load exactly one ggml CPU backend variant, by giving it a local "prebuilt" folder that holds
+ * links to the package's files and only that variant's libggml-cpu-*.so (ggml loads the best-scoring variant it
+ * finds); without the variable a folder left by an earlier forced run is removed, so the choice never lingers.
+ */
+export function arrangeCpuBackend(): void {
+  if (process.platform !== "linux" || process.arch !== "x64") return;
+  const require = createRequire(import.meta.url);
+  const nlcRoot = path.dirname(path.dirname(require.resolve("node-llama-cpp")));
+  const local = path.join(nlcRoot, "bins", "linux-x64");
+  const forced = process.env.EDGEPRUNE_LLAMA_CPU;
+  const ours = existsSync(path.join(local, FORCED_MARK));
+  if (!forced) {
+    if (ours) rmSync(local, { recursive: true, force: true });
+    return;
+  }
+  if (ours && readFileSync(path.join(local, FORCED_MARK), "utf8").trim() === forced) return;
+  if (existsSync(local) && !ours) throw new Error(`oracle: ${local} exists and is not ours (a local llama.cpp build?); cannot force a CPU backend`);
+  const pkg = path.join(path.dirname(path.dirname(require.resolve("@node-llama-cpp/linux-x64", { paths: [nlcRoot] }))), "bins", "linux-x64");
+  const variant = `libggml-cpu-${forced}.so`;
+  if (!existsSync(path.join(pkg, variant))) {
+    const have = readdirSync(pkg).filter((f) => f.startsWith("libggml-cpu-")).map((f) => f.slice(12, -3));
+    throw new Error(`oracle: EDGEPRUNE_LLAMA_CPU=${forced}: no ${variant} in ${pkg} (have: ${have.join(", ")})`);
+  }
+  rmSync(local, { recursive: true, force: true });
+  mkdirSync(local, { recursive: true });
+  for (const f of readdirSync(pkg)) {
+    if (f.startsWith("libggml-cpu-") && f !== variant) continue;
+    symlinkSync(path.join(pkg, f), path.join(local, f));
+  }
+  writeFileSync(path.join(local, FORCED_MARK), `${forced}\n`);
+  if (!lstatSync(path.join(local, variant)).isSymbolicLink()) throw new Error("oracle: could not link the forced backend");
+}
+
+let backendFile: string | undefined;
+
+/** The ggml CPU backend variant llama.cpp loaded (e.g. "zen4", "haswell"); "unknown" before the first call. */
+export function llamaCppBackend(): string {
+  const m = backendFile ? /libggml-cpu-([\w-]+)\.so/.exec(backendFile) : null;
+  return m ? m[1]! : backendFile ? path.basename(backendFile) : "unknown";
+}
+
 interface CachedContext {
   context: LlamaContext;
   sequence: LlamaContextSequence;
 }
 
 let llamaPromise: Promise<Llama> | undefined;
+let printed = false;
 const models = new Map<string, Promise<LlamaModel>>();
 const contexts = new Map<string, Promise<CachedContext>>();
 let queue: Promise<unknown> = Promise.resolve();
@@ -43,8 +94,23 @@ async function getLlamaInstance(): Promise<Llama> {
     const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
     // Quiet by default; EDGEPRUNE_ORACLE_LOG=debug shows llama.cpp's own log (e.g. which CPU backend .so loaded).
     const requested = process.env.EDGEPRUNE_ORACLE_LOG as keyof typeof LlamaLogLevel | undefined;
-    const logLevel = requested != null && requested in LlamaLogLevel ? LlamaLogLevel[requested] : LlamaLogLevel.error;
-    return getLlama({ gpu: false, build: "never", logLevel });
+    const show = requested != null && requested in LlamaLogLevel ? LlamaLogLevel[requested] : LlamaLogLevel.error;
+    const order = [LlamaLogLevel.disabled, LlamaLogLevel.fatal, LlamaLogLevel.error, LlamaLogLevel.warn, LlamaLogLevel.info, LlamaLogLevel.log, LlamaLogLevel.debug];
+    arrangeCpuBackend();
+    // debug level so that the "loaded CPU backend from ..." line reaches us; only what was asked for is printed
+    const llama = await getLlama({
+      gpu: false, build: "never", logLevel: LlamaLogLevel.debug,
+      logger: (level, message) => {
+        const m = /loaded CPU backend from (\S+)/.exec(message);
+        if (m) backendFile = m[1];
+        if (order.indexOf(level) <= order.indexOf(show)) console.error(`[llama.cpp] ${message.trimEnd()}`);
+      },
+    });
+    if (!printed) {
+      printed = true;
+      console.log(`    llama.cpp CPU backend: ${llamaCppBackend()}${process.env.EDGEPRUNE_LLAMA_CPU ? " (forced by EDGEPRUNE_LLAMA_CPU)" : ""}`);
+    }
+    return llama;
   })();
   try {
     return await llamaPromise;
@@ -70,7 +136,8 @@ async function getContext(modelPath: string, opts: OracleOptions | undefined): P
   const contextSize = opts?.contextSize ?? DEFAULT_CONTEXT_SIZE;
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`oracle: threads must be a positive integer, got ${threads}`);
   if (!Number.isInteger(contextSize) || contextSize < 1) throw new Error(`oracle: contextSize must be a positive integer, got ${contextSize}`);
-  const key = `${path.resolve(modelPath)}\0${threads}\0${contextSize}`;
+  const kvType = opts?.kvType ?? "F32";
+  const key = `${path.resolve(modelPath)}\0${threads}\0${contextSize}\0${kvType}`;
   let cached = contexts.get(key);
   if (cached == null) {
     cached = (async () => {
@@ -79,13 +146,14 @@ async function getContext(modelPath: string, opts: OracleOptions | undefined): P
         contextSize,
         threads,
         sequences: 1,
-        flashAttention: false, // classic attention path: KQ, softmax and KQV all in F32
-        experimentalKvCacheKeyType: "F32",
-        experimentalKvCacheValueType: "F32",
+        // classic attention path (KQ, softmax and KQV in F32) unless the V cache is quantized, which needs flash attention
+        flashAttention: kvType === "Q8_0",
+        experimentalKvCacheKeyType: kvType,
+        experimentalKvCacheValueType: kvType,
       });
-      if (context.kvCacheKeyType !== GGML_TYPE_F32 || context.kvCacheValueType !== GGML_TYPE_F32) {
+      if (context.kvCacheKeyType !== GGML_TYPE[kvType] || context.kvCacheValueType !== GGML_TYPE[kvType]) {
         await context.dispose();
-        throw new Error(`oracle: expected an F32 KV cache, got K=${context.kvCacheKeyType} V=${context.kvCacheValueType}`);
+        throw new Error(`oracle: expected a ${kvType} KV cache, got K=${context.kvCacheKeyType} V=${context.kvCacheValueType}`);
       }
       return { context, sequence: context.getSequence() };
     })();
@@ -162,6 +230,33 @@ export async function llamaCppGreedy(
       return { tokens, probs };
     }),
   );
+}
+
+/**
+ * Teacher forcing: evaluates `tokens` once and returns llama.cpp's next-token distribution after each prefix
+ * tokens[0..i], for i from `from` (default 0) to tokens.length - 1. CPU-independent comparisons use this rather
+ * than free-running greedy text, where one near-tie on one backend changes every later token.
+ */
+export async function llamaCppTeacherForced(modelPath: string, tokens: number[], opts?: OracleOptions & { from?: number }): Promise<Float32Array[]> {
+  checkTokens(tokens, "tokens");
+  const from = opts?.from ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from >= tokens.length) throw new Error(`oracle: from = ${from} is not a position of the ${tokens.length} tokens`);
+  return serial(() => withFreshSequence(modelPath, opts, tokens.length, async (sequence) => {
+    const input: ControlledEvaluateInputItem[] = (tokens as Token[]).map((t, i) => (i >= from ? [t, GREEDY_NEXT] : t));
+    let result: Awaited<ReturnType<LlamaContextSequence["controlledEvaluate"]>>;
+    try {
+      result = await sequence.controlledEvaluate(input);
+    } catch (err) {
+      throw new Error(`oracle: llama.cpp failed to evaluate ${tokens.length} tokens: ${err}`);
+    }
+    const out: Float32Array[] = [];
+    for (let i = from; i < tokens.length; i++) {
+      const next = result[i]?.next;
+      if (next?.probabilities == null) throw new Error(`oracle: llama.cpp returned no distribution at position ${i}`);
+      out.push(toVector(next.probabilities));
+    }
+    return out;
+  }));
 }
 
 /** Softmax (temperature 1, untruncated) of llama.cpp's logits for the token that follows `tokens`. */
