@@ -18,7 +18,7 @@ import { loadModelFile, readGgufFileHeader } from "./node/load.js";
 import { ProgressBar } from "./node/progress.js";
 import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
-import { parseQuantType, quantizeModel, quantTargets } from "./quant/quantize.js";
+import { parseQuantRecipe, quantizeModel, quantTargets } from "./quant/quantize.js";
 import { SAMPLER_DEFAULTS } from "./sampler.js";
 import { calibrationWindows, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
 import { tokenizerFromGguf } from "./tokenizer/index.js";
@@ -32,6 +32,13 @@ export const DEFAULTS = {
   /** `serve`: bind address, port, contexts, queue bound, shutdown grace, warm-up requests, /v1/completions' default max_tokens */
   serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
 } as const;
+
+/** "Q4_K: 120, Q6_K: 30, F32: 40" — how many tensors of a plan end up in each type */
+function typeSummary(plan: { target: { name: string } }[]): string {
+  const n = new Map<string, number>();
+  for (const p of plan) n.set(p.target.name, (n.get(p.target.name) ?? 0) + 1);
+  return [...n].map(([k, v]) => `${k}: ${v}`).join(", ");
+}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -145,7 +152,7 @@ export function buildProgram(): Command {
     .command("quantize")
     .description("quantize a model's weight matrices to a block format and write a new GGUF: round-to-nearest, or GPTQ calibrated on a text")
     .argument("<model>", "input GGUF file")
-    .addOption(new Option("--type <type>", "target block format").choices(quantTargets()).makeOptionMandatory())
+    .addOption(new Option("--type <type>", "target type: a block format, or q4_k_m (llama.cpp's Q4_K/Q6_K mix)").choices(quantTargets()).makeOptionMandatory())
     .addOption(new Option("--method <method>", "quantization method").choices(["rtn", "gptq"]).default("rtn"))
     .option("--calib <file>", "calibration text for gptq (documents split on <|endoftext|> lines; the first 80% are used)")
     .option("--tokens <n>", "calibration tokens", int("--tokens"), DEFAULT_CALIB_TOKENS)
@@ -155,10 +162,10 @@ export function buildProgram(): Command {
     .requiredOption("-o, --output <file>", "output GGUF file")
     .action((model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
       checkFile(model, "model");
-      const target = parseQuantType(o.type);
+      const target = parseQuantRecipe(o.type);
       const method = o.method as QuantMethod;
       if (method === "gptq") {
-        codecFor(target);
+        codecFor(target.base);
         if (!o.calib) throw new Error("--method gptq needs --calib FILE (a calibration text)");
       }
       if (o.calib) checkFile(o.calib, "calibration file");
@@ -176,16 +183,16 @@ export function buildProgram(): Command {
           const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
           bar.done();
           const changed = plan.filter((p) => p.target !== p.info.format).length;
-          process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
+          process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors quantized (${typeSummary(plan)}; ${target.name}, ${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
           return;
         }
-        planGptq(file, target, method, o.group);
+        planGptq(file, target.base, method, o.group);
         const tokenizer = tokenizerFromGguf(file.kv);
         const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
         process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
         const bar = new ProgressBar(method, config.nLayers * 4);
         const t0 = performance.now();
-        const r = quantizeGptq(file, src, cw.windows, target, {
+        const r = quantizeGptq(file, src, cw.windows, target.base, {
           method, group: o.group, actOrder: o.actOrder, damp: o.damp, onProgress: (d, _t, note) => bar.update(d, note),
         });
         bar.done();

@@ -50,6 +50,8 @@ export interface Kernels {
   matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
   matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q5_0)^T */
+  matmul_q5_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, n) = x / sqrt(mean(x^2) + eps) * w */
   rmsnorm(out: number, x: number, w: number, n: number, eps: number, t: number): void;
   /** out (t) = ||x_j|| */

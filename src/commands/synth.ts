@@ -9,6 +9,7 @@ import { ggufChunks, layoutGguf, type GgufWriteSpec, type GgufWriteTensor } from
 import { writeFileAtomic } from "../node/files.js";
 import { ProgressBar } from "../node/progress.js";
 import { formatByName, formatBytes, type QuantFormat } from "../quant/formats.js";
+import { recipeByName, tensorTypes } from "../quant/recipe.js";
 import { int, mib } from "./common.js";
 
 /** A llama shape. Every preset is a real model's published configuration (weights are random). */
@@ -40,8 +41,10 @@ export const SYNTH_SHAPES: Record<string, SynthShape> = {
 export const SYNTH_TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q4_k", "q6_k"] as const;
 export type SynthType = (typeof SYNTH_TYPES)[number];
 
-/** llama.cpp's llama_ftype for general.file_type */
-const FILE_TYPE: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q4_k_m: 15, q4_k: 14, q6_k: 18 };
+/** llama.cpp's llama_ftype for general.file_type (F32 has no recipe: nothing is quantized) */
+function fileType(type: SynthType): number {
+  return type === "f32" ? 0 : recipeByName(type)!.fileType;
+}
 
 export interface SynthOptions {
   shape: SynthShape;
@@ -101,26 +104,6 @@ export function synthVocab(size: number): { tokens: string[]; scores: Float32Arr
 
 // ---- tensors ----------------------------------------------------------------------------------------------
 
-/** llama.cpp's use_more_bits(): the layers whose attn_v and ffn_down get Q6_K in a Q4_K_M file */
-function useMoreBits(layer: number, nLayers: number): boolean {
-  const n8 = Math.floor(nLayers / 8), n78 = Math.floor((7 * nLayers) / 8); // C integer division
-  return layer < n8 || layer >= n78 || (layer - n8) % 3 === 2;
-}
-
-/** The format of one weight matrix under a recipe; falls back to Q8_0 where a row does not hold whole blocks. */
-function matrixFormat(type: SynthType, name: string, layer: number, nLayers: number, rowLength: number): QuantFormat {
-  let f: string = type.toUpperCase();
-  if (type === "q4_k_m") {
-    f = "Q4_K";
-    if (name === TENSOR.output) f = "Q6_K";
-    else if ((name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight")) && useMoreBits(layer, nLayers)) f = "Q6_K";
-  }
-  const fmt = formatByName(f);
-  if (!fmt?.quantize) throw new Error(`synth: no quantizer for ${f}`);
-  if (rowLength % fmt.blockSize !== 0) return formatByName("Q8_0")!;
-  return fmt;
-}
-
 interface PlannedTensor {
   info: GgufWriteTensor;
   format: QuantFormat;
@@ -137,9 +120,9 @@ function planTensors(opts: SynthOptions): PlannedTensor[] {
   const headSize = s.dim / s.nHeads;
   const kvDim = headSize * s.nKvHeads;
   const out: PlannedTensor[] = [];
+  const f32 = formatByName("F32")!;
   const matrix = (name: string, layer: number, rows: number, rowLength: number, std: number) => {
-    const format = matrixFormat(opts.type, name, layer, s.nLayers, rowLength);
-    out.push({ info: { name, dims: [rowLength, rows], type: format.ggmlType }, format, rows, rowLength, std });
+    out.push({ info: { name, dims: [rowLength, rows], type: f32.ggmlType }, format: f32, rows, rowLength, std });
   };
   const norm = (name: string, n: number, gain = 1) => {
     const format = formatByName("F32")!;
@@ -165,6 +148,16 @@ function planTensors(opts: SynthOptions): PlannedTensor[] {
   // a tied classifier is token_embd itself (unit variance): the final norm's gain brings the logits to std ~3
   norm(TENSOR.outputNorm, s.dim, s.tiedOutput ? 3 / Math.sqrt(s.dim) : 1);
   if (!s.tiedOutput) matrix(TENSOR.output, -1, s.vocabSize, s.dim, 3 / Math.sqrt(s.dim));
+  // the weight types as llama-quantize would choose them for this --type from an F32 file (quant/recipe.ts)
+  if (opts.type !== "f32") {
+    const recipe = recipeByName(opts.type)!;
+    const choices = tensorTypes(out.map((t) => ({ name: t.info.name, dims: t.info.dims, format: f32 })), recipe, s.nLayers);
+    choices.forEach((c, i) => {
+      const f = c.format;
+      if (!f.quantize) throw new Error(`synth: no quantizer for ${f.name}`);
+      out[i] = { ...out[i], format: f, info: { ...out[i].info, type: f.ggmlType } };
+    });
+  }
   return out;
 }
 
@@ -243,7 +236,7 @@ export function synthModel(opts: SynthOptions): { spec: GgufWriteSpec; tensorDat
   const kv: GgufKv[] = [
     str(KEY.architecture, arch),
     str(KEY.name, opts.name ?? "edgeprune-synth"),
-    u32(KEY.fileType, FILE_TYPE[opts.type]),
+    u32(KEY.fileType, fileType(opts.type)),
     u32(KEY.quantizationVersion, 2),
     u32(k(ARCH_KEY.contextLength), s.contextLength),
     u32(k(ARCH_KEY.embeddingLength), s.dim),

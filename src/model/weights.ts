@@ -3,7 +3,7 @@
 import type { ByteSource } from "../gguf/reader.js";
 import { LAYER_TENSOR, LayerTensorKey, layerTensorName, TENSOR } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
-import type { QuantFormat } from "../quant/formats.js";
+import { FORMATS, type QuantFormat } from "../quant/formats.js";
 import type { WasmRuntime } from "../wasm.js";
 import type { LlamaConfig } from "./config.js";
 
@@ -70,6 +70,9 @@ export function expectedTensors(c: LlamaConfig): { name: string; shape: number[]
   return out;
 }
 
+/** the weight formats a matmul kernel exists for, for error messages */
+const RUNNABLE = FORMATS.filter((f) => f.matmul && f.ggmlType >= 0).map((f) => f.name).join(", ");
+
 /** Check names, shapes and types against the config before any memory is planned. */
 export function checkTensors(file: GgufFile, c: LlamaConfig, fileName: string): Map<string, GgufTensorInfo> {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
@@ -83,7 +86,7 @@ export function checkTensors(file: GgufFile, c: LlamaConfig, fileName: string): 
       throw new Error(`${fileName}: norm tensor "${e.name}" is ${t.format.name}; only F32 norms are supported`);
     }
     if (e.matrix && (!t.format.matmul || !t.format.dequantize)) {
-      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)`);
+      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: ${RUNNABLE})`);
     }
   }
   return byName;
