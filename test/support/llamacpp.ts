@@ -106,10 +106,6 @@ async function getLlamaInstance(): Promise<Llama> {
         if (order.indexOf(level) <= order.indexOf(show)) console.error(`[llama.cpp] ${message.trimEnd()}`);
       },
     });
-    if (!printed) {
-      printed = true;
-      console.log(`    llama.cpp CPU backend: ${llamaCppBackend()}${process.env.EDGEPRUNE_LLAMA_CPU ? " (forced by EDGEPRUNE_LLAMA_CPU)" : ""}`);
-    }
     return llama;
   })();
   try {
@@ -124,7 +120,15 @@ async function getModel(modelPath: string): Promise<LlamaModel> {
   const key = path.resolve(modelPath);
   let model = models.get(key);
   if (model == null) {
-    model = getLlamaInstance().then((llama) => llama.loadModel({ modelPath: key, gpuLayers: 0 }));
+    model = getLlamaInstance().then(async (llama) => {
+      const m = await llama.loadModel({ modelPath: key, gpuLayers: 0 });
+      // the backend's log line arrives asynchronously; by the time a model has loaded it has
+      if (!printed) {
+        printed = true;
+        console.log(`    llama.cpp CPU backend: ${llamaCppBackend()}${process.env.EDGEPRUNE_LLAMA_CPU ? " (forced by EDGEPRUNE_LLAMA_CPU)" : ""}`);
+      }
+      return m;
+    });
     models.set(key, model);
     model.catch(() => models.delete(key));
   }
