@@ -43,6 +43,16 @@ export interface ForwardOptions {
   out?: Float32Array;
 }
 
+/** What one call of Context.layer may skip or observe. */
+export interface LayerOptions {
+  skipAttention?: boolean;
+  skipFfn?: boolean;
+  onLayer?: LayerObserver;
+  onLinearInput?: LinearObserver;
+  /** end the layer right after this site's input was handed to onLinearInput (the rest is not run) */
+  stopAfterSite?: LinearSite;
+}
+
 export interface ContextOptions {
   /** KV cache length in tokens (default: the model's context length, at most 2048) */
   contextSize?: number;
@@ -174,78 +184,115 @@ export class Context {
   }
 
   private forwardBatch(tokens: ArrayLike<number>, start: number, t: number, mode: "last" | "all" | "none", opts: ForwardOptions): void {
-    const { k, rt, config: c, weights: w } = this;
+    const c = this.config;
+    const skipLayers = opts.skipLayers ?? EMPTY;
+    const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
+    this.embed(tokens, start, t);
+    for (let l = 0; l < nRun; l++) {
+      if (skipLayers.has(l)) continue;
+      this.layer(l, t, { skipAttention: opts.skipAttention?.has(l), skipFfn: opts.skipFfn?.has(l), onLayer: opts.onLayer, onLinearInput: opts.onLinearInput });
+    }
+    this.advance(t);
+    if (mode === "none" || nRun < c.nLayers) return;
+    this.head(t, mode);
+  }
+
+  // ---- stage access: tools that study a model (GPTQ, Block Influence over a layer stream) drive these ----------
+
+  /** (batchSize, dim) f32 rows in wasm: the residual stream that embed writes and layer reads and updates in place */
+  get residual(): number {
+    return this.x;
+  }
+
+  /** (batchSize, vocabSize) f32 rows in wasm: what head writes */
+  get logitsBuffer(): number {
+    return this.logitsPtr;
+  }
+
+  /** Token embeddings of tokens[start, start + t) into the residual stream's first t rows. */
+  embed(tokens: ArrayLike<number>, start: number, t: number): void {
+    const { rt, config: c, weights: w } = this;
+    const embd = w.tokenEmbd;
+    const embdRow = rowBytes(embd.format, c.dim);
+    for (let j = 0; j < t; j++) {
+      const id = tokens[start + j];
+      embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(this.x + j * c.dim * 4, c.dim));
+    }
+  }
+
+  /**
+   * Layer l over the first t rows of the residual stream, in place, at positions nPast … nPast + t − 1 (its keys and
+   * values go to row l of the cache). stopAfterSite ends the layer right after that site's input was observed.
+   */
+  layer(l: number, t: number, opts: LayerOptions = {}): void {
+    const { k, rt, config: c } = this;
+    const lw = this.weights.layers[l];
     const pos0 = this.nPast;
     const dim = c.dim;
     const rowBytesF32 = dim * 4;
-    const skipLayers = opts.skipLayers ?? EMPTY;
-    const skipAttention = opts.skipAttention ?? EMPTY;
-    const skipFfn = opts.skipFfn ?? EMPTY;
+    if (t > this.batchSize) throw new Error(`layer: ${t} rows exceed the batch size ${this.batchSize}`);
     const observe = opts.onLayer;
     if (observe && !this.traceIn) {
       this.traceIn = rt.alloc(this.batchSize * dim * 4);
       this.traceMid = rt.alloc(this.batchSize * dim * 4);
     }
     const linear = opts.onLinearInput;
-    const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
+    const stop = opts.stopAfterSite;
+    if (observe) rt.u8.copyWithin(this.traceIn, this.x, this.x + t * rowBytesF32);
 
-    // token embeddings: dequantize each token's row of token_embd into the residual stream
-    const embd = w.tokenEmbd;
-    const embdRow = rowBytes(embd.format, dim);
-    for (let j = 0; j < t; j++) {
-      const id = tokens[start + j];
-      embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(this.x + j * rowBytesF32, dim));
+    if (lw.wq && !opts.skipAttention) {
+      const cacheRow = (l * this.contextSize + pos0) * c.kvDim * 4;
+      const kRows = this.kCache + cacheRow;
+      const vRows = this.vCache + cacheRow;
+      k.rmsnorm(this.xb, this.x, lw.attnNorm!.ptr, dim, c.rmsEps, t);
+      this.newInput();
+      linear?.(l, "attn_qkv", this.xb, dim, t);
+      if (stop === "attn_qkv") return;
+      this.matmul(this.q, this.xb, lw.wq, t);
+      this.matmul(kRows, this.xb, lw.wk!, t);
+      this.matmul(vRows, this.xb, lw.wv!, t);
+      const rope = c.ropeStyle === "neox" ? k.rope_neox : k.rope_norm;
+      rope(this.q, c.nHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
+      rope(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
+      const kc = this.kCache + l * this.contextSize * c.kvDim * 4, vc = this.vCache + l * this.contextSize * c.kvDim * 4;
+      if (this.pool) this.pool.attention(this.att, this.q, kc, vc, this.scores, this.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
+      else k.attention(this.att, this.q, kc, vc, this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
+      this.newInput();
+      linear?.(l, "attn_output", this.att, dim, t);
+      if (stop === "attn_output") return;
+      this.matmul(this.xb2, this.att, lw.wo!, t);
+      k.add(this.x, this.x, this.xb2, t * dim);
     }
+    if (observe) rt.u8.copyWithin(this.traceMid, this.x, this.x + t * rowBytesF32);
 
-    for (let l = 0; l < nRun; l++) {
-      if (skipLayers.has(l)) continue;
-      const lw = w.layers[l];
-      if (observe) rt.u8.copyWithin(this.traceIn, this.x, this.x + t * rowBytesF32);
-
-      if (lw.wq && !skipAttention.has(l)) {
-        const cacheRow = (l * this.contextSize + pos0) * c.kvDim * 4;
-        const kRows = this.kCache + cacheRow;
-        const vRows = this.vCache + cacheRow;
-        k.rmsnorm(this.xb, this.x, lw.attnNorm!.ptr, dim, c.rmsEps, t);
-        this.newInput();
-        linear?.(l, "attn_qkv", this.xb, dim, t);
-        this.matmul(this.q, this.xb, lw.wq, t);
-        this.matmul(kRows, this.xb, lw.wk!, t);
-        this.matmul(vRows, this.xb, lw.wv!, t);
-        const rope = c.ropeStyle === "neox" ? k.rope_neox : k.rope_norm;
-        rope(this.q, c.nHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
-        rope(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
-        const kc = this.kCache + l * this.contextSize * c.kvDim * 4, vc = this.vCache + l * this.contextSize * c.kvDim * 4;
-        if (this.pool) this.pool.attention(this.att, this.q, kc, vc, this.scores, this.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
-        else k.attention(this.att, this.q, kc, vc, this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
-        this.newInput();
-        linear?.(l, "attn_output", this.att, dim, t);
-        this.matmul(this.xb2, this.att, lw.wo!, t);
-        k.add(this.x, this.x, this.xb2, t * dim);
-      }
-      if (observe) rt.u8.copyWithin(this.traceMid, this.x, this.x + t * rowBytesF32);
-
-      if (lw.wGate && !skipFfn.has(l)) {
-        k.rmsnorm(this.xb, this.x, lw.ffnNorm!.ptr, dim, c.rmsEps, t);
-        this.newInput();
-        linear?.(l, "ffn_gate_up", this.xb, dim, t);
-        this.matmul(this.hb, this.xb, lw.wGate, t);
-        this.matmul(this.hb2, this.xb, lw.wUp!, t);
-        k.swiglu(this.hb, this.hb, this.hb2, t * c.hiddenDim);
-        this.newInput();
-        linear?.(l, "ffn_down", this.hb, c.hiddenDim, t);
-        this.matmul(this.xb2, this.hb, lw.wDown!, t);
-        k.add(this.x, this.x, this.xb2, t * dim);
-      }
-      if (observe) observe(l, this.traceIn, this.traceMid, this.x, t);
+    if (lw.wGate && !opts.skipFfn) {
+      k.rmsnorm(this.xb, this.x, lw.ffnNorm!.ptr, dim, c.rmsEps, t);
+      this.newInput();
+      linear?.(l, "ffn_gate_up", this.xb, dim, t);
+      if (stop === "ffn_gate_up") return;
+      this.matmul(this.hb, this.xb, lw.wGate, t);
+      this.matmul(this.hb2, this.xb, lw.wUp!, t);
+      k.swiglu(this.hb, this.hb, this.hb2, t * c.hiddenDim);
+      this.newInput();
+      linear?.(l, "ffn_down", this.hb, c.hiddenDim, t);
+      if (stop === "ffn_down") return;
+      this.matmul(this.xb2, this.hb, lw.wDown!, t);
+      k.add(this.x, this.x, this.xb2, t * dim);
     }
+    if (observe) observe(l, this.traceIn, this.traceMid, this.x, t);
+  }
+
+  /** The t rows just run become part of the cache: the next batch starts at position nPast + t. */
+  advance(t: number): void {
     this.nPast += t;
+  }
 
-    if (mode === "none" || nRun < c.nLayers) return;
-    // the classifier: final norm, then output (or the tied embedding) for the last row or every row
+  /** The classifier on the residual stream: final norm, then output (or the tied embedding) for the last row or all t. */
+  head(t: number, mode: "last" | "all"): void {
+    const { k, config: c, weights: w } = this;
     const rowsOut = mode === "all" ? t : 1;
-    const from = this.x + (t - rowsOut) * rowBytesF32;
-    k.rmsnorm(this.xb, from, w.outputNorm.ptr, dim, c.rmsEps, rowsOut);
+    const from = this.x + (t - rowsOut) * c.dim * 4;
+    k.rmsnorm(this.xb, from, w.outputNorm.ptr, c.dim, c.rmsEps, rowsOut);
     this.newInput();
     this.matmul(this.logitsPtr, this.xb, w.output, rowsOut);
   }
