@@ -25,7 +25,7 @@ export { rope_norm, rope_neox } from "./rope";
 export { softmax, swiglu, add, argmax, sum_f32 } from "./elementwise";
 export { attention, attention_range } from "./attention";
 export { exp_f32 } from "./math";
-export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
+export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update, gptq_cholesky, gptq_trinv_lower, gptq_linalg_scratch } from "./gptq";
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */
 export function qk(): i32 {

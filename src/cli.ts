@@ -13,7 +13,7 @@ import { KEY } from "./gguf/names.js";
 import { configFromGguf } from "./model/config.js";
 import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
-import { FileSource, writeFileAtomic } from "./node/files.js";
+import { FileSource, openTensorFile, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
 import { ProgressBar } from "./node/progress.js";
 import { perplexity } from "./perplexity.js";
@@ -186,22 +186,30 @@ export function buildProgram(): Command {
           process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors quantized (${typeSummary(plan)}; ${target.name}, ${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
           return;
         }
-        planGptq(file, target.base, method, o.group);
+        planGptq(file, target, method, o.group);
         const tokenizer = tokenizerFromGguf(file.kv);
         const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
         process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
         const bar = new ProgressBar(method, config.nLayers * 4);
         const t0 = performance.now();
-        const r = quantizeGptq(file, src, cw.windows, target.base, {
-          method, group: o.group, actOrder: o.actOrder, damp: o.damp, onProgress: (d, _t, note) => bar.update(d, note),
-        });
-        bar.done();
+        let out: ReturnType<typeof openTensorFile> | undefined;
+        let r: ReturnType<typeof quantizeGptq>;
+        try {
+          r = quantizeGptq(file, src, cw.windows, target, {
+            method, group: o.group, actOrder: o.actOrder, damp: o.damp, name: model, onProgress: (d, _t, note) => bar.update(d, note),
+            openSink: (spec) => (out = openTensorFile(o.output, spec)),
+          });
+          bar.done();
+        } catch (e) {
+          out?.abort();
+          throw e;
+        }
+        const bytes = out!.commit();
         for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
-        const bytes = writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData));
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
         const changed = r.plan.filter((p) => p.target !== p.info.format).length;
         console.log(errorTable(r.errors, method, config.nLayers));
-        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors as ${target.name} (${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s\n`);
+        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors quantized (${typeSummary(r.plan)}; ${target.name}, ${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest; ${r.passes.full} full and ${r.passes.partial} partial layer passes), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s, peak RSS ${mib(peakRss())}\n`);
       } finally {
         src.close();
       }

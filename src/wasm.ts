@@ -86,6 +86,12 @@ export interface Kernels {
   gptq_rank1_update(w: number, e: number, hrow: number, rows: number, n: number, c0: number, c1: number): void;
   /** GPTQ: w (rows, n) f32, w[r][c] -= Σ_b err[r][b] * hinv[i1+b][c] for i2 ≤ c < n; err (rows, i2-i1), hinv (n, n) */
   gptq_block_update(w: number, err: number, hinv: number, rows: number, n: number, i1: number, i2: number): void;
+  /** bytes of scratch gptq_cholesky / gptq_trinv_lower need for an (n, n) matrix */
+  gptq_linalg_scratch(n: number): number;
+  /** in place: lower Cholesky factor of a (n, n) f64 SPD (lower triangle read), upper zeroed; 0 if not positive definite */
+  gptq_cholesky(a: number, n: number, scratch: number): number;
+  /** in place: the inverse of a (n, n) f64 lower triangular matrix */
+  gptq_trinv_lower(a: number, n: number, scratch: number): void;
 }
 
 /** Bytes of `scores` scratch one attention call needs for nPos = pos0 + t positions (per caller/thread). */

@@ -45,6 +45,12 @@ const FIELD: Record<LayerTensorKey, keyof LayerWeights> = {
 const ATTENTION_KEYS: LayerTensorKey[] = ["attnNorm", "attnQ", "attnK", "attnV", "attnOutput"];
 const FFN_KEYS: LayerTensorKey[] = ["ffnNorm", "ffnGate", "ffnUp", "ffnDown"];
 
+/** The tensors layer l has (removed halves left out): each LayerWeights field with its tensor name. */
+export function layerTensorList(c: LlamaConfig, l: number): { field: keyof LayerWeights; name: string }[] {
+  const keys = [...(c.removedAttention.has(l) ? [] : ATTENTION_KEYS), ...(c.removedFfn.has(l) ? [] : FFN_KEYS)];
+  return keys.map((key) => ({ field: FIELD[key], name: layerTensorName(l, key) }));
+}
+
 /** Expected row-major shape of each per-layer tensor. */
 function layerShape(c: LlamaConfig, key: LayerTensorKey): number[] {
   switch (key) {
@@ -118,8 +124,7 @@ export function loadWeights(rt: WasmRuntime, file: GgufFile, c: LlamaConfig, src
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const lw: LayerWeights = {};
-    const keys = [...(c.removedAttention.has(l) ? [] : ATTENTION_KEYS), ...(c.removedFfn.has(l) ? [] : FFN_KEYS)];
-    for (const key of keys) lw[FIELD[key]] = load(layerTensorName(l, key));
+    for (const { field, name } of layerTensorList(c, l)) lw[field] = load(name);
     layers.push(lw);
   }
   return { tokenEmbd, outputNorm, output, layers };

@@ -556,7 +556,7 @@ const u8 = (v: number) => v & 0xff;
  * The super-block scales of Q4_K from its eight sub-block fits (quantize_row_q4_K_ref): d = f16(max scale/63),
  * dmin = f16(max min/63), and each sub-block's 6-bit ls = min(63, nearest(63/max·scale)) (lm likewise).
  */
-export function q4kSuperScales(fits: ScaleMin[]): { dBits: number; mBits: number; ls: Uint8Array; lm: Uint8Array } {
+export function q4kSuperScales(fits: ScaleMin[]): { dBits: number; mBits: number; invScale: number; invMin: number; ls: Uint8Array; lm: Uint8Array } {
   let maxScale = 0, maxMin = 0;
   for (const f of fits) {
     if (f.scale > maxScale) maxScale = f.scale;
@@ -566,10 +566,15 @@ export function q4kSuperScales(fits: ScaleMin[]): { dBits: number; mBits: number
   const invMin = maxMin > 0 ? fr(63 / maxMin) : 0;
   const ls = new Uint8Array(8), lm = new Uint8Array(8);
   for (let j = 0; j < 8; j++) {
-    ls[j] = Math.min(63, u8(nearestInt(fr(invScale * fits[j].scale))));
-    lm[j] = Math.min(63, u8(nearestInt(fr(invMin * fits[j].min))));
+    ls[j] = q4kSixBits(invScale, fits[j].scale);
+    lm[j] = q4kSixBits(invMin, fits[j].min);
   }
-  return { dBits: f32ToF16(fr(maxScale / 63)), mBits: f32ToF16(fr(maxMin / 63)), ls, lm };
+  return { dBits: f32ToF16(fr(maxScale / 63)), mBits: f32ToF16(fr(maxMin / 63)), invScale, invMin, ls, lm };
+}
+
+/** a sub-block scale or min coded in 6 bits against 63/max: min(63, (uint8_t)nearest(inv·v)), as quantize_row_q4_K_ref */
+export function q4kSixBits(inv: number, v: number): number {
+  return Math.min(63, u8(nearestInt(fr(inv * v))));
 }
 
 /** Pack eight 6-bit scales and mins into block_q4_K's 12 bytes at o (the inverse of q4kScaleMin). */
@@ -592,9 +597,9 @@ export function q4kCode(x: number, dj: number, mj: number): number {
   return Math.max(0, Math.min(15, nearestInt(fr(fr(x + mj) / dj))));
 }
 
-/** Pack 256 Q4_K codes L (0..15) into the 128 nibble bytes at o: chunk c keeps sub-blocks 2c (low) and 2c+1 (high). */
-export function packQ4kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>): void {
-  for (let c = 0; c < 4; c++) for (let l = 0; l < 32; l++) dst[o + 32 * c + l] = L[64 * c + l] | (L[64 * c + 32 + l] << 4);
+/** Pack 256 Q4_K codes L[from..] (0..15) into the 128 nibble bytes at o: chunk c keeps sub-blocks 2c (low) and 2c+1 (high). */
+export function packQ4kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>, from = 0): void {
+  for (let c = 0; c < 4; c++) for (let l = 0; l < 32; l++) dst[o + 32 * c + l] = L[from + 64 * c + l] | (L[from + 64 * c + 32 + l] << 4);
 }
 
 /**
@@ -685,13 +690,13 @@ export function q6kValue(s: Uint8Array, o: number, i: number): number {
   return lo | (hi << 4);
 }
 
-/** Pack 256 unsigned 6-bit Q6_K values L (0..63) into the block's ql and qh at o (the inverse of q6kValue). */
-export function packQ6kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>): void {
+/** Pack 256 unsigned 6-bit Q6_K values L[from..] (0..63) into the block's ql and qh at o (the inverse of q6kValue). */
+export function packQ6kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>, from = 0): void {
   dst.fill(0, o, o + 192);
   for (let i = 0; i < QK_K; i++) {
-    const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
-    dst[o + 64 * half + l + 32 * (k & 1)] |= k < 2 ? L[i] & 15 : (L[i] & 15) << 4;
-    dst[o + 128 + 32 * half + l] |= (L[i] >> 4) << (2 * k);
+    const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31, q = L[from + i];
+    dst[o + 64 * half + l + 32 * (k & 1)] |= k < 2 ? q & 15 : (q & 15) << 4;
+    dst[o + 128 + 32 * half + l] |= (q >> 4) << (2 * k);
   }
 }
 
