@@ -20,7 +20,7 @@ import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
 import { parseQuantRecipe, quantizeModel, quantTargets } from "./quant/quantize.js";
 import { SAMPLER_DEFAULTS } from "./sampler.js";
-import { calibrationWindows, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
+import { calibrationWindows, checkGptqMemory, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
 import { tokenizerFromGguf } from "./tokenizer/index.js";
 import { dirname, resolve } from "node:path";
 
@@ -176,11 +176,11 @@ export function buildProgram(): Command {
         const file = readGgufFileHeader(model);
         const config = configFromGguf(file, model);
         if (!o.calib) {
-          const { spec, tensorData, plan } = quantizeModel(file, src, target);
+          const { spec, tensorChunks, plan } = quantizeModel(file, src, target);
           for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
           const bar = new ProgressBar("quantize", plan.length);
           const layout = layoutGguf(spec);
-          const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+          const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorChunks(i); }, layout));
           bar.done();
           const changed = plan.filter((p) => p.target !== p.info.format).length;
           process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors quantized (${typeSummary(plan)}; ${target.name}, ${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
@@ -189,6 +189,7 @@ export function buildProgram(): Command {
         planGptq(file, target, method, o.group);
         const tokenizer = tokenizerFromGguf(file.kv);
         const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
+        checkGptqMemory(file, cw.windows, target, method, model, o.group);
         process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
         const bar = new ProgressBar(method, config.nLayers * 4);
         const t0 = performance.now();

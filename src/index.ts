@@ -4,6 +4,7 @@
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
 import { Model, type LoadOptions } from "./model/model.js";
+import type { ByteSource } from "./gguf/reader.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
@@ -27,14 +28,25 @@ export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } fro
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
 
-/** Load a model from bytes, or fetch it from a URL (any runtime with fetch). */
-export async function loadModel(source: Uint8Array | ArrayBuffer | string | URL, opts: LoadOptions = {}): Promise<Model> {
+/**
+ * Load a model from bytes, a Blob or File (a page's file input), a ByteSource (node's FileSource: edgeprune/node),
+ * or a URL (any runtime with fetch). Blobs and URLs stream: tensors go from the body straight into wasm memory,
+ * and the file is never whole in the JS heap.
+ */
+export async function loadModel(source: Uint8Array | ArrayBuffer | Blob | ByteSource | string | URL, opts: LoadOptions = {}): Promise<Model> {
   if (source instanceof Uint8Array) return Model.load(source, opts);
   if (source instanceof ArrayBuffer) return Model.load(new Uint8Array(source), opts);
+  if (typeof Blob !== "undefined" && source instanceof Blob) return Model.loadStream(source.stream(), source.size, { name: (source as File).name ?? "<blob>", ...opts });
+  if (typeof source === "object" && "read" in source) return Model.load(source, opts);
   const url = source.toString();
   const res = await fetch(url);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
-  return Model.load(new Uint8Array(await res.arrayBuffer()), { name: url, ...opts });
+  if (!res.body) return Model.load(new Uint8Array(await res.arrayBuffer()), { name: url, ...opts });
+  // Content-Length is the file's size unless the body is compressed in transit
+  const length = res.headers.get("content-length");
+  const encoded = res.headers.get("content-encoding");
+  const size = length !== null && !encoded ? Number(length) : undefined;
+  return Model.loadStream(res.body, size, { name: url, ...opts });
 }
 
 export interface StreamOptions extends Omit<GenerateOptions, "onToken">, ContextOptions {

@@ -3,5 +3,5 @@
 export { calibrationWindows, DEFAULT_CALIB_TOKENS, MAX_CALIB_WINDOW, type CalibrationWindows } from "../data/documents.js";
 export { codecFor, gptqTargets, type Codec } from "./codec.js";
 export { GPTQ_DEFAULTS, gptqMatrix, prepareHessian, type GptqOptions, type PreparedHessian } from "./gptq.js";
-export { planGptq, quantizeGptq, relativeError, rtnMatrix, type GptqModelOptions, type GptqModelResult, type QuantMethod, type TensorError } from "./model.js";
+export { checkGptqMemory, planGptq, quantizeGptq, relativeError, rtnMatrix, type GptqModelOptions, type GptqModelResult, type QuantMethod, type TensorError } from "./model.js";
 export { errorTable } from "./report.js";

@@ -12,7 +12,7 @@ import { configFromGguf } from "../model/config.js";
 import type { LinearSite } from "../model/forward.js";
 import { LayerStream, planStream } from "../model/layers.js";
 import { WASM32_LIMIT } from "../model/model.js";
-import { describe, size, type MemoryPart } from "../model/budget.js";
+import { describe, overLimit, size, type MemoryPart } from "../model/budget.js";
 import type { LayerWeights, Tensor } from "../model/weights.js";
 import { formatById, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { convertTensor, planQuantization, quantizedKv, toRecipe, type QuantTarget, type TensorPlan } from "../quant/quantize.js";
@@ -43,6 +43,8 @@ export interface TensorError {
   layer: number;
   name: string;
   site: LinearSite;
+  /** rows the errors were measured on (evenly spaced; all of them up to ERROR_ROWS) */
+  rows: number;
   /** ‖WX‖² */
   reference: number;
   /** ‖WX − ŴX‖² with Ŵ from GPTQ (undefined for method rtn or a format GPTQ does not write) */
@@ -104,12 +106,7 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
   const calibrate = (p: TensorPlan) => method === "gptq" && hasCodec(p.target) && p.target !== p.info.format;
 
   // everything is planned (and refused, in one line) before the output is opened or a tensor read
-  let widest = 0, rowsAtWidest = 0;
-  for (const p of layerMatrices) {
-    const n = p.info.dims[0], rows = p.info.dims[1];
-    if (siteBytes(n, rows) > siteBytes(widest, rowsAtWidest)) { widest = n; rowsAtWidest = rows; }
-  }
-  const extra: MemoryPart[] = [{ what: `GPTQ's work on the widest site (${widest} inputs: H in f64 and f32, its factorization, one matrix)`, bytes: siteBytes(widest, rowsAtWidest) }];
+  const extra = siteParts(layerMatrices);
   const stream = LayerStream.open(src, file, { matrices: "f32", sequences: windows, batchSize: 64, name, extra, advice: tokenAdvice(file, config.dim, windows, extra) });
   const sink = opts.openSink ? opts.openSink(spec) : memorySink(spec, kept!);
   const rt = stream.rt;
@@ -146,6 +143,9 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
   for (let l = 0; l < config.nLayers; l++) {
     const lw = stream.loadLayer(l);
     for (const t of [lw.attnNorm, lw.ffnNorm]) if (t) copy(index.get(t.name)!);
+    // once the attention half is final, the gate/up pass leaves its output (the stream between the halves) in the
+    // residual streams, and the passes after it run the FFN half only
+    let atMid = false;
     for (const { site, fields } of SITES) {
       const tensors = fields.map((f) => lw[f] as Tensor | undefined).filter((t): t is Tensor => !!t);
       const changing = tensors.filter((t) => planOf(t).target !== planOf(t).info.format);
@@ -157,8 +157,9 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
           // H (n, n) = Σ x xᵀ over the site's inputs, from one pass of this layer that stops right after the site
           const hPtr = rt.alloc(n * n * 8);
           rt.u8.fill(0, hPtr, hPtr + n * n * 8);
+          const keepMid = site === "ffn_gate_up";
           stream.runLayer(l, {
-            writeBack: false, stopAfterSite: site,
+            writeBack: keepMid, stopAfterSite: site, skipAttention: atMid,
             onLinearInput: (_l, s, x, width, t) => {
               if (s !== site) return;
               if (width !== n) throw new Error(`${site} of layer ${l} has ${width} inputs, expected ${n}`);
@@ -166,6 +167,7 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
             },
           });
           passes.partial++;
+          if (keepMid) atMid = true;
           const h64 = new Float64Array(rt.memory.buffer, hPtr, n * n);
           for (let i = 0; i < n; i++) for (let c = 0; c < i; c++) h64[i * n + c] = h64[c * n + i];
           const h32Ptr = rt.alloc(n * n * 4);
@@ -176,16 +178,16 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
             const p = plan[i];
             const rows = t.shape[0];
             const weight = rt.f32At(t.ptr, rows * n).slice();
-            const reference = quadraticForm(rt, h32Ptr, weight, rows, n);
             const rtn = rtnMatrix(weight, rows, n, p.target);
-            const rtnErr = quadraticForm(rt, h32Ptr, difference(weight, rtn.dequantized), rows, n);
             let chosen = rtn;
-            let gptqErr: number | undefined;
-            if (hess && calibrate(p)) {
-              chosen = gptqMatrix(rt, weight, rows, n, hess, codecFor(p.target), opts);
-              gptqErr = quadraticForm(rt, h32Ptr, difference(weight, chosen.dequantized), rows, n);
-            }
-            errors.push({ layer: l, name: t.name, site, reference, gptq: gptqErr, rtn: rtnErr });
+            if (hess && calibrate(p)) chosen = gptqMatrix(rt, weight, rows, n, hess, codecFor(p.target), opts);
+            // the error table's quadratic forms cost rows·n² each: on at most ERROR_ROWS evenly spaced rows
+            const pick = sampleRows(rows);
+            const form = (a: Float32Array) => quadraticForm(rt, h32Ptr, gatherRows(a, n, pick), pick.length, n);
+            errors.push({
+              layer: l, name: t.name, site, rows: pick.length, reference: form(weight), rtn: form(difference(weight, rtn.dequantized)),
+              gptq: chosen === rtn ? undefined : form(difference(weight, chosen.dequantized)),
+            });
             sink.write(i, chosen.bytes);
             rt.f32At(t.ptr, rows * n).set(chosen.dequantized);
           }
@@ -197,7 +199,7 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
       opts.onProgress?.(done, total, `blk.${l} ${site}`);
     }
     // the next layer's input: this layer with every matrix as the file now holds it
-    stream.runLayer(l, { writeBack: true });
+    stream.runLayer(l, { writeBack: true, skipAttention: atMid });
     passes.full++;
   }
   for (let i = 0; i < plan.length; i++) {
@@ -214,6 +216,29 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
       return b;
     },
   };
+}
+
+/** the memory part of GPTQ's work on its widest site */
+function siteParts(layerMatrices: TensorPlan[]): MemoryPart[] {
+  let widest = 0, rowsAtWidest = 0;
+  for (const p of layerMatrices) {
+    const n = p.info.dims[0], rows = p.info.dims[1];
+    if (siteBytes(n, rows) > siteBytes(widest, rowsAtWidest)) { widest = n; rowsAtWidest = rows; }
+  }
+  return [{ what: `GPTQ's work on the widest site (${widest} inputs: H in f64 and f32, its factorization, one matrix)`, bytes: siteBytes(widest, rowsAtWidest) }];
+}
+
+/**
+ * The up-front check of a GPTQ run (what quantizeGptq does first): throws the one-line error when the stream,
+ * the widest site's work and the windows' residual streams do not fit in wasm32, before anything else is done.
+ */
+export function checkGptqMemory(file: GgufFile, windows: number[][], target: QuantTarget, method: QuantMethod = "gptq", name = "<model>", group?: number): void {
+  const { layerMatrices } = planGptq(file, target, method, group);
+  const config = configFromGguf(file, name);
+  const extra = siteParts(layerMatrices);
+  const plan = planStream(file, config, { matrices: "f32", sequences: windows, batchSize: 64, extra });
+  const e = overLimit(`${name}: running it layer by layer over ${plan.tokens} tokens`, plan.parts, WASM32_LIMIT, tokenAdvice(file, config.dim, windows, extra));
+  if (e) throw e;
 }
 
 /** What to tell a user whose calibration does not fit: how many tokens would, or that none would. */
@@ -291,6 +316,22 @@ export function rtnMatrix(w: Float32Array, rows: number, n: number, target: Quan
     target.dequantize!(b, dequantized.subarray(r * n, (r + 1) * n));
   }
   return { bytes, dequantized };
+}
+
+/** The most rows of one matrix the error table measures: its quadratic forms cost rows·n² each. */
+export const ERROR_ROWS = 256;
+
+/** rows 0..rows−1, or ERROR_ROWS of them evenly spaced */
+function sampleRows(rows: number): Int32Array {
+  if (rows <= ERROR_ROWS) return Int32Array.from({ length: rows }, (_, i) => i);
+  return Int32Array.from({ length: ERROR_ROWS }, (_, i) => Math.floor((i * rows) / ERROR_ROWS));
+}
+
+function gatherRows(a: Float32Array, n: number, rows: Int32Array): Float32Array {
+  if (rows.length * n === a.length) return a;
+  const out = new Float32Array(rows.length * n);
+  rows.forEach((r, i) => out.set(a.subarray(r * n, (r + 1) * n), i * n));
+  return out;
 }
 
 function difference(a: Float32Array, b: Float32Array): Float32Array {

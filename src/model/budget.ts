@@ -8,9 +8,10 @@ export interface MemoryPart {
   bytes: number;
 }
 
-/** "1.25 GiB" / "312.5 MiB" */
+/** "1.25 GiB" / "312.5 MiB" / "64.0 KiB" */
 export function size(bytes: number): string {
-  return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(2)} GiB` : `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  return bytes >= 1024 ** 2 ? `${(bytes / 1024 ** 2).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 /** The parts, largest first, as "a 1.20 GiB + b 30.0 MiB + …" (parts under 1% of the total are summed as "other"). */

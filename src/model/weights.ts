@@ -108,14 +108,29 @@ export function weightBytes(file: GgufFile, c: LlamaConfig, align = 64): number 
 
 /** Copy every tensor the model uses into wasm memory. */
 export function loadWeights(rt: WasmRuntime, file: GgufFile, c: LlamaConfig, src: ByteSource, fileName: string): Weights {
+  const weights = allocateWeights(rt, file, c, fileName);
+  for (const t of weightTensors(weights)) {
+    const dst = rt.u8At(t.ptr, t.byteSize);
+    const at = file.dataOffset + t.info.offset;
+    if (src.readInto) src.readInto(dst, at);
+    else dst.set(src.read(at, t.byteSize));
+  }
+  return weights;
+}
+
+/** Every tensor of a Weights once (a tied classifier is the embedding), in file order. */
+export function weightTensors(w: Weights): Tensor[] {
+  const all = new Set<Tensor>([w.tokenEmbd, w.outputNorm, w.output]);
+  for (const l of w.layers) for (const t of Object.values(l) as Tensor[]) all.add(t);
+  return [...all].sort((a, b) => a.info.offset - b.info.offset);
+}
+
+/** Place every tensor the model uses in wasm memory without filling it (a streaming load fills them as bytes arrive). */
+export function allocateWeights(rt: WasmRuntime, file: GgufFile, c: LlamaConfig, fileName: string): Weights {
   const byName = checkTensors(file, c, fileName);
   const load = (name: string): Tensor => {
     const info = byName.get(name)!;
     const ptr = rt.alloc(info.byteSize, 64);
-    const dst = rt.u8At(ptr, info.byteSize);
-    const at = file.dataOffset + info.offset;
-    if (src.readInto) src.readInto(dst, at);
-    else dst.set(src.read(at, info.byteSize));
     return { name, format: info.format, shape: info.shape, ptr, byteSize: info.byteSize, info };
   };
   const tokenEmbd = load(TENSOR.tokenEmbd);

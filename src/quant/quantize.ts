@@ -84,9 +84,12 @@ export function convertTensor(bytes: Uint8Array, from: QuantFormat, target: Quan
   return out;
 }
 
-/** A write spec and a tensor-data callback that reads and converts each tensor when the writer asks for it. */
+/**
+ * A write spec and tensor-data callbacks that read and convert each tensor when the writer asks for it: the whole
+ * tensor (tensorData), or a few MiB of the file at a time (tensorChunks, what the CLI writes with).
+ */
 export function quantizeModel(file: GgufFile, src: ByteSource, target: QuantTarget, plan = planQuantization(file, target)):
-  { spec: GgufWriteSpec; tensorData: (i: number) => Uint8Array; plan: TensorPlan[] } {
+  { spec: GgufWriteSpec; tensorData: (i: number) => Uint8Array; tensorChunks: (i: number) => Iterable<Uint8Array>; plan: TensorPlan[] } {
   const spec: GgufWriteSpec = {
     version: 3,
     kv: quantizedKv(file, target),
@@ -97,5 +100,18 @@ export function quantizeModel(file: GgufFile, src: ByteSource, target: QuantTarg
     const bytes = src.read(file.dataOffset + info.offset, info.byteSize);
     return convertTensor(bytes, info.format, t, info.dims[0]);
   };
-  return { spec, tensorData, plan };
+  function* tensorChunks(i: number): Generator<Uint8Array> {
+    const { info, target: t } = plan[i];
+    const inRow = (info.dims[0] / info.format.blockSize) * info.format.typeSize;
+    const rows = info.byteSize / inRow;
+    const step = Math.max(1, Math.floor(CHUNK_BYTES / inRow));
+    for (let r = 0; r < rows; r += step) {
+      const n = Math.min(step, rows - r);
+      yield convertTensor(src.read(file.dataOffset + info.offset + r * inRow, n * inRow), info.format, t, info.dims[0]);
+    }
+  }
+  return { spec, tensorData, tensorChunks, plan };
 }
+
+/** source bytes converted per piece when a tensor is written in pieces */
+const CHUNK_BYTES = 4 << 20;

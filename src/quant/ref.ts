@@ -101,9 +101,16 @@ export function quantizeF16(src: Float32Array, dst: Uint8Array): void {
   for (let i = 0; i < src.length; i++) v.setUint16(2 * i, f32ToF16(src[i]), true);
 }
 
+let f16Table: Float32Array | undefined;
+
 export function dequantizeF16(src: Uint8Array, dst: Float32Array): void {
-  const v = view(src);
-  for (let i = 0; i < dst.length; i++) dst[i] = f16ToF32(v.getUint16(2 * i, true));
+  // every f16 decoded once into a table (exact: f16ToF32 gives values an f32 holds)
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
+  }
+  const t = f16Table;
+  for (let i = 0; i < dst.length; i++) dst[i] = t[src[2 * i] | (src[2 * i + 1] << 8)];
 }
 
 /** BF16: RNE top half of each value. */

@@ -82,7 +82,7 @@ export function quantizeGptqRerun(file: GgufFile, src: ByteSource, windows: numb
               chosen = gptqMatrix(rt, weight, rows, n, hess, codec, opts);
               gptqErr = quadraticForm(rt, hPtr, difference(weight, chosen.dequantized), rows, n);
             }
-            errors.push({ layer: l, name: t.name, site, reference, gptq: gptqErr, rtn: rtnErr });
+            errors.push({ layer: l, name: t.name, site, rows, reference, gptq: gptqErr, rtn: rtnErr });
             out.set(t.name, chosen.bytes);
             rt.f32At(t.ptr, rows * n).set(chosen.dequantized);
           }
