@@ -30,6 +30,10 @@ export interface Kernels {
   quantize_q8_K(out: number, x: number, n: number, t: number): void;
   /** out: t rows of n/256 Q8_KW blocks (quant/formats.ts; the SIMD128 build's Q4_K activations) from x: t rows of n f32 */
   quantize_q8_kw(out: number, x: number, n: number, t: number): void;
+  /** out: n/256 block_q4_K from x (n f32), quantize_row_q4_K_ref byte for byte (static scratch: one thread) */
+  quantize_q4_K(out: number, x: number, n: number): void;
+  /** out: n/256 block_q6_K from x (n f32), quantize_row_q6_K_ref byte for byte (static scratch: one thread) */
+  quantize_q6_K(out: number, x: number, n: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K, or Q8_KW in the SIMD128 build) @ w (d rows of Q4_K)^T */
   matmul_q4_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q6_K)^T */

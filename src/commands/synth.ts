@@ -10,6 +10,7 @@ import { writeFileAtomic } from "../node/files.js";
 import { ProgressBar } from "../node/progress.js";
 import { formatByName, formatBytes, type QuantFormat } from "../quant/formats.js";
 import { recipeByName, tensorTypes } from "../quant/recipe.js";
+import { quantizeRows } from "../quant/fast.js";
 import { int, mib } from "./common.js";
 
 /** A llama shape. Every preset is a real model's published configuration (weights are random). */
@@ -211,7 +212,7 @@ function tensorBytes(t: PlannedTensor, seed: number, index: number): Uint8Array 
     const n = Math.min(rowsPer, t.rows - r);
     const src = buf.subarray(0, n * t.rowLength);
     fillRandom(src, t.std, state);
-    t.format.quantize!(src, out.subarray(r * rowOut, (r + n) * rowOut));
+    quantizeRows(t.format, src, out.subarray(r * rowOut, (r + n) * rowOut));
   }
   return out;
 }

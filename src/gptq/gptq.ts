@@ -14,6 +14,12 @@ export interface GptqOptions {
   damp?: number;
   /** columns per lazy-update block (default 128, rounded up to a multiple of the group) */
   blockSize?: number;
+  /**
+   * K-quants: where a super-block's scale comes from. "reached" (default): each group fitted as GPTQ reaches it,
+   * the span run twice (docs/gptq.md); "start": every group fitted on the weights at the span's start, one run
+   * (the cheaper design, kept for the comparison in docs/gptq.md)
+   */
+  spanScales?: "reached" | "start";
 }
 
 export const GPTQ_DEFAULTS = { group: 32, actOrder: false, damp: 0.01, blockSize: 128 } as const;
@@ -227,6 +233,14 @@ export function gptqMatrix(rt: WasmRuntime, w: Float32Array, rows: number, n: nu
         run(i1, i2, i1, i2, "choose");
       } else {
         for (let s0 = i1; s0 < i2; s0 += S) {
+          if (opts.spanScales === "start") {
+            for (let r = 0; r < rows; r++) {
+              for (let c = s0; c < s0 + S; c += G) codec.choose(groupOf(r, c), G, params, r * nGroups + c / G);
+              codec.codeSpan!(params, r * nGroups + s0 / G);
+            }
+            run(s0, s0 + S, i1, i2, "rechoose");
+            continue;
+          }
           // the span's starting weights (its columns and the rest of the block, which its rank-1 updates reach)
           const width = i2 - s0;
           for (let r = 0; r < rows; r++) saved.set(f.subarray(wBase + r * n + s0, wBase + r * n + i2), r * width);

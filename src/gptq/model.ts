@@ -17,6 +17,7 @@ import type { LayerWeights, Tensor } from "../model/weights.js";
 import { formatById, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { convertTensor, planQuantization, quantizedKv, toRecipe, type QuantTarget, type TensorPlan } from "../quant/quantize.js";
 import type { QuantRecipe } from "../quant/recipe.js";
+import { quantizeRows } from "../quant/fast.js";
 import { codecFor, hasCodec } from "./codec.js";
 import { GPTQ_DEFAULTS, gptqMatrix, prepareHessianWasm, quadraticForm, type GptqOptions } from "./gptq.js";
 
@@ -310,11 +311,8 @@ export function rtnMatrix(w: Float32Array, rows: number, n: number, target: Quan
   const rb = rowBytes(target, n);
   const bytes = new Uint8Array(rows * rb);
   const dequantized = new Float32Array(rows * n);
-  for (let r = 0; r < rows; r++) {
-    const b = bytes.subarray(r * rb, (r + 1) * rb);
-    target.quantize!(w.subarray(r * n, (r + 1) * n), b);
-    target.dequantize!(b, dequantized.subarray(r * n, (r + 1) * n));
-  }
+  quantizeRows(target, w.subarray(0, rows * n), bytes);
+  for (let r = 0; r < rows; r++) target.dequantize!(bytes.subarray(r * rb, (r + 1) * rb), dequantized.subarray(r * n, (r + 1) * n));
   return { bytes, dequantized };
 }
 

@@ -30,6 +30,8 @@ export interface QuantFormat {
   simd128Activation?: FormatName;
   /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
   quantTarget?: boolean;
+  /** a wasm kernel giving `quantize`'s bytes, faster (quant/fast.ts uses it for whole models) */
+  quantizeKernel?: "quantize_q4_K" | "quantize_q6_K";
 }
 
 // Sizes follow ggml.c's type_traits. Q4_K and Q6_K run (their activations are Q8_K, as in ggml), Q5_0 too (the
@@ -47,9 +49,9 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
-  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K", quantTarget: true },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
   // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
   // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.

@@ -8,6 +8,7 @@ import type { GgufFile, GgufKv, GgufTensorInfo } from "../gguf/types.js";
 import { GgufType } from "../gguf/types.js";
 import type { GgufWriteSpec } from "../gguf/writer.js";
 import type { QuantFormat } from "./formats.js";
+import { quantizeRows } from "./fast.js";
 import { recipeByName, recipeOf, RECIPES, tensorTypes, type QuantRecipe } from "./recipe.js";
 
 /** ggml's quantization format version, written by llama.cpp next to quantized tensors. */
@@ -76,10 +77,13 @@ export function convertTensor(bytes: Uint8Array, from: QuantFormat, target: Quan
   const inRow = (rowLength / from.blockSize) * from.typeSize;
   const outRow = (rowLength / target.blockSize) * target.typeSize;
   const out = new Uint8Array(rows * outRow);
-  const row = new Float32Array(rowLength);
-  for (let r = 0; r < rows; r++) {
-    from.dequantize!(bytes.subarray(r * inRow, (r + 1) * inRow), row);
-    target.quantize!(row, out.subarray(r * outRow, (r + 1) * outRow));
+  // rows decoded a few at a time (about 1M values) and quantized together (the K-quants in wasm: quant/fast.ts)
+  const step = Math.max(1, Math.floor((1 << 20) / rowLength));
+  const buf = new Float32Array(Math.min(rows, step) * rowLength);
+  for (let r = 0; r < rows; r += step) {
+    const n = Math.min(step, rows - r);
+    for (let j = 0; j < n; j++) from.dequantize!(bytes.subarray((r + j) * inRow, (r + j + 1) * inRow), buf.subarray(j * rowLength, (j + 1) * rowLength));
+    quantizeRows(target, buf.subarray(0, n * rowLength), out.subarray(r * outRow, (r + n) * outRow));
   }
   return out;
 }
