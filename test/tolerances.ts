@@ -31,3 +31,26 @@ export const TIE_PROB = 1e-3;
  * grows with t; atol is this times t (inputs are N(0,1)).
  */
 export const GPTQ_HESSIAN: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+
+// ---- against the float64 references in test/support/ref-*.ts (written from the definitions; see docs/testing.md) ----
+/**
+ * Our teacher-forced next-token probabilities vs the float64 forward (exact RoPE angles), max |Δp| over the 64
+ * positions of the teacher sequence and the whole vocabulary. Measured 8.6e-7 (stories260K), 6.0e-7
+ * (stories-deep-16L), 9.7e-7 with the prefill cut into batches and decoded. rmsEps × 10 moves them by 2.0e-3 /
+ * 4.8e-3, RoPE base × 1.02 by 1.6e-2 / 5.9e-3.
+ */
+export const PROB_VS_F64 = 5e-6;
+/**
+ * Each layer's output, ‖h − h_f64‖ / ‖h_f64‖ per token, worst over layers and tokens. Measured 8.2e-7 / 8.6e-7, 1.35e-6
+ * with six layers and half-layers skipped; also the bound on those logits relative to the largest |logit| (8.5e-7).
+ */
+export const STREAM_VS_F64 = 5e-6;
+/**
+ * Block Influence, angular distance and relative magnitude of every layer and half-layer, and Gromov's block
+ * distances, vs the float64 reference on the same windows: absolute (scores are 3e-3 … 0.6). Measured 1.9e-8
+ * (stories-deep-16L half-layer relmag); counting the BOS position moves them by 2e-4. Also the relative bound on
+ * mean ‖h_l‖ (measured 2.1e-8).
+ */
+export const SCORE_VS_F64 = 1e-7;
+/** The ppl metric (calibration perplexity with a unit removed), relative. Measured 7.4e-7 (stories260K half-layers). */
+export const PPL_SCORE_VS_F64 = 5e-6;

@@ -104,11 +104,12 @@ function linear(x: Float64Array, t: number, w: RefTensor): Float64Array {
   if (x.length !== t * n) throw new Error(`ref-forward: input has ${x.length / t} columns, the matrix ${n}`);
   const y = new Float64Array(t * rows);
   const W = w.data;
-  for (let j = 0; j < t; j++) {
-    const xo = j * n;
-    for (let r = 0; r < rows; r++) {
+  // row-outer: one weight row is read once for every token (the matrix streams through the cache once)
+  for (let r = 0; r < rows; r++) {
+    const wo = r * n;
+    for (let j = 0; j < t; j++) {
+      const xo = j * n;
       let s = 0;
-      const wo = r * n;
       for (let i = 0; i < n; i++) s += x[xo + i] * W[wo + i];
       y[j * rows + r] = s;
     }

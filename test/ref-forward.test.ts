@@ -1,0 +1,111 @@
+// The wasm forward pass against the independent float64 forward (test/support/ref-forward.ts) on both F32 models:
+// teacher-forced next-token probabilities and every layer's residual stream; prefill split into batches and
+// single-token decode over the KV cache; skipped layers and halves. The bounds sit near the measured error, far
+// below what a wrong epsilon or RoPE base does (test/tolerances.ts).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { readFileSync } from "node:fs";
+import { Model } from "../src/model/model.js";
+import { RefLlama, refTeacherForced, type RefSkip } from "./support/ref-forward.js";
+import { STORIES_16L, STORIES_260K, teacherSequence } from "./support/fixtures.js";
+import { ourTeacherForced } from "./support/compare.js";
+import { PROB_VS_F64, STREAM_VS_F64 } from "./tolerances.js";
+
+const files = { stories260K: STORIES_260K(), "stories-deep-16L": STORIES_16L() };
+
+/** max |a − b| over every position and token */
+function maxProbDiff(a: ArrayLike<number>[], b: ArrayLike<number>[]): { diff: number; pos: number } {
+  let diff = 0, pos = -1;
+  a.forEach((row, j) => { for (let i = 0; i < row.length; i++) { const d = Math.abs(row[i] - b[j][i]); if (d > diff) { diff = d; pos = j; } } });
+  return { diff, pos };
+}
+
+/** worst per-token ‖a − b‖ / ‖b‖ over rows of dim values */
+function worstRowError(a: ArrayLike<number>, b: ArrayLike<number>, dim: number): number {
+  let worst = 0;
+  for (let j = 0; j < b.length / dim; j++) {
+    let num = 0, den = 0;
+    for (let i = j * dim; i < (j + 1) * dim; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+    worst = Math.max(worst, Math.sqrt(num / den));
+  }
+  return worst;
+}
+
+/** each layer's output, ours and the reference's, over the same tokens and skips */
+function layerOutputs(model: Model, ref: RefLlama, tokens: number[], skip: RefSkip = {}) {
+  const ours: Float32Array[] = [], theirs: Float64Array[] = [];
+  const ctx = model.createContext({ contextSize: tokens.length });
+  ctx.eval(tokens, {
+    logits: "none", skipLayers: skip.layers, skipAttention: skip.attention, skipFfn: skip.ffn,
+    onLayer: (_l, _in, _mid, xOut, t) => { ours.push(model.rt.f32At(xOut, t * model.config.dim).slice()); },
+  });
+  ref.forward(tokens, { ...skip, logits: false, onLayer: (_l, _in, _mid, xOut) => { theirs.push(xOut); } });
+  return { ours, theirs };
+}
+
+for (const [name, path] of Object.entries(files)) {
+  test(`${name} F32: teacher-forced probabilities and every layer's output agree with the float64 forward`, () => {
+    const bytes = new Uint8Array(readFileSync(path));
+    const model = Model.load(bytes);
+    const ref = RefLlama.fromGguf(bytes);
+    const seq = teacherSequence(model.tokenizer);
+    const { diff, pos } = maxProbDiff(ourTeacherForced(model, seq), refTeacherForced(ref, seq));
+    assert.ok(diff <= PROB_VS_F64, `max |p − p_f64| = ${diff.toExponential(3)} at position ${pos}, over ${PROB_VS_F64}`);
+    const { ours, theirs } = layerOutputs(model, ref, seq);
+    assert.is(ours.length, model.config.nLayers);
+    const worst = Math.max(...ours.map((o, l) => worstRowError(o, theirs[l], model.config.dim)));
+    assert.ok(worst <= STREAM_VS_F64, `worst layer output error ${worst.toExponential(3)} over ${STREAM_VS_F64}`);
+    console.log(`    ${name}: max |p − p_f64| ${diff.toExponential(2)} (position ${pos}); layer outputs within ${worst.toExponential(2)}`);
+  });
+}
+
+test("prefill cut into batches of 24, then decode token by token over the KV cache, gives the reference's distributions", () => {
+  const bytes = new Uint8Array(readFileSync(STORIES_260K()));
+  const model = Model.load(bytes);
+  const ref = RefLlama.fromGguf(bytes);
+  const seq = model.tokenizer.encode(readFileSync("../shared/data/tinystories/tinystories-validation-first1000.txt", "utf8").slice(0, 2000), { addBos: true }).slice(0, 90);
+  assert.is(seq.length, 90);
+  const v = model.config.vocabSize;
+  const ctx = model.createContext({ contextSize: 96, batchSize: 24 });
+  const prefill = ctx.eval(seq.slice(0, 70), { logits: "all" }); // batches of 24, 24, 22
+  const rows: Float64Array[] = [];
+  const softmax = (l: Float32Array, off: number) => {
+    let max = -Infinity;
+    for (let i = 0; i < v; i++) max = Math.max(max, l[off + i]);
+    let s = 0;
+    const p = new Float64Array(v);
+    for (let i = 0; i < v; i++) s += (p[i] = Math.exp(l[off + i] - max));
+    return p.map((x) => x / s);
+  };
+  for (let j = 0; j < 70; j++) rows.push(softmax(prefill, j * v));
+  for (let j = 70; j < 90; j++) rows.push(softmax(ctx.eval([seq[j]]), 0)); // "last" logits of one token at position j
+  assert.is(ctx.nPast, 90);
+  const { diff, pos } = maxProbDiff(rows, refTeacherForced(ref, seq));
+  assert.ok(diff <= PROB_VS_F64, `max |p − p_f64| = ${diff.toExponential(3)} at position ${pos}`);
+  console.log(`    batched prefill + decode: max |p − p_f64| ${diff.toExponential(2)} (position ${pos})`);
+});
+
+test("skipped layers and halves: our outputs equal the float64 forward without them", () => {
+  const bytes = new Uint8Array(readFileSync(STORIES_16L()));
+  const model = Model.load(bytes);
+  const ref = RefLlama.fromGguf(bytes);
+  const seq = teacherSequence(model.tokenizer, 48);
+  const skip: RefSkip = { layers: new Set([2, 9]), attention: new Set([4, 15]), ffn: new Set([0, 11]) };
+  const { ours, theirs } = layerOutputs(model, ref, seq, skip);
+  assert.is(ours.length, model.config.nLayers - 2, "skipped layers are not observed");
+  const worst = Math.max(...ours.map((o, l) => worstRowError(o, theirs[l], model.config.dim)));
+  assert.ok(worst <= STREAM_VS_F64, `worst layer output error ${worst.toExponential(3)}`);
+  const logits = model.createContext({ contextSize: 48 }).eval(seq, { logits: "all", skipLayers: skip.layers, skipAttention: skip.attention, skipFfn: skip.ffn });
+  const refSkipped = ref.forward(seq, skip), refDense = ref.forward(seq);
+  let maxLogit = 0, diff = 0, change = 0;
+  for (let i = 0; i < logits.length; i++) {
+    maxLogit = Math.max(maxLogit, Math.abs(refSkipped[i]));
+    diff = Math.max(diff, Math.abs(logits[i] - refSkipped[i]));
+    change = Math.max(change, Math.abs(refDense[i] - refSkipped[i]));
+  }
+  assert.ok(diff <= STREAM_VS_F64 * maxLogit, `logits differ by ${diff} (largest |logit| ${maxLogit})`);
+  assert.ok(change > 0.1 * maxLogit, "the skips change the logits");
+  console.log(`    6 units skipped: layer outputs within ${worst.toExponential(2)}, logits within ${(diff / maxLogit).toExponential(2)} of the largest`);
+});
+
+test.run();
