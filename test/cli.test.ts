@@ -2,10 +2,13 @@
 // with a non-zero exit and no stack trace. Also the sampler's truncation rules on small hand-made distributions.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Sampler, topIndices } from "../src/sampler.js";
+import { Model } from "../src/model/model.js";
+import { RefLlama, refPerplexity } from "./support/ref-forward.js";
+import { PPL_VS_F64 } from "./tolerances.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 
@@ -50,11 +53,16 @@ test("ppl ends with a perplexity line; --json gives the details", () => {
   const lines = r.stdout.trim().split("\n");
   const m = /^perplexity: (\d+\.\d+)$/.exec(lines[lines.length - 1]);
   assert.ok(m, lines[lines.length - 1]);
-  const ppl = Number(m![1]);
-  assert.ok(ppl > 1 && ppl < 20, `perplexity ${ppl}`);
   const j = JSON.parse(lines[lines.length - 2]);
   assert.is(j.chunks, 4);
   assert.is(j.scoredTokens, 4 * 63);
+  assert.is(Number(m![1]), Number(j.perplexity.toFixed(4)));
+  // the float64 forward on the same tokens, scored by llama-perplexity's rules (windows of 128, BOS first, second half)
+  const bytes = new Uint8Array(readFileSync(MODEL));
+  const tokenizer = Model.load(bytes).tokenizer;
+  const want = refPerplexity(RefLlama.fromGguf(bytes), tokenizer.encode(readFileSync(TEXT, "utf8"), { addBos: true }), 128, tokenizer.bosId, 4);
+  assert.is(want.scored, j.scoredTokens);
+  assert.ok(Math.abs(j.perplexity - want.perplexity) <= PPL_VS_F64 * want.perplexity, `perplexity ${j.perplexity}, float64 ${want.perplexity}`);
 });
 
 test("quantize keeps rows that do not hold whole blocks and says so", () => {

@@ -304,3 +304,18 @@ export function refPerplexity(model: RefLlama, tokens: number[], ctx: number, bo
   }
   return { perplexity: Math.exp(nll / scored), scored };
 }
+
+/**
+ * Held-out evaluation as the studies describe it: each document (BOS + tokens, cut to maxTokens) is its own
+ * sequence, every position predicts the next token; exp(mean negative log-likelihood over all of them).
+ */
+export function refDocumentsPerplexity(model: RefLlama, docs: number[][], skip: RefSkip = {}, maxTokens = 512): number {
+  const n = model.config.vocabSize;
+  let nll = 0, count = 0;
+  for (const d of docs) {
+    const doc = d.slice(0, maxTokens);
+    const logits = model.forward(doc, skip);
+    for (let j = 0; j + 1 < doc.length; j++) { nll -= refLogProb(logits, j, n, doc[j + 1]); count++; }
+  }
+  return Math.exp(nll / count);
+}
