@@ -9,6 +9,7 @@ import { Model } from "../src/model/model.js";
 import { RefLlama, refTeacherForced, type RefSkip } from "./support/ref-forward.js";
 import { STORIES_16L, STORIES_260K, teacherSequence } from "./support/fixtures.js";
 import { ourTeacherForced } from "./support/compare.js";
+import { sharedPath } from "./support/paths.js";
 import { PROB_VS_F64, STREAM_VS_F64 } from "./tolerances.js";
 
 const files = { stories260K: STORIES_260K(), "stories-deep-16L": STORIES_16L() };
@@ -63,7 +64,7 @@ test("prefill cut into batches of 24, then decode token by token over the KV cac
   const bytes = new Uint8Array(readFileSync(STORIES_260K()));
   const model = Model.load(bytes);
   const ref = RefLlama.fromGguf(bytes);
-  const seq = model.tokenizer.encode(readFileSync("../shared/data/tinystories/tinystories-validation-first1000.txt", "utf8").slice(0, 2000), { addBos: true }).slice(0, 90);
+  const seq = model.tokenizer.encode(readFileSync(sharedPath("data/tinystories/tinystories-validation-first1000.txt"), "utf8").slice(0, 2000), { addBos: true }).slice(0, 90);
   assert.is(seq.length, 90);
   const v = model.config.vocabSize;
   const ctx = model.createContext({ contextSize: 96, batchSize: 24 });

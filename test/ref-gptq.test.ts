@@ -13,7 +13,9 @@ import { normal, rng } from "./support/util.js";
 import { GPTQ_CODE_TIE, GPTQ_ERROR_RATIO, GPTQ_SCALE_TIE } from "./tolerances.js";
 
 const rt = WasmRuntime.create();
-const ROWS = 64, N = 576, T = 1024;
+// EDGEPRUNE_TEST_QUICK=1 (the mutation runs, docs/testing.md): 16 rows and 640 inputs, the same 576 columns
+const QUICK = process.env.EDGEPRUNE_TEST_QUICK === "1";
+const ROWS = QUICK ? 16 : 64, N = 576, T = QUICK ? 640 : 1024;
 const BLOCK = GPTQ_DEFAULTS.blockSize;
 
 /** inputs from 8 latent factors plus noise (as real activations are correlated), H = Σ xxᵀ in float64, weights */
