@@ -6,11 +6,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { Model } from "../src/model/model.js";
+import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
+import { writeGgufBytes } from "../src/gguf/writer.js";
+import { parseQuantType, quantizeModel } from "../src/quant/quantize.js";
+import type { LinearSite } from "../src/model/forward.js";
 import { RefLlama, refTeacherForced, type RefSkip } from "./support/ref-forward.js";
 import { STORIES_16L, STORIES_260K, teacherSequence } from "./support/fixtures.js";
 import { ourTeacherForced } from "./support/compare.js";
 import { sharedPath } from "./support/paths.js";
-import { PROB_VS_F64, STREAM_VS_F64 } from "./tolerances.js";
+import { PROB_VS_F64, Q_PROB_VS_F64, STREAM_VS_F64 } from "./tolerances.js";
 
 const files = { stories260K: STORIES_260K(), "stories-deep-16L": STORIES_16L() };
 
@@ -107,6 +111,76 @@ test("skipped layers and halves: our outputs equal the float64 forward without t
   assert.ok(diff <= STREAM_VS_F64 * maxLogit, `logits differ by ${diff} (largest |logit| ${maxLogit})`);
   assert.ok(change > 0.1 * maxLogit, "the skips change the logits");
   console.log(`    6 units skipped: layer outputs within ${worst.toExponential(2)}, logits within ${(diff / maxLogit).toExponential(2)} of the largest`);
+});
+
+test("the linear observer sees every site's input in order, and stopAfterLayer stops after that layer", () => {
+  const bytes = new Uint8Array(readFileSync(STORIES_16L()));
+  const model = Model.load(bytes);
+  const ref = RefLlama.fromGguf(bytes);
+  const seq = teacherSequence(model.tokenizer, 32);
+  const ours: { l: number; site: LinearSite; x: Float32Array; n: number }[] = [];
+  const ctx = model.createContext({ contextSize: 32 });
+  const out = ctx.eval(seq, { logits: "all", stopAfterLayer: 6, onLinearInput: (l, site, x, n, t) => { ours.push({ l, site, x: model.rt.f32At(x, t * n).slice(), n }); } });
+  assert.is(out.length, 0, "no logits when stopped early");
+  assert.is(ctx.nPast, 32);
+  const theirs: { l: number; site: string; x: Float64Array }[] = [];
+  ref.forward(seq, { logits: false, onLinear: (l, site, x) => { if (l < 6) theirs.push({ l, site, x }); } });
+  assert.equal(ours.map((o) => `${o.l}.${o.site}`), theirs.map((o) => `${o.l}.${o.site}`));
+  const worst = Math.max(...ours.map((o, i) => { assert.is(o.n, o.site === "ffn_down" ? model.config.hiddenDim : model.config.dim); return worstRowError(o.x, theirs[i].x, o.n); }));
+  assert.ok(worst <= STREAM_VS_F64, `linear inputs within ${worst.toExponential(3)}`);
+});
+
+for (const type of ["q8_0", "q4_0"]) {
+  test(`stories-deep-16L ${type.toUpperCase()} (our quantizer): teacher-forced probabilities near the float64 forward on the same weights`, () => {
+    const dense = new Uint8Array(readFileSync(STORIES_16L()));
+    const { spec, tensorData } = quantizeModel(readGgufHeader(dense), bytesSource(dense), parseQuantType(type));
+    const bytes = writeGgufBytes(spec, tensorData);
+    const model = Model.load(bytes);
+    const seq = teacherSequence(model.tokenizer);
+    const ours = ourTeacherForced(model, seq);
+    // the reference dequantizes the same blocks and computes exactly: the difference is our activations' Q8 rounding
+    const { diff, pos } = maxProbDiff(ours, refTeacherForced(RefLlama.fromGguf(bytes), seq));
+    const toDense = maxProbDiff(ours, refTeacherForced(RefLlama.fromGguf(dense), seq)).diff;
+    assert.ok(diff <= Q_PROB_VS_F64, `max |p − p_f64| = ${diff.toExponential(3)} at position ${pos}`);
+    // Q4_0 moves the model far more than our activation rounding does: the reference really read the Q4_0 blocks
+    if (type === "q4_0") assert.ok(toDense > 3 * diff, `the reference sees the quantized weights (${toDense.toExponential(2)} from the dense model's)`);
+    console.log(`    ${type}: max |p − p_f64(same weights)| ${diff.toExponential(2)} (position ${pos}); from the F32 model's ${toDense.toExponential(2)}`);
+  });
+}
+
+test("contexts: sizes, refusals, reset and truncate (a truncated cache continues as a fresh one would)", () => {
+  const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())));
+  const v = model.config.vocabSize;
+  assert.is(model.createContext().contextSize, Math.min(model.config.trainContext, 2048));
+  assert.is(model.createContext({ contextSize: 16, batchSize: 64 }).batchSize, 16);
+  assert.is(model.createContext({ contextSize: 100 }).batchSize, 64);
+  assert.throws(() => model.createContext({ contextSize: 0 }), /context size must be at least 1/);
+  assert.throws(() => model.createContext({ contextSize: 8, batchSize: 0 }), /batch size must be at least 1/);
+  const ctx = model.createContext({ contextSize: 8 });
+  assert.throws(() => ctx.eval([]), /at least one token/);
+  for (const bad of [v, -1, 1.5]) assert.throws(() => ctx.eval([1, bad]), /outside the vocabulary \(0\.\.511\)/);
+  assert.is(ctx.nPast, 0, "a refused eval caches nothing");
+  const seq = [1, 403, 407, 261, 378, 432, 383, 286];
+  ctx.eval(seq.slice(0, 5));
+  assert.throws(() => ctx.eval(seq.slice(0, 4)), /context is full: 5 cached \+ 4 new tokens > context size 8/);
+  assert.is(ctx.nPast, 5);
+  ctx.eval(seq.slice(5, 8), { logits: "none" });
+  assert.is(ctx.nPast, 8);
+  assert.throws(() => ctx.truncate(9), /cannot truncate a 8-token cache to 9/);
+  assert.throws(() => ctx.truncate(-1), /cannot truncate/);
+  ctx.truncate(3);
+  assert.is(ctx.nPast, 3);
+  const cont = ctx.eval([500, 7], { logits: "all" });
+  const fresh = model.createContext({ contextSize: 8 });
+  fresh.eval(seq.slice(0, 3));
+  assert.equal(Array.from(cont), Array.from(fresh.eval([500, 7], { logits: "all" })));
+  const last = model.createContext({ contextSize: 8 }).eval(seq, { logits: "last" });
+  const all = model.createContext({ contextSize: 8 }).eval(seq, { logits: "all" });
+  assert.is(last.length, v);
+  assert.equal(Array.from(last), Array.from(all.subarray(7 * v)));
+  ctx.reset();
+  assert.is(ctx.nPast, 0);
+  assert.equal(Array.from(ctx.eval(seq, { logits: "all" })), Array.from(all), "after reset the cache starts over");
 });
 
 test.run();

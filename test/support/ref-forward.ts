@@ -96,6 +96,11 @@ export interface RefForwardOptions extends RefSkip {
   logits?: boolean;
   /** called after each layer that ran, with (t, dim) residual streams entering it, between its halves, leaving it */
   onLayer?: (layer: number, xIn: Float64Array, xMid: Float64Array, xOut: Float64Array) => void;
+  /**
+   * called with the input (t rows) of each layer's linear maps: the normed stream q/k/v read ("attn_qkv"), the
+   * attention output attn_output reads, the normed stream gate/up read, the SwiGLU product ffn_down reads
+   */
+  onLinear?: (layer: number, site: "attn_qkv" | "attn_output" | "ffn_gate_up" | "ffn_down", x: Float64Array) => void;
 }
 
 /** y (t, rows) = x (t, n) · Wᵀ for W (rows, n), in float64. */
@@ -234,17 +239,22 @@ export class RefLlama {
       const wq = blk("attn_q");
       if (wq && !opts.attention?.has(l)) {
         const xb = rmsNorm(x, t, dim, this.need(`blk.${l}.attn_norm.weight`), c.rmsEps);
+        opts.onLinear?.(l, "attn_qkv", xb);
         const q = linear(xb, t, wq), k = linear(xb, t, this.need(`blk.${l}.attn_k.weight`)), v = linear(xb, t, this.need(`blk.${l}.attn_v.weight`));
         rope(q, t, c.nHeads, c);
         rope(k, t, c.nKvHeads, c);
-        add(x, linear(attention(q, k, v, t, c), t, this.need(`blk.${l}.attn_output.weight`)));
+        const att = attention(q, k, v, t, c);
+        opts.onLinear?.(l, "attn_output", att);
+        add(x, linear(att, t, this.need(`blk.${l}.attn_output.weight`)));
       }
       const xMid = opts.onLayer ? x.slice() : x;
       const wg = blk("ffn_gate");
       if (wg && !opts.ffn?.has(l)) {
         const xb = rmsNorm(x, t, dim, this.need(`blk.${l}.ffn_norm.weight`), c.rmsEps);
+        opts.onLinear?.(l, "ffn_gate_up", xb);
         const g = linear(xb, t, wg), u = linear(xb, t, this.need(`blk.${l}.ffn_up.weight`));
         for (let i = 0; i < g.length; i++) g[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+        opts.onLinear?.(l, "ffn_down", g);
         add(x, linear(g, t, this.need(`blk.${l}.ffn_down.weight`)));
       }
       opts.onLayer?.(l, xIn, xMid, x.slice());
