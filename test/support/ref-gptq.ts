@@ -135,6 +135,17 @@ function valueOf(f: RefGptqFormat, q: number, s: Scale): number {
   return f === "Q4_0" ? (q - 8) * s.dq : f === "Q8_0" ? q * s.dq : q * s.dq + s.mq;
 }
 
+/** U for (H, order, λ), computed once per test process: the O(n³) part is the same for every format and group. */
+const hinvCache = new WeakMap<Float64Array, Map<string, Float64Array>>();
+function hinvOf(h: Float64Array, perm: number[], lambda: number, make: () => Float64Array): Float64Array {
+  let m = hinvCache.get(h);
+  if (!m) hinvCache.set(h, (m = new Map()));
+  const key = `${lambda}/${perm.join(",")}`;
+  let u = m.get(key);
+  if (!u) m.set(key, (u = make()));
+  return u;
+}
+
 /** GPTQ of w (rows, n) against H (n, n) = Σ xxᵀ, both float64, row-major. */
 export function refGptq(w0: Float64Array, h0: Float64Array, rows: number, n: number, o: RefGptqOptions): RefGptqResult {
   const G = o.group, B = o.blockSize, f = o.format;
@@ -160,7 +171,7 @@ export function refGptq(w0: Float64Array, h0: Float64Array, rows: number, n: num
   // permuted copies: column j of W and row/column j of H are original column perm[j]
   const hp = new Float64Array(n * n);
   for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) hp[a * n + b] = h[perm[a] * n + perm[b]] + (a === b ? lambda : 0);
-  const u = refHinvUpper(hp, n);
+  const u = hinvOf(h0, perm, lambda, () => refHinvUpper(hp, n));
   const W = new Float64Array(rows * n);
   for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) W[r * n + j] = w[r * n + perm[j]];
 
