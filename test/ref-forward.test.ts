@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
-import { Model } from "../src/model/model.js";
+import { Model, planBytes } from "../src/model/model.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { writeGgufBytes } from "../src/gguf/writer.js";
 import { parseQuantType, quantizeModel } from "../src/quant/quantize.js";
@@ -36,15 +36,16 @@ function worstRowError(a: ArrayLike<number>, b: ArrayLike<number>, dim: number):
   return worst;
 }
 
-/** each layer's output, ours and the reference's, over the same tokens and skips */
+/** the residual stream entering, between the halves of, and leaving each layer, ours and the reference's */
 function layerOutputs(model: Model, ref: RefLlama, tokens: number[], skip: RefSkip = {}) {
   const ours: Float32Array[] = [], theirs: Float64Array[] = [];
   const ctx = model.createContext({ contextSize: tokens.length });
+  const n = tokens.length * model.config.dim;
   ctx.eval(tokens, {
     logits: "none", skipLayers: skip.layers, skipAttention: skip.attention, skipFfn: skip.ffn,
-    onLayer: (_l, _in, _mid, xOut, t) => { ours.push(model.rt.f32At(xOut, t * model.config.dim).slice()); },
+    onLayer: (_l, xIn, xMid, xOut) => { for (const p of [xIn, xMid, xOut]) ours.push(model.rt.f32At(p, n).slice()); },
   });
-  ref.forward(tokens, { ...skip, logits: false, onLayer: (_l, _in, _mid, xOut) => { theirs.push(xOut); } });
+  ref.forward(tokens, { ...skip, logits: false, onLayer: (_l, xIn, xMid, xOut) => { theirs.push(xIn, xMid, xOut); } });
   return { ours, theirs };
 }
 
@@ -57,9 +58,9 @@ for (const [name, path] of Object.entries(files)) {
     const { diff, pos } = maxProbDiff(ourTeacherForced(model, seq), refTeacherForced(ref, seq));
     assert.ok(diff <= PROB_VS_F64, `max |p − p_f64| = ${diff.toExponential(3)} at position ${pos}, over ${PROB_VS_F64}`);
     const { ours, theirs } = layerOutputs(model, ref, seq);
-    assert.is(ours.length, model.config.nLayers);
+    assert.is(ours.length, 3 * model.config.nLayers);
     const worst = Math.max(...ours.map((o, l) => worstRowError(o, theirs[l], model.config.dim)));
-    assert.ok(worst <= STREAM_VS_F64, `worst layer output error ${worst.toExponential(3)} over ${STREAM_VS_F64}`);
+    assert.ok(worst <= STREAM_VS_F64, `worst residual stream error ${worst.toExponential(3)} over ${STREAM_VS_F64}`);
     console.log(`    ${name}: max |p − p_f64| ${diff.toExponential(2)} (position ${pos}); layer outputs within ${worst.toExponential(2)}`);
   });
 }
@@ -97,7 +98,7 @@ test("skipped layers and halves: our outputs equal the float64 forward without t
   const seq = teacherSequence(model.tokenizer, 48);
   const skip: RefSkip = { layers: new Set([2, 9]), attention: new Set([4, 15]), ffn: new Set([0, 11]) };
   const { ours, theirs } = layerOutputs(model, ref, seq, skip);
-  assert.is(ours.length, model.config.nLayers - 2, "skipped layers are not observed");
+  assert.is(ours.length, 3 * (model.config.nLayers - 2), "skipped layers are not observed");
   const worst = Math.max(...ours.map((o, l) => worstRowError(o, theirs[l], model.config.dim)));
   assert.ok(worst <= STREAM_VS_F64, `worst layer output error ${worst.toExponential(3)}`);
   const logits = model.createContext({ contextSize: 48 }).eval(seq, { logits: "all", skipLayers: skip.layers, skipAttention: skip.attention, skipFfn: skip.ffn });
@@ -126,6 +127,7 @@ test("the linear observer sees every site's input in order, and stopAfterLayer s
   const theirs: { l: number; site: string; x: Float64Array }[] = [];
   ref.forward(seq, { logits: false, onLinear: (l, site, x) => { if (l < 6) theirs.push({ l, site, x }); } });
   assert.equal(ours.map((o) => `${o.l}.${o.site}`), theirs.map((o) => `${o.l}.${o.site}`));
+  assert.is(model.createContext({ contextSize: 32 }).eval(seq, { stopAfterLayer: model.config.nLayers }).length, model.config.vocabSize, "stopping after the last layer still gives logits");
   const worst = Math.max(...ours.map((o, i) => { assert.is(o.n, o.site === "ffn_down" ? model.config.hiddenDim : model.config.dim); return worstRowError(o.x, theirs[i].x, o.n); }));
   assert.ok(worst <= STREAM_VS_F64, `linear inputs within ${worst.toExponential(3)}`);
 });
@@ -151,7 +153,9 @@ for (const type of ["q8_0", "q4_0"]) {
 test("contexts: sizes, refusals, reset and truncate (a truncated cache continues as a fresh one would)", () => {
   const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())));
   const v = model.config.vocabSize;
-  assert.is(model.createContext().contextSize, Math.min(model.config.trainContext, 2048));
+  assert.is(model.createContext().contextSize, 2048);
+  assert.is(Model.load(new Uint8Array(readFileSync(STORIES_16L()))).createContext().contextSize, 512, "the model's context length when under 2048");
+  assert.is(model.createContext({ contextSize: 1, batchSize: 1 }).eval([1]).length, v, "one token of context works");
   assert.is(model.createContext({ contextSize: 16, batchSize: 64 }).batchSize, 16);
   assert.is(model.createContext({ contextSize: 100 }).batchSize, 64);
   assert.throws(() => model.createContext({ contextSize: 0 }), /context size must be at least 1/);
@@ -168,6 +172,8 @@ test("contexts: sizes, refusals, reset and truncate (a truncated cache continues
   assert.is(ctx.nPast, 8);
   assert.throws(() => ctx.truncate(9), /cannot truncate a 8-token cache to 9/);
   assert.throws(() => ctx.truncate(-1), /cannot truncate/);
+  ctx.truncate(8);
+  assert.is(ctx.nPast, 8);
   ctx.truncate(3);
   assert.is(ctx.nPast, 3);
   const cont = ctx.eval([500, 7], { logits: "all" });
@@ -181,6 +187,35 @@ test("contexts: sizes, refusals, reset and truncate (a truncated cache continues
   ctx.reset();
   assert.is(ctx.nPast, 0);
   assert.equal(Array.from(ctx.eval(seq, { logits: "all" })), Array.from(all), "after reset the cache starts over");
+  ctx.truncate(0);
+  assert.is(ctx.eval(seq, { logits: "none" }).length, 0, "no logits asked, none returned");
+  // logits into a caller's array: exactly the size, longer (a view of it), shorter (refused)
+  for (const [mode, need] of [["last", v], ["all", 8 * v]] as const) {
+    for (const extra of [0, 5]) {
+      const out = new Float32Array(need + extra);
+      ctx.reset();
+      const got = ctx.eval(seq, { logits: mode, out });
+      assert.is(got.buffer, out.buffer);
+      assert.is(got.length, need);
+      assert.equal(Array.from(got), Array.from(mode === "all" ? all : last));
+    }
+    ctx.reset();
+    assert.throws(() => ctx.eval(seq, { logits: mode, out: new Float32Array(need - 1) }), /opts\.out holds/);
+  }
+});
+
+test("loading plans the memory a default context needs: it never grows afterwards, and the plan is not padded", () => {
+  for (const path of [STORIES_260K(), STORIES_16L()]) {
+    const bytes = new Uint8Array(readFileSync(path));
+    const model = Model.load(bytes);
+    const planned = model.memoryBytes;
+    const base = model.rt.k.heap_base();
+    model.createContext();
+    assert.is(model.memoryBytes, planned, `${path}: memory grew from ${planned} to ${model.memoryBytes}`);
+    const used = model.rt.mark() - base;
+    const plan = planBytes(readGgufHeader(bytes), model.config);
+    assert.ok(used <= plan && used >= 0.95 * plan, `${path}: ${used} bytes used of ${plan} planned`);
+  }
 });
 
 test.run();
