@@ -20,7 +20,7 @@ export function registerConvertCommand(program: Command): void {
     .action(async (dir: string, o: { output: string; type: string; vocabOnly?: boolean }) => {
       const outDir = dirname(resolve(o.output));
       if (!fs.existsSync(outDir)) throw new Error(`${o.output}: directory ${outDir} does not exist`);
-      const model = openHfModel(dir);
+      const model = openHfModel(dir, { weights: !o.vocabOnly });
       try {
         const t0 = performance.now();
         const plan = await planConvert(model, { type: o.type, vocabOnly: o.vocabOnly });

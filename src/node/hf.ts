@@ -38,8 +38,8 @@ export interface OpenedHfModel extends HfModel {
   shards: string[];
 }
 
-/** Open `dir` for conversion; close() releases the shard files. */
-export function openHfModel(dir: string): OpenedHfModel {
+/** Open `dir` for conversion; close() releases the shard files. `weights: false` (vocab-only) reads no safetensors. */
+export function openHfModel(dir: string, opts: { weights?: boolean } = {}): OpenedHfModel {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory (expected a Hugging Face model folder)`);
   const p = (f: string) => path.join(dir, f);
   const config = readJson(p("config.json"), MAX_JSON_BYTES.small, true);
@@ -53,7 +53,7 @@ export function openHfModel(dir: string): OpenedHfModel {
     if (typeof ct === "string") chatTemplateFile = ct;
   }
 
-  const index = readJson(p("model.safetensors.index.json"), MAX_JSON_BYTES.small, false);
+  const index = opts.weights === false ? undefined : readJson(p("model.safetensors.index.json"), MAX_JSON_BYTES.small, false);
   let shardNames: string[];
   let weightMap: Record<string, string> | undefined;
   if (index) {
@@ -66,6 +66,8 @@ export function openHfModel(dir: string): OpenedHfModel {
       }
     }
     shardNames = [...new Set(Object.values(weightMap))].sort();
+  } else if (opts.weights === false) {
+    shardNames = [];
   } else if (fs.existsSync(p("model.safetensors"))) {
     shardNames = ["model.safetensors"];
   } else {
