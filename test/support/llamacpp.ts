@@ -118,12 +118,12 @@ async function getLlamaInstance(): Promise<Llama> {
   }
 }
 
-async function getModel(modelPath: string): Promise<LlamaModel> {
-  const key = path.resolve(modelPath);
+async function getModel(modelPath: string, vocabOnly = false): Promise<LlamaModel> {
+  const key = path.resolve(modelPath) + (vocabOnly ? "\0vocab" : "");
   let model = models.get(key);
   if (model == null) {
     model = getLlamaInstance().then(async (llama) => {
-      const m = await llama.loadModel({ modelPath: key, gpuLayers: 0 });
+      const m = await llama.loadModel({ modelPath: path.resolve(modelPath), gpuLayers: 0, vocabOnly });
       // the backend's log line arrives asynchronously; by the time a model has loaded it has
       if (!printed) {
         printed = true;
@@ -272,10 +272,13 @@ export async function llamaCppNextTokenProbs(modelPath: string, tokens: number[]
   return serial(() => withFreshSequence(modelPath, opts, tokens.length, async (sequence) => (await step(sequence, tokens)).probs));
 }
 
-/** llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`. */
-export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean): Promise<number[]> {
+/**
+ * llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`.
+ * `vocabOnly` loads just the vocabulary (a vocab-only GGUF, as `convert --vocab-only` writes).
+ */
+export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean, opts: { vocabOnly?: boolean } = {}): Promise<number[]> {
   return serial(async () => {
-    const model = await getModel(modelPath);
+    const model = await getModel(modelPath, opts.vocabOnly ?? false);
     const tokens = [...model.tokenize(text, false)];
     if (!addBos) return tokens;
     const bos = model.tokens.bos;
