@@ -209,8 +209,8 @@ export class WasmRuntime {
 
   /**
    * Instantiates the embedded kernels synchronously over a new memory with room for initialBytes above the kernels'
-   * static data; `simd` picks
-   * the build (default: defaultSimdBuild()), `shared` a shared memory that threads can use (see hasSharedMemory()).
+   * static data; `simd` picks the build (default: defaultSimdBuild()), `shared` a shared memory that threads can use
+   * (see hasSharedMemory()).
    */
   static create(opts: { initialBytes?: number; simd?: SimdBuild; shared?: boolean } = {}): WasmRuntime {
     const simd = opts.simd ?? defaultSimdBuild();
