@@ -10,7 +10,7 @@ import { availableThreads } from "./threads/pool.js";
 import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
-import { configFromGguf } from "./model/config.js";
+import { checkModelFile } from "./model/check.js";
 import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
 import { FileSource, writeFileAtomic } from "./node/files.js";
@@ -58,9 +58,10 @@ export function buildProgram(): Command {
         types.set(t.format.name, e);
       }
       const arch = metaString(file.kv, KEY.architecture, "");
-      let config: ReturnType<typeof configFromGguf> | undefined;
+      let config: ReturnType<typeof checkModelFile> | undefined;
       let configError: string | undefined;
-      try { config = configFromGguf(file, model); } catch (e) { configError = (e as Error).message; }
+      // the loader's own checks: a file they refuse is described, with the reason, but not planned for
+      try { config = checkModelFile(file, model); } catch (e) { configError = (e as Error).message; }
       const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
       const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
       const info = {
@@ -153,7 +154,7 @@ export function buildProgram(): Command {
     .option("--act-order", "gptq: quantize columns by decreasing input energy (static groups)")
     .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp"), GPTQ_DEFAULTS.damp)
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
+    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
       checkFile(model, "model");
       const target = parseQuantType(o.type);
       const method = o.method as QuantMethod;
@@ -167,13 +168,13 @@ export function buildProgram(): Command {
       const src = new FileSource(model);
       try {
         const file = readGgufFileHeader(model);
-        const config = configFromGguf(file, model);
+        const config = checkModelFile(file, model);
         if (!o.calib) {
           const { spec, tensorData, plan } = quantizeModel(file, src, target);
           for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
           const bar = new ProgressBar("quantize", plan.length);
           const layout = layoutGguf(spec);
-          const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+          const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout), { inputs: [model] });
           bar.done();
           const changed = plan.filter((p) => p.target !== p.info.format).length;
           process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
@@ -190,7 +191,7 @@ export function buildProgram(): Command {
         });
         bar.done();
         for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
-        const bytes = writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData));
+        const bytes = await writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData), { inputs: [model, o.calib] });
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
         const changed = r.plan.filter((p) => p.target !== p.info.format).length;
         console.log(errorTable(r.errors, method, config.nLayers));

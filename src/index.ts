@@ -3,11 +3,12 @@
 // src/node/, src/server/ and src/cli.ts, which this file does not import).
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
-import { Model, type LoadOptions } from "./model/model.js";
+import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { checkModelFile, nonFiniteTensors } from "./model/check.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
 export { perplexity, logSoftmaxAt, type PerplexityOptions, type PerplexityResult } from "./perplexity.js";

@@ -17,7 +17,7 @@ import { formatByName } from "../src/quant/formats.js";
 import { quantizeModel } from "../src/quant/quantize.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { Model } from "../src/model/model.js";
 import { generate } from "../src/generate.js";
 import { tokenizerFromGguf } from "../src/tokenizer/index.js";
@@ -214,7 +214,7 @@ test("a dead input column (always zero) gets zero weight and does not break the 
 /** Write a GPTQ file, run 64 greedy tokens in edgeprune and llama.cpp; identical, or a tie where they first diverge. */
 async function sameGreedyAsLlamaCpp(r: { spec: Parameters<typeof ggufChunks>[0]; tensorData: (i: number) => Uint8Array }, name: string): Promise<string> {
   const path = join(tmp, name);
-  writeFileAtomic(path, ggufChunks(r.spec, r.tensorData));
+  writeFileAtomicSync(path, ggufChunks(r.spec, r.tensorData));
   const model = Model.load(new Uint8Array(readFileSync(path)));
   const PROMPT = [1, 403, 407, 261, 378];
   const ours = generate(model.createContext({ contextSize: 256 }), model.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { synthModel, resolveShape, type SynthType } from "../src/commands/synth.js";
 import { ggufChunks } from "../src/gguf/writer.js";
 import { readGgufHeader } from "../src/gguf/reader.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { Model } from "../src/model/model.js";
 import { generate } from "../src/generate.js";
 import { softmax } from "../src/sampler.js";
@@ -24,7 +24,7 @@ const N = 32;
 function synthFile(type: SynthType, shape = SHAPE): string {
   const path = join(tmp, `synth-${type}.gguf`);
   const { spec, tensorData } = synthModel({ shape, type, seed: 7 });
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 

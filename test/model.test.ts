@@ -13,7 +13,7 @@ import { readGgufHeader, bytesSource } from "../src/gguf/reader.js";
 import { writeGgufBytes, ggufChunks } from "../src/gguf/writer.js";
 import { quantizeModel, parseQuantType } from "../src/quant/quantize.js";
 import { removeLayers } from "../src/prune/remove.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { softmax } from "../src/sampler.js";
 import { disposeOracle, llamaCppGreedy, llamaCppNextTokenProbs } from "./support/llamacpp.js";
 import { sharedPath } from "./support/paths.js";
@@ -71,7 +71,7 @@ for (const type of ["q8_0", "q4_0"]) {
     const file = readGgufHeader(bytes);
     const { spec, tensorData } = quantizeModel(file, bytesSource(bytes), parseQuantType(type));
     const path = join(tmp, `stories260K-${type}.gguf`);
-    writeFileAtomic(path, ggufChunks(spec, tensorData));
+    writeFileAtomicSync(path, ggufChunks(spec, tensorData));
     const ours = greedy(Model.load(new Uint8Array(readFileSync(path))), PROMPT, N);
     const ref = await llamaCppGreedy(path, PROMPT, N);
     const how = assertSameOrTie(ours, ref.tokens, ref.probs, type);

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bytesSource, readGgufHeader } from "../../src/gguf/reader.js";
 import { ggufChunks } from "../../src/gguf/writer.js";
-import { writeFileAtomic } from "../../src/node/files.js";
+import { writeFileAtomicSync } from "../../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../../src/quant/quantize.js";
 import { resolveShape, synthModel, type SynthType } from "../../src/commands/synth.js";
 import type { Tokenizer } from "../../src/tokenizer/index.js";
@@ -34,7 +34,7 @@ export function quantizedStories(dir: string, type: "q8_0" | "q4_0" | "q4_1", mo
   const bytes = new Uint8Array(readFileSync(model));
   const { spec, tensorData } = quantizeModel(readGgufHeader(bytes), bytesSource(bytes), parseQuantType(type));
   const path = join(dir, `${model.split("/").pop()!.replace(/\.gguf$/, "")}-${type}.gguf`);
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 
@@ -47,7 +47,7 @@ export const WIDE_VOCAB_SHAPE = () => resolveShape({ dim: 256, layers: 2, heads:
 export function synthFile(dir: string, type: SynthType, shape = KQUANT_SHAPE(), label = "kq"): string {
   const path = join(dir, `synth-${label}-${type}.gguf`);
   const { spec, tensorData } = synthModel({ shape, type, seed: 7 });
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 
