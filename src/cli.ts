@@ -29,8 +29,14 @@ export const DEFAULTS = {
   tokens: 128,
   pplContext: 512,
   ...SAMPLER_DEFAULTS,
-  /** `serve`: bind address, port, contexts, queue bound, shutdown grace, warm-up requests, /v1/completions' default max_tokens */
-  serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
+  /**
+   * `serve`: bind address, port, contexts and their upper bound, queue bound, shutdown grace, warm-up requests,
+   * /v1/completions' default max_tokens, request body limit, and the chat template sandbox's deadline and heap
+   */
+  serve: {
+    host: "127.0.0.1", port: 8080, parallel: 1, maxParallel: 64, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16,
+    maxBodyBytes: 4 * 1024 * 1024, templateMs: 500, templateHeapMb: 64,
+  },
 } as const;
 
 export function buildProgram(): Command {
@@ -233,7 +239,8 @@ export function buildProgram(): Command {
     .command("serve")
     .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
     .argument("<model>", "GGUF file")
-    .option("--host <addr>", "address to bind", DEFAULTS.serve.host)
+    .option("--host <addr>", "address to bind; on a non-loopback address any Host header is answered (docs/serving.md, Security)", DEFAULTS.serve.host)
+    .option("--cors <origins>", "comma-separated origins (e.g. http://localhost:3000) whose web pages may call the server, or *; default: none")
     .option("--port <n>", "port (0 picks a free one)", int("--port"), DEFAULTS.serve.port)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on every route but /health")
     .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
@@ -242,14 +249,16 @@ export function buildProgram(): Command {
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace"), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup"), DEFAULTS.serve.warmup)
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
+      const { parseCorsList } = await import("./server/policy.js");
+      const cors = o.cors !== undefined ? parseCorsList(o.cors) : undefined;
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
       (await import("./node/heap.js")).keepYoungGenerationSize();
       const { startServer } = await import("./server/server.js");
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
-        model, host: o.host, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
+        model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
         contextSize: o.ctx, graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
