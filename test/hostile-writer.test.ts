@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { writeFileAtomic, writeFileAtomicSync } from "../src/node/files.js";
+import * as files from "../src/node/files.js";
 import { CLI, MODEL, runCli } from "./server-support.js";
 
 const tmp = fs.mkdtempSync(path.join(tmpdir(), "edgeprune-writer-"));
@@ -86,11 +86,11 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const { child, exited } = await startLongWrite(out);
     const during = temps(dir);
     assert.is(during.length, 1, "a temp file is being written");
-    assert.match(during[0], /^\.big\.gguf\.\d+\.[0-9a-f]{12}\.edgeprune-tmp$/);
     child.kill(signal);
     const r = await exited;
-    assert.is(r.signal, signal, `ended by ${signal} (exit ${r.code})`);
     assert.equal(fs.readdirSync(dir), [], "no temp file and no output");
+    assert.is(r.signal, signal, `ended by ${signal} (exit ${r.code})`);
+    assert.match(during[0], /^\.big\.gguf\.\d+\.[0-9a-f]{12}\.edgeprune-tmp$/, "a temp file the next write can recognise");
   });
 }
 
@@ -114,10 +114,10 @@ test("a write that fails midway leaves neither the output nor a temp file (sync 
   const dir = fs.mkdtempSync(path.join(tmp, "fail-"));
   const out = path.join(dir, "x.bin");
   function* failing() { yield new Uint8Array(1000); throw new Error("disk on fire"); }
-  assert.throws(() => writeFileAtomicSync(out, failing()), /disk on fire/);
-  await writeFileAtomic(out, failing()).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, /disk on fire/));
+  assert.throws(() => files.writeFileAtomicSync(out, failing()), /disk on fire/);
+  await files.writeFileAtomic(out, failing()).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, /disk on fire/));
   assert.equal(fs.readdirSync(dir), []);
-  assert.is(await writeFileAtomic(out, [new Uint8Array(7)]), 7);
+  assert.is(await files.writeFileAtomic(out, [new Uint8Array(7)]), 7);
   assert.equal(fs.readdirSync(dir), ["x.bin"]);
 });
 
