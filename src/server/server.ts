@@ -197,8 +197,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     let params: SamplingParams;
     let prompt: number[];
     // Tokenizing blocks the event loop for every client, so a text that cannot fit is refused by its length first:
-    // no token covers more input bytes than its own text has, so more than contextSize × the longest token's bytes
-    // cannot be fewer than contextSize tokens.
+    // no token covers more input bytes than its own text has (SentencePiece and byte-level BPE as llama.cpp runs
+    // them do not normalize text), so more than contextSize × the longest token's bytes cannot fit.
     const checkBytes = (text: string, param: string) => {
       const bytes = Buffer.byteLength(text);
       if (bytes > maxPromptBytes) {
