@@ -1,14 +1,14 @@
 // Crafted model files (test/support/crafted.ts) against every command that reads a model (issue 18 items 6 and 8):
-// the lies the issue found, each through the real CLI, and then every crafted file × info, generate, quantize,
-// prune and bi in one capped child process (test/support/sweep.ts): a one-line error naming the file and the field,
-// exit 1, nothing written, no hang, no gigabytes.
+// the lies the issue found, each through the real CLI, then every crafted file × info, generate, quantize, prune
+// and bi in one capped child process (test/support/sweep.ts), and crafted Hugging Face folders through convert:
+// a one-line error naming the file and the field, exit 1, nothing written, no hang, no gigabytes.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { craftedModels, craftedStructures, header, writeCrafted } from "./support/crafted.js";
+import { craftedModels, craftedStructures, header, writeCrafted, writeCraftedFolders } from "./support/crafted.js";
 import type { SweepRun } from "./support/sweep.js";
 import { runCli } from "./server-support.js";
 import { sharedPath } from "./support/paths.js";
@@ -76,6 +76,21 @@ test("item 8: bi on NaN or Inf weights refuses, naming the tensor, and prints no
     oneLineError(r, files[name].error);
     assert.not.match(r.stdout, /removal order/);
     assert.not.match(r.stdout, /NaN/);
+  }
+});
+
+test("crafted Hugging Face folders (safetensors headers that lie, an escaping index, a lying config): convert refuses each, nothing written", async () => {
+  const root = path.join(tmp, "hf");
+  for (const c of writeCraftedFolders(root)) {
+    const target = path.join(root, `${c.name}.gguf`);
+    const t0 = performance.now();
+    const r = await runCli(["convert", c.dir, "-o", target], {}, 30_000);
+    const ms = performance.now() - t0;
+    oneLineError(r, c.error);
+    assert.ok(r.stderr.includes(c.dir), `${c.name}: the error names the folder or file`);
+    assert.not.ok(fs.existsSync(target), `${c.name}: no output`);
+    assert.equal(fs.readdirSync(root).filter((n) => n.startsWith(".")), [], `${c.name}: no temp file`);
+    assert.ok(ms < 15_000, `${c.name}: ${ms.toFixed(0)} ms`);
   }
 });
 

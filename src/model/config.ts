@@ -1,7 +1,7 @@
 // Hyperparameters of a LLaMA-family model read from GGUF metadata, with the one legend for dimension names.
 // Not weights (weights.ts) and not the forward pass (forward.ts).
 import { metaArray, metaCount, metaNumber, metaString } from "../gguf/metadata.js";
-import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, parseLayerTensorName, TENSOR } from "../gguf/names.js";
+import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, layersInTensorNames, TENSOR } from "../gguf/names.js";
 import { GgufFile, GgufType } from "../gguf/types.js";
 
 export interface LlamaConfig {
@@ -75,7 +75,7 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): LlamaConfi
 
   // every layer has at least its FFN or attention tensors, so the count is bounded by the blk.N tensors present:
   // a corrupt count must not make us plan (or loop over) millions of layers
-  const layersPresent = 1 + file.tensors.reduce((m, t) => Math.max(m, parseLayerTensorName(t.name)?.layer ?? -1), -1);
+  const layersPresent = layersInTensorNames(file.tensors.map((t) => t.name));
   if (nLayers < 1 || nLayers > layersPresent) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers}, but the file has tensors for ${layersPresent} layer${layersPresent === 1 ? "" : "s"}${layersPresent > 0 ? ` (blk.0 to blk.${layersPresent - 1})` : ""}`);
   if (nLayers < layersPresent) fail(`tensor blk.${layersPresent - 1}.* names a layer past ${k(ARCH_KEY.blockCount)} = ${nLayers}`);
   if (dim < 1 || nHeads < 1 || dim % nHeads !== 0) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} must be a positive multiple of ${k(ARCH_KEY.headCount)} = ${nHeads}`);

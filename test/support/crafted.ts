@@ -190,6 +190,60 @@ export function withChatTemplate(source: string, base = BASE()): Uint8Array {
   return rewrite(base, { kv: (kv) => kv.set("tokenizer.chat_template", { key: "tokenizer.chat_template", type: GgufType.STRING, value: source }) });
 }
 
+/** A Hugging Face folder for `convert` with one lie in it (tinystories-656k otherwise). */
+export interface CraftedFolder {
+  name: string;
+  what: string;
+  dir: string;
+  /** the one-line error convert must give */
+  error: RegExp;
+}
+
+const HF_BASE = () => sharedPath("models/tinystories-656k");
+
+/** model.safetensors of tinystories-656k as its header (parsed) and data section. */
+function safetensorsParts(): { header: Record<string, unknown>; data: Uint8Array } {
+  const bytes = new Uint8Array(readFileSync(join(HF_BASE(), "model.safetensors")));
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.subarray(8 + n) };
+}
+
+function safetensors(headerText: string, data: Uint8Array, lengthOverride?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(headerText);
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+/** The hostile folders: safetensors headers that lie, an index that points outside, a config that lies. */
+export function writeCraftedFolders(root: string): CraftedFolder[] {
+  const { header, data } = safetensorsParts();
+  const relabel = { ...header, "lm_head.weight": { ...(header["lm_head.weight"] as object), dtype: "F16" } };
+  const huge = { ...header, "lm_head.weight": { dtype: "F32", shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: (header["lm_head.weight"] as { data_offsets: number[] }).data_offsets } };
+  const config = JSON.parse(readFileSync(join(HF_BASE(), "config.json"), "utf8")) as Record<string, unknown>;
+  const cases: { name: string; what: string; error: RegExp; files: Record<string, Uint8Array | string> }[] = [
+    { name: "st-length-2e60", what: "a safetensors header length of 2^60", error: /model\.safetensors: invalid safetensors \(header length\).*more than the 100000000 allowed/, files: { "model.safetensors": safetensors("{}", new Uint8Array(0), 1n << 60n) } },
+    { name: "st-length-past-end", what: "a 99 MB header in a 1 KB file", error: /model\.safetensors: invalid safetensors \(header length\).*only \d+ follow/, files: { "model.safetensors": safetensors("{}", new Uint8Array(1000), 99_000_000n) } },
+    { name: "st-deep-json", what: "a header nested 10^6 arrays deep", error: /model\.safetensors: invalid safetensors/, files: { "model.safetensors": safetensors(`{"a":${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}}`, new Uint8Array(0)) } },
+    { name: "st-f32-as-f16", what: "lm_head.weight's F32 bytes labelled F16", error: /model\.safetensors: invalid safetensors .*lm_head\.weight.*holds 1048576 bytes, but F16 \[2048,128\] needs 524288/, files: { "model.safetensors": safetensors(JSON.stringify(relabel), data) } },
+    { name: "st-elements-overflow", what: "a shape of 2^90 elements", error: /model\.safetensors: invalid safetensors .*more elements than the file has bytes/, files: { "model.safetensors": safetensors(JSON.stringify(huge), data) } },
+    { name: "index-escapes", what: "a shard index naming ../../etc/passwd", error: /model\.safetensors\.index\.json: weight_map\["lm_head\.weight"\] = "\.\.\/\.\.\/etc\/passwd" is not a file name in the folder/, files: { "model.safetensors.index.json": JSON.stringify({ weight_map: { "lm_head.weight": "../../etc/passwd" } }) } },
+    { name: "config-layers-lie", what: "num_hidden_layers = 10^6 over a 2-layer checkpoint", error: /config\.json says 1000000 layers \(num_hidden_layers\), but the checkpoint has tensors for 2/, files: { "config.json": JSON.stringify({ ...config, num_hidden_layers: 1_000_000 }) } },
+    { name: "config-huge", what: "a 17 MiB config.json", error: /config\.json.*(larger|more than|exceeds|bytes)/, files: { "config.json": `{"pad":"${"x".repeat(17 * 2 ** 20)}"}` } },
+  ];
+  return cases.map((c) => {
+    const dir = join(root, c.name);
+    mkdirSync(dir, { recursive: true });
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"]) {
+      if (!(f in c.files) && !(f === "model.safetensors" && "model.safetensors.index.json" in c.files)) writeFileSync(join(dir, f), readFileSync(join(HF_BASE(), f)));
+    }
+    for (const [f, content] of Object.entries(c.files)) writeFileSync(join(dir, f), content);
+    return { name: c.name, what: c.what, dir, error: c.error };
+  });
+}
+
 /** Every crafted model file written to `dir`; returns the cases with their paths. */
 export function writeCrafted(dir: string): (CraftedFile & { path: string })[] {
   mkdirSync(dir, { recursive: true });
