@@ -69,13 +69,13 @@ const DISCARD_LIMIT_BYTES = 4 * SERVE_DEFAULTS.maxBodyBytes;
 const DISCARD_LIMIT_MS = 10_000;
 
 /** The routes and the methods each answers (HEAD wherever GET). /metrics counts every other path as one "other". */
-const ROUTES: Readonly<Record<string, readonly string[]>> = {
-  "/health": ["GET", "HEAD"],
-  "/metrics": ["GET", "HEAD"],
-  "/v1/models": ["GET", "HEAD"],
-  "/v1/completions": ["POST"],
-  "/v1/chat/completions": ["POST"],
-};
+const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
+  ["/health", ["GET", "HEAD"]],
+  ["/metrics", ["GET", "HEAD"]],
+  ["/v1/models", ["GET", "HEAD"]],
+  ["/v1/completions", ["POST"]],
+  ["/v1/chat/completions", ["POST"]],
+]);
 
 interface InFlight {
   abort: AbortController;
@@ -98,7 +98,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!(Number.isInteger(warmupRequests) && warmupRequests >= 0)) throw new Error(`invalid --warmup ${warmupRequests}: expected an integer ≥ 0`);
   const modelId = opts.modelId ?? (typeof opts.model === "string" ? path.basename(opts.model).replace(/\.gguf$/i, "") : (opts.model as Model).name ?? "model");
   const policy = new RequestPolicy({ bindHost: host, cors: opts.cors });
-  const metrics = new Metrics(Object.keys(ROUTES));
+  const metrics = new Metrics(ROUTES.keys());
   const inflight = new Set<InFlight>();
   const created = Math.floor(Date.now() / 1000);
   let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number; maxPromptBytes: number } | undefined;
@@ -147,9 +147,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     const refusal = policy.refusal(req.headers);
     if (refusal) throw new ApiError(refusal.status, refusal.message, "invalid_request_error", null, refusal.code);
     for (const [k, v] of Object.entries(policy.corsHeaders(req.headers.origin, req.headers.host))) res.setHeader(k, v);
-    const methods = ROUTES[pathname];
+    const methods = ROUTES.get(pathname);
     if (method === "OPTIONS" && req.headers.origin !== undefined) return preflight(req, res, methods);
-    if (pathname === "/health") {
+    if (pathname === "/health" && methods) {
       if (!methods.includes(method)) throw methodNotAllowed(res, pathname, methods);
       return health(res);
     }
