@@ -11,7 +11,7 @@ import { Model } from "../src/model/model.js";
 import { readGgufHeader } from "../src/gguf/reader.js";
 import { calibrationWindows } from "../src/data/documents.js";
 import { rankUnits, selectForRemoval, type Metric, type Unit } from "../src/prune/metrics.js";
-import { blockDistance, collectLayerStats } from "../src/prune/stats.js";
+import { blockDistance, blockInfluence, collectLayerStats } from "../src/prune/stats.js";
 import { RefLlama } from "./support/ref-forward.js";
 import { refBestBlock, refCalibrationWindows, refLayerStats, refOrder, refScores, refStatScores, refUnits, type RefGranularity, type RefStats, type RefUnit } from "./support/ref-bi.js";
 import { STORIES_16L, STORIES_260K } from "./support/fixtures.js";
@@ -160,6 +160,27 @@ for (const c of cases) {
     }
   });
 }
+
+test("collectLayerStats: windows of different lengths (one longer than a batch), progress per window, memory given back, refusals", () => {
+  const c = cases[0];
+  const windows = [c.windows[0].slice(0, 20), [...c.windows[1], ...c.windows[2], ...c.windows[3].slice(0, 16)], c.windows[2].slice(0, 7)];
+  assert.ok(windows[1].length > 64, "one window spans two batches of the default size");
+  const progress: string[] = [];
+  const mark = c.model.rt.mark();
+  const stats = collectLayerStats(c.model, windows, { onProgress: (done, total) => progress.push(`${done}/${total}`) });
+  assert.is(c.model.rt.mark(), mark, "the scratch memory is released");
+  assert.equal(progress, ["1/3", "2/3", "3/3"]);
+  const ref = refLayerStats(c.ref, windows);
+  assert.is(stats.tokens, ref.tokens);
+  const bi = blockInfluence(stats);
+  for (let l = 0; l < c.model.config.nLayers; l++) {
+    assert.ok(Math.abs(bi[l] - ref.bi[l]) <= SCORE_VS_F64, `layer ${l}: BI ${bi[l]} vs ${ref.bi[l]}`);
+    assert.ok(Math.abs(stats.relMagnitude[l] - ref.relmag[l]) <= SCORE_VS_F64, `layer ${l}: relmag`);
+    assert.ok(Math.abs(stats.ffnAngular[l] - ref.ffnAngular[l]) <= SCORE_VS_F64, `layer ${l}: ffn angular`);
+  }
+  assert.throws(() => collectLayerStats(c.model, []), /no calibration windows/);
+  assert.throws(() => collectLayerStats(c.model, [[1], [1]]), /no calibration tokens were counted/);
+});
 
 if (!QUICK) test("bi --json: the CLI's per-layer scores (BOS excluded by default, counted with --include-bos) are the reference's", () => {
   const c = cases[1];
