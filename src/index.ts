@@ -3,12 +3,13 @@
 // src/node/, src/server/ and src/cli.ts, which this file does not import).
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
-import { Model, type LoadOptions } from "./model/model.js";
+import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 import type { ByteSource } from "./gguf/reader.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { checkModelFile, nonFiniteTensors } from "./model/check.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
 export { perplexity, logSoftmaxAt, type PerplexityOptions, type PerplexityResult } from "./perplexity.js";
@@ -28,25 +29,81 @@ export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } fro
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
 
+export interface ModelSourceOptions extends LoadOptions {
+  /** a URL's body may not be larger than this (default: WASM32_LIMIT, as no larger model fits in wasm memory) */
+  maxBytes?: number;
+}
+
 /**
- * Load a model from bytes, a Blob or File (a page's file input), a ByteSource (node's FileSource: edgeprune/node),
- * or a URL (any runtime with fetch). Blobs and URLs stream: tensors go from the body straight into wasm memory,
- * and the file is never whole in the JS heap.
+ * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), a Blob or File (a
+ * page's file input), a ByteSource (edgeprune/node's FileSource), or a URL (any runtime with fetch). Blobs and URLs
+ * stream: each chunk of the body goes straight to its tensors in wasm memory, and the file is never whole in the JS
+ * heap. A URL's body is read up to its Content-Length and never past `maxBytes`.
  */
-export async function loadModel(source: Uint8Array | ArrayBuffer | Blob | ByteSource | string | URL, opts: LoadOptions = {}): Promise<Model> {
-  if (source instanceof Uint8Array) return Model.load(source, opts);
-  if (source instanceof ArrayBuffer) return Model.load(new Uint8Array(source), opts);
-  if (typeof Blob !== "undefined" && source instanceof Blob) return Model.loadStream(source.stream(), source.size, { name: (source as File).name ?? "<blob>", ...opts });
-  if (typeof source === "object" && "read" in source) return Model.load(source, opts);
+export async function loadModel(source: ArrayBufferView | ArrayBuffer | Blob | ByteSource | string | URL, opts: ModelSourceOptions = {}): Promise<Model> {
+  if (ArrayBuffer.isView(source)) return Model.load(new Uint8Array(source.buffer, source.byteOffset, source.byteLength), opts);
+  if (source instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer)) {
+    return Model.load(new Uint8Array(source), opts);
+  }
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    return Model.loadStream(source.stream(), source.size, { name: (source as { name?: string }).name ?? "<blob>", ...opts });
+  }
+  if (isByteSource(source)) return Model.load(source, opts);
+  if (typeof source !== "string" && !(source instanceof URL)) {
+    // never the value itself in the message: it may be megabytes of model
+    const kind = source === null ? "null" : Array.isArray(source) ? "an array" : typeof source === "object" ? `an object (${(source as object).constructor?.name ?? "no prototype"})` : `a ${typeof source}`;
+    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer), a Blob, a ByteSource or a URL, got ${kind}`);
+  }
   const url = source.toString();
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
-  if (!res.body) return Model.load(new Uint8Array(await res.arrayBuffer()), { name: url, ...opts });
+  const name = url.length > 200 ? `${url.slice(0, 200)}…` : url;
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new Error(`${name}: HTTP ${res.status} ${res.statusText}`);
+  const max = opts.maxBytes ?? WASM32_LIMIT;
+  const header = res.headers.get("content-length");
+  const announced = header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
+  if (announced !== undefined && announced > max) {
+    await res.body?.cancel();
+    throw new Error(`${name}: ${announced} bytes (Content-Length) is more than the ${max} loadModel accepts (maxBytes)`);
+  }
+  if (!res.body) return Model.load(new Uint8Array(0), { name, ...opts });
   // Content-Length is the file's size unless the body is compressed in transit
-  const length = res.headers.get("content-length");
-  const encoded = res.headers.get("content-encoding");
-  const size = length !== null && !encoded ? Number(length) : undefined;
-  return Model.loadStream(res.body, size, { name: url, ...opts });
+  const size = announced !== undefined && !res.headers.get("content-encoding") ? announced : undefined;
+  return Model.loadStream(cappedBody(res.body, name, max, announced), size, { name, ...opts });
+}
+
+/** a ByteSource (read(offset, length) and a size), not a DOM or Node object that happens to have a read method */
+function isByteSource(x: unknown): x is ByteSource {
+  return typeof x === "object" && x !== null && typeof (x as ByteSource).read === "function" && typeof (x as ByteSource).size === "number";
+}
+
+/** A response body that errors past `max` bytes or past the Content-Length it announced (an endless body stops there). */
+function cappedBody(body: ReadableStream<Uint8Array>, name: string, max: number, announced: number | undefined): ReadableStream<Uint8Array> {
+  const limit = announced ?? max;
+  const reader = body.getReader();
+  let size = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) {
+        if (announced !== undefined && size < announced) controller.error(new Error(`${name}: the body ended after ${size} of the ${announced} bytes its Content-Length announced`));
+        else controller.close();
+        return;
+      }
+      if (size + value.length > limit) {
+        await reader.cancel();
+        controller.error(new Error(`${name}: the body is larger than ${announced !== undefined ? `its Content-Length, ${announced} bytes` : `${max} bytes (loadModel's maxBytes)`}; stopped reading`));
+        return;
+      }
+      size += value.length;
+      controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 export interface StreamOptions extends Omit<GenerateOptions, "onToken">, ContextOptions {

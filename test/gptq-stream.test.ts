@@ -16,7 +16,7 @@ import { formatByName } from "../src/quant/formats.js";
 import { parseQuantRecipe, quantizeModel } from "../src/quant/quantize.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { Model } from "../src/model/model.js";
 import { tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { resolveShape, synthModel } from "../src/commands/synth.js";
@@ -168,13 +168,13 @@ function synth256(): Uint8Array {
   const shape = resolveShape({ dim: 256, layers: 4, heads: 4, kvHeads: 2, hidden: 768, vocab: 512, ctx: 256 });
   const { spec, tensorData } = synthModel({ shape, type: "f32", seed: 5 });
   const path = join(tmp, "synth256-f32.gguf");
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return new Uint8Array(readFileSync(path));
 }
 
 function write(r: GptqModelResult | ReturnType<typeof quantizeModel>, name: string): string {
   const path = join(tmp, name);
-  writeFileAtomic(path, ggufChunks(r.spec, r.tensorData));
+  writeFileAtomicSync(path, ggufChunks(r.spec, r.tensorData));
   return path;
 }
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { formatByName } from "../src/quant/formats.js";
 import { readGgufHeader, bytesSource } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { parseQuantRecipe, quantizeModel } from "../src/quant/quantize.js";
 import { resolveShape, synthModel } from "../src/commands/synth.js";
 import { F32, F64, refQ4K, refQ5_0, refQ6K } from "./support/ggml-kquants.js";
@@ -111,7 +111,7 @@ function ourFile(path: string, recipe: string, ftype: number, pure = false) {
   const bytes = new Uint8Array(readFileSync(path));
   const r = quantizeModel(readGgufHeader(bytes), bytesSource(bytes), parseQuantRecipe(recipe));
   const ours = join(tmp, `ours-${recipe}-${path.split("/").pop()}`);
-  writeFileAtomic(ours, ggufChunks(r.spec, r.tensorData));
+  writeFileAtomicSync(ours, ggufChunks(r.spec, r.tensorData));
   return { ours, job: { op: "model" as const, ftype, input: path, output: join(tmp, `llama-${recipe}-${path.split("/").pop()}`), pure } };
 }
 
@@ -138,7 +138,7 @@ function synthF32(tied: boolean): string {
   const shape = { ...resolveShape({ dim: 256, layers: 8, heads: 4, kvHeads: 2, hidden: 768, vocab: 512, ctx: 256 }), tiedOutput: tied };
   const { spec, tensorData } = synthModel({ shape, type: "f32", seed: 3 });
   const path = join(tmp, `synth-f32-${tied ? "tied" : "untied"}.gguf`);
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 

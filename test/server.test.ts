@@ -5,10 +5,12 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import OpenAI from "openai";
 import { startServer } from "../src/server/server.js";
-import { chatFormatter, encodeChat, fallbackTranscript } from "../src/server/chat.js";
+import { chatFormatter, encodeChat, fallbackTranscript, renderTemplate } from "../src/server/chat.js";
+import { DEFAULTS } from "../src/cli.js";
 import { GgufType, type GgufFile } from "../src/gguf/types.js";
 import type { Tokenizer } from "../src/tokenizer/index.js";
 import { greedyText, localModel, metric, MODEL, runCli, serve, type ServerProcess } from "./server-support.js";
+import { generate } from "../src/generate.js";
 
 const servers: ServerProcess[] = [];
 test.after(async () => { await Promise.all(servers.map((s) => s.kill())); });
@@ -24,6 +26,7 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
 
 const PROMPT = "Once upon a time";
 const N = 48;
+const LIMITS = { timeoutMs: DEFAULTS.serve.templateMs, heapMb: DEFAULTS.serve.templateHeapMb };
 
 let main: ServerProcess;
 let client: OpenAI;
@@ -87,12 +90,26 @@ test("chat completions, greedy, fallback transcript, equal edgeprune generate (s
   assert.is(usage?.completion_tokens, r.usage?.completion_tokens);
 });
 
-test("sampling parameters: seeded sampling repeats, stop strings cut (and are not streamed)", async () => {
-  const opts = { model: "m", prompt: PROMPT, max_tokens: 30, temperature: 0.9, top_p: 0.9, seed: 7 } as const;
-  const extra = { top_k: 20, min_p: 0.05 };
-  const a = await client.completions.create({ ...opts, ...extra } as OpenAI.CompletionCreateParamsNonStreaming);
-  const b = await client.completions.create({ ...opts, ...extra } as OpenAI.CompletionCreateParamsNonStreaming);
-  assert.is(a.choices[0].text, b.choices[0].text);
+test("sampling parameters: top_k 1 and min_p 1 are greedy, a seeded hot run is the library's and repeats, stop strings cut (and are not streamed)", async () => {
+  const complete = async (params: Record<string, number>) => (await client.completions.create(
+    { model: "m", prompt: PROMPT, max_tokens: 30, ...params } as OpenAI.CompletionCreateParamsNonStreaming)).choices[0].text;
+  const greedy = greedyText(PROMPT, 30).text;
+  // truncation that leaves one candidate makes any temperature and seed greedy
+  assert.is(await complete({ temperature: 1.5, top_k: 1, top_p: 1, min_p: 0, seed: 3 }), greedy, "top_k 1");
+  assert.is(await complete({ temperature: 1.5, top_k: 0, top_p: 1, min_p: 1, seed: 3 }), greedy, "min_p 1 keeps only the most likely token");
+  // untruncated at temperature 1.2: not greedy, the library's sampler with the same seed, the same again, another seed differs
+  const hot = { temperature: 1.2, top_k: 0, top_p: 1, min_p: 0 };
+  const a = await complete({ ...hot, seed: 7 });
+  assert.is.not(a, greedy);
+  const m = localModel();
+  const lib = generate(m.createContext({ contextSize: 256 }), m.tokenizer, m.tokenizer.encode(PROMPT, { addBos: m.tokenizer.addBos }),
+    { maxTokens: 30, temperature: 1.2, topK: 0, topP: 1, minP: 0, seed: 7 }).text;
+  assert.is(a, lib, "the server samples as the library does");
+  assert.is(await complete({ ...hot, seed: 7 }), a);
+  assert.is.not(await complete({ ...hot, seed: 8 }), a);
+  // the default truncation (top_k 40, top_p 0.95, min_p 0.05) is applied: the library with those defaults agrees
+  const dflt = await complete({ temperature: 1.2, seed: 11 });
+  assert.is(dflt, generate(m.createContext({ contextSize: 256 }), m.tokenizer, m.tokenizer.encode(PROMPT, { addBos: m.tokenizer.addBos }), { maxTokens: 30, temperature: 1.2, seed: 11 }).text);
 
   const full = greedyText(PROMPT, N).text;
   const cut = full.indexOf(" Lily");
@@ -184,7 +201,7 @@ test("bounded queue: 429 past it; a client that disconnects cancels its generati
   // the first holds the only context; read one event so it is surely generating
   const reader = first.body!.getReader();
   await reader.read();
-  const second = fetch(`${s.url}/v1/completions`, { method: "POST", body: JSON.stringify({ ...long, stream: false }), signal: ac.signal }).catch((e) => e);
+  const second = fetch(`${s.url}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...long, stream: false }), signal: ac.signal }).catch((e) => e);
   await waitFor(async () => metric(await (await fetch(`${s.url}/metrics`)).text(), "edgeprune_queue_length") === 1);
   const third = await post(`${s.url}/v1/completions`, long);
   assert.is(third.status, 429);
@@ -203,7 +220,7 @@ test("bounded queue: 429 past it; a client that disconnects cancels its generati
   await s.kill();
 });
 
-test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja; BOS is never doubled", () => {
+test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja (in the sandbox); BOS is never doubled", async () => {
   // TinyLlama-1.1B-Chat-v1.0's (Zephyr-style) template
   const zephyr = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n" +
     "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n" +
@@ -211,11 +228,13 @@ test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja; B
   const file = { kv: new Map([["tokenizer.chat_template", { key: "tokenizer.chat_template", type: GgufType.STRING, value: zephyr }]]) } as unknown as GgufFile;
   const real = localModel().tokenizer;
   const tok = { ...real, bosId: 1, eosId: 2, vocabSize: real.vocabSize, tokenText: (id: number) => ["<unk>", "<s>", "</s>"][id] ?? real.tokenText(id) } as Tokenizer;
-  const f = chatFormatter(file, tok);
+  const f = await chatFormatter(file, tok, LIMITS);
   assert.is(f.kind, "template");
-  assert.is(f.render([{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]),
-    "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
-  const noTemplate = chatFormatter({ kv: new Map() } as unknown as GgufFile, tok);
+  const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }];
+  assert.is(await f.render(messages, 1000), "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+  assert.is(renderTemplate(zephyr, messages, tok), await f.render(messages, 1000), "sandboxed and in-process rendering agree");
+  f.close();
+  const noTemplate = await chatFormatter({ kv: new Map() } as unknown as GgufFile, tok, LIMITS);
   assert.is(noTemplate.kind, "fallback");
   const m = localModel().tokenizer;
   const withBos = encodeChat(m, `${m.tokenText(m.bosId)}user: hi`);

@@ -2,12 +2,12 @@
 // GGUF (temp file, then rename). Node-only; the work is done by src/prune/.
 import { Command, Option } from "commander";
 import { FileSource, writeFileAtomic, writeTextFileAtomic } from "../node/files.js";
+import { checkModelFile, nonFiniteTensors } from "../model/check.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { ProgressBar } from "../node/progress.js";
 import { ggufChunks } from "../gguf/writer.js";
-import { METRIC_DESCRIPTIONS, METRICS, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Metric, type Ranking, type ScoringInput, type Unit } from "../prune/metrics.js";
+import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Metric, type Ranking, type ScoringInput, type Unit } from "../prune/metrics.js";
 import { collectLayerStatsStream } from "../prune/stats.js";
-import { configFromGguf } from "../model/config.js";
 import { tokenizerFromGguf } from "../tokenizer/index.js";
 import { removeLayers } from "../prune/remove.js";
 import { barChart } from "../report/svg.js";
@@ -49,7 +49,7 @@ function scoringInput(modelPath: string, metric: Metric, o: ScoringFlags, onProg
   const base = { granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress };
   if (metric === "bi" || metric === "angular" || metric === "relmag" || metric === "block") {
     const file = readGgufFileHeader(modelPath);
-    const config = configFromGguf(file, modelPath);
+    const config = checkModelFile(file, modelPath);
     const windows = calibrationWindows({ tokenizer: tokenizerFromGguf(file.kv), config }, o.calib, o);
     const src = new FileSource(modelPath);
     return {
@@ -59,6 +59,18 @@ function scoringInput(modelPath: string, metric: Metric, o: ScoringFlags, onProg
   }
   const model = loadModelFile(modelPath);
   return { input: { ...base, model, nLayers: model.config.nLayers, windows: calibrationWindows(model, o.calib, o) }, close: () => {} };
+}
+
+/** Scores that came out NaN or infinite, with the tensors of the file that hold NaN/Inf (if any) named. */
+function explainNonFinite(e: unknown, modelPath: string): unknown {
+  if (!(e instanceof NonFiniteScoresError)) return e;
+  const src = new FileSource(modelPath);
+  try {
+    const bad = nonFiniteTensors(readGgufFileHeader(modelPath), src);
+    return new Error(`${modelPath}: ${e.message}; ${bad.length ? `tensors holding NaN or Inf: ${bad.join(", ")}` : "every weight is finite, so the activations overflow"}`);
+  } finally {
+    src.close();
+  }
 }
 
 export function registerPruneCommands(program: Command): void {
@@ -77,11 +89,13 @@ export function registerPruneCommands(program: Command): void {
       let ranking: Ranking, order: Unit[];
       try {
         ranking = rankUnits(metric, input);
-        bar.done();
         order = o.iterative
           ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? input.nLayers! - 1 : ranking.units.length - 1), input, true, ranking)
           : ranking.order;
+      } catch (e) {
+        throw explainNonFinite(e, modelPath);
       } finally {
+        bar.done();
         close();
       }
       const rank = new Map(order.map((u, i) => [unitName(u), i + 1]));
@@ -109,7 +123,7 @@ export function registerPruneCommands(program: Command): void {
       if (o.plot) {
         const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric,
           o.granularity === "layer" ? undefined : rows.map((r) => (r.part === "attn" ? "attention" : "FFN")));
-        writeTextFileAtomic(o.plot, svg);
+        writeTextFileAtomic(o.plot, svg, { inputs: [modelPath, o.calib] });
         process.stderr.write(`wrote ${o.plot}\n`);
       }
     });
@@ -123,11 +137,13 @@ export function registerPruneCommands(program: Command): void {
     .option("--attention <list>", "remove the attention half of these layers", intList("--attention"))
     .option("--ffn <list>", "remove the FFN half of these layers", intList("--ffn"))
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string }) => {
       checkFile(modelPath, "model");
       const explicit = Boolean(o.layers || o.attention || o.ffn);
       if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
       const header = readGgufFileHeader(modelPath);
+      // the loader's checks, also when no model is loaded (--layers): a corrupt block_count or head count is refused
+      checkModelFile(header, modelPath);
       let units: Unit[];
       if (explicit) {
         units = [
@@ -138,17 +154,19 @@ export function registerPruneCommands(program: Command): void {
       } else {
         const metric = parseMetric(o.metric);
         if (!o.calib) throw new Error("--remove needs --calib FILE");
-        const nLayers = configFromGguf(header, modelPath).nLayers;
+        const nLayers = checkModelFile(header, modelPath).nLayers;
         const total = o.granularity === "layer" ? nLayers : 2 * nLayers;
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
         const { input, close } = scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
         try {
           units = selectForRemoval(metric, o.remove!, input, Boolean(o.iterative));
+        } catch (e) {
+          throw explainNonFinite(e, modelPath);
         } finally {
+          bar.done();
           close();
         }
-        bar.done();
       }
       const src = new FileSource(modelPath);
       try {
@@ -158,7 +176,7 @@ export function registerPruneCommands(program: Command): void {
           ffn: units.filter((u) => u.part === "ffn").map((u) => u.layer),
         });
         const bar = new ProgressBar("writing", spec.tensors.length);
-        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }));
+        const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }), { inputs: [modelPath, ...(o.calib ? [o.calib] : [])] });
         bar.done();
         process.stderr.write(`removed ${units.map(unitName).join(", ")}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
       } finally {

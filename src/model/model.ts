@@ -5,9 +5,10 @@ import type { GgufFile } from "../gguf/types.js";
 import { tokenizerFromGguf, type Tokenizer } from "../tokenizer/index.js";
 import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
-import { configFromGguf, type LlamaConfig } from "./config.js";
+import { checkModelFile } from "./check.js";
+import type { LlamaConfig } from "./config.js";
 import { Context, contextBytes, type ContextOptions } from "./forward.js";
-import { allocateWeights, checkTensors, weightBytes, weightTensors, type Weights } from "./weights.js";
+import { allocateWeights, weightBytes, weightTensors, type Weights } from "./weights.js";
 import { overLimit, size, type MemoryPart } from "./budget.js";
 
 /** the most of a stream of unknown length read while looking for the end of its header */
@@ -103,6 +104,8 @@ export class Model {
       const shortBy = { need: 0 };
       try {
         file = readGgufHeader(prefixSource(prefix, ended ? prefix.length : total, shortBy), name);
+        // a stream of unknown length is taken to end where its tensors do (checked when it has ended)
+        if (size === undefined && !ended) file = { ...file, fileSize: dataEnd(file) };
         break;
       } catch (e) {
         if (!shortBy.need || ended) throw e;
@@ -128,22 +131,22 @@ export class Model {
     };
     place(prefix);
     prefix = new Uint8Array(0);
-    while (!ended && (spans.length === 0 || pos < spans[spans.length - 1].end)) {
+    // to the end of the stream: a source that caps its length (loadModel's maxBytes) says so there
+    while (!ended) {
       const r = await reader.read();
       if (r.done) break;
       place(r.value);
     }
-    await reader.cancel().catch(() => {});
     const short = spans.find((s) => s.filled !== s.end - s.start);
     if (short) throw new Error(`${name}: the file ends at byte ${pos}, inside tensor "${short.name}" (bytes ${short.start}..${short.end})`);
+    if (pos > dataEnd(file)) throw new Error(`${name}: the file has ${pos - dataEnd(file)} bytes after its last tensor; its types or shapes do not match its data`);
     return model;
   }
 
   /** Everything a load does once the header is known: checks, the memory plan and runtime, tensors placed (not filled). */
   private static prepare(file: GgufFile, opts: LoadOptions): { model: Model; weights: { fill(read: (dst: Uint8Array, at: number) => void): void; spans(): Span[] } } {
     const name = opts.name ?? "<model>";
-    const config = configFromGguf(file, name);
-    checkTensors(file, config, name);
+    const config = checkModelFile(file, name);
     let tokenizer: Tokenizer;
     try {
       tokenizer = tokenizerFromGguf(file.kv);
@@ -194,6 +197,13 @@ export class Model {
   get memoryBytes(): number {
     return this.rt.memory.buffer.byteLength;
   }
+}
+
+/** where a file's tensor data ends (its last tensor, padded to the alignment) */
+function dataEnd(file: GgufFile): number {
+  let end = 0;
+  for (const t of file.tensors) end = Math.max(end, t.offset + Math.ceil(t.byteSize / file.alignment) * file.alignment);
+  return file.dataOffset + end;
 }
 
 /** the file bytes [start, end) of one tensor, its place in wasm memory, and how much of it has arrived */

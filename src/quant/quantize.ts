@@ -11,8 +11,10 @@ import type { QuantFormat } from "./formats.js";
 import { quantizeRows } from "./fast.js";
 import { recipeByName, recipeOf, RECIPES, tensorTypes, type QuantRecipe } from "./recipe.js";
 
+/** llama.cpp's llama_ftype of a single-format file, by format (convert writes these; quantize's come from its recipes). */
+export const FILE_TYPE: Partial<Record<string, number>> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 /** ggml's quantization format version, written by llama.cpp next to quantized tensors. */
-const QUANTIZATION_VERSION = 2;
+export const QUANTIZATION_VERSION = 2;
 
 export interface TensorPlan {
   info: GgufTensorInfo;

@@ -118,12 +118,12 @@ async function getLlamaInstance(): Promise<Llama> {
   }
 }
 
-async function getModel(modelPath: string): Promise<LlamaModel> {
-  const key = path.resolve(modelPath);
+async function getModel(modelPath: string, vocabOnly = false): Promise<LlamaModel> {
+  const key = path.resolve(modelPath) + (vocabOnly ? "\0vocab" : "");
   let model = models.get(key);
   if (model == null) {
     model = getLlamaInstance().then(async (llama) => {
-      const m = await llama.loadModel({ modelPath: key, gpuLayers: 0 });
+      const m = await llama.loadModel({ modelPath: path.resolve(modelPath), gpuLayers: 0, vocabOnly });
       // the backend's log line arrives asynchronously; by the time a model has loaded it has
       if (!printed) {
         printed = true;
@@ -177,14 +177,20 @@ function checkTokens(tokens: number[], what: string): void {
   }
 }
 
-// Full probability vector indexed by token id, from the addon's (token, probability) pairs.
+// Full probability vector indexed by token id, from the addon's (token, probability) pairs, renormalized in
+// float64. The addon (AddonContext.cpp) sums expf(logit - max) in float32 from the largest term down, so terms
+// under half an ulp of the running sum are dropped: on a peaked distribution its probabilities sum to 1 + 9e-6
+// (stories-deep-16L, position 32 of the teacher sequence), an error of the harness, not of llama.cpp's model.
+// Dividing by their float64 sum leaves expf(logit - max) / Σ, the softmax of llama.cpp's logits.
 function toVector(probabilities: Map<number, number>): Float32Array {
-  const out = new Float32Array(probabilities.size);
+  const raw = new Float64Array(probabilities.size);
+  let sum = 0;
   for (const [token, p] of probabilities) {
-    if (token >= out.length) throw new Error(`oracle: probability list is not the whole vocabulary (token ${token} of ${out.length})`);
-    out[token] = p;
+    if (token >= raw.length) throw new Error(`oracle: probability list is not the whole vocabulary (token ${token} of ${raw.length})`);
+    raw[token] = p;
+    sum += p;
   }
-  return out;
+  return Float32Array.from(raw, (p) => p / sum);
 }
 
 // Evaluates `tokens` after what the sequence already holds and returns the greedy next token and its distribution.
@@ -272,10 +278,13 @@ export async function llamaCppNextTokenProbs(modelPath: string, tokens: number[]
   return serial(() => withFreshSequence(modelPath, opts, tokens.length, async (sequence) => (await step(sequence, tokens)).probs));
 }
 
-/** llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`. */
-export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean): Promise<number[]> {
+/**
+ * llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`.
+ * `vocabOnly` loads just the vocabulary (a vocab-only GGUF, as `convert --vocab-only` writes).
+ */
+export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean, opts: { vocabOnly?: boolean } = {}): Promise<number[]> {
   return serial(async () => {
-    const model = await getModel(modelPath);
+    const model = await getModel(modelPath, opts.vocabOnly ?? false);
     const tokens = [...model.tokenize(text, false)];
     if (!addBos) return tokens;
     const bos = model.tokens.bos;
