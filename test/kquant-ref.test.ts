@@ -1,13 +1,15 @@
-// Round-to-nearest K-quants byte for byte: src/quant/ref.ts against an independent re-implementation of ggml's
-// reference quantizers (test/support/ggml-kquants.ts), and both against llama.cpp's own C (ggml_quantize_chunk and
-// dequantize_row_* in the libggml-base node-llama-cpp ships, through Deno's FFI); then whole files: `quantize
-// --type q4_k_m|q4_k|q6_k` against llama_model_quantize on the same input (tensor types and bytes).
+// Round-to-nearest K-quants byte for byte: src/quant/ref.ts (and the wasm quantizers, quant/fast.ts) against an
+// independent re-implementation of ggml's reference quantizers (test/support/ggml-kquants.ts), and both against
+// llama.cpp's own C (ggml_quantize_chunk and dequantize_row_* in the libggml-base node-llama-cpp ships, through
+// Deno's FFI); then whole files: `quantize --type q4_k_m|q4_k|q6_k` against llama_model_quantize on the same input
+// (tensor types and bytes).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatByName } from "../src/quant/formats.js";
+import { quantizeRows } from "../src/quant/fast.js";
 import { readGgufHeader, bytesSource } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
 import { writeFileAtomicSync } from "../src/node/files.js";
@@ -84,6 +86,9 @@ test("RTN Q4_K, Q6_K, Q5_0: our bytes equal the independent re-implementation's,
     const support = c.ref(X, F32);
     const blocks = ours[i].length / c.size;
     assert.equal(differingBlocks(ours[i], support, c.size), [], `${c.name}: src/quant/ref.ts vs test/support/ggml-kquants.ts`);
+    const fast = new Uint8Array(ours[i].length);
+    quantizeRows(formatByName(c.name)!, X, fast);
+    assert.equal(differingBlocks(fast, ours[i], c.size), [], `${c.name}: quant/fast.ts (the wasm quantizer where there is one) vs src/quant/ref.ts`);
     assert.equal(differingBlocks(support, theirs[i], c.size), [], `${c.name}: test/support/ggml-kquants.ts vs llama.cpp's ggml_quantize_chunk`);
     const decoded = new Float32Array(X.length);
     formatByName(c.name)!.dequantize!(ours[i], decoded);

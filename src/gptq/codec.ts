@@ -79,9 +79,9 @@ function setScale(p: GroupParams, at: number, d: number): void {
 }
 
 /** Bytes of block header (the f16 fields) for a format, checked against the table so nothing else assumes it. */
-function header(f: QuantFormat, bits: number, f16Fields: number, extra = 0): number {
+function header(f: QuantFormat, bits: number, f16Fields: number): number {
   const h = f.typeSize - (f.blockSize * bits) / 8;
-  if (h !== 2 * f16Fields + extra) throw new Error(`${f.name}: table says ${f.typeSize} bytes per ${f.blockSize}-block; expected ${2 * f16Fields + extra} bytes of scale fields before the ${bits}-bit codes`);
+  if (h !== 2 * f16Fields) throw new Error(`${f.name}: table says ${f.typeSize} bytes per ${f.blockSize}-block; expected ${2 * f16Fields} bytes of f16 fields before the ${bits}-bit codes`);
   return h;
 }
 

@@ -9,9 +9,10 @@ import { TENSOR } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
 import { formatByName, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { WasmRuntime } from "../wasm.js";
-import { configFromGguf, type LlamaConfig } from "./config.js";
+import type { LlamaConfig } from "./config.js";
+import { checkModelFile } from "./check.js";
 import { Context, contextBytes, type LayerOptions } from "./forward.js";
-import { checkTensors, layerTensorList, type LayerWeights, type Tensor, type Weights } from "./weights.js";
+import { layerTensorList, type LayerWeights, type Tensor, type Weights } from "./weights.js";
 import { WASM32_LIMIT } from "./model.js";
 import { fitsOrExplain, type MemoryPart } from "./budget.js";
 
@@ -66,8 +67,7 @@ export class LayerStream {
    */
   static open(src: ByteSource, file: GgufFile, opts: LayerStreamOptions): LayerStream {
     const name = opts.name ?? "<model>";
-    const config = configFromGguf(file, name);
-    checkTensors(file, config, name);
+    const config = checkModelFile(file, name);
     if (opts.sequences.length === 0) throw new Error(`${name}: no sequences to run`);
     const plan = planStream(file, config, opts);
     fitsOrExplain(`${name}: running it layer by layer over ${plan.tokens} tokens`, plan.parts, WASM32_LIMIT, opts.advice ?? "use fewer calibration tokens (--tokens)");
