@@ -106,3 +106,42 @@ export function sum_f32(x: usize, n: i32): f32 {
   for (let k = 4 * q; k < n; k++) s += load<f32>(x + (<usize>k << 2));
   return s;
 }
+
+/** out (n) = x (n) * s; out may alias x (Gemma's embedding scale, query pre-scaling) */
+export function scale(out: usize, x: usize, s: f32, n: i32): void {
+  const sv = f32x4.splat(s);
+  let k = 0;
+  for (; k + 4 <= n; k += 4) {
+    v128.store(out, f32x4.mul(v128.load(x), sv));
+    out += 16; x += 16;
+  }
+  for (; k < n; k++) {
+    store<f32>(out, load<f32>(x) * s);
+    out += 4; x += 4;
+  }
+}
+
+/** x (t, n) += b (n) on every row, in place (linear layers' biases) */
+export function add_rows(x: usize, b: usize, n: i32, t: i32): void {
+  for (let j = 0; j < t; j++) {
+    let p = x + ((<usize>j * n) << 2), q = b;
+    let k = 0;
+    for (; k + 4 <= n; k += 4) {
+      v128.store(p, f32x4.add(v128.load(p), v128.load(q)));
+      p += 16; q += 16;
+    }
+    for (; k < n; k++) {
+      store<f32>(p, load<f32>(p) + load<f32>(q));
+      p += 4; q += 4;
+    }
+  }
+}
+
+/** x (n) <- cap * tanh(x * (1/cap)) in place, in ggml's order (scale, tanh, scale): Gemma 2's final-logit capping */
+export function softcap(x: usize, cap: f32, n: i32): void {
+  const inv: f32 = <f32>1.0 / cap;
+  for (let k = 0; k < n; k++) {
+    const p = x + (<usize>k << 2);
+    store<f32>(p, Mathf.tanh(load<f32>(p) * inv) * cap);
+  }
+}
