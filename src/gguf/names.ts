@@ -10,6 +10,11 @@ export const KEY = {
   quantizationVersion: "general.quantization_version",
   tokenizerModel: "tokenizer.ggml.model",
   chatTemplate: "tokenizer.chat_template",
+  type: "general.type",
+  sizeLabel: "general.size_label",
+  samplingTopK: "general.sampling.top_k",
+  samplingTopP: "general.sampling.top_p",
+  samplingTemp: "general.sampling.temp",
 } as const;
 
 /** Architecture-scoped hyperparameter keys, e.g. archKey("llama", "block_count") → "llama.block_count". */
@@ -39,6 +44,11 @@ export const ARCH_KEY = {
   attnLogitSoftcapping: "attn_logit_softcapping",
   finalLogitSoftcapping: "final_logit_softcapping",
   vocabSize: "vocab_size",
+  /** YaRN's parameters as the converter writes them (llama.cpp reads them only for grok and mistral3) */
+  ropeScalingYarnExtFactor: "rope.scaling.yarn_ext_factor",
+  ropeScalingYarnAttnFactor: "rope.scaling.yarn_attn_factor",
+  ropeScalingYarnBetaFast: "rope.scaling.yarn_beta_fast",
+  ropeScalingYarnBetaSlow: "rope.scaling.yarn_beta_slow",
 } as const;
 
 export function archKey(arch: string, key: string): string {
