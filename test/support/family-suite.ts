@@ -52,7 +52,8 @@ export function assertGreedyAgree(ours: number[], ref: { tokens: number[]; probs
   return `${ref.tokens.length}/${ref.tokens.length} identical`;
 }
 
-export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY_TYPES)[number]) => string, tmp: string) => void): void {
+/** Options: `commands: false` runs only the probability comparisons (a second fixture of a family already covered). */
+export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY_TYPES)[number]) => string, tmp: string) => void, opts: { commands?: boolean } = {}): void {
   const tmp = mkdtempSync(join(tmpdir(), `edgeprune-family-${family}-`));
   const bound = FAMILY_F32_VS_LLAMACPP[family];
   if (bound === undefined) throw new Error(`tolerances.ts has no F32 bound for ${family}`);
@@ -87,6 +88,9 @@ export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY
     console.log(`    ${family} max |p - p_llama.cpp|: ${lines.join(", ")}`);
   });
 
+  if (opts.commands !== false) commandTests();
+
+  function commandTests(): void {
   test(`${family}: prune --remove 2 (Block Influence) writes a file llama.cpp runs with our greedy tokens, equal to the dense model without those layers`, async () => {
     const out = join(tmp, "pruned.gguf");
     const r = runCli("prune", file("f32"), "--remove", "2", "--calib", TEXT(), "--tokens", "1024", "--window", "64", "-o", out);
@@ -141,6 +145,8 @@ export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY
     assert.is(typeof j.text, "string");
     assert.ok(j.timings.predicted_n === 16 && j.timings.prompt_n === j.prompt_tokens.length);
   });
+
+  }
 
   extra?.(file, tmp);
 
