@@ -2,10 +2,11 @@
 // GGUF (temp file, then rename). Node-only; the work is done by src/prune/.
 import { Command, Option } from "commander";
 import { FileSource, writeFileAtomic, writeTextFileAtomic } from "../node/files.js";
+import { checkModelFile, nonFiniteTensors } from "../model/check.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { ProgressBar } from "../node/progress.js";
 import { ggufChunks } from "../gguf/writer.js";
-import { METRIC_DESCRIPTIONS, METRICS, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Unit } from "../prune/metrics.js";
+import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Ranking, type Unit } from "../prune/metrics.js";
 import { removeLayers } from "../prune/remove.js";
 import { barChart } from "../report/svg.js";
 import { calibrationWindows, checkFile, int, intList, mib } from "./common.js";
@@ -37,6 +38,18 @@ function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
     .option("--seed <n>", "seed for --metric random", int("--seed"), 0);
 }
 
+/** Scores that came out NaN or infinite, with the tensors of the file that hold NaN/Inf (if any) named. */
+function explainNonFinite(e: unknown, modelPath: string): unknown {
+  if (!(e instanceof NonFiniteScoresError)) return e;
+  const src = new FileSource(modelPath);
+  try {
+    const bad = nonFiniteTensors(readGgufFileHeader(modelPath), src);
+    return new Error(`${modelPath}: ${e.message}; ${bad.length ? `tensors holding NaN or Inf: ${bad.join(", ")}` : "every weight is finite, so the activations overflow"}`);
+  } finally {
+    src.close();
+  }
+}
+
 export function registerPruneCommands(program: Command): void {
   addScoringOptions(program
     .command("bi")
@@ -50,11 +63,18 @@ export function registerPruneCommands(program: Command): void {
       const model = loadModelFile(modelPath);
       const windows = calibrationWindows(model, o.calib, o);
       const bar = new ProgressBar(`scoring (${metric})`, 1);
-      const ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
-      bar.done();
-      const order = o.iterative
-        ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
-        : ranking.order;
+      let ranking: Ranking;
+      let order: Unit[];
+      try {
+        ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
+        order = o.iterative
+          ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
+          : ranking.order;
+      } catch (e) {
+        throw explainNonFinite(e, modelPath);
+      } finally {
+        bar.done();
+      }
       const rank = new Map(order.map((u, i) => [unitName(u), i + 1]));
       const rows = ranking.units.map((u, i) => ({
         unit: unitName(u), layer: u.layer, part: u.part, score: ranking.scores[i],
@@ -80,7 +100,7 @@ export function registerPruneCommands(program: Command): void {
       if (o.plot) {
         const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric,
           o.granularity === "layer" ? undefined : rows.map((r) => (r.part === "attn" ? "attention" : "FFN")));
-        writeTextFileAtomic(o.plot, svg);
+        writeTextFileAtomic(o.plot, svg, { inputs: [modelPath, o.calib] });
         process.stderr.write(`wrote ${o.plot}\n`);
       }
     });
@@ -95,11 +115,13 @@ export function registerPruneCommands(program: Command): void {
     .option("--ffn <list>", "remove the FFN half of these layers", intList("--ffn"))
     .option("--edgeprune-only", "drop the tensors of removed halves (a smaller file that llama.cpp refuses) instead of writing them as zeroed identities")
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; edgepruneOnly?: boolean }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; edgepruneOnly?: boolean }) => {
       checkFile(modelPath, "model");
       const explicit = Boolean(o.layers || o.attention || o.ffn);
       if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
       const header = readGgufFileHeader(modelPath);
+      // the loader's checks, also when no model is loaded (--layers): a corrupt block_count or head count is refused
+      checkModelFile(header, modelPath);
       let units: Unit[];
       if (explicit) {
         units = [
@@ -115,8 +137,13 @@ export function registerPruneCommands(program: Command): void {
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
         const windows = calibrationWindows(model, o.calib, o);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
-        units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
-        bar.done();
+        try {
+          units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
+        } catch (e) {
+          throw explainNonFinite(e, modelPath);
+        } finally {
+          bar.done();
+        }
       }
       const src = new FileSource(modelPath);
       try {
@@ -131,7 +158,7 @@ export function registerPruneCommands(program: Command): void {
           process.stderr.write("note: --edgeprune-only: llama.cpp cannot load this file (it needs every tensor of every layer)\n");
         }
         const bar = new ProgressBar("writing", spec.tensors.length);
-        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }));
+        const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }), { inputs: [modelPath, ...(o.calib ? [o.calib] : [])] });
         bar.done();
         process.stderr.write(`removed ${units.map(unitName).join(", ")}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
       } finally {

@@ -594,7 +594,7 @@ export function registerSynthCommand(program: Command): void {
       const layout = layoutGguf(spec);
       const bar = new ProgressBar(`synth ${(parameters / 1e6).toFixed(1)}M params`, spec.tensors.length);
       let done = 0;
-      const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { const b = tensorData(i); bar.update(++done); return b; }, layout));
+      const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { const b = tensorData(i); bar.update(++done); return b; }, layout));
       bar.done();
       const head = shape.headSize ? `, head size ${shape.headSize}` : "";
       console.log(`wrote ${o.output}: ${mib(bytes)}, ${parameters.toLocaleString("en-US")} parameters, ${shape.arch ?? "llama"}, dim ${shape.dim}, ${shape.nLayers} layers, heads ${shape.nHeads}/${shape.nKvHeads}${head}, ffn ${shape.hiddenDim}, vocab ${shape.vocabSize}, ${o.type}`);

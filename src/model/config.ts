@@ -2,7 +2,7 @@
 // descriptor in arch.ts says which switches apply), with the one legend for dimension names. Not weights
 // (weights.ts) and not the forward pass (forward.ts).
 import { metaArray, metaCount, metaNumber, metaString } from "../gguf/metadata.js";
-import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, TENSOR } from "../gguf/names.js";
+import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, layersInTensorNames, TENSOR } from "../gguf/names.js";
 import { GgufFile, GgufType } from "../gguf/types.js";
 import { architectureFor, type Architecture } from "./arch.js";
 
@@ -123,9 +123,15 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): ModelConfi
   const rmsEps = number(ARCH_KEY.rmsEps);
   const ropeFreqBase = number(ARCH_KEY.ropeFreqBase, 10000);
 
-  // every layer has at least its FFN or attention tensors: a count beyond that is corrupt, and must not make us
-  // plan (or loop over) billions of layers
-  if (nLayers < 1 || nLayers > file.tensors.length) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers} does not fit a file with ${file.tensors.length} tensors`);
+  // every layer has at least its FFN or attention tensors, so the count is bounded by the blk.N tensors present:
+  // a corrupt count must not make us plan (or loop over) millions of layers (a last layer whose halves were both
+  // dropped by `prune --edgeprune-only` has none; the removal records say so)
+  const layersPresent = layersInTensorNames(file.tensors.map((t) => t.name));
+  const trailingEmpty = (l: number) => bothHalvesRecorded(kv, l);
+  let covered = layersPresent;
+  while (covered < nLayers && trailingEmpty(covered)) covered++;
+  if (nLayers < 1 || nLayers > covered) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers}, but the file has tensors for ${layersPresent} layer${layersPresent === 1 ? "" : "s"}${layersPresent > 0 ? ` (blk.0 to blk.${layersPresent - 1})` : ""}`);
+  if (nLayers < layersPresent) fail(`tensor blk.${layersPresent - 1}.* names a layer past ${k(ARCH_KEY.blockCount)} = ${nLayers}`);
   if (dim < 1 || nHeads < 1) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} and ${k(ARCH_KEY.headCount)} = ${nHeads} must be positive`);
   if (nKvHeads < 1 || nHeads % nKvHeads !== 0) fail(`${k(ARCH_KEY.headCount)} = ${nHeads} must be a multiple of ${k(ARCH_KEY.headCountKv)} = ${nKvHeads}`);
   if (hiddenDim < 1) fail(`${k(ARCH_KEY.feedForwardLength)} must be positive`);
@@ -189,6 +195,15 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): ModelConfi
     removedAttention: layerSet(EDGEPRUNE_KEY.removedAttention),
     removedFfn: layerSet(EDGEPRUNE_KEY.removedFfn),
   };
+}
+
+/** Whether edgeprune's removal records list both halves of layer l (an identity layer that may have no tensors). */
+function bothHalvesRecorded(kv: GgufFile["kv"], l: number): boolean {
+  const has = (key: string) => {
+    const a = kv.get(key)?.value as { items?: ArrayLike<number> } | undefined;
+    return !!a?.items && Array.prototype.includes.call(a.items, l);
+  };
+  return has(EDGEPRUNE_KEY.removedAttention) && has(EDGEPRUNE_KEY.removedFfn);
 }
 
 /**
