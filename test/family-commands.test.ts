@@ -13,7 +13,7 @@ import { perplexity } from "../src/perplexity.js";
 import { generate } from "../src/generate.js";
 import { readGgufHeader, bytesSource } from "../src/gguf/reader.js";
 import { ggufChunks, writeGgufBytes } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { METRICS, rankUnits } from "../src/prune/metrics.js";
 import { blockInfluence, collectLayerStats } from "../src/prune/stats.js";
 import { parseQuantType, quantizeModel } from "../src/quant/quantize.js";
@@ -141,7 +141,7 @@ test("serve answers a chat request with the GGUF's chat template (synthetic qwen
   const shape = { ...resolveShape({ arch: "qwen2", dim: 64, layers: 2, heads: 2, kvHeads: 1, hidden: 128, vocab: 151936, ctx: 4096 }) };
   const path = join(tmp, "qwen2-real-tokenizer.gguf");
   const { spec, tensorData } = synthModel({ shape, type: "q8_0", seed: 3, logitStd: 8, vocab: vocab.kv });
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   const model = load(path);
   const messages = [{ role: "user", content: "Tell me a story." }];
   // the template rendered here with the library the server's sandbox runs, and the variables it passes

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bytesSource, readGgufHeader } from "../../src/gguf/reader.js";
 import { ggufChunks } from "../../src/gguf/writer.js";
-import { writeFileAtomic } from "../../src/node/files.js";
+import { writeFileAtomicSync } from "../../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../../src/quant/quantize.js";
 import { resolveShape, synthModel, type SynthShape } from "../../src/commands/synth.js";
 
@@ -56,12 +56,12 @@ export function familyFile(dir: string, family: string, type: FamilyType): strin
   const { shape, seed, logitStd } = FAMILY_FIXTURES[family];
   if (type === "f32" || type === "q4_k_m") {
     const { spec, tensorData } = synthModel({ shape: shape(), type, seed, logitStd: logitStd ?? FAMILY_LOGIT_STD, name: `family ${family}` });
-    writeFileAtomic(path, ggufChunks(spec, tensorData));
+    writeFileAtomicSync(path, ggufChunks(spec, tensorData));
     return path;
   }
   const bytes = new Uint8Array(readFileSync(familyFile(dir, family, "f32")));
   const { spec, tensorData } = quantizeModel(readGgufHeader(bytes), bytesSource(bytes), parseQuantType(type));
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 
