@@ -1,6 +1,7 @@
-// Element-wise kernels on f32 rows: softmax (max-subtracted, f64 sum like ggml), swiglu, add (residual stream)
-// and argmax. All SIMD; exp is the vector polynomial of math.ts (ggml_v_expf), not Mathf.exp.
-import { exp_f32x4, silu_f32x4 } from "./math";
+// Element-wise kernels on f32 rows: softmax (max-subtracted, f64 sum like ggml), swiglu, add (residual stream),
+// argmax, scale, bias rows and soft-capping. All SIMD; exp is the vector polynomial of math.ts (ggml_v_expf), not Mathf.exp.
+import { exp_f32x4 } from "./math";
+import { glu } from "./glu";
 
 /** x (n) <- softmax(x), in place */
 // @ts-ignore: decorator
@@ -46,17 +47,9 @@ export function softmax(x: usize, n: i32): void {
   softmax_inplace(x, n);
 }
 
-/** out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias gate or up. */
+/** out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias gate or up (glu's SiLU on one row). */
 export function swiglu(out: usize, gate: usize, up: usize, n: i32): void {
-  let k = 0;
-  for (; k + 4 <= n; k += 4) {
-    v128.store(out, f32x4.mul(silu_f32x4(v128.load(gate)), v128.load(up)));
-    out += 16; gate += 16; up += 16;
-  }
-  for (; k < n; k++) {
-    store<f32>(out, f32x4.extract_lane(silu_f32x4(f32x4.splat(load<f32>(gate))), 0) * load<f32>(up));
-    out += 4; gate += 4; up += 4;
-  }
+  glu(out, gate, up, n, 1, n, 0);
 }
 
 /** out (n) = a + b; out may alias a or b. */
