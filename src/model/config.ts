@@ -133,13 +133,14 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): ModelConfi
   if (nLayers < 1 || nLayers > covered) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers}, but the file has tensors for ${layersPresent} layer${layersPresent === 1 ? "" : "s"}${layersPresent > 0 ? ` (blk.0 to blk.${layersPresent - 1})` : ""}`);
   if (nLayers < layersPresent) fail(`tensor blk.${layersPresent - 1}.* names a layer past ${k(ARCH_KEY.blockCount)} = ${nLayers}`);
   if (dim < 1 || nHeads < 1) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} and ${k(ARCH_KEY.headCount)} = ${nHeads} must be positive`);
+  // without key_length the head size is dim / heads
+  const keyLength = kv.has(k(ARCH_KEY.keyLength)) ? count(ARCH_KEY.keyLength) : undefined;
+  if (keyLength === undefined && dim % nHeads !== 0) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} must be a positive multiple of ${k(ARCH_KEY.headCount)} = ${nHeads} (or give ${k(ARCH_KEY.keyLength)})`);
   if (nKvHeads < 1 || nHeads % nKvHeads !== 0) fail(`${k(ARCH_KEY.headCount)} = ${nHeads} must be a multiple of ${k(ARCH_KEY.headCountKv)} = ${nKvHeads}`);
   if (hiddenDim < 1) fail(`${k(ARCH_KEY.feedForwardLength)} must be positive`);
   if (trainContext < 1) fail(`${k(ARCH_KEY.contextLength)} must be positive`);
   if (!(rmsEps > 0 && rmsEps < 1)) fail(`${k(ARCH_KEY.rmsEps)} = ${rmsEps} is not a usable epsilon`);
   if (!(ropeFreqBase > 0)) fail(`${k(ARCH_KEY.ropeFreqBase)} = ${ropeFreqBase} must be positive`);
-  const keyLength = kv.has(k(ARCH_KEY.keyLength)) ? count(ARCH_KEY.keyLength) : undefined;
-  if (keyLength === undefined && dim % nHeads !== 0) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} must be a multiple of ${k(ARCH_KEY.headCount)} = ${nHeads} (or give ${k(ARCH_KEY.keyLength)})`);
   const headSize = keyLength ?? dim / nHeads;
   const valueLength = count(ARCH_KEY.valueLength, headSize);
   if (headSize < 1 || headSize > 4096) fail(`${k(ARCH_KEY.keyLength)} = ${headSize} is not a usable head size`);
