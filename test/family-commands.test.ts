@@ -28,7 +28,7 @@ import { FAMILY_CONTEXT, familyFile, FAMILY_FIXTURES } from "./support/families.
 import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/llamacpp.js";
 import { runCli } from "./support/cli.js";
 import { sharedPath } from "./support/paths.js";
-import { FAMILY_F32_VS_LLAMACPP } from "./tolerances.js";
+import { familyF32Bound } from "./tolerances.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-family-commands-"));
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
@@ -62,7 +62,7 @@ test("every family: perplexity equals the one llama.cpp's probabilities give on 
     assert.is(ours.scoredTokens, count, `${family}: scored tokens`);
     const rel = Math.abs(ours.perplexity - theirs) / theirs;
     // a relative error of 10x the family's probability bound (probabilities near 1 dominate the mean log)
-    assert.ok(rel < 10 * FAMILY_F32_VS_LLAMACPP[family], `${family}: perplexity ${ours.perplexity} vs ${theirs} from llama.cpp (relative ${rel})`);
+    assert.ok(rel < 10 * familyF32Bound(family), `${family}: perplexity ${ours.perplexity} vs ${theirs} from llama.cpp (relative ${rel})`);
     lines.push(`${family} ${ours.perplexity.toFixed(2)} (${rel.toExponential(1)})`);
   }
   console.log(`    perplexity, ours (relative difference to llama.cpp's): ${lines.join(", ")}`);

@@ -16,7 +16,7 @@ import { teacherSequence } from "./fixtures.js";
 import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./llamacpp.js";
 import { runCli } from "./cli.js";
 import { sharedPath } from "./paths.js";
-import { FAMILY_F32_VS_LLAMACPP, FAMILY_QUANT_VS_LLAMACPP } from "../tolerances.js";
+import { familyF32Bound, FAMILY_QUANT_VS_LLAMACPP } from "../tolerances.js";
 
 const TEXT = () => sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const N = 64;
@@ -55,8 +55,7 @@ export function assertGreedyAgree(ours: number[], ref: { tokens: number[]; probs
 /** Options: `commands: false` runs only the probability comparisons (a second fixture of a family already covered). */
 export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY_TYPES)[number]) => string, tmp: string) => void, opts: { commands?: boolean } = {}): void {
   const tmp = mkdtempSync(join(tmpdir(), `edgeprune-family-${family}-`));
-  const bound = FAMILY_F32_VS_LLAMACPP[family];
-  if (bound === undefined) throw new Error(`tolerances.ts has no F32 bound for ${family}`);
+  const bound = familyF32Bound(family);
   const written = new Map<string, string>();
   const file = (type: (typeof FAMILY_TYPES)[number]) => {
     if (!written.has(type)) written.set(type, familyFile(tmp, family, type));
