@@ -6,8 +6,9 @@ import type { ContextOptions } from "./model/forward.js";
 import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
-export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
-export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
+export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
+export { ARCHITECTURES, REFUSED, architectureFor, type Architecture, type LayerRole } from "./model/arch.js";
 export { checkModelFile, nonFiniteTensors } from "./model/check.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";

@@ -113,8 +113,9 @@ export function registerPruneCommands(program: Command): void {
     .option("--layers <list>", "remove exactly these layers (comma-separated, 0-based)", intList("--layers"))
     .option("--attention <list>", "remove the attention half of these layers", intList("--attention"))
     .option("--ffn <list>", "remove the FFN half of these layers", intList("--ffn"))
+    .option("--edgeprune-only", "drop the tensors of removed halves (a smaller file that llama.cpp refuses) instead of writing them as zeroed identities")
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; edgepruneOnly?: boolean }) => {
       checkFile(modelPath, "model");
       const explicit = Boolean(o.layers || o.attention || o.ffn);
       if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
@@ -146,11 +147,16 @@ export function registerPruneCommands(program: Command): void {
       }
       const src = new FileSource(modelPath);
       try {
-        const { spec, tensorData, nLayers } = removeLayers(header, src, {
+        const { spec, tensorData, nLayers, notes } = removeLayers(header, src, {
           layers: units.filter((u) => u.part === "layer").map((u) => u.layer),
           attention: units.filter((u) => u.part === "attn").map((u) => u.layer),
           ffn: units.filter((u) => u.part === "ffn").map((u) => u.layer),
+          halves: o.edgepruneOnly ? "drop" : "identity",
         });
+        for (const n of notes) process.stderr.write(`note: ${n}\n`);
+        if (o.edgepruneOnly && [...spec.kv].some((e) => e.key.startsWith("edgeprune.removed_"))) {
+          process.stderr.write("note: --edgeprune-only: llama.cpp cannot load this file (it needs every tensor of every layer)\n");
+        }
         const bar = new ProgressBar("writing", spec.tensors.length);
         const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }), { inputs: [modelPath, ...(o.calib ? [o.calib] : [])] });
         bar.done();
