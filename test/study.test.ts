@@ -1,5 +1,7 @@
-// The study commands end to end on stories260K, kept small (few documents, small k): they write their Markdown,
-// SVG and JSON, the tables hold every method or cell, and the numbers obey what must hold by construction.
+// The study commands end to end on stories260K, kept small (few documents, small k, few tasks): they write their
+// Markdown, SVG and JSON, the tables hold every method or cell, and the numbers obey what must hold by
+// construction (k = 0 is the dense model; round-to-nearest commutes with removing layers; the interaction is the
+// difference it is defined as).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -12,6 +14,7 @@ import { runCli } from "./support/cli.js";
 const MODEL = sharedPath("models/stories260K.gguf");
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const WIKI = sharedPath("data/wikitext-2-raw/wiki.test.raw");
+const TASK = "tasks/tinystories-endings.jsonl";
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-study-"));
 
 const cli = runCli;
@@ -19,7 +22,7 @@ const cli = runCli;
 test("study prune: every method at every k, random baseline, calibration ablation", () => {
   const out = join(tmp, "prune");
   const r = cli("study", "prune", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "4", "--max-k", "2", "--random", "3",
-    "--tokens", "512", "--window", "64", "--loss-windows", "2", "--ablation", TEXT, WIKI, "--out", out);
+    "--tokens", "512", "--window", "64", "--loss-windows", "2", "--ablation", TEXT, WIKI, "--task", TASK, "--task-limit", "4", "--random-accuracy", "1", "--out", out);
   assert.is(r.status, 0, r.stderr);
   const j = JSON.parse(readFileSync(join(out, "prune-study.json"), "utf8"));
   assert.is(j.cells.length, 3 * STUDY_METHODS.length);
@@ -27,7 +30,14 @@ test("study prune: every method at every k, random baseline, calibration ablatio
   for (const c of j.cells.filter((c: { k: number }) => c.k === 0)) {
     assert.ok(Math.abs(c.perplexity - j.densePerplexity) < 1e-9);
     assert.is(c.top1, 1);
+    assert.is(c.kld, 0);
   }
+  for (const c of j.cells) {
+    assert.ok(c.accuracy && c.accuracy.accMi.low <= c.accuracy.accMi.value, `${c.method} k=${c.k} has its accuracy`);
+    if (c.k > 0 && c.method !== "laco") assert.ok(c.kld > 0, `${c.method} k=${c.k}: removing a layer moves the distribution`);
+  }
+  assert.is(j.task.tasks, 4);
+  assert.ok(j.random.every((r: { k: number; accuracySubsets: number }) => r.accuracySubsets === 1));
   for (const c of j.cells) assert.is(c.removed.length, c.method === "laco" && c.k > 0 ? 1 : c.k);
   assert.is(j.random.length, 3);
   assert.is(j.ablation.tau.length, 2);
@@ -35,22 +45,53 @@ test("study prune: every method at every k, random baseline, calibration ablatio
   const md = readFileSync(join(out, "prune-study.md"), "utf8");
   assert.match(md, /\| k \| bi \| bi-iterative \|/);
   assert.match(md, /Kendall's tau/);
-  assert.match(readFileSync(join(out, "prune-study.svg"), "utf8"), /^<svg[^>]+xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(md, /\| k \| removed \| perplexity \| KLD \| top-1 \| acc \| acc_norm \| acc_token \| acc_mi \|/);
+  for (const f of ["prune-study.svg", "prune-study-kld.svg", "prune-study-accuracy.svg"]) {
+    assert.match(readFileSync(join(out, f), "utf8"), /^<svg[^>]+xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  }
 });
 
-test("study compose: both orders, interaction 0 for F32, a Pareto front", () => {
+test("study compose: every cell in both orders with and without healing, interaction as defined, RTN commutes with removal", () => {
   const out = join(tmp, "compose");
-  const r = cli("study", "compose", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "3", "--max-k", "1", "--tokens", "256", "--window", "64", "--out", out);
+  const r = cli("study", "compose", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "3", "--max-k", "1", "--tokens", "256", "--heal-tokens", "512",
+    "--window", "64", "--task", TASK, "--task-limit", "3", "--ablation", TEXT, WIKI, "--decode-rounds", "1", "--out", out);
   assert.is(r.status, 0, r.stderr);
-  const j = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8"));
-  // F32: k = 0, 1; each of 5 quantized configs: k = 0, and k = 1 in both orders
-  assert.is(j.cells.length, 2 + 5 * 3);
-  for (const c of j.cells.filter((c: { config: string }) => c.config === "F32")) assert.ok(Math.abs(c.interaction) < 1e-9);
-  assert.ok(j.cells.some((c: { pareto: boolean }) => c.pareto));
-  assert.is(j.rankings.length, 5);
-  const sizes = Object.fromEntries(j.cells.filter((c: { k: number }) => c.k === 0).map((c: { config: string; fileBytes: number }) => [c.config, c.fileBytes]));
-  assert.ok(sizes["Q4_0 GPTQ"] < sizes["Q8_0 GPTQ"] && sizes["Q8_0 GPTQ"] < sizes["F32"]);
-  assert.match(readFileSync(join(out, "compose-study.md"), "utf8"), /\| k \| format \| order \|/);
+  type Cell = { k: number; config: string; removal: string; order: string; removed: number[]; perplexity: number; kld: number; top1: number; fileBytes: number; decodeTokensPerSecond: number; pareto: boolean; interaction?: { perplexity: number; kld: number }; accuracy: { accMi: { value: number } } };
+  const j = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8")) as { cells: Cell[]; pending: { config: string }[]; rankings: unknown[]; ablation: { tau: number[][]; cells: unknown[] } };
+  // F32: k = 0, and k = 1 by BI and BI+heal; each of 3 quantized configs: k = 0, and k = 1 × 2 removals × 2 orders
+  assert.is(j.cells.length, 3 + 3 * 5);
+  assert.equal(j.pending.map((p) => p.config), ["Q4_K_M RTN", "Q4_K_M GPTQ"]);
+  const dense = j.cells.find((c) => c.k === 0 && c.config === "F32")!;
+  assert.is(dense.kld, 0);
+  assert.is(dense.top1, 1);
+  for (const c of j.cells) {
+    assert.ok(c.accuracy && c.decodeTokensPerSecond > 0, `${c.config} k=${c.k}`);
+    if (c.config === "F32" || c.k === 0) assert.is(c.interaction, undefined);
+    else {
+      const p = j.cells.find((x) => x.config === "F32" && x.k === c.k && x.removal === c.removal)!;
+      const q = j.cells.find((x) => x.config === c.config && x.k === 0)!;
+      assert.ok(Math.abs(c.interaction!.perplexity - (c.perplexity - p.perplexity - q.perplexity + dense.perplexity)) < 1e-9);
+    }
+  }
+  // quantize→prune with RTN removes the same layers from the same rounded tensors as prune→quantize
+  for (const cfg of ["Q8_0", "Q4_0 RTN"]) {
+    const a = j.cells.find((c) => c.config === cfg && c.k === 1 && c.removal === "BI" && c.order === "prune→quantize")!;
+    const b = j.cells.find((c) => c.config === cfg && c.k === 1 && c.removal === "BI" && c.order === "quantize→prune")!;
+    if (a.removed.join() === b.removed.join()) assert.is(a.perplexity, b.perplexity, cfg);
+  }
+  const size = (cfg: string) => j.cells.find((c) => c.config === cfg && c.k === 0)!.fileBytes;
+  assert.ok(size("Q4_0 GPTQ") < size("Q8_0") && size("Q8_0") < size("F32"));
+  assert.ok(j.cells.some((c) => c.pareto));
+  assert.is(j.rankings.length, 3);
+  assert.is(j.ablation.tau.length, 2);
+  const md = readFileSync(join(out, "compose-study.md"), "utf8");
+  assert.match(md, /\| k \| format \| removal \| order \|/);
+  assert.match(md, /Q4_K_M RTN: pending/);
+  assert.match(md, /## Does healing help\?/);
+  assert.match(md, /noisy/);
+  for (const f of ["compose-study.svg", "compose-study-k.svg", "compose-study-kld.svg", "compose-study-accuracy.svg", "compose-study-ablation.svg"]) {
+    assert.match(readFileSync(join(out, f), "utf8"), /^<svg/);
+  }
 });
 
 test("study: bad input is one line and a non-zero exit", () => {

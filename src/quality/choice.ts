@@ -4,6 +4,7 @@
 // harness's `len(choice)` normalisation), acc_token (the mean per token, llama.cpp's HellaSwag score) and acc_mi
 // (the sum minus the ending's log-probability after BOS alone, the harness's acc_mutual_info, which cancels how
 // likely an ending is on its own). Reads our JSONL layout and HellaSwag's as is. Portable: text in, numbers out. Not the file system (the CLI reads).
+import type { ForwardOptions } from "../model/forward.js";
 import type { Model } from "../model/model.js";
 import { logSoftmaxAt } from "../perplexity.js";
 import { wilsonInterval } from "./stats.js";
@@ -128,7 +129,7 @@ function accuracy(correct: number, n: number): Accuracy {
  */
 export function scoreTasks(model: Model, tasks: ChoiceTask[], opts: {
   contextSize?: number;
-  forward?: { skipLayers?: ReadonlySet<number> };
+  forward?: Pick<ForwardOptions, "skipLayers" | "skipAttention" | "skipFfn">;
   onProgress?: (done: number, total: number) => void;
 } = {}): ChoiceResult {
   const n = opts.contextSize ?? Math.min(512, model.config.trainContext);
