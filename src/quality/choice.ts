@@ -141,6 +141,9 @@ export function scoreTasks(model: Model, tasks: ChoiceTask[], opts: {
   const bos = tok.bosId;
   const ctx = model.createContext({ contextSize: n });
   const scores: TaskScore[] = [];
+  // an ending's score without the context depends only on its text: tasks that share endings (a true ending is
+  // another task's distractor) compute it once
+  const alone = new Map<string, number>();
   let truncatedTasks = 0;
   tasks.forEach((task, ti) => {
     const contextIds = tok.encode(task.context, { addBos });
@@ -179,11 +182,14 @@ export function scoreTasks(model: Model, tasks: ChoiceTask[], opts: {
       counts.push(w.length - ctxLen);
     }
     const unconditional = task.endings.map((e) => {
+      let sum = alone.get(e);
+      if (sum !== undefined) return sum;
       const ids = [bos, ...tok.encode(e, { addBos: false })].slice(0, n);
       ctx.reset();
       const logits = ctx.eval(ids, { ...opts.forward, logits: "all" });
-      let sum = 0;
+      sum = 0;
       for (let j = 1; j < ids.length; j++) sum += logSoftmaxAt(logits, (j - 1) * vocab, vocab, ids[j]);
+      alone.set(e, sum);
       return sum;
     });
     const chars = task.endings.map((e) => [...e].length);

@@ -254,6 +254,8 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
     const tau = sources.map((a) => sources.map((b) => kendallTau(a.bi, b.bi)));
     const overlap: CalibrationAblation["overlap"] = [];
     const memo = new Map<string, Quality>();
+    // the F32 BI cells are already measured removals of the dense model
+    for (const c of raw) if (c.config === f32 && c.removal === "BI") memo.set([...c.removed].sort((x, y) => x - y).join(","), c);
     const abl: CalibrationAblation["cells"] = [];
     for (let k = 1; k <= maxK; k++) {
       overlap.push({ k, pairs: sources.map((a) => sources.map((b) => a.order.slice(0, k).filter((l) => b.order.slice(0, k).includes(l)).length / k)) });
