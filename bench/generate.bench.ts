@@ -34,35 +34,32 @@ function promptTokens(model: Model): number[] {
   return tokenWindows(tokenizeDocuments(model.tokenizer, docs), PREFILL, PREFILL, model.tokenizer.bosId)[0];
 }
 
-function edgeprune(path: string, prompt: number[]): { pp: number; tg: number } {
+/** One timed run: prefill and decode tokens/s. */
+type Run = () => Promise<{ pp: number; tg: number }>;
+
+function edgeprune(path: string, prompt: number[]): Run {
   const model = Model.load(new Uint8Array(readFileSync(path)));
-  const pp: number[] = [];
-  const tg: number[] = [];
-  for (let r = 0; r < RUNS + 1; r++) {
-    const ctx = model.createContext({ contextSize: PREFILL + DECODE + 8 });
+  return async () => {
+    const ctx = model.acquireContext({ contextSize: PREFILL + DECODE + 8 });
     const t0 = performance.now();
     let logits = ctx.eval(prompt);
     const t1 = performance.now();
     for (let i = 0; i < DECODE; i++) logits = ctx.eval([argmax(logits)]);
     const t2 = performance.now();
-    if (r === 0) continue; // warm-up: tier-up of the kernels
-    pp.push((PREFILL / (t1 - t0)) * 1000);
-    tg.push((DECODE / (t2 - t1)) * 1000);
-  }
-  return { pp: median(pp), tg: median(tg) };
+    model.releaseContext(ctx);
+    return { pp: (PREFILL / (t1 - t0)) * 1000, tg: (DECODE / (t2 - t1)) * 1000 };
+  };
 }
 
-async function llamaCpp(path: string, prompt: number[]): Promise<{ pp: number; tg: number }> {
+async function llamaCpp(path: string, prompt: number[]): Promise<Run> {
   process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD ??= "true";
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1 });
   const sequence = context.getSequence();
-  const pp: number[] = [];
-  const tg: number[] = [];
   type Tok = Parameters<typeof sequence.evaluateWithoutGeneratingNewTokens>[0][number];
-  for (let r = 0; r < RUNS + 1; r++) {
+  return async () => {
     await sequence.clearHistory();
     const t0 = performance.now();
     await sequence.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1) as Tok[]);
@@ -74,13 +71,8 @@ async function llamaCpp(path: string, prompt: number[]): Promise<{ pp: number; t
       if (++n >= DECODE) break;
     }
     const t3 = performance.now();
-    if (r === 0) continue;
-    pp.push(((PREFILL - 1) / (t1 - t0)) * 1000);
-    tg.push((DECODE / (t3 - t2)) * 1000);
-  }
-  await context.dispose();
-  await model.dispose();
-  return { pp: median(pp), tg: median(tg) };
+    return { pp: ((PREFILL - 1) / (t1 - t0)) * 1000, tg: (DECODE / (t3 - t2)) * 1000 };
+  };
 }
 
 function writeVariant(src: string, name: string, make: (bytes: Uint8Array) => { spec: Parameters<typeof ggufChunks>[0]; tensorData: (i: number) => Uint8Array }): string {
@@ -104,16 +96,31 @@ async function main() {
     ["stories-deep-16L Q4_0", writeVariant(deep, "deep-q4_0.gguf", (b) => quantizeModel(readGgufHeader(b), bytesSource(b), parseQuantType("q4_0")))],
     ["stories-deep-16L −4 layers (BI) F32", writeVariant(deep, "deep-12L.gguf", (b) => removeLayers(readGgufHeader(b), bytesSource(b), { layers: order.slice(0, 4) }))],
   ];
-  console.log(`generate bench: ${PREFILL}-token prompt, ${DECODE} greedy tokens, 1 thread each, median of ${RUNS} runs after a warm-up`);
+  console.log(`generate bench: ${PREFILL}-token prompt, ${DECODE} greedy tokens, 1 thread each, median of ${RUNS} rounds after a warm-up; ` +
+    `each round runs every model in both runtimes, one after the other, so the ratios compare figures taken seconds apart`);
+  const runners: { name: string; ours: Run; theirs: Run; runs: { ours: { pp: number; tg: number }[]; theirs: { pp: number; tg: number }[] } }[] = [];
+  for (const [name, path] of files) {
+    const prompt = promptTokens(Model.load(new Uint8Array(readFileSync(path))));
+    runners.push({ name, ours: edgeprune(path, prompt), theirs: await llamaCpp(path, prompt), runs: { ours: [], theirs: [] } });
+  }
+  for (let round = 0; round <= RUNS; round++) {
+    for (const r of runners) {
+      // alternate which runtime goes first; round 0 warms up (tier-up of the kernels) and is not counted
+      const first = round % 2 ? "theirs" : "ours", second = first === "ours" ? "theirs" : "ours";
+      const a = await r[first](), b = await r[second]();
+      if (round === 0) continue;
+      r.runs[first].push(a);
+      r.runs[second].push(b);
+    }
+  }
   console.log(`| model | edgeprune prefill tok/s | llama.cpp prefill tok/s | ratio | edgeprune decode tok/s | llama.cpp decode tok/s | ratio |`);
   console.log(`|---|---|---|---|---|---|---|`);
   const results: Record<string, { pp: number; tg: number }> = {};
-  for (const [name, path] of files) {
-    const prompt = promptTokens(Model.load(new Uint8Array(readFileSync(path))));
-    const ours = edgeprune(path, prompt);
-    const theirs = await llamaCpp(path, prompt);
-    results[name] = ours;
-    console.log(`| ${name} | ${ours.pp.toFixed(0)} | ${theirs.pp.toFixed(0)} | ${(ours.pp / theirs.pp).toFixed(2)} | ${ours.tg.toFixed(0)} | ${theirs.tg.toFixed(0)} | ${(ours.tg / theirs.tg).toFixed(2)} |`);
+  for (const r of runners) {
+    const ours = { pp: median(r.runs.ours.map((x) => x.pp)), tg: median(r.runs.ours.map((x) => x.tg)) };
+    const theirs = { pp: median(r.runs.theirs.map((x) => x.pp)), tg: median(r.runs.theirs.map((x) => x.tg)) };
+    results[r.name] = ours;
+    console.log(`| ${r.name} | ${ours.pp.toFixed(0)} | ${theirs.pp.toFixed(0)} | ${(ours.pp / theirs.pp).toFixed(2)} | ${ours.tg.toFixed(0)} | ${theirs.tg.toFixed(0)} | ${(ours.tg / theirs.tg).toFixed(2)} |`);
   }
   const dense = results["stories-deep-16L F32"].tg;
   const pruned = results["stories-deep-16L −4 layers (BI) F32"].tg;

@@ -48,11 +48,12 @@ function makeActivations(f: QuantFormat, n: number, t: number): number {
   return out;
 }
 
-function meanMs(b: Bench, name: string): number {
+/** the median latency of a task, in ms (a mean would let one preempted sample move the figure) */
+function medianMs(b: Bench, name: string): number {
   const task = b.getTask(name)!;
   const r = task.result;
   if (r.state !== "completed") throw new Error(`${name}: ${r.state}${"error" in r ? ` ${r.error}` : ""}`);
-  return r.latency.mean;
+  return r.latency.p50;
 }
 
 async function main(): Promise<void> {
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
   const b0 = new Bench({ time: 2000, warmupIterations: 2 });
   b0.add("sum_f32 512 MiB", () => { k.sum_f32(bw, bwBytes / 4); });
   await b0.run();
-  const bwGBs = bwBytes / (meanMs(b0, "sum_f32 512 MiB") * 1e6);
+  const bwGBs = bwBytes / (medianMs(b0, "sum_f32 512 MiB") * 1e6);
   say(`kernel build: ${BUILD}`);
   say(`streaming read (sum_f32 over 512 MiB): ${bwGBs.toFixed(1)} GB/s`);
   rt.release(bw);
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
     // one call per iteration: a call streams tens of MiB, far above tinybench's per-iteration overhead
     b.add(f.matmul!, () => { fn(out, x, ws[c], N, D, 1); c = (c + 1) % copies; });
     await b.run();
-    const ms = meanMs(b, f.matmul!);
+    const ms = medianMs(b, f.matmul!);
     const gbs = wb / (ms * 1e6);
     say(`${f.matmul!.padEnd(13)} ${ms.toFixed(3).padStart(7)}   ${gbs.toFixed(1).padStart(12)}   ${(100 * gbs / bwGBs).toFixed(0).padStart(10)}%   ${((2 * N * D) / (ms * 1e6)).toFixed(1).padStart(7)}`);
     rt.release(m);
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
     const b = new Bench({ time: 2000, warmupIterations: 2 });
     b.add(f.matmul!, () => { fn(out, x, w, N, D_MM, T_MM); });
     await b.run();
-    const ms = meanMs(b, f.matmul!);
+    const ms = medianMs(b, f.matmul!);
     say(`${f.matmul!.padEnd(13)} ${ms.toFixed(2).padStart(7)}   ${(wb / (ms * 1e6)).toFixed(1).padStart(12)}   ${((2 * N * D_MM * T_MM) / (ms * 1e6)).toFixed(1).padStart(7)}`);
     rt.release(m);
   }

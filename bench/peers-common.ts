@@ -13,12 +13,16 @@ export interface RunResult {
   decodeTokS: number;
   /** wall-clock of the whole run in ms */
   wallMs: number;
+  /** tokens the runtime says it evaluated as the prompt, and generated: the driver checks both are the protocol's */
+  promptTokens: number;
+  genTokens: number;
 }
 
 /** What a runner child prints as the last line of stdout. */
 export interface RunnerReport {
   runtime: string;
   model: string;
+  /** threads the runtime actually ran on (what it reports), not what was asked for */
   threads: number;
   runs: RunResult[];
   /** e.g. the kernel build, wllama's own timings next to the page's wall clock */

@@ -27,7 +27,7 @@ once(tokens.slice(0, 16), 8); // tier-up of every kernel on this shape
 const results: RunResult[] = [];
 for (let i = 0; i < runs; i++) {
   const { r, wallMs } = once(tokens, GEN_TOKENS);
-  results.push({ prefillTokS: (tokens.length / r.prefillMs) * 1000, decodeTokS: ((r.tokens.length - 1) / r.decodeMs) * 1000, wallMs });
+  results.push({ prefillTokS: (tokens.length / r.prefillMs) * 1000, decodeTokS: ((r.tokens.length - 1) / r.decodeMs) * 1000, wallMs, promptTokens: tokens.length, genTokens: r.tokens.length });
 }
 const c = model.config;
 const kvBytes = kvCacheBytes(c, ctx.contextSize); // the KV cache this run allocated

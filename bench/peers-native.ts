@@ -8,7 +8,16 @@ const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
 const [path, threadsArg, runsArg] = process.argv.slice(2);
 const threads = Number(threadsArg ?? 1), runs = Number(runsArg ?? 3);
 const { tokens } = benchPrompt(path);
-const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+// debug level only to catch the "loaded CPU backend from ..." line: which ggml CPU variant this CPU got
+let backend = "unknown";
+const llama = await getLlama({
+  gpu: false, build: "never", logLevel: LlamaLogLevel.debug,
+  logger: (level, message) => {
+    const m = /loaded CPU backend from \S*libggml-cpu-([\w-]+)\.so/.exec(message);
+    if (m) backend = m[1];
+    else if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) process.stderr.write(message);
+  },
+});
 const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
 const context = await model.createContext({ contextSize: PROMPT_TOKENS + GEN_TOKENS, batchSize: PROMPT_TOKENS, threads, flashAttention: false });
 const seq = context.getSequence();
@@ -22,12 +31,15 @@ async function once(prompt: number[], n: number): Promise<RunResult> {
     if (++i >= n) break;
   }
   const end = performance.now();
-  return { prefillTokS: (prompt.length / (first - t0)) * 1000, decodeTokS: ((n - 1) / (end - first)) * 1000, wallMs: end - t0 };
+  return { prefillTokS: (prompt.length / (first - t0)) * 1000, decodeTokS: ((i - 1) / (end - first)) * 1000, wallMs: end - t0, promptTokens: prompt.length, genTokens: i };
 }
 await once(tokens.slice(0, 16), 8);
 const results: RunResult[] = [];
 for (let i = 0; i < runs; i++) results.push(await once(tokens, GEN_TOKENS));
-printReport({ runtime: "llama.cpp native (node-llama-cpp 3.21.1)", model: path, threads, runs: results, peakRssBytes: process.resourceUsage().maxRSS * 1024 });
+printReport({
+  runtime: "llama.cpp native (node-llama-cpp 3.21.1)", model: path, threads: context.currentThreads, runs: results,
+  peakRssBytes: process.resourceUsage().maxRSS * 1024, notes: { cpuBackend: backend, threadsRequested: threads },
+});
 await context.dispose();
 await model.dispose();
 await llama.dispose();

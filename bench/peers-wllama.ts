@@ -35,9 +35,9 @@ window.runBench = async (o) => {
     const wall = performance.now() - t0;
     if (r > 0) out.push({ wall, timings: res.timings, n: res.usage?.completion_tokens });
   }
-  const multithread = w.isMultithread();
+  const multithread = w.isMultithread(), threadsUsed = w.getNumThreads();
   await w.exit();
-  return { runs: out, crossOriginIsolated: self.crossOriginIsolated, multithread };
+  return { runs: out, crossOriginIsolated: self.crossOriginIsolated, multithread, threadsUsed };
 };
 window.benchReady = true;
 </script>`;
@@ -88,15 +88,18 @@ try {
   const r = await page.evaluate((o) => (window as unknown as { runBench: (o: unknown) => Promise<unknown> }).runBench(o),
     { url: `http://127.0.0.1:${port}/model.gguf`, threads, runs, prompt: text, gen: GEN_TOKENS }) as {
       runs: { wall: number; timings?: { prompt_n: number; prompt_per_second: number; predicted_n: number; predicted_per_second: number; prompt_ms: number; predicted_ms: number }; n?: number }[];
-      crossOriginIsolated: boolean; multithread?: boolean;
+      crossOriginIsolated: boolean; multithread?: boolean; threadsUsed: number;
     };
   const results: RunResult[] = r.runs.map((x) => ({
     prefillTokS: x.timings?.prompt_per_second ?? NaN,
     decodeTokS: x.timings?.predicted_per_second ?? NaN,
     wallMs: x.wall,
+    // wllama takes text: its own counts say whether it saw the protocol's 128 prompt tokens and made 128
+    promptTokens: x.timings?.prompt_n ?? NaN,
+    genTokens: x.timings?.predicted_n ?? x.n ?? NaN,
   }));
   printReport({
-    runtime: "wllama 3.8.1 (Chromium)", model: modelPath, threads, runs: results,
+    runtime: "wllama 3.8.1 (Chromium)", model: modelPath, threads: r.multithread ? r.threadsUsed : 1, runs: results,
     notes: { crossOriginIsolated: r.crossOriginIsolated, multithread: r.multithread, timings: r.runs.map((x) => x.timings), completionTokens: r.runs.map((x) => x.n), pageErrors: errors },
   });
 } catch (e) {

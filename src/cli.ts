@@ -3,6 +3,7 @@
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
 import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
+import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerQualityCommands } from "./commands/quality.js";
 import { registerStudyCommands } from "./commands/study.js";
@@ -230,6 +231,7 @@ export function buildProgram(): Command {
   registerPruneCommands(program);
   registerStudyCommands(program);
   registerSynthCommand(program);
+  registerConvertCommand(program);
   program
     .command("serve")
     .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")

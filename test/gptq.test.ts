@@ -16,13 +16,13 @@ import { quantizeGptq, relativeError } from "../src/gptq/model.js";
 import { formatByName } from "../src/quant/formats.js";
 import { quantizeModel } from "../src/quant/quantize.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
-import { ggufChunks } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
 import { Model } from "../src/model/model.js";
 import { generate } from "../src/generate.js";
 import { tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { configFromGguf } from "../src/model/config.js";
-import { disposeOracle, llamaCppGreedy } from "./support/llamacpp.js";
+import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/llamacpp.js";
+import { assertDistributionsAgree, assertGreedyAgrees, ourTeacherForced } from "./support/compare.js";
+import { gptqFile, teacherSequence } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { assertClose, normal, rng } from "./support/util.js";
@@ -211,51 +211,41 @@ test("a dead input column (always zero) gets zero weight and does not break the 
   for (let r = 0; r < rows; r++) assert.is(g.dequantized[r * n + 5], 0);
 });
 
-/** Write a GPTQ file, run 64 greedy tokens in edgeprune and llama.cpp; identical, or a tie where they first diverge. */
-async function sameGreedyAsLlamaCpp(r: { spec: Parameters<typeof ggufChunks>[0]; tensorData: (i: number) => Uint8Array }, name: string): Promise<string> {
-  const path = join(tmp, name);
-  writeFileAtomic(path, ggufChunks(r.spec, r.tensorData));
+/**
+ * A GPTQ file (test/support/fixtures.ts gptqFile: 512 calibration tokens of the first 800 stories) against
+ * llama.cpp: teacher-forced probabilities within the file's measured bound, and 64 greedy tokens equal up to a tie.
+ */
+async function agreesWithLlamaCpp(path: string, key: keyof typeof TOL.VS_LLAMACPP): Promise<string> {
   const model = Model.load(new Uint8Array(readFileSync(path)));
+  const seq = teacherSequence(model.tokenizer);
+  const { bound } = TOL.VS_LLAMACPP[key];
+  const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(path, seq), bound, key);
   const PROMPT = [1, 403, 407, 261, 378];
   const ours = generate(model.createContext({ contextSize: 256 }), model.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;
   const ref = await llamaCppGreedy(path, PROMPT, 64);
-  for (let i = 0; i < ref.tokens.length; i++) {
-    if (ours[i] === ref.tokens[i]) continue;
-    const p = ref.probs[i];
-    const gap = Math.abs(p[ref.tokens[i]] - p[ours[i]]);
-    assert.ok(gap < TOL.TIE_PROB, `${name} step ${i}: we chose ${ours[i]}, llama.cpp ${ref.tokens[i]}; probabilities differ by ${gap}`);
-    return `diverged at step ${i} on a tie (gap ${gap.toExponential(2)})`;
-  }
-  return "identical";
+  return `max |p - p_llama.cpp| ${c.maxAbs.toExponential(2)} (bound ${bound}), argmax equal at ${c.decisive}/${c.positions} decisive positions; greedy ${assertGreedyAgrees(ours, ref.tokens, ref.probs, bound, key)}`;
 }
 
-test("stories-deep-16L GPTQ Q4_0: lower calibration error than RTN in every layer, and llama.cpp's greedy tokens equal ours (tie rule)", async () => {
-  const bytes = new Uint8Array(readFileSync(DEEP));
-  const file = readGgufHeader(bytes);
-  const config = configFromGguf(file, DEEP);
-  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 512, config.trainContext);
+test("stories-deep-16L GPTQ Q4_0: lower calibration error than RTN in every layer, and llama.cpp agrees with us on the file", async () => {
+  const config = configFromGguf(readGgufHeader(new Uint8Array(readFileSync(DEEP))), DEEP);
   const t0 = performance.now();
-  const r = quantizeGptq(file, bytesSource(bytes), cw.windows, Q4_0);
+  const { path, result: r } = gptqFile(tmp, DEEP, "Q4_0");
   const secs = (performance.now() - t0) / 1000;
   const g = relativeError(r.errors, "gptq"), e = relativeError(r.errors, "rtn");
   for (let l = 0; l < config.nLayers; l++) {
     const errs = r.errors.filter((x) => x.layer === l);
     assert.ok(relativeError(errs, "gptq") < relativeError(errs, "rtn"), `layer ${l}`);
   }
-  const how = await sameGreedyAsLlamaCpp(r, "deep-gptq-q4_0.gguf");
-  console.log(`    ${r.calibrated} matrices in ${secs.toFixed(1)} s on ${cw.tokens} tokens; error gptq ${g.toFixed(4)} vs rtn ${e.toFixed(4)}; greedy vs llama.cpp: ${how}`);
+  const how = await agreesWithLlamaCpp(path, "stories16L-gptq-q4_0");
+  console.log(`    ${r.calibrated} matrices in ${secs.toFixed(1)} s; error gptq ${g.toFixed(4)} vs rtn ${e.toFixed(4)}; vs llama.cpp: ${how}`);
 });
 
-test("stories260K GPTQ Q8_0 and Q4_1 (group 64 shared by two blocks, act-order) run in llama.cpp with our greedy tokens", async () => {
+test("stories260K GPTQ Q8_0 and Q4_1 (group 64 shared by two blocks, act-order): llama.cpp agrees with us on the files", async () => {
   const path = sharedPath("models/stories260K.gguf");
-  const bytes = new Uint8Array(readFileSync(path));
-  const file = readGgufHeader(bytes);
-  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 512, 512);
-  for (const [f, opts] of [[Q8_0, {}], [Q4_1, { group: 64, actOrder: true }]] as const) {
-    const r = quantizeGptq(file, bytesSource(bytes), cw.windows, f, opts);
-    const how = await sameGreedyAsLlamaCpp(r, `s260k-gptq-${f.name}.gguf`);
-    console.log(`    ${f.name} ${JSON.stringify(opts)}: ${how}`);
-  }
+  const q8 = gptqFile(tmp, path, "Q8_0").path;
+  console.log(`    Q8_0: ${await agreesWithLlamaCpp(q8, "stories260K-gptq-q8_0")}`);
+  const q41 = gptqFile(tmp, path, "Q4_1", { group: 64, actOrder: true }).path;
+  console.log(`    Q4_1 {group 64, act-order}: ${await agreesWithLlamaCpp(q41, "stories260K-gptq-q4_1-g64-act")}`);
 });
 
 test("sequential RTN (method rtn) writes exactly the bytes of the plain RTN quantizer", () => {

@@ -15,7 +15,10 @@ import { collectLayerStats, blockInfluence } from "../src/prune/stats.js";
 import { rankUnits, selectForRemoval } from "../src/prune/metrics.js";
 import { kendallTau } from "../src/prune/study.js";
 import { splitDocuments, tokenizeDocuments, tokenWindows } from "../src/data/documents.js";
-import { disposeOracle, llamaCppGreedy } from "./support/llamacpp.js";
+import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/llamacpp.js";
+import { assertDistributionsAgree, ourTeacherForced } from "./support/compare.js";
+import { teacherSequence } from "./support/fixtures.js";
+import { VS_LLAMACPP } from "./tolerances.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 
@@ -97,7 +100,7 @@ test("Kendall's tau-b", () => {
   assert.ok(Math.abs(kendallTau([1, 2, 3, 4], [1, 3, 2, 4]) - 2 / 3) < 1e-12);
 });
 
-test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp gives our greedy tokens", async () => {
+test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp agrees with us on the file", async () => {
   const out = join(tmp, "deep-12L.gguf");
   const r = runCli("prune", DEEP, "--remove", "4", "--calib", TEXT, "--tokens", "2048", "-o", out);
   assert.is(r.status, 0, r.stderr);
@@ -106,9 +109,13 @@ test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp gives o
   assert.ok(size < 0.8 * original, `${size} is not under 80% of ${original}`);
   const model = Model.load(new Uint8Array(readFileSync(out)));
   assert.is(model.config.nLayers, 12);
+  const { bound } = VS_LLAMACPP["stories16L-pruned-12L"];
+  const seq = teacherSequence(model.tokenizer);
+  const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(out, seq), bound, "12L");
   const ours = generate(model.createContext({ contextSize: 256 }), model.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;
   const ref = await llamaCppGreedy(out, PROMPT, 64);
   assert.equal(ours, ref.tokens);
+  console.log(`    12L: max |p - p_llama.cpp| ${c.maxAbs.toExponential(2)} (bound ${bound}); 64 greedy tokens identical`);
 });
 
 function assertCleanFailure(args: string[], pattern: RegExp, output: string) {

@@ -5,6 +5,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readGgufHeader } from "../src/gguf/reader.js";
 import { GgufTokenizer, tokenizerFromGguf } from "../src/tokenizer/index.js";
+import { preTokenizer } from "../src/tokenizer/pre.js";
+import { codepoints, fromCodepoints } from "../src/tokenizer/unicode.js";
 import { sharedPath } from "./support/paths.js";
 
 const SEP = "\n__ggml_vocab_test__\n";
@@ -163,6 +165,22 @@ test("WikiText-2 test split (1.3 MB): same ids as llama.cpp, in well under a few
     assert.ok(ms < 5000, `${tok.model}: encoding took ${ms.toFixed(0)} ms`);
     assert.is(tok.decode(ids, { cleanSpaces: false }), text);
   }
+});
+
+test("pre-tokenizers: smollm/starcoder split every digit, qwen2 single digits, llama3 runs of three", () => {
+  const pieces = (name: string, text: string) => {
+    const cpts = codepoints(text);
+    let offsets = [cpts.length];
+    for (const split of preTokenizer(name)!.split) offsets = split(cpts, offsets);
+    let s = 0;
+    return offsets.map((n) => { const p = fromCodepoints(cpts, s, s + n); s += n; return p; });
+  };
+  assert.equal(pieces("smollm", "v 2024 is\u0663x"), ["v", " ", "2", "0", "2", "4", " is", "\u0663", "x"]);
+  assert.equal(pieces("qwen2", "v 2024 is"), ["v", " ", "2", "0", "2", "4", " is"]);
+  assert.equal(pieces("llama-bpe", "v 2024 is"), ["v", " ", "202", "4", " is"]);
+  assert.is(preTokenizer("smollm")!.cleanSpaces, false);
+  assert.is(preTokenizer("llama-bpe")!.ignoreMerges, true);
+  assert.is(preTokenizer("no-such-pre"), undefined);
 });
 
 test("unsupported tokenizer model names the key", () => {

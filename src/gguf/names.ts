@@ -9,6 +9,11 @@ export const KEY = {
   quantizationVersion: "general.quantization_version",
   tokenizerModel: "tokenizer.ggml.model",
   chatTemplate: "tokenizer.chat_template",
+  type: "general.type",
+  sizeLabel: "general.size_label",
+  samplingTopK: "general.sampling.top_k",
+  samplingTopP: "general.sampling.top_p",
+  samplingTemp: "general.sampling.temp",
 } as const;
 
 /** Architecture-scoped hyperparameter keys, e.g. archKey("llama", "block_count") → "llama.block_count". */
@@ -24,6 +29,18 @@ export const ARCH_KEY = {
   ropeFreqBase: "rope.freq_base",
   ropeScalingType: "rope.scaling.type",
   vocabSize: "vocab_size",
+  keyLength: "attention.key_length",
+  valueLength: "attention.value_length",
+  slidingWindow: "attention.sliding_window",
+  ropeFreqBaseSwa: "rope.freq_base_swa",
+  ropeScalingFactor: "rope.scaling.factor",
+  ropeScalingOrigContext: "rope.scaling.original_context_length",
+  ropeScalingAttnFactor: "rope.scaling.attn_factor",
+  ropeScalingYarnExtFactor: "rope.scaling.yarn_ext_factor",
+  ropeScalingYarnAttnFactor: "rope.scaling.yarn_attn_factor",
+  ropeScalingYarnBetaFast: "rope.scaling.yarn_beta_fast",
+  ropeScalingYarnBetaSlow: "rope.scaling.yarn_beta_slow",
+  finalLogitSoftcapping: "final_logit_softcapping",
 } as const;
 
 export function archKey(arch: string, key: string): string {
@@ -44,6 +61,9 @@ export const TENSOR = {
   tokenEmbd: "token_embd.weight",
   outputNorm: "output_norm.weight",
   output: "output.weight",
+  ropeFreqs: "rope_freqs.weight",
+  ropeFactorsLong: "rope_factors_long.weight",
+  ropeFactorsShort: "rope_factors_short.weight",
 } as const;
 
 /** Per-layer tensors: blk.{i}.{suffix}. */

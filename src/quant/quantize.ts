@@ -8,9 +8,9 @@ import type { GgufWriteSpec } from "../gguf/writer.js";
 import { formatByName, FORMATS, type QuantFormat } from "./formats.js";
 
 /** llama.cpp's llama_ftype values for the file types we write (general.file_type). */
-const FILE_TYPE: Partial<Record<string, number>> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
+export const FILE_TYPE: Partial<Record<string, number>> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 /** ggml's quantization format version, written by llama.cpp next to quantized tensors. */
-const QUANTIZATION_VERSION = 2;
+export const QUANTIZATION_VERSION = 2;
 
 export interface TensorPlan {
   info: GgufTensorInfo;

@@ -5,27 +5,9 @@ import { metaStringArray } from "../gguf/metadata.js";
 import type { GgufKv } from "../gguf/types.js";
 import { PairHeap } from "./heap.js";
 import { normalizeStrings, TextIndex } from "./table.js";
-import { byteEncode, codepoints, fromCodepoints, splitGpt2, splitLlama3, splitNumberRuns, splitRegex, utf8Encoder } from "./unicode.js";
-import { GPT2_PRE, GPT2_PRE_NO_CLEAN, KEY, LLAMA3_PRE, Vocab } from "./vocab.js";
-
-type Splitter = (cpts: number[], offsets: number[]) => number[];
-
-/** The chain of splitters llama.cpp applies for a pre-tokenizer name (llm_tokenizer_bpe's regex_exprs). */
-function preTokenizer(pre: string): Splitter[] {
-  if (LLAMA3_PRE.has(pre)) return [splitLlama3];
-  if (GPT2_PRE.has(pre) || GPT2_PRE_NO_CLEAN.has(pre)) return [splitGpt2];
-  if (pre === "" || pre === "default") {
-    // llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT: four regexes, each refining the previous split.
-    // \p{P} comes from the JS engine's Unicode version, which may be newer than llama.cpp's 15.1.
-    return [
-      (c, o) => splitRegex(c, o, /[\p{P}$+<=>^~|]+/gu),
-      splitGpt2,
-      splitNumberRuns,
-      (c, o) => splitRegex(c, o, /[0-9][0-9][0-9]/gu),
-    ];
-  }
-  throw new Error(`unsupported pre-tokenizer "${pre}" in GGUF key "${KEY.pre}"`);
-}
+import { preTokenizer, type Splitter } from "./pre.js";
+import { byteEncode, codepoints, fromCodepoints, utf8Encoder } from "./unicode.js";
+import { KEY, Vocab } from "./vocab.js";
 
 const CACHE_LIMIT = 200_000;
 
@@ -48,7 +30,9 @@ export class BpeTokenizer {
         return true;
       },
     });
-    this.splitters = preTokenizer(vocab.pre);
+    const pre = preTokenizer(vocab.pre);
+    if (!pre) throw new Error(`unsupported pre-tokenizer "${vocab.pre}" in GGUF key "${KEY.pre}"`);
+    this.splitters = pre.split;
   }
 
   /** Tokenizes raw text (one fragment between special tokens) and appends ids to `out`. */

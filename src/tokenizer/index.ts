@@ -50,6 +50,14 @@ export interface Tokenizer {
 
 type Fragment = { token: number } | { text: string };
 
+interface TrieNode { rank: number; next?: Map<number, TrieNode> }
+interface SpecialTrie { root: Map<number, TrieNode>; order: number[] }
+
+/** C's isspace in the "C" locale (llama.cpp strips with it, byte by byte) */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
 const EMPTY = new Uint8Array(0);
 
 export class GgufTokenizer implements Tokenizer {
@@ -59,6 +67,8 @@ export class GgufTokenizer implements Tokenizer {
   /** token_to_piece results of the tokens seen so far (a generation touches few of the vocabulary) */
   private readonly pieces = new Map<number, Uint8Array>();
   private readonly decoder = new TextDecoder("utf-8", { ignoreBOM: true }); // a leading U+FEFF is text, not a BOM
+  private trieUser?: SpecialTrie;
+  private trieAll?: SpecialTrie;
 
   constructor(kv: Map<string, GgufKv>) {
     this.vocab = new Vocab(kv);
@@ -107,34 +117,89 @@ export class GgufTokenizer implements Tokenizer {
     return out;
   }
 
-  /** llama.cpp's tokenizer_st_partition: split out special-token texts, longest tokens first */
+  /**
+   * llama.cpp's tokenizer_st_partition: for each special token, longest first, split every remaining text fragment
+   * at the token's leftmost non-overlapping occurrences (dropping whitespace next to it for LSTRIP/RSTRIP tokens).
+   * Rather than rescanning the text once per special token (Gemma has 6415 of them), one pass over a trie finds every
+   * occurrence of every token; the tokens then claim their occurrences in llama.cpp's order, an occurrence counting
+   * only if none of its characters was claimed (or stripped) before, which is exactly what the repeated splitting does.
+   */
   private partition(text: string, parseSpecial: boolean): Fragment[] {
     const v = this.vocab;
-    let frags: Fragment[] = [{ text }];
-    for (const id of v.specialTokens) {
-      if (!parseSpecial && (v.attrs[id] & (Attr.Control | Attr.Unknown))) continue;
-      const needle = v.text(id);
-      let changed = false;
-      const next: Fragment[] = [];
-      for (const f of frags) {
-        if (!("text" in f) || !f.text.includes(needle)) {
-          next.push(f);
-          continue;
+    const trie = parseSpecial ? (this.trieAll ??= this.buildTrie(true)) : (this.trieUser ??= this.buildTrie(false));
+    if (trie.order.length === 0) return [{ text }];
+    const n = text.length;
+    // occurrences per token (by its rank in llama.cpp's order), ascending positions
+    const occ: number[][] = [];
+    let any = false;
+    for (let p = 0; p < n; p++) {
+      let node = trie.root.get(text.charCodeAt(p));
+      for (let q = p + 1; node; q++) {
+        if (node.rank >= 0) {
+          (occ[node.rank] ??= []).push(p);
+          any = true;
         }
-        changed = true;
-        let pos = 0;
-        for (;;) {
-          const m = f.text.indexOf(needle, pos);
-          if (m === -1) break;
-          if (m > pos) next.push({ text: f.text.slice(pos, m) });
-          next.push({ token: id });
-          pos = m + needle.length;
-        }
-        if (pos < f.text.length) next.push({ text: f.text.slice(pos) });
+        if (q >= n || !node.next) break;
+        node = node.next.get(text.charCodeAt(q));
       }
-      if (changed) frags = next;
+    }
+    if (!any) return [{ text }];
+    // 0: free text, 1: inside a special token, 2: whitespace stripped away by an LSTRIP/RSTRIP token
+    const state = new Uint8Array(n);
+    const tokenAt = new Int32Array(n).fill(-1);
+    for (let r = 0; r < trie.order.length; r++) {
+      const starts = occ[r];
+      if (!starts) continue;
+      const id = trie.order[r];
+      const len = v.tokens.get(id).length;
+      const attr = v.attrs[id];
+      for (const p of starts) {
+        let free = true;
+        for (let k = p; k < p + len; k++) if (state[k] !== 0) { free = false; break; }
+        if (!free) continue;
+        state.fill(1, p, p + len);
+        tokenAt[p] = id;
+        if (attr & Attr.Lstrip) for (let k = p - 1; k >= 0 && state[k] === 0 && isAsciiSpace(text.charCodeAt(k)); k--) state[k] = 2;
+        if (attr & Attr.Rstrip) for (let k = p + len; k < n && state[k] === 0 && isAsciiSpace(text.charCodeAt(k)); k++) state[k] = 2;
+      }
+    }
+    const frags: Fragment[] = [];
+    let runStart = -1;
+    for (let p = 0; p <= n; p++) {
+      const s = p < n ? state[p] : 1;
+      if (s === 0) {
+        if (runStart < 0) runStart = p;
+        continue;
+      }
+      if (runStart >= 0) {
+        frags.push({ text: text.slice(runStart, p) });
+        runStart = -1;
+      }
+      if (p < n && tokenAt[p] >= 0) frags.push({ token: tokenAt[p] });
     }
     return frags;
+  }
+
+  /** A trie over the UTF-16 units of the special tokens that partition() looks for, with each token's rank in order. */
+  private buildTrie(withControl: boolean): SpecialTrie {
+    const v = this.vocab;
+    const order = v.specialTokens.filter((id) => withControl || !(v.attrs[id] & (Attr.Control | Attr.Unknown)));
+    const root = new Map<number, TrieNode>();
+    order.forEach((id, rank) => {
+      const t = v.tokens.get(id);
+      if (t.length === 0) return;
+      let level = root;
+      let node: TrieNode | undefined;
+      for (let i = 0; i < t.length; i++) {
+        const c = t.charCodeAt(i);
+        node = level.get(c);
+        if (!node) level.set(c, (node = { rank: -1 }));
+        if (i + 1 < t.length) level = node.next ??= new Map();
+      }
+      // the same text twice cannot happen (duplicate tokens are refused); keep the first rank regardless
+      if (node!.rank < 0) node!.rank = rank;
+    });
+    return { root, order };
   }
 
   /** llama.cpp's token_to_piece with special = true (the cached piece) */

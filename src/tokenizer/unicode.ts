@@ -212,6 +212,18 @@ function asciiLower(c: number): number {
  * other codepoint to s/t/r/e/v/m/l/d).
  */
 export function splitLlama3(cpts: number[], offsets: number[]): number[] {
+  return splitLlama3Like(cpts, offsets, 3);
+}
+
+/**
+ * Qwen2 regex: the LLaMA-3 one with `\p{N}` for `\p{N}{1,3}` (every digit its own piece), as hand-coded in
+ * llama.cpp (unicode_regex_split_custom_qwen2).
+ */
+export function splitQwen2(cpts: number[], offsets: number[]): number[] {
+  return splitLlama3Like(cpts, offsets, 1);
+}
+
+function splitLlama3Like(cpts: number[], offsets: number[], maxDigits: number): number[] {
   const res: number[] = [];
   let start = 0;
   for (const len of offsets) {
@@ -255,11 +267,11 @@ export function splitLlama3(cpts: number[], offsets: number[]): number[] {
           continue;
         }
       }
-      // \p{N}{1,3}
+      // \p{N}{1,maxDigits}
       if (isNumber(flags)) {
         let i0 = pos;
         while (isNumber(getFlags(pos))) {
-          if (++pos - i0 >= 3) {
+          if (++pos - i0 >= maxDigits) {
             addToken(pos);
             i0 = pos;
           }
@@ -301,6 +313,25 @@ export function splitLlama3(cpts: number[], offsets: number[]): number[] {
       }
       addToken(++pos);
     }
+  }
+  return res;
+}
+
+/** Split each piece so that every number codepoint (llama.cpp's `\p{N}`) is a piece of its own. */
+export function splitDigits(cpts: number[], offsets: number[]): number[] {
+  const res: number[] = [];
+  let start = 0;
+  for (const len of offsets) {
+    const end = start + len;
+    let gap = start;
+    for (let p = start; p < end; p++) {
+      if ((cptFlags(cpts[p]) & FLAG_NUMBER) === 0) continue;
+      if (p > gap) res.push(p - gap);
+      res.push(1);
+      gap = p + 1;
+    }
+    if (end > gap) res.push(end - gap);
+    start = end;
   }
   return res;
 }

@@ -3,6 +3,7 @@
 // Not the tokenization algorithms themselves: see spm.ts and bpe.ts.
 import type { GgufKv, GgufStringArray } from "../gguf/types.js";
 import { metaBool, metaNumber, metaNumberArray, metaString, metaStringArray } from "../gguf/metadata.js";
+import { preTokenizer, preTokenizerNames } from "./pre.js";
 import { normalizeStrings, TextIndex } from "./table.js";
 
 type Kv = Map<string, GgufKv>;
@@ -15,7 +16,7 @@ export const enum TokenType {
 /** llama.cpp's llama_token_attr bits */
 export const enum Attr {
   Undefined = 0, Unknown = 1 << 0, Unused = 1 << 1, Normal = 1 << 2, Control = 1 << 3,
-  UserDefined = 1 << 4, Byte = 1 << 5,
+  UserDefined = 1 << 4, Byte = 1 << 5, Normalized = 1 << 6, Lstrip = 1 << 7, Rstrip = 1 << 8,
 }
 
 export const NULL_ID = -1;
@@ -57,7 +58,7 @@ export class Vocab {
   /** token texts as UTF-8 (shared with the GGUF metadata they were read from; JS strings only on demand) */
   readonly tokens: GgufStringArray;
   readonly scores: Float32Array;
-  readonly attrs: Uint8Array;
+  readonly attrs: Uint16Array;
   readonly tokenToId: TextIndex;
 
   bos = NULL_ID;
@@ -106,16 +107,13 @@ export class Vocab {
       this.cleanSpaces = true;
       this.addBos = false;
       this.addEos = false;
-      const pre = this.pre;
-      // pre-tokenizer flags (llama-vocab.cpp); the regexes themselves are chosen in bpe.ts
-      if (LLAMA3_PRE.has(pre)) {
-        this.ignoreMerges = true;
-        this.addBos = true;
-      } else if (pre === "" || pre === "default" || GPT2_PRE.has(pre) || GPT2_PRE_NO_CLEAN.has(pre)) {
-        if (GPT2_PRE_NO_CLEAN.has(pre)) this.cleanSpaces = false;
-      } else {
-        throw new Error(`unsupported pre-tokenizer "${pre}" in GGUF key "${KEY.pre}" for tokenizer model "gpt2" (supported: gpt-2 family, llama-bpe/llama3 family, default)`);
+      const pre = preTokenizer(this.pre);
+      if (!pre) {
+        throw new Error(`unsupported pre-tokenizer "${this.pre}" in GGUF key "${KEY.pre}" for tokenizer model "gpt2" (supported: ${preTokenizerNames().join(", ")})`);
       }
+      this.cleanSpaces = pre.cleanSpaces;
+      this.ignoreMerges = pre.ignoreMerges;
+      this.addBos = pre.addBos;
     }
     this.addSpacePrefix = metaBool(kv, KEY.addSpacePrefix, this.addSpacePrefix);
 
@@ -130,7 +128,7 @@ export class Vocab {
     } else {
       this.scores = new Float32Array(n);
     }
-    this.attrs = new Uint8Array(n).fill(Attr.Normal);
+    this.attrs = new Uint16Array(n).fill(Attr.Normal);
     if (kv.has(KEY.tokenType)) {
       const t = metaNumberArray(kv, KEY.tokenType);
       if (t.length < n) throw new Error(`GGUF key "${KEY.tokenType}" has ${t.length} entries, fewer than the ${n} tokens`);
@@ -181,6 +179,28 @@ export class Vocab {
     // llama.cpp uses an unstable std::sort by text length (descending); ties here go by id
     special.sort((a, b) => this.tokens.byteLength(b) - this.tokens.byteLength(a) || a - b);
     this.specialTokens = special;
+    this.setStripAttributes(kv);
+  }
+
+  /** llama.cpp's per-model token attributes (impl::load, "set attributes by model/tokenizer/architecture name") */
+  private setStripAttributes(kv: Kv): void {
+    const name = metaString(kv, "general.name", "").toLowerCase();
+    const arch = metaString(kv, "general.architecture", "");
+    const set = (text: string, attr: Attr, on: boolean) => {
+      const id = this.tokenToId.get(text);
+      // llama.cpp looks these up with token_to_id.at(), which throws: such a file does not load there
+      if (id === undefined) throw new Error(`general.name "${name}" makes llama.cpp set attributes on token "${text}", which the vocabulary lacks (llama.cpp refuses this file too)`);
+      this.attrs[id] = on ? this.attrs[id] | attr : this.attrs[id] & ~attr;
+    };
+    if (["jina-v2-de", "jina-v2-es", "jina-v2-code"].some((p) => this.pre.includes(p)) || ["nomic-bert-moe", "jina-bert-v3"].some((a) => arch.includes(a))) {
+      if (this.tokenToId.has("<mask>")) set("<mask>", Attr.Lstrip, true);
+    } else if (name.includes("phi-3") || name.includes("phi3")) {
+      for (const id of this.specialTokens) this.attrs[id] |= Attr.Rstrip;
+      set("</s>", Attr.Rstrip, true);
+      for (const t of ["<unk>", "<s>", "<|endoftext|>"]) set(t, Attr.Rstrip, false);
+    } else if (name.includes("modern-bert")) {
+      if (this.tokenToId.has("[MASK]")) set("[MASK]", Attr.Lstrip, true);
+    }
   }
 
   get size(): number {
@@ -261,14 +281,6 @@ export class Vocab {
 const EOG_TEXTS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
   "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
   "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~["];
-
-/** pre-tokenizer names llama.cpp maps to its LLAMA3 regex */
-export const LLAMA3_PRE = new Set(["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"]);
-/** pre-tokenizer names llama.cpp maps to the GPT-2 regex, with clean_spaces on */
-export const GPT2_PRE = new Set(["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-  "mellum", "modern-bert", "mpt", "olmo", "jais", "exaone4"]);
-/** pre-tokenizer names llama.cpp maps to the GPT-2 regex, with clean_spaces off */
-export const GPT2_PRE_NO_CLEAN = new Set(["trillion", "granite-docling"]);
 
 function typeToAttr(t: number): number {
   switch (t) {

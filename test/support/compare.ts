@@ -84,3 +84,26 @@ export function assertDistributionsAgree(ours: Float32Array[], theirs: Float32Ar
   }
   return c;
 }
+
+/**
+ * Free-running greedy tokens against llama.cpp's: equal until they first differ, and there llama.cpp's two
+ * candidates must be within 2 × bound of each other (a tie another backend may break either way); after that the
+ * texts legitimately differ. Returns how they compare, for the log.
+ */
+export function assertGreedyAgrees(ours: number[], theirs: number[], theirProbs: Float32Array[], bound: number, label: string): string {
+  for (let i = 0; i < theirs.length; i++) {
+    if (ours[i] === theirs[i]) continue;
+    const p = theirProbs[i];
+    const gap = Math.abs(p[theirs[i]] - p[ours[i]]);
+    if (!(gap <= 2 * bound)) throw new Error(`${label}: step ${i} we chose ${ours[i]}, llama.cpp ${theirs[i]}; its probabilities ${p[ours[i]]} vs ${p[theirs[i]]} differ by ${gap.toExponential(3)}, more than a tie (2 × ${bound})`);
+    return `diverged at step ${i} on a tie (gap ${gap.toExponential(2)})`;
+  }
+  return "identical";
+}
+
+/** The smallest top-2 gap of llama.cpp's distributions along a greedy run: how decisive every step was. */
+export function smallestTop2Gap(probs: Float32Array[]): number {
+  let g = Infinity;
+  for (const p of probs) g = Math.min(g, top2(p).gap);
+  return g;
+}

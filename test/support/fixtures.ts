@@ -8,7 +8,15 @@ import { ggufChunks } from "../../src/gguf/writer.js";
 import { writeFileAtomic } from "../../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../../src/quant/quantize.js";
 import { resolveShape, synthModel, type SynthType } from "../../src/commands/synth.js";
-import type { Tokenizer } from "../../src/tokenizer/index.js";
+import { tokenizerFromGguf, type Tokenizer } from "../../src/tokenizer/index.js";
+import { calibrationWindows } from "../../src/data/documents.js";
+import { quantizeGptq } from "../../src/gptq/model.js";
+import type { GptqModelOptions, GptqModelResult } from "../../src/gptq/model.js";
+import { formatByName } from "../../src/quant/formats.js";
+import { configFromGguf } from "../../src/model/config.js";
+import { Model } from "../../src/model/model.js";
+import { selectForRemoval } from "../../src/prune/metrics.js";
+import { removeLayers } from "../../src/prune/remove.js";
 import { sharedPath } from "./paths.js";
 
 export const STORIES_260K = () => sharedPath("models/stories260K.gguf");
@@ -51,6 +59,32 @@ export function synthFile(dir: string, type: SynthType, shape = KQUANT_SHAPE(), 
   return path;
 }
 
+export const STORIES_TEXT = () => sharedPath("data/tinystories/tinystories-validation-first1000.txt");
+
+/** GPTQ of a model on 512 calibration tokens of the first 800 stories (what gptq.test.ts runs), written to dir. */
+export function gptqFile(dir: string, model: string, type: "Q4_0" | "Q8_0" | "Q4_1", opts: GptqModelOptions = {}): { path: string; result: GptqModelResult } {
+  const bytes = new Uint8Array(readFileSync(model));
+  const file = readGgufHeader(bytes);
+  const config = configFromGguf(file, model);
+  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES_TEXT(), "utf8"), 512, Math.min(512, config.trainContext));
+  const result = quantizeGptq(file, bytesSource(bytes), cw.windows, formatByName(type)!, opts);
+  const path = join(dir, `${model.split("/").pop()!.replace(/\.gguf$/, "")}-gptq-${type}${opts.group ? `-g${opts.group}` : ""}${opts.actOrder ? "-act" : ""}.gguf`);
+  writeFileAtomic(path, ggufChunks(result.spec, result.tensorData));
+  return { path, result };
+}
+
+/** stories-deep-16L with the 4 layers of lowest Block Influence removed (2048 calibration tokens), written to dir. */
+export function prunedDeep(dir: string): { path: string; removed: number[] } {
+  const bytes = new Uint8Array(readFileSync(STORIES_16L()));
+  const model = Model.load(bytes);
+  const windows = calibrationWindows(model.tokenizer, readFileSync(STORIES_TEXT(), "utf8"), 2048, model.config.trainContext).windows;
+  const removed = selectForRemoval("bi", 4, { model, windows, granularity: "layer" }).map((u) => u.layer).sort((a, b) => a - b);
+  const { spec, tensorData } = removeLayers(readGgufHeader(bytes), bytesSource(bytes), { layers: removed });
+  const path = join(dir, "stories-deep-12L.gguf");
+  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  return { path, removed };
+}
+
 /** Every file the cross-backend comparisons cover, by the name tolerances.ts uses. */
 export function comparisonFiles(dir: string): Record<string, string> {
   return {
@@ -62,5 +96,9 @@ export function comparisonFiles(dir: string): Record<string, string> {
     "synth-q8_0": synthFile(dir, "q8_0", WIDE_VOCAB_SHAPE(), "wide"),
     "synth-q4_0": synthFile(dir, "q4_0", WIDE_VOCAB_SHAPE(), "wide"),
     "synth-f16": synthFile(dir, "f16", WIDE_VOCAB_SHAPE(), "wide"),
+    "stories16L-gptq-q4_0": gptqFile(dir, STORIES_16L(), "Q4_0").path,
+    "stories260K-gptq-q8_0": gptqFile(dir, STORIES_260K(), "Q8_0").path,
+    "stories260K-gptq-q4_1-g64-act": gptqFile(dir, STORIES_260K(), "Q4_1", { group: 64, actOrder: true }).path,
+    "stories16L-pruned-12L": prunedDeep(dir).path,
   };
 }

@@ -77,6 +77,7 @@ interface CachedContext {
 
 let llamaPromise: Promise<Llama> | undefined;
 let printed = false;
+let quietLevel: import("node-llama-cpp").LlamaLogLevel | undefined;
 const models = new Map<string, Promise<LlamaModel>>();
 const contexts = new Map<string, Promise<CachedContext>>();
 let queue: Promise<unknown> = Promise.resolve();
@@ -95,6 +96,7 @@ async function getLlamaInstance(): Promise<Llama> {
     // Quiet by default; EDGEPRUNE_ORACLE_LOG=debug shows llama.cpp's own log (e.g. which CPU backend .so loaded).
     const requested = process.env.EDGEPRUNE_ORACLE_LOG as keyof typeof LlamaLogLevel | undefined;
     const show = requested != null && requested in LlamaLogLevel ? LlamaLogLevel[requested] : LlamaLogLevel.error;
+    quietLevel = show;
     const order = [LlamaLogLevel.disabled, LlamaLogLevel.fatal, LlamaLogLevel.error, LlamaLogLevel.warn, LlamaLogLevel.info, LlamaLogLevel.log, LlamaLogLevel.debug];
     arrangeCpuBackend();
     // debug level so that the "loaded CPU backend from ..." line reaches us; only what was asked for is printed
@@ -106,10 +108,6 @@ async function getLlamaInstance(): Promise<Llama> {
         if (order.indexOf(level) <= order.indexOf(show)) console.error(`[llama.cpp] ${message.trimEnd()}`);
       },
     });
-    if (!printed) {
-      printed = true;
-      console.log(`    llama.cpp CPU backend: ${llamaCppBackend()}${process.env.EDGEPRUNE_LLAMA_CPU ? " (forced by EDGEPRUNE_LLAMA_CPU)" : ""}`);
-    }
     return llama;
   })();
   try {
@@ -120,11 +118,20 @@ async function getLlamaInstance(): Promise<Llama> {
   }
 }
 
-async function getModel(modelPath: string): Promise<LlamaModel> {
-  const key = path.resolve(modelPath);
+async function getModel(modelPath: string, vocabOnly = false): Promise<LlamaModel> {
+  const key = path.resolve(modelPath) + (vocabOnly ? "\0vocab" : "");
   let model = models.get(key);
   if (model == null) {
-    model = getLlamaInstance().then((llama) => llama.loadModel({ modelPath: key, gpuLayers: 0 }));
+    model = getLlamaInstance().then(async (llama) => {
+      const m = await llama.loadModel({ modelPath: path.resolve(modelPath), gpuLayers: 0, vocabOnly });
+      // the backend's log line arrives asynchronously; by the time a model has loaded it has
+      if (!printed) {
+        printed = true;
+        if (quietLevel) llama.logLevel = quietLevel; // the debug level was only for that line; some debug lines bypass the logger
+        console.log(`    llama.cpp CPU backend: ${llamaCppBackend()}${process.env.EDGEPRUNE_LLAMA_CPU ? " (forced by EDGEPRUNE_LLAMA_CPU)" : ""}`);
+      }
+      return m;
+    });
     models.set(key, model);
     model.catch(() => models.delete(key));
   }
@@ -265,10 +272,13 @@ export async function llamaCppNextTokenProbs(modelPath: string, tokens: number[]
   return serial(() => withFreshSequence(modelPath, opts, tokens.length, async (sequence) => (await step(sequence, tokens)).probs));
 }
 
-/** llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`. */
-export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean): Promise<number[]> {
+/**
+ * llama.cpp's tokenization of `text` (special-token text is not parsed), with the model's BOS prepended when `addBos`.
+ * `vocabOnly` loads just the vocabulary (a vocab-only GGUF, as `convert --vocab-only` writes).
+ */
+export async function llamaCppTokenize(modelPath: string, text: string, addBos: boolean, opts: { vocabOnly?: boolean } = {}): Promise<number[]> {
   return serial(async () => {
-    const model = await getModel(modelPath);
+    const model = await getModel(modelPath, opts.vocabOnly ?? false);
     const tokens = [...model.tokenize(text, false)];
     if (!addBos) return tokens;
     const bos = model.tokens.bos;
