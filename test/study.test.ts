@@ -53,8 +53,9 @@ test("study prune: every method at every k, random baseline, calibration ablatio
 
 test("study compose: every cell in both orders with and without healing, interaction as defined, RTN commutes with removal", () => {
   const out = join(tmp, "compose");
-  const r = cli("study", "compose", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "3", "--max-k", "1", "--tokens", "256", "--heal-tokens", "512",
-    "--window", "64", "--task", TASK, "--task-limit", "3", "--ablation", TEXT, WIKI, "--decode-rounds", "1", "--out", out);
+  const args = ["study", "compose", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "3", "--max-k", "1", "--tokens", "256", "--heal-tokens", "512",
+    "--window", "64", "--task", TASK, "--task-limit", "3", "--ablation", TEXT, WIKI, "--decode-rounds", "1", "--out", out];
+  const r = cli(...args);
   assert.is(r.status, 0, r.stderr);
   type Cell = { k: number; config: string; removal: string; order: string; removed: number[]; perplexity: number; kld: number; top1: number; fileBytes: number; decodeTokensPerSecond: number; pareto: boolean; interaction?: { perplexity: number; kld: number }; accuracy: { accMi: { value: number } } };
   const j = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8")) as { cells: Cell[]; pending: { config: string }[]; rankings: unknown[]; ablation: { tau: number[][]; cells: unknown[] } };
@@ -92,6 +93,16 @@ test("study compose: every cell in both orders with and without healing, interac
   for (const f of ["compose-study.svg", "compose-study-k.svg", "compose-study-kld.svg", "compose-study-accuracy.svg", "compose-study-ablation.svg"]) {
     assert.match(readFileSync(join(out, f), "utf8"), /^<svg/);
   }
+  // --resume measures nothing again and gives the same cells
+  const again = cli(...args, "--resume");
+  assert.is(again.status, 0, again.stderr);
+  assert.match(again.stderr, /resuming from .*compose-study\.json: 18 cells measured/);
+  assert.not.match(again.stderr, /measuring/);
+  const k = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8")) as { cells: Cell[] };
+  assert.equal(k.cells.map((c) => [c.config, c.k, c.removal, c.order, c.perplexity, c.kld]), j.cells.map((c) => [c.config, c.k, c.removal, c.order, c.perplexity, c.kld]));
+  const other = cli(...args.map((a) => (a === "--heal-tokens" ? a : a === "512" ? "1024" : a)), "--resume");
+  assert.is.not(other.status, 0);
+  assert.match(other.stderr, /was made with other settings/);
 });
 
 test("study: bad input is one line and a non-zero exit", () => {

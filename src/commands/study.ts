@@ -9,7 +9,7 @@ import { calibrationAblation, runPruneStudy, STUDY_METHOD_NOTES, STUDY_METHODS, 
 import { parseTasks, type ChoiceTask } from "../quality/choice.js";
 import type { TaskAccuracy } from "../studies/measure.js";
 import { lineChart, scatterChart, type Series } from "../report/svg.js";
-import { runComposeStudy, type ComposeCell, type ComposeResult } from "../studies/compose.js";
+import { runComposeStudy, type ComposeCell, type ComposeCheckpoint, type ComposeResult } from "../studies/compose.js";
 import { calibrationWindows, checkFile, evaluationDocuments, int } from "./common.js";
 import { PRUNE_DEFAULTS } from "./prune.js";
 
@@ -97,7 +97,7 @@ export function pruneStudyMarkdown(r: PruneStudyResult, meta: { model: string; c
 }
 
 /** The composition study as Markdown: every cell, then what the cells say (interaction, healing, order, rankings, calibration text). */
-export function composeStudyMarkdown(r: ComposeResult, meta: { model: string; command: string; seconds: number; calib: string; healTokens: number }): string {
+export function composeStudyMarkdown(r: ComposeResult, meta: { model: string; command: string; seconds: number; calib: string; healTokens: number; resumedCells?: number }): string {
   const mibs = (b: number) => (b / 2 ** 20).toFixed(2);
   const pct = (v: number) => (100 * v).toFixed(1);
   const sign = (v: number, d: number) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(d)}`;
@@ -105,7 +105,7 @@ export function composeStudyMarkdown(r: ComposeResult, meta: { model: string; co
   const name = path.basename(meta.model);
   L.push(`# Pruning × quantization × healing: ${name}`);
   L.push("");
-  L.push(`Made by \`${meta.command}\` in ${meta.seconds.toFixed(0)} s.`);
+  L.push(`Made by \`${meta.command}\` in ${meta.seconds.toFixed(0)} s${meta.resumedCells ? ` (this run; ${meta.resumedCells} cells came from an earlier run with the same settings)` : ""}.`);
   L.push("");
   L.push(`- **Removal**: k layers by Block Influence (ShortGPT), k = 0 … ${Math.max(...r.cells.map((c) => c.k))}; *BI+heal* also folds a least-squares map into the ffn_down before each run of removed layers (\`prune --heal lstsq\`, ReplaceMe), fitted on ${meta.healTokens} calibration tokens.`);
   L.push("- **Orders**: *prune→quantize*: BI and the heal fit on the dense F32 model, then the pruned (healed) model is quantized, GPTQ calibrated on it. *quantize→prune*: the whole model is quantized first; BI and the heal fit are computed on the quantized model, and the healed ffn_down is rounded to nearest again.");
@@ -368,7 +368,8 @@ export function registerStudyCommands(program: Command): Command {
     .option("--task-limit <n>", "score only the first n tasks", int("--task-limit"))
     .option("--ablation <files...>", "calibration texts to compare BI rankings and the resulting accuracy on")
     .option("--decode-rounds <n>", "interleaved decode-speed rounds", int("--decode-rounds"), 7)
-    .action((modelPath: string, o: { calib: string; eval: string; evalDocs: number; out: string; maxK?: number; window: number; tokens: number; healTokens: number; task?: string; taskLimit?: number; ablation?: string[]; decodeRounds: number }) => {
+    .option("--resume", "keep the cells a previous run with the same settings measured (its checkpoint, else its compose-study.json) and measure the rest")
+    .action((modelPath: string, o: { calib: string; eval: string; evalDocs: number; out: string; maxK?: number; window: number; tokens: number; healTokens: number; task?: string; taskLimit?: number; ablation?: string[]; decodeRounds: number; resume?: boolean }) => {
       checkFile(modelPath, "model");
       const bytes = new Uint8Array(fs.readFileSync(modelPath));
       const model = loadModelFile(modelPath);
@@ -381,17 +382,36 @@ export function registerStudyCommands(program: Command): Command {
       const tasks = readTasks(o.task, o.taskLimit);
       const ablation = (o.ablation ?? []).map((f) => ({ name: path.basename(f), windows: calibrationWindows(model, f, o) }));
       fs.mkdirSync(o.out, { recursive: true });
+      // what a checkpoint must have been made with to be reused
+      const settings = {
+        model: path.basename(modelPath), modelBytes: bytes.length, maxK: o.maxK ?? Math.floor(L / 2), calibTokens: calib.reduce((a, w) => a + w.length, 0),
+        healTokens: healCalib.reduce((a, w) => a + w.length, 0), evalTokens: evalDocs.reduce((a, d) => a + d.length, 0), tasks: tasks?.length ?? 0,
+        ablation: ablation.map((a) => a.name),
+      };
+      const checkpointPath = path.join(o.out, "compose-study.checkpoint.json");
+      let resume: ComposeCheckpoint | undefined;
+      if (o.resume) {
+        const from = [checkpointPath, path.join(o.out, "compose-study.json")].find((f) => fs.existsSync(f));
+        if (from) {
+          const saved = JSON.parse(fs.readFileSync(from, "utf8")) as ComposeCheckpoint & { settings?: unknown };
+          if (JSON.stringify(saved.settings) !== JSON.stringify(settings)) throw new Error(`${from} was made with other settings (${JSON.stringify(saved.settings)}); drop --resume or match them`);
+          resume = { cells: saved.cells, rankings: saved.rankings, ablation: (saved as { ablation?: { cells?: ComposeCheckpoint["ablation"] } }).ablation?.cells ?? saved.ablation };
+          process.stderr.write(`compose: resuming from ${from}: ${resume.cells.length} cells measured\n`);
+        }
+      }
       const t0 = performance.now();
       const result = runComposeStudy({
-        bytes, name: modelPath, calib, healCalib, evalDocs, tasks, ablation, maxK: o.maxK, decodeRounds: o.decodeRounds,
+        bytes, name: modelPath, calib, healCalib, evalDocs, tasks, ablation, maxK: o.maxK, decodeRounds: o.decodeRounds, resume,
+        onCheckpoint: (c) => writeTextFileAtomic(checkpointPath, JSON.stringify({ settings, ...c })),
         onProgress: (n) => process.stderr.write(`compose: ${n}\n`),
       });
       const seconds = (performance.now() - t0) / 1000;
       const command = `edgeprune study compose ${process.argv.slice(4).join(" ")}`.trim();
-      const md = composeStudyMarkdown(result, { model: modelPath, command, seconds, calib: o.calib, healTokens: healCalib.reduce((a, w) => a + w.length, 0) });
+      const md = composeStudyMarkdown(result, { model: modelPath, command, seconds, calib: o.calib, healTokens: settings.healTokens, resumedCells: resume?.cells.length ?? 0 });
       for (const [file, svg] of Object.entries(composeStudyCharts(result, modelPath))) writeTextFileAtomic(path.join(o.out, file), svg);
       writeTextFileAtomic(path.join(o.out, "compose-study.md"), md);
-      writeTextFileAtomic(path.join(o.out, "compose-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, task: o.task, seconds, ...result }, null, 2));
+      writeTextFileAtomic(path.join(o.out, "compose-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, task: o.task, seconds, settings, ...result }, null, 2));
+      fs.rmSync(checkpointPath, { force: true });
       process.stdout.write(md);
       process.stderr.write(`wrote ${o.out}/compose-study.{md,json} and its charts in ${seconds.toFixed(0)} s\n`);
     });

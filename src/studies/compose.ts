@@ -68,6 +68,20 @@ export interface ComposeCell extends Quality {
   heal?: Pick<HealedRun, "start" | "end" | "anchor" | "residualBefore" | "residualAfter" | "skipped">[];
 }
 
+/** A measured cell before the study-wide figures (interaction, Pareto front, decode speed) are known. */
+export type MeasuredCell = Omit<ComposeCell, "interaction" | "pareto" | "decodeTokensPerSecond">;
+
+/** What a run has measured so far: a later run with the same settings continues from it. */
+export interface ComposeCheckpoint {
+  cells: MeasuredCell[];
+  rankings: ComposeResult["rankings"];
+  ablation?: CalibrationAblation["cells"];
+}
+
+function cellKey(c: Pick<MeasuredCell, "k" | "config" | "removal" | "order">): string {
+  return `${c.k}|${c.config}|${c.k === 0 ? "" : `${c.removal}|${c.order}`}`;
+}
+
 export interface ComposeInput {
   /** the dense model's GGUF bytes (F32) */
   bytes: Uint8Array;
@@ -85,6 +99,10 @@ export interface ComposeInput {
   configs?: QuantConfig[];
   /** interleaved decode rounds (default 7) */
   decodeRounds?: number;
+  /** cells (and rankings, ablation cells) a previous run with the same settings measured */
+  resume?: ComposeCheckpoint;
+  /** called after every measurement with everything measured so far */
+  onCheckpoint?: (c: ComposeCheckpoint) => void;
   onProgress?: (note: string) => void;
 }
 
@@ -168,59 +186,54 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
   const denseScores = biScores(dense, input.calib);
   const denseOrder = orderByScore(denseScores);
 
-  type Raw = Omit<ComposeCell, "interaction" | "pareto" | "decodeTokensPerSecond"> & { shape: string };
-  const raw: Raw[] = [];
-  /** one file per (format, k) for the decode rounds: healing and order change values, not shapes or types */
-  const decodeFiles = new Map<string, Uint8Array>();
-  const measure = (bytes: Uint8Array, k: number, cfg: QuantConfig, removal: Removal, order: ComposeOrder, removed: number[], runs?: HealedRun[]) => {
+  const raw: MeasuredCell[] = [];
+  const previous = new Map((input.resume?.cells ?? []).map((c) => [cellKey(c), c]));
+  const rankings: ComposeResult["rankings"] = [...(input.resume?.rankings ?? [])];
+  const checkpoint = () => input.onCheckpoint?.({ cells: raw, rankings });
+  /** measure a cell, or take it from the checkpoint; `build` makes its file only when it has to be measured */
+  const cell = (k: number, cfg: QuantConfig, removal: Removal, order: ComposeOrder, removed: number[], build: () => { bytes: Uint8Array; runs?: HealedRun[] }) => {
+    const done = previous.get(cellKey({ k, config: cfg.name, removal, order }));
+    if (done) { raw.push(done); return; }
+    const { bytes, runs } = build();
     say(`${cfg.name}, k = ${k}, ${removal}, ${order}: measuring`);
     const model = Model.load(bytes, { name: `${cfg.name} −${k}` });
-    const q = measureQuality(model, ref, tasks);
-    const shape = `${cfg.format ?? "F32"}|${k}`;
-    if (!decodeFiles.has(shape)) decodeFiles.set(shape, bytes);
     raw.push({
-      k, config: cfg.name, removal, order, removed, fileBytes: bytes.length, shape, ...q,
+      k, config: cfg.name, removal, order, removed, fileBytes: bytes.length, ...measureQuality(model, ref, tasks),
       heal: runs?.map(({ start, end, anchor, residualBefore, residualAfter, skipped }) => ({ start, end, anchor, residualBefore, residualAfter, skipped })),
     });
+    checkpoint();
   };
 
-  // prune→quantize starts from the dense model's removals, shared by every configuration
-  const pruned = new Map<number, Uint8Array>();
-  const healed = new Map<number, { bytes: Uint8Array; runs: HealedRun[] }>();
-  for (let k = 1; k <= maxK; k++) {
-    const layers = denseOrder.slice(0, k);
-    pruned.set(k, prune(input.bytes, layers));
-    say(`dense, k = ${k}: healing`);
-    healed.set(k, pruneHeal(input.bytes, dense, layers, healCalib));
-  }
+  // prune→quantize starts from the dense model's removals, shared by every configuration (made when first needed)
+  const memo = <T>(f: (k: number) => T) => { const m = new Map<number, T>(); return (k: number) => { if (!m.has(k)) m.set(k, f(k)); return m.get(k)!; }; };
+  const pruned = memo((k) => prune(input.bytes, denseOrder.slice(0, k)));
+  const healed = memo((k) => { say(`dense, k = ${k}: healing`); return pruneHeal(input.bytes, dense, denseOrder.slice(0, k), healCalib); });
 
-  const rankings: ComposeResult["rankings"] = [];
   const pending: ComposeResult["pending"] = [];
   for (const cfg of configs) {
     if (cfg.pending) { pending.push({ config: cfg.name, reason: cfg.pending }); continue; }
-    say(`${cfg.name}: the whole model`);
-    const qFull = quantize(input.bytes, cfg, input.calib);
-    measure(qFull, 0, cfg, "BI", "prune→quantize", []);
-    const qModel = cfg.format ? Model.load(qFull, { name: cfg.name }) : dense;
-    const qScores = cfg.format ? biScores(qModel, input.calib) : denseScores;
-    const qOrder = orderByScore(qScores);
-    if (cfg.format) {
+    let qFull: Uint8Array | undefined;
+    const whole = () => { if (!qFull) { say(`${cfg.name}: the whole model`); qFull = quantize(input.bytes, cfg, input.calib); } return qFull; };
+    cell(0, cfg, "BI", "prune→quantize", [], () => ({ bytes: whole() }));
+    let qModel: Model | undefined;
+    const quantized = () => (qModel ??= cfg.format ? Model.load(whole(), { name: cfg.name }) : dense);
+    if (cfg.format && !rankings.some((r) => r.config === cfg.name)) {
+      const qScores = biScores(quantized(), input.calib);
+      const qOrder = orderByScore(qScores);
       let same = 0;
       while (same < L && qOrder[same] === denseOrder[same]) same++;
       rankings.push({ config: cfg.name, order: qOrder, tau: kendallTau(denseScores, qScores), sameFirst: same, bi: qScores });
+      checkpoint();
     }
+    const qOrder = cfg.format ? rankings.find((r) => r.config === cfg.name)!.order : denseOrder;
     for (let k = 1; k <= maxK; k++) {
       const layers = denseOrder.slice(0, k);
-      say(`${cfg.name}, k = ${k}: prune→quantize`);
-      measure(quantize(pruned.get(k)!, cfg, input.calib), k, cfg, "BI", "prune→quantize", layers);
-      const h = healed.get(k)!;
-      measure(quantize(h.bytes, cfg, input.calib), k, cfg, "BI+heal", "prune→quantize", layers, h.runs);
+      cell(k, cfg, "BI", "prune→quantize", layers, () => ({ bytes: quantize(pruned(k), cfg, input.calib) }));
+      cell(k, cfg, "BI+heal", "prune→quantize", layers, () => { const h = healed(k); return { bytes: quantize(h.bytes, cfg, input.calib), runs: h.runs }; });
       if (!cfg.format) continue;
       const qLayers = qOrder.slice(0, k);
-      say(`${cfg.name}, k = ${k}: quantize→prune`);
-      measure(prune(qFull, qLayers), k, cfg, "BI", "quantize→prune", qLayers);
-      const qh = pruneHeal(qFull, qModel, qLayers, healCalib);
-      measure(qh.bytes, k, cfg, "BI+heal", "quantize→prune", qLayers, qh.runs);
+      cell(k, cfg, "BI", "quantize→prune", qLayers, () => ({ bytes: prune(whole(), qLayers) }));
+      cell(k, cfg, "BI+heal", "quantize→prune", qLayers, () => pruneHeal(whole(), quantized(), qLayers, healCalib));
     }
   }
 
@@ -236,8 +249,7 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
       interaction = { perplexity: term((x) => x.perplexity), kld: term((x) => x.kld) };
       if (c.accuracy) interaction.accMi = term((x) => x.accuracy!.accMi.value);
     }
-    const { shape: _shape, ...rest } = c;
-    return { ...rest, decodeTokensPerSecond: 0, interaction, pareto: false };
+    return { ...c, decodeTokensPerSecond: 0, interaction, pareto: false };
   });
   for (const c of cells) {
     c.pareto = !cells.some((o) => o !== c && o.fileBytes <= c.fileBytes && o.perplexity <= c.perplexity && (o.fileBytes < c.fileBytes || o.perplexity < c.perplexity));
@@ -256,6 +268,7 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
     const memo = new Map<string, Quality>();
     // the F32 BI cells are already measured removals of the dense model
     for (const c of raw) if (c.config === f32 && c.removal === "BI") memo.set([...c.removed].sort((x, y) => x - y).join(","), c);
+    for (const c of input.resume?.ablation ?? []) memo.set([...c.removed].sort((x, y) => x - y).join(","), c.quality);
     const abl: CalibrationAblation["cells"] = [];
     for (let k = 1; k <= maxK; k++) {
       overlap.push({ k, pairs: sources.map((a) => sources.map((b) => a.order.slice(0, k).filter((l) => b.order.slice(0, k).includes(l)).length / k)) });
@@ -267,20 +280,35 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
           memo.set(key, measureQuality(dense, ref, tasks, { skipLayers: new Set(removed) }));
         }
         abl.push({ source: s.name, k, removed, quality: memo.get(key)! });
+        input.onCheckpoint?.({ cells: raw, rankings, ablation: abl });
       }
     }
     ablation = { sources, tau, overlap, cells: abl };
   }
 
-  // decode speed: every (format, k) file once per round, rounds interleaved so a busy spell slows them all alike
+  // decode speed: one file per (format, k), pruned by the dense BI order and rounded to nearest (healing, order and
+  // method change weights, not shapes or types), every file once per round, rounds interleaved so that a busy
+  // spell slows them all alike
   const rounds = input.decodeRounds ?? 7;
+  const shapes = new Map<string, Uint8Array>();
+  const rtnWhole = new Map<string, Uint8Array>();
+  for (const c of cells) {
+    const format = configs.find((x) => x.name === c.config)!.format;
+    const shape = `${format ?? "F32"}|${c.k}`;
+    if (shapes.has(shape)) continue;
+    let whole = input.bytes;
+    if (format) {
+      if (!rtnWhole.has(format)) rtnWhole.set(format, quantize(input.bytes, { name: format, format, method: "rtn" }, []));
+      whole = rtnWhole.get(format)!;
+    }
+    shapes.set(shape, prune(whole, denseOrder.slice(0, c.k)));
+  }
   const speeds = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {
     say(`decode speed: round ${r + 1} of ${rounds}`);
-    for (const [shape, bytes] of decodeFiles) {
-      const m = Model.load(bytes);
+    for (const [shape, bytes] of shapes) {
       const v = speeds.get(shape) ?? [];
-      v.push(decodeOnce(m, decodePrompt, decodeTokens));
+      v.push(decodeOnce(Model.load(bytes), decodePrompt, decodeTokens));
       speeds.set(shape, v);
     }
   }
@@ -294,6 +322,6 @@ export function runComposeStudy(input: ComposeInput): ComposeResult {
     nLayers: L, evalTokens: ref.tokens, evalDocuments: input.evalDocs.length,
     task: tasks?.length ? { tasks: tasks.length, chance: tasks.reduce((a, t) => a + 1 / t.endings.length, 0) / tasks.length } : undefined,
     denseOrder, rankings, cells, pending, ablation,
-    decode: { rounds, files: decodeFiles.size, promptTokens: decodePrompt.length, tokens: decodeTokens },
+    decode: { rounds, files: shapes.size, promptTokens: decodePrompt.length, tokens: decodeTokens },
   };
 }
