@@ -155,7 +155,7 @@ export function registerPruneCommands(program: Command): void {
           const span = r.start === r.end - 1 ? `layer ${r.start}` : `layers ${r.start}–${r.end - 1}`;
           process.stderr.write(r.skipped
             ? `heal: ${span} not healed: ${r.skipped}\n`
-            : `heal: ${span} folded into blk.${r.anchor}.ffn_down (original numbering): ‖XT − Y‖²/‖Y‖² = ${r.residualAfter.toFixed(4)} over ${r.tokens} tokens (without healing ${r.residualBefore.toFixed(4)})\n`);
+            : `heal: ${span} folded into blk.${r.anchor}.ffn_down (original numbering): ‖XT − Y‖²/‖Y‖² = ${r.residualAfter.toFixed(4)} over ${r.tokens} tokens (without healing ${r.residualBefore.toFixed(4)}); ‖XT‖²/‖Y‖² = ${r.energyAfter.toFixed(4)} (‖X‖²/‖Y‖² = ${r.energyBefore.toFixed(4)})\n`);
         }
         process.stderr.write(`removed ${units.map(unitName).join(", ")}${runs ? ", healed by lstsq" : ""}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
       } finally {

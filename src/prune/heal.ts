@@ -40,6 +40,9 @@ export interface HealedRun extends RemovalRun {
   residualBefore: number;
   /** ‖X·T − Y‖² / ‖Y‖² with the fitted T */
   residualAfter: number;
+  /** ‖X‖² / ‖Y‖² and ‖X·T‖² / ‖Y‖²: how much of the run's contribution the FFN output carries before and after */
+  energyBefore: number;
+  energyAfter: number;
   /** why this run was left as it is, when it was */
   skipped?: string;
 }
@@ -98,7 +101,7 @@ export function fitLstsq(model: Model, windows: number[][], removed: Iterable<nu
   const ridge = opts.ridge ?? HEAL_DEFAULTS.ridge;
   if (!(ridge >= 0 && Number.isFinite(ridge))) throw new Error(`--heal-ridge must be a number ≥ 0, got ${ridge}`);
   const first = opts.includeBos ? 0 : 1;
-  const runs: HealedRun[] = removalRuns(removed).map((r) => ({ ...r, tokens: 0, residualBefore: NaN, residualAfter: NaN }));
+  const runs: HealedRun[] = removalRuns(removed).map((r) => ({ ...r, tokens: 0, residualBefore: NaN, residualAfter: NaN, energyBefore: NaN, energyAfter: NaN }));
   for (const r of runs) {
     if (r.end > c.nLayers) throw new Error(`layer ${r.end - 1} is out of range: the model has layers 0..${c.nLayers - 1}`);
     if (r.anchor < 0) r.skipped = `layers ${r.start}–${r.end - 1} start at layer 0: no layer before them has an ffn_down to fold into`;
@@ -179,6 +182,8 @@ export function fitLstsq(model: Model, windows: number[][], removed: Iterable<nu
       }
       r.residualBefore = (trA - 2 * trB + trYY) / trYY;
       r.residualAfter = (quad - 2 * cross + trYY) / trYY;
+      r.energyBefore = trA / trYY;
+      r.energyAfter = quad / trYY;
       transforms.set(r.anchor, t);
     });
   } finally {
