@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { Model } from "../src/model/model.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../src/quant/quantize.js";
 import { removeLayers } from "../src/prune/remove.js";
 import { rankUnits } from "../src/prune/metrics.js";
@@ -79,7 +79,7 @@ function writeVariant(src: string, name: string, make: (bytes: Uint8Array) => { 
   const out = join(tmp, name);
   const bytes = new Uint8Array(readFileSync(src));
   const { spec, tensorData } = make(bytes);
-  writeFileAtomic(out, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(out, ggufChunks(spec, tensorData));
   return out;
 }
 

@@ -12,7 +12,7 @@ import { availableThreads } from "./threads/pool.js";
 import { generate } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import { KEY } from "./gguf/names.js";
-import { configFromGguf } from "./model/config.js";
+import { checkModelFile } from "./model/check.js";
 import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
 import { FileSource, writeFileAtomic } from "./node/files.js";
@@ -31,8 +31,14 @@ export const DEFAULTS = {
   tokens: 128,
   pplContext: 512,
   ...SAMPLER_DEFAULTS,
-  /** `serve`: bind address, port, contexts, queue bound, shutdown grace, warm-up requests, /v1/completions' default max_tokens */
-  serve: { host: "127.0.0.1", port: 8080, parallel: 1, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16, maxBodyBytes: 4 * 1024 * 1024 },
+  /**
+   * `serve`: bind address, port, contexts and their upper bound, queue bound, shutdown grace, warm-up requests,
+   * /v1/completions' default max_tokens, request body limit, and the chat template sandbox's deadline and heap
+   */
+  serve: {
+    host: "127.0.0.1", port: 8080, parallel: 1, maxParallel: 64, queue: 64, graceMs: 10_000, warmup: 256, completionTokens: 16,
+    maxBodyBytes: 4 * 1024 * 1024, templateMs: 500, templateHeapMb: 64,
+  },
 } as const;
 
 export function buildProgram(): Command {
@@ -60,9 +66,10 @@ export function buildProgram(): Command {
         types.set(t.format.name, e);
       }
       const arch = metaString(file.kv, KEY.architecture, "");
-      let config: ReturnType<typeof configFromGguf> | undefined;
+      let config: ReturnType<typeof checkModelFile> | undefined;
       let configError: string | undefined;
-      try { config = configFromGguf(file, model); } catch (e) { configError = (e as Error).message; }
+      // the loader's own checks: a file they refuse is described, with the reason, but not planned for
+      try { config = checkModelFile(file, model); } catch (e) { configError = (e as Error).message; }
       const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
       const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
       const info = {
@@ -155,7 +162,7 @@ export function buildProgram(): Command {
     .option("--act-order", "gptq: quantize columns by decreasing input energy (static groups)")
     .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp"), GPTQ_DEFAULTS.damp)
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
+    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
       checkFile(model, "model");
       const target = parseQuantType(o.type);
       const method = o.method as QuantMethod;
@@ -169,13 +176,13 @@ export function buildProgram(): Command {
       const src = new FileSource(model);
       try {
         const file = readGgufFileHeader(model);
-        const config = configFromGguf(file, model);
+        const config = checkModelFile(file, model);
         if (!o.calib) {
           const { spec, tensorData, plan } = quantizeModel(file, src, target);
           for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
           const bar = new ProgressBar("quantize", plan.length);
           const layout = layoutGguf(spec);
-          const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout));
+          const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout), { inputs: [model] });
           bar.done();
           const changed = plan.filter((p) => p.target !== p.info.format).length;
           process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
@@ -192,7 +199,7 @@ export function buildProgram(): Command {
         });
         bar.done();
         for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
-        const bytes = writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData));
+        const bytes = await writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData), { inputs: [model, o.calib] });
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
         const changed = r.plan.filter((p) => p.target !== p.info.format).length;
         console.log(errorTable(r.errors, method, config.nLayers));
@@ -236,7 +243,8 @@ export function buildProgram(): Command {
     .command("serve")
     .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
     .argument("<model>", "GGUF file")
-    .option("--host <addr>", "address to bind", DEFAULTS.serve.host)
+    .option("--host <addr>", "address to bind; on a non-loopback address any Host header is answered (docs/serving.md, Security)", DEFAULTS.serve.host)
+    .option("--cors <origins>", "comma-separated origins (e.g. http://localhost:3000) whose web pages may call the server, or *; default: none")
     .option("--port <n>", "port (0 picks a free one)", int("--port"), DEFAULTS.serve.port)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on every route but /health")
     .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
@@ -245,14 +253,16 @@ export function buildProgram(): Command {
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace"), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup"), DEFAULTS.serve.warmup)
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
+      const { parseCorsList } = await import("./server/policy.js");
+      const cors = o.cors !== undefined ? parseCorsList(o.cors) : undefined;
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
       (await import("./node/heap.js")).keepYoungGenerationSize();
       const { startServer } = await import("./server/server.js");
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
-        model, host: o.host, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
+        model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
         contextSize: o.ctx, graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {

@@ -3,11 +3,12 @@
 // src/node/, src/server/ and src/cli.ts, which this file does not import).
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
-import { Model, type LoadOptions } from "./model/model.js";
+import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { checkModelFile, nonFiniteTensors } from "./model/check.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
 export { perplexity, logSoftmaxAt, type PerplexityOptions, type PerplexityResult } from "./perplexity.js";
@@ -32,14 +33,71 @@ export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } fro
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
 
-/** Load a model from bytes, or fetch it from a URL (any runtime with fetch). */
-export async function loadModel(source: Uint8Array | ArrayBuffer | string | URL, opts: LoadOptions = {}): Promise<Model> {
-  if (source instanceof Uint8Array) return Model.load(source, opts);
-  if (source instanceof ArrayBuffer) return Model.load(new Uint8Array(source), opts);
+export interface ModelSourceOptions extends LoadOptions {
+  /** a URL's body may not be larger than this (default: WASM32_LIMIT, as no larger model fits in wasm memory) */
+  maxBytes?: number;
+}
+
+/**
+ * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), or fetch it from a URL
+ * (any runtime with fetch). A URL's body is read up to its Content-Length and never past `maxBytes`.
+ */
+export async function loadModel(source: ArrayBufferView | ArrayBuffer | string | URL, opts: ModelSourceOptions = {}): Promise<Model> {
+  if (ArrayBuffer.isView(source)) return Model.load(new Uint8Array(source.buffer, source.byteOffset, source.byteLength), opts);
+  if (source instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer)) {
+    return Model.load(new Uint8Array(source), opts);
+  }
+  if (typeof source !== "string" && !(source instanceof URL)) {
+    // never the value itself in the message: it may be megabytes of model
+    const kind = source === null ? "null" : Array.isArray(source) ? "an array" : typeof source === "object" ? `an object (${(source as object).constructor?.name ?? "no prototype"})` : `a ${typeof source}`;
+    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer) or a URL, got ${kind}`);
+  }
   const url = source.toString();
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
-  return Model.load(new Uint8Array(await res.arrayBuffer()), { name: url, ...opts });
+  const name = url.length > 200 ? `${url.slice(0, 200)}…` : url;
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new Error(`${name}: HTTP ${res.status} ${res.statusText}`);
+  return Model.load(await readBodyCapped(res, name, opts.maxBytes ?? WASM32_LIMIT), { name, ...opts });
+}
+
+/** A response body, refused past `max` bytes or past the Content-Length it announced (an endless body stops there). */
+async function readBodyCapped(res: Response, name: string, max: number): Promise<Uint8Array> {
+  const header = res.headers.get("content-length");
+  const announced = header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
+  if (announced !== undefined && announced > max) {
+    await res.body?.cancel();
+    throw new Error(`${name}: ${announced} bytes (Content-Length) is more than the ${max} loadModel accepts (maxBytes)`);
+  }
+  const limit = announced ?? max;
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  // one buffer when the size is known; otherwise chunks, joined once
+  const whole = announced !== undefined ? new Uint8Array(announced) : undefined;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (size + value.length > limit) {
+      await reader.cancel();
+      throw new Error(`${name}: the body is larger than ${announced !== undefined ? `its Content-Length, ${announced} bytes` : `${max} bytes (loadModel's maxBytes)`}; stopped reading`);
+    }
+    if (whole) whole.set(value, size);
+    else chunks.push(value);
+    size += value.length;
+  }
+  if (whole) {
+    if (size < announced!) throw new Error(`${name}: the body ended after ${size} of the ${announced} bytes its Content-Length announced`);
+    return whole;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
 }
 
 export interface StreamOptions extends Omit<GenerateOptions, "onToken">, ContextOptions {

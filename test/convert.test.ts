@@ -12,7 +12,7 @@ import { generate } from "../src/generate.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import type { GgufFile } from "../src/gguf/types.js";
 import { Model } from "../src/model/model.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { openHfModel } from "../src/node/hf.js";
 import { readRowsF32, readSafetensorsHeader } from "../src/safetensors/reader.js";
 import { CONFIGS, hfTensorShapes, makeRandomModelFolder, safetensorsBytes, type Family } from "./support/hf-folders.js";
@@ -27,7 +27,7 @@ async function convert(dir: string, out: string, type?: string): Promise<GgufFil
   const model = openHfModel(dir);
   try {
     const plan = await planConvert(model, { type });
-    writeFileAtomic(out, convertChunks(plan));
+    writeFileAtomicSync(out, convertChunks(plan));
   } finally {
     model.close();
   }

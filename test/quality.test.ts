@@ -12,7 +12,7 @@ import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
 import { removeLayers } from "../src/prune/remove.js";
 import { Model } from "../src/model/model.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { logSoftmaxAt } from "../src/perplexity.js";
 import { hellaswagPreprocess, parseTasks, scoreTasks } from "../src/quality/choice.js";
 import { KldAccumulator, logSoftmaxRow } from "../src/quality/kld.js";
@@ -122,7 +122,7 @@ test("kld of stories260K without layer 3 from the whole model equals the KLD of 
   const bytes = new Uint8Array(readFileSync(STORIES_260K()));
   const pruned = join(tmp, "260k-no3.gguf");
   const cut = removeLayers(readGgufHeader(bytes), bytesSource(bytes), { layers: [3] });
-  writeFileAtomic(pruned, ggufChunks(cut.spec, cut.tensorData));
+  writeFileAtomicSync(pruned, ggufChunks(cut.spec, cut.tensorData));
   const base = Model.load(bytes, { name: "whole" });
   const cand = Model.load(new Uint8Array(readFileSync(pruned)), { name: "pruned" });
   const window = teacherSequence(base.tokenizer, 64);
@@ -189,7 +189,7 @@ test("kld: bad input is one line, a non-zero exit and no file", () => {
   // a model with another vocabulary
   const other = join(tmp, "vocab600.gguf");
   const { spec, tensorData } = synthModel({ shape: resolveShape({ dim: 64, layers: 1, heads: 2, vocab: 600, ctx: 256 }), type: "f32", seed: 3 });
-  writeFileAtomic(other, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(other, ggufChunks(spec, tensorData));
   bad([STORIES_260K(), other, "-f", TEXT, "--ctx", "64"], /vocabulary of 512 tokens, the candidate .* 600/);
   bad([other, "--base", good], /distributions over 512 tokens, the candidate .* has 600/);
   const out = join(tmp, "never.kld");

@@ -25,8 +25,8 @@ export interface ServerProcess {
 }
 
 /** `edgeprune serve MODEL --port 0 ...args`, resolved once it listens and /health answers 200. */
-export async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", MODEL, "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+export async function serve(args: string[], env: NodeJS.ProcessEnv = {}, model = MODEL): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [CLI, "serve", model, "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   children.add(child);
   let err = "";
   child.stdout!.resume();
@@ -53,14 +53,22 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promis
   throw new Error(`server never became healthy:\n${err}`);
 }
 
-/** Run the CLI to completion; stdout, stderr and the exit code. Async, so in-process servers keep answering. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Run the CLI to completion; stdout, stderr and the exit code (-1 and the signal's name in `signal` if it was
+ * killed). Async, so in-process servers keep answering. With `timeoutMs`, a run still going then is killed.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs?: number): Promise<{ code: number; stdout: string; stderr: string; signal?: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   children.add(child);
   let stdout = "", stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on("close", (code) => { children.delete(child); resolve({ code: code ?? -1, stdout, stderr }); }));
+  const timer = timeoutMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), timeoutMs) : undefined;
+  return new Promise((resolve) => child.on("close", (code, signal) => {
+    clearTimeout(timer);
+    children.delete(child);
+    resolve({ code: code ?? -1, stdout, stderr, signal: signal ?? undefined });
+  }));
 }
 
 let model: Model | undefined;

@@ -5,7 +5,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import OpenAI from "openai";
 import { startServer } from "../src/server/server.js";
-import { chatFormatter, encodeChat, fallbackTranscript } from "../src/server/chat.js";
+import { chatFormatter, encodeChat, fallbackTranscript, renderTemplate } from "../src/server/chat.js";
+import { DEFAULTS } from "../src/cli.js";
 import { GgufType, type GgufFile } from "../src/gguf/types.js";
 import type { Tokenizer } from "../src/tokenizer/index.js";
 import { greedyText, localModel, metric, MODEL, runCli, serve, type ServerProcess } from "./server-support.js";
@@ -24,6 +25,7 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
 
 const PROMPT = "Once upon a time";
 const N = 48;
+const LIMITS = { timeoutMs: DEFAULTS.serve.templateMs, heapMb: DEFAULTS.serve.templateHeapMb };
 
 let main: ServerProcess;
 let client: OpenAI;
@@ -184,7 +186,7 @@ test("bounded queue: 429 past it; a client that disconnects cancels its generati
   // the first holds the only context; read one event so it is surely generating
   const reader = first.body!.getReader();
   await reader.read();
-  const second = fetch(`${s.url}/v1/completions`, { method: "POST", body: JSON.stringify({ ...long, stream: false }), signal: ac.signal }).catch((e) => e);
+  const second = fetch(`${s.url}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...long, stream: false }), signal: ac.signal }).catch((e) => e);
   await waitFor(async () => metric(await (await fetch(`${s.url}/metrics`)).text(), "edgeprune_queue_length") === 1);
   const third = await post(`${s.url}/v1/completions`, long);
   assert.is(third.status, 429);
@@ -203,7 +205,7 @@ test("bounded queue: 429 past it; a client that disconnects cancels its generati
   await s.kill();
 });
 
-test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja; BOS is never doubled", () => {
+test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja (in the sandbox); BOS is never doubled", async () => {
   // TinyLlama-1.1B-Chat-v1.0's (Zephyr-style) template
   const zephyr = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n" +
     "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n" +
@@ -211,11 +213,13 @@ test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja; B
   const file = { kv: new Map([["tokenizer.chat_template", { key: "tokenizer.chat_template", type: GgufType.STRING, value: zephyr }]]) } as unknown as GgufFile;
   const real = localModel().tokenizer;
   const tok = { ...real, bosId: 1, eosId: 2, vocabSize: real.vocabSize, tokenText: (id: number) => ["<unk>", "<s>", "</s>"][id] ?? real.tokenText(id) } as Tokenizer;
-  const f = chatFormatter(file, tok);
+  const f = await chatFormatter(file, tok, LIMITS);
   assert.is(f.kind, "template");
-  assert.is(f.render([{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]),
-    "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
-  const noTemplate = chatFormatter({ kv: new Map() } as unknown as GgufFile, tok);
+  const messages = [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }];
+  assert.is(await f.render(messages, 1000), "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+  assert.is(renderTemplate(zephyr, messages, tok), await f.render(messages, 1000), "sandboxed and in-process rendering agree");
+  f.close();
+  const noTemplate = await chatFormatter({ kv: new Map() } as unknown as GgufFile, tok, LIMITS);
   assert.is(noTemplate.kind, "fallback");
   const m = localModel().tokenizer;
   const withBos = encodeChat(m, `${m.tokenText(m.bosId)}user: hi`);

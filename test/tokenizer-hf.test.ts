@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { convertChunks, planConvert } from "../src/convert/convert.js";
 import { readGgufHeader } from "../src/gguf/reader.js";
-import { writeFileAtomic } from "../src/node/files.js";
+import { writeFileAtomicSync } from "../src/node/files.js";
 import { openHfModel } from "../src/node/hf.js";
 import { GgufTokenizer, tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { makeTokenizerFolder, type Family } from "./support/hf-folders.js";
@@ -28,7 +28,7 @@ async function vocabFor(family: Family): Promise<{ path: string; tok: GgufTokeni
   const path = join(tmp, `${family}.vocab.gguf`);
   try {
     const plan = await planConvert(model, { vocabOnly: true });
-    writeFileAtomic(path, convertChunks(plan));
+    writeFileAtomicSync(path, convertChunks(plan));
     const tok = tokenizerFromGguf(readGgufHeader(new Uint8Array(readFileSync(path)), path).kv);
     const v = { path, tok, pre: plan.vocab.pre, style: plan.vocab.style };
     vocabs.set(family, v);

@@ -2,7 +2,7 @@
 // streamed to a temp file and renamed into place. Parses arguments and reports; the work is src/convert/.
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { convertChunks, CONVERT_TYPES, planConvert } from "../convert/convert.js";
 import { writeFileAtomic } from "../node/files.js";
 import { openHfModel } from "../node/hf.js";
@@ -26,7 +26,8 @@ export function registerConvertCommand(program: Command): void {
         const plan = await planConvert(model, { type: o.type, vocabOnly: o.vocabOnly });
         for (const n of plan.notes) process.stderr.write(`note: ${n}\n`);
         const bar = new ProgressBar("convert", plan.tensors.length);
-        const bytes = writeFileAtomic(o.output, convertChunks(plan, (i, t) => bar.update(i + 1, t.name)));
+        const inputs = [...model.shards, ...["config.json", "tokenizer.json", "tokenizer_config.json"].map((f) => join(dir, f))];
+        const bytes = await writeFileAtomic(o.output, convertChunks(plan, (i, t) => bar.update(i + 1, t.name)), { inputs });
         bar.done();
         const types = new Map<string, number>();
         for (const t of plan.tensors) types.set(t.format.name, (types.get(t.format.name) ?? 0) + 1);

@@ -2,10 +2,11 @@
 // GGUF (temp file, then rename). Node-only; the work is done by src/prune/.
 import { Command, Option } from "commander";
 import { FileSource, writeFileAtomic, writeTextFileAtomic } from "../node/files.js";
+import { checkModelFile, nonFiniteTensors } from "../model/check.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { ProgressBar } from "../node/progress.js";
 import { ggufChunks } from "../gguf/writer.js";
-import { METRIC_DESCRIPTIONS, METRICS, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Unit } from "../prune/metrics.js";
+import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Ranking, type Unit } from "../prune/metrics.js";
 import { removeLayers } from "../prune/remove.js";
 import { HEAL_DEFAULTS, HEAL_METHODS, removeAndHeal, type HealedRun, type HealMethod } from "../prune/heal.js";
 import { barChart } from "../report/svg.js";
@@ -38,6 +39,18 @@ function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
     .option("--seed <n>", "seed for --metric random", int("--seed"), 0);
 }
 
+/** Scores that came out NaN or infinite, with the tensors of the file that hold NaN/Inf (if any) named. */
+function explainNonFinite(e: unknown, modelPath: string): unknown {
+  if (!(e instanceof NonFiniteScoresError)) return e;
+  const src = new FileSource(modelPath);
+  try {
+    const bad = nonFiniteTensors(readGgufFileHeader(modelPath), src);
+    return new Error(`${modelPath}: ${e.message}; ${bad.length ? `tensors holding NaN or Inf: ${bad.join(", ")}` : "every weight is finite, so the activations overflow"}`);
+  } finally {
+    src.close();
+  }
+}
+
 export function registerPruneCommands(program: Command): void {
   addScoringOptions(program
     .command("bi")
@@ -51,11 +64,18 @@ export function registerPruneCommands(program: Command): void {
       const model = loadModelFile(modelPath);
       const windows = calibrationWindows(model, o.calib, o);
       const bar = new ProgressBar(`scoring (${metric})`, 1);
-      const ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
-      bar.done();
-      const order = o.iterative
-        ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
-        : ranking.order;
+      let ranking: Ranking;
+      let order: Unit[];
+      try {
+        ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
+        order = o.iterative
+          ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
+          : ranking.order;
+      } catch (e) {
+        throw explainNonFinite(e, modelPath);
+      } finally {
+        bar.done();
+      }
       const rank = new Map(order.map((u, i) => [unitName(u), i + 1]));
       const rows = ranking.units.map((u, i) => ({
         unit: unitName(u), layer: u.layer, part: u.part, score: ranking.scores[i],
@@ -81,7 +101,7 @@ export function registerPruneCommands(program: Command): void {
       if (o.plot) {
         const svg = barChart(`${metric} per ${o.granularity === "layer" ? "layer" : "half-layer"}: ${modelPath.split("/").pop()}`, rows.map((r) => r.unit), rows.map((r) => r.score), o.granularity === "layer" ? "layer" : "layer.half", metric,
           o.granularity === "layer" ? undefined : rows.map((r) => (r.part === "attn" ? "attention" : "FFN")));
-        writeTextFileAtomic(o.plot, svg);
+        writeTextFileAtomic(o.plot, svg, { inputs: [modelPath, o.calib] });
         process.stderr.write(`wrote ${o.plot}\n`);
       }
     });
@@ -97,7 +117,7 @@ export function registerPruneCommands(program: Command): void {
     .addOption(new Option("--heal <method>", "repair each run of removed layers: lstsq folds a least-squares linear map into the ffn_down before it (ReplaceMe), fitted on --calib").choices([...HEAL_METHODS]).default("none"))
     .option("--heal-ridge <f>", "lstsq: ridge λ as a fraction of the mean of diag(XᵀX)", num("--heal-ridge"), HEAL_DEFAULTS.ridge)
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action((modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; heal: HealMethod; healRidge: number }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; heal: HealMethod; healRidge: number }) => {
       checkFile(modelPath, "model");
       const explicit = Boolean(o.layers || o.attention || o.ffn);
       if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
@@ -107,6 +127,8 @@ export function registerPruneCommands(program: Command): void {
         if (!(o.healRidge >= 0)) throw new Error(`--heal-ridge must be ≥ 0, got ${o.healRidge}`);
       }
       const header = readGgufFileHeader(modelPath);
+      // the loader's checks, also when no model is loaded (--layers): a corrupt block_count or head count is refused
+      checkModelFile(header, modelPath);
       let model: ReturnType<typeof loadModelFile> | undefined;
       let windows: number[][] | undefined;
       let units: Unit[];
@@ -124,8 +146,13 @@ export function registerPruneCommands(program: Command): void {
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
         windows = calibrationWindows(model, o.calib, o);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
-        units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
-        bar.done();
+        try {
+          units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
+        } catch (e) {
+          throw explainNonFinite(e, modelPath);
+        } finally {
+          bar.done();
+        }
       }
       const src = new FileSource(modelPath);
       try {
@@ -149,7 +176,7 @@ export function registerPruneCommands(program: Command): void {
         }
         const { spec, tensorData, nLayers } = cut;
         const bar = new ProgressBar("writing", spec.tensors.length);
-        const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }));
+        const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }), { inputs: [modelPath, ...(o.calib ? [o.calib] : [])] });
         bar.done();
         for (const r of runs ?? []) {
           const span = r.start === r.end - 1 ? `layer ${r.start}` : `layers ${r.start}–${r.end - 1}`;

@@ -48,7 +48,7 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
     .option("--save-base <file>", "write the base's distributions as a llama.cpp kl-divergence-base file")
     .option("--base <file>", "compare the candidate against a saved kl-divergence-base file (ours or llama-perplexity's)")
     .option("--json", "print the statistics as JSON (before the last line)")
-    .action((models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; json?: boolean }) => {
+    .action(async (models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; json?: boolean }) => {
       if (o.chunks !== undefined && !(o.chunks >= 1)) throw new Error(`--chunks must be at least 1, got ${o.chunks}`);
       for (const m of models) checkFile(m, "model");
       let result: KldRunResult;
@@ -78,9 +78,9 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
         if (o.saveBase) {
           const bar = new ProgressBar("base", total);
           let nll = 0, count = 0;
-          const bytes = writeFileAtomic(o.saveBase, kldBaseFile(base, tokens, {
+          const bytes = await writeFileAtomic(o.saveBase, kldBaseFile(base, tokens, {
             contextSize: ctxSize, maxChunks: o.chunks, onProgress: (d) => bar.update(d), onNll: (s, c) => { nll += s; count += c; },
-          }));
+          }), { inputs: [...models, o.file] });
           bar.done();
           process.stderr.write(`wrote ${o.saveBase}: ${total} windows of ${ctxSize} tokens, ${count} distributions over ${base.config.vocabSize} tokens (${(bytes / 2 ** 20).toFixed(2)} MiB)\n`);
           if (models.length === 1) {

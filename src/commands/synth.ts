@@ -309,14 +309,14 @@ export function registerSynthCommand(program: Command): void {
     .addOption(new Option("--type <t>", "weight type (q4_k_m: llama.cpp's Q4_K/Q6_K mix)").choices([...SYNTH_TYPES]).default("q4_0"))
     .option("--seed <n>", "random seed", int("--seed"), 1)
     .requiredOption("-o, --output <file>", "output GGUF")
-    .action((o: { shape?: string; dim?: number; layers?: number; heads?: number; kvHeads?: number; hidden?: number; vocab?: number; ctx?: number; type: SynthType; seed: number; output: string }) => {
+    .action(async (o: { shape?: string; dim?: number; layers?: number; heads?: number; kvHeads?: number; hidden?: number; vocab?: number; ctx?: number; type: SynthType; seed: number; output: string }) => {
       const shape = resolveShape(o);
       const name = `edgeprune-synth ${o.shape ?? "custom"} ${o.type}`;
       const { spec, tensorData, parameters } = synthModel({ shape, type: o.type, seed: o.seed, name });
       const layout = layoutGguf(spec);
       const bar = new ProgressBar(`synth ${(parameters / 1e6).toFixed(1)}M params`, spec.tensors.length);
       let done = 0;
-      const bytes = writeFileAtomic(o.output, ggufChunks(spec, (i) => { const b = tensorData(i); bar.update(++done); return b; }, layout));
+      const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { const b = tensorData(i); bar.update(++done); return b; }, layout));
       bar.done();
       console.log(`wrote ${o.output}: ${mib(bytes)}, ${parameters.toLocaleString("en-US")} parameters, dim ${shape.dim}, ${shape.nLayers} layers, heads ${shape.nHeads}/${shape.nKvHeads}, ffn ${shape.hiddenDim}, vocab ${shape.vocabSize}, ${o.type}`);
     });

@@ -3,7 +3,7 @@
 // written, so a tensor is never held whole (a few MiB of rows at a time). Portable: tensors come from ByteSources
 // (src/node/hf.ts opens the folder). Not the tokenizer metadata (vocab.ts) or the family facts (families.ts).
 import type { ByteSource } from "../gguf/reader.js";
-import { KEY } from "../gguf/names.js";
+import { ARCH_KEY, KEY, layersInTensorNames } from "../gguf/names.js";
 import { GgufType, type GgufKv } from "../gguf/types.js";
 import { layoutGguf, type GgufLayout, type GgufWriteSpec } from "../gguf/writer.js";
 import { formatByName, FORMATS, type QuantFormat } from "../quant/formats.js";
@@ -191,6 +191,13 @@ export async function planConvert(model: HfModel, opts: ConvertOptions = {}): Pr
   const params = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   if (params > 0) kv.str(KEY.sizeLabel, sizeLabel(params));
   family.hparams(ctx, kv);
+  // the loader's rule (config.ts), checked before writing: config.json's layer count must be the tensors' (a
+  // num_hidden_layers of 10^6 over a 2-layer checkpoint would otherwise make a file every loader refuses)
+  const blocks = kv.map.get(kv.a(ARCH_KEY.blockCount))?.value;
+  const present = layersInTensorNames(tensors.map((t) => t.name));
+  if (!opts.vocabOnly && blocks !== present) {
+    throw new Error(`${model.dir}: config.json says ${blocks} layers (num_hidden_layers), but the checkpoint has tensors for ${present}`);
+  }
   kv.u32(KEY.fileType, FILE_TYPE[target.name]!);
   kv.u32(KEY.quantizationVersion, QUANTIZATION_VERSION);
   // LlamaModel.set_vocab: add_prefix_space from tokenizer_config.json before the vocabulary

@@ -92,3 +92,13 @@ export function parseLayerTensorName(name: string): { layer: number; rest: strin
   const m = LAYER_RE.exec(name);
   return m ? { layer: Number(m[1]), rest: m[2] } : undefined;
 }
+
+/**
+ * How many layers the blk.N tensors among `names` are for: one more than the highest N (0 if none). Every layer
+ * keeps at least one tensor, so a block_count above this is a lie (checked at load and before convert writes).
+ */
+export function layersInTensorNames(names: Iterable<string>): number {
+  let max = -1;
+  for (const n of names) max = Math.max(max, parseLayerTensorName(n)?.layer ?? -1);
+  return max + 1;
+}

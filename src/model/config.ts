@@ -1,7 +1,7 @@
 // Hyperparameters of a LLaMA-family model read from GGUF metadata, with the one legend for dimension names.
 // Not weights (weights.ts) and not the forward pass (forward.ts).
 import { metaArray, metaCount, metaNumber, metaString } from "../gguf/metadata.js";
-import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, TENSOR } from "../gguf/names.js";
+import { ARCH_KEY, archKey, EDGEPRUNE_KEY, KEY, layersInTensorNames, TENSOR } from "../gguf/names.js";
 import { GgufFile, GgufType } from "../gguf/types.js";
 
 export interface LlamaConfig {
@@ -73,9 +73,11 @@ export function configFromGguf(file: GgufFile, fileName = "<model>"): LlamaConfi
   const rmsEps = wrap(() => metaNumber(kv, k(ARCH_KEY.rmsEps)));
   const ropeFreqBase = wrap(() => metaNumber(kv, k(ARCH_KEY.ropeFreqBase), 10000));
 
-  // every layer has at least its FFN or attention tensors: a count beyond that is corrupt, and must not make us
-  // plan (or loop over) billions of layers
-  if (nLayers < 1 || nLayers > file.tensors.length) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers} does not fit a file with ${file.tensors.length} tensors`);
+  // every layer has at least its FFN or attention tensors, so the count is bounded by the blk.N tensors present:
+  // a corrupt count must not make us plan (or loop over) millions of layers
+  const layersPresent = layersInTensorNames(file.tensors.map((t) => t.name));
+  if (nLayers < 1 || nLayers > layersPresent) fail(`${k(ARCH_KEY.blockCount)} = ${nLayers}, but the file has tensors for ${layersPresent} layer${layersPresent === 1 ? "" : "s"}${layersPresent > 0 ? ` (blk.0 to blk.${layersPresent - 1})` : ""}`);
+  if (nLayers < layersPresent) fail(`tensor blk.${layersPresent - 1}.* names a layer past ${k(ARCH_KEY.blockCount)} = ${nLayers}`);
   if (dim < 1 || nHeads < 1 || dim % nHeads !== 0) fail(`${k(ARCH_KEY.embeddingLength)} = ${dim} must be a positive multiple of ${k(ARCH_KEY.headCount)} = ${nHeads}`);
   if (nKvHeads < 1 || nHeads % nKvHeads !== 0) fail(`${k(ARCH_KEY.headCount)} = ${nHeads} must be a multiple of ${k(ARCH_KEY.headCountKv)} = ${nKvHeads}`);
   if (hiddenDim < 1) fail(`${k(ARCH_KEY.feedForwardLength)} must be positive`);

@@ -5,9 +5,10 @@ import type { GgufFile } from "../gguf/types.js";
 import { tokenizerFromGguf, type Tokenizer } from "../tokenizer/index.js";
 import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
-import { configFromGguf, type LlamaConfig } from "./config.js";
+import { checkModelFile } from "./check.js";
+import type { LlamaConfig } from "./config.js";
 import { Context, contextBytes, type ContextOptions } from "./forward.js";
-import { checkTensors, loadWeights, weightBytes, type Weights } from "./weights.js";
+import { loadWeights, weightBytes, type Weights } from "./weights.js";
 
 /** wasm32 can address 4 GiB; we refuse before loading rather than failing halfway. */
 export const WASM32_LIMIT = 4 * 1024 ** 3;
@@ -58,8 +59,7 @@ export class Model {
     const src = source instanceof Uint8Array ? bytesSource(source) : source;
     const name = opts.name ?? "<model>";
     const file = readGgufHeader(src, name);
-    const config = configFromGguf(file, name);
-    checkTensors(file, config, name);
+    const config = checkModelFile(file, name);
     let tokenizer: Tokenizer;
     try {
       tokenizer = tokenizerFromGguf(file.kv);

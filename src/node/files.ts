@@ -1,5 +1,7 @@
 // Node-only file-system helpers: a ByteSource over a file descriptor, and atomic writes (temp file, then
-// rename) so that a failed run never leaves a half-written output. Not part of the portable core.
+// rename) so that a failed or interrupted run never leaves a half-written output or a stray temp file, and never
+// replaces a device, a directory or its own input. Not part of the portable core.
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ByteSource } from "../gguf/reader.js";
@@ -45,14 +47,152 @@ export class FileSource implements ByteSource {
   }
 }
 
+export interface WriteOptions {
+  /**
+   * Files the output must not replace: the command's inputs. Compared by device and inode, so another name for the
+   * same file (a relative path, a hard link, a symbolic link) is refused too.
+   */
+  inputs?: readonly string[];
+}
+
+/** The temp-file suffix: a file ending in it, named after a process that no longer runs, is a leftover of ours. */
+const TEMP_SUFFIX = ".edgeprune-tmp";
+/** Temp files being written now, removed if SIGINT or SIGTERM arrives first. */
+const active = new Set<string>();
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+function onSignal(signal: NodeJS.Signals): void {
+  for (const tmp of active) fs.rmSync(tmp, { force: true });
+  active.clear();
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+  // with our listener gone the signal's default action applies again (or the program's own handler runs)
+  process.kill(process.pid, signal);
+}
+
+function track(tmp: string): void {
+  if (active.size === 0) for (const s of SIGNALS) process.on(s, onSignal);
+  active.add(tmp);
+}
+
+function untrack(tmp: string): void {
+  active.delete(tmp);
+  if (active.size === 0) for (const s of SIGNALS) process.removeListener(s, onSignal);
+}
+
+function describe(st: fs.Stats): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isCharacterDevice() || st.isBlockDevice()) return "a device";
+  if (st.isFIFO()) return "a FIFO (named pipe)";
+  if (st.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+function statOrUndefined(p: string, follow: boolean): fs.Stats | undefined {
+  try {
+    return follow ? fs.statSync(p) : fs.lstatSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`${p}: cannot inspect (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
 /**
- * Write chunks to `target` through a temp file in the same directory, renamed into place only when every
- * chunk is written and flushed. On any error the temp file is removed and the target is untouched.
+ * Where the output really goes (a symbolic link's target: the link stays a link) and its temp file, after refusing
+ * targets that are not regular files or are one of the inputs, and removing temp files left by killed runs.
  */
-export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array>): number {
-  const dir = path.dirname(path.resolve(target));
+function prepare(target: string, o: WriteOptions): { final: string; tmp: string } {
+  let final = path.resolve(target);
+  const link = statOrUndefined(final, false);
+  if (link?.isSymbolicLink()) {
+    try {
+      final = fs.realpathSync(final);
+    } catch {
+      throw new Error(`${target}: is a symbolic link to a file that does not exist; refusing to replace it`);
+    }
+  }
+  const st = statOrUndefined(final, true);
+  if (st && !st.isFile()) throw new Error(`${target}: is ${describe(st)}; edgeprune writes only regular files and will not replace it`);
+  if (st) {
+    for (const input of o.inputs ?? []) {
+      const is = statOrUndefined(input, true);
+      if (is && is.dev === st.dev && is.ino === st.ino) throw new Error(`${target}: is the input ${input} (the same file); write the output to another path`);
+    }
+  }
+  const dir = path.dirname(final);
   if (!fs.existsSync(dir)) throw new Error(`${target}: directory ${dir} does not exist`);
-  const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${Date.now()}.tmp`);
+  const base = path.basename(final);
+  removeStaleTemps(dir, base);
+  return { final, tmp: path.join(dir, `.${base}.${process.pid}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`) };
+}
+
+/**
+ * Temp files for `base` whose writer is gone (SIGKILL, a power cut): `.BASE.PID.HEX.edgeprune-tmp` and the older
+ * `.BASE.PID.MILLIS.tmp`, when no process PID runs. A PID that a live process has reused is left alone.
+ */
+function removeStaleTemps(dir: string, base: string): void {
+  const escaped = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const re = new RegExp(`^\\.${escaped}\\.(\\d+)\\.(?:[0-9a-f]{12}\\.edgeprune-tmp|\\d{13}\\.tmp)$`);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = re.exec(name);
+    if (!m || Number(m[1]) === process.pid || processRuns(Number(m[1]))) continue;
+    const p = path.join(dir, name);
+    if (statOrUndefined(p, false)?.isFile()) fs.rmSync(p, { force: true });
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Write chunks to `target` through a temp file in the same directory, renamed into place only when every chunk is
+ * written and flushed. On any error the temp file is removed and the target is untouched; on SIGINT or SIGTERM the
+ * temp file is removed before the signal takes effect (the writes are asynchronous, so the handler gets to run).
+ * Refuses targets that are not regular files (devices, directories, FIFOs) and targets that are one of `inputs`.
+ */
+export async function writeFileAtomic(target: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<number> {
+  const { final, tmp } = prepare(target, o);
+  let fh: fs.promises.FileHandle | undefined;
+  let written = 0;
+  track(tmp);
+  try {
+    fh = await fs.promises.open(tmp, "wx");
+    for await (const c of chunks) {
+      let off = 0;
+      while (off < c.length) off += (await fh.write(c, off, c.length - off)).bytesWritten;
+      written += c.length;
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    fs.renameSync(tmp, final);
+    return written;
+  } catch (e) {
+    if (fh !== undefined) await fh.close().catch(() => {});
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    untrack(tmp);
+  }
+}
+
+/**
+ * writeFileAtomic, synchronously: for small outputs (reports, test fixtures). A signal cannot interrupt synchronous
+ * code, so a run killed during the write leaves its temp file; the next write to the same target removes it.
+ */
+export function writeFileAtomicSync(target: string, chunks: Iterable<Uint8Array>, o: WriteOptions = {}): number {
+  const { final, tmp } = prepare(target, o);
   let fd: number | undefined;
   let written = 0;
   try {
@@ -65,7 +205,7 @@ export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array>): n
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
-    fs.renameSync(tmp, target);
+    fs.renameSync(tmp, final);
     return written;
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
@@ -74,7 +214,7 @@ export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array>): n
   }
 }
 
-/** writeFileAtomic for a text (UTF-8). */
-export function writeTextFileAtomic(target: string, text: string): number {
-  return writeFileAtomic(target, [new TextEncoder().encode(text)]);
+/** writeFileAtomicSync for a text (UTF-8). */
+export function writeTextFileAtomic(target: string, text: string, o: WriteOptions = {}): number {
+  return writeFileAtomicSync(target, [new TextEncoder().encode(text)], o);
 }

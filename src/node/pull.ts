@@ -1,11 +1,13 @@
 // `edgeprune pull`: fetch a GGUF named in models/manifest.json (or given by URL) into the cache directory,
-// resuming a `.part` file with an HTTP Range request and moving it into place only once its sha256 matches.
+// resuming a `.part` file with an HTTP Range request (only from the same upstream version), never past the
+// expected size, and moving it into place only once its sha256 matches.
 // Node-only. Not a model loader and not a registry client: the manifest is the whole catalogue.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { WASM32_LIMIT } from "../model/model.js";
 
 export interface ManifestEntry {
   name: string;
@@ -106,7 +108,7 @@ function joinMirror(mirror: string, file: string): string {
   return pathToFileURL(path.join(dir, file)).href;
 }
 
-/** Download (or resume) `spec` into the cache and verify it. */
+/** Download (or resume) `spec` into the cache and verify it. Nothing is ever left at the final path on failure. */
 export async function pull(spec: string, o: PullOptions = {}): Promise<PullResult> {
   const log = o.log ?? (() => {});
   const t = resolveTarget(spec, o);
@@ -128,78 +130,239 @@ export async function pull(spec: string, o: PullOptions = {}): Promise<PullResul
     fs.rmSync(final);
   }
 
-  let offset = fs.existsSync(part) ? fs.statSync(part).size : 0;
-  if (t.bytes !== null && offset > t.bytes) { fs.rmSync(part); offset = 0; }
-  const resumedFrom = offset;
-  if (!(t.bytes !== null && offset === t.bytes)) offset = await fetchInto(t.from, part, offset, t.bytes, o.onProgress, log);
+  const d = new Download(t, part, o.onProgress, log);
+  const resumedFrom = await d.run();
 
   const size = fs.statSync(part).size;
   const got = await hashFile(part);
   if (t.sha256 && got !== t.sha256) {
-    fs.rmSync(part, { force: true });
+    d.discard();
     throw new Error(`sha256 mismatch for ${t.file} from ${t.from}: expected ${t.sha256}, got ${got} (${size} bytes); the download was deleted`);
   }
   if (t.bytes !== null && size !== t.bytes) {
-    fs.rmSync(part, { force: true });
+    d.discard();
     throw new Error(`${t.file} from ${t.from} has ${size} bytes, expected ${t.bytes}; the download was deleted`);
   }
   fs.renameSync(part, final);
+  d.forgetSource();
   return { path: final, bytes: size, sha256: got, verified: t.sha256 !== null, cached: false, resumedFrom };
 }
 
-/** Append the bytes after `offset` to `part`; returns the new size. An interrupted transfer keeps what arrived. */
-async function fetchInto(from: string, part: string, offset: number, expected: number | null, onProgress: PullOptions["onProgress"], log: (l: string) => void): Promise<number> {
-  let body: AsyncIterable<Uint8Array>;
-  let total = expected ?? 0;
-  if (from.startsWith("file:")) {
-    const p = fileURLToPath(from);
-    if (!fs.existsSync(p)) throw new Error(`${p} does not exist (EDGEPRUNE_MIRROR)`);
-    total = fs.statSync(p).size;
-    if (offset > total) offset = 0;
-    body = fs.createReadStream(p, { start: offset });
-  } else {
-    const res = await fetch(from, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, redirect: "follow" });
-    if (res.status === 416 && offset > 0) {
-      // nothing after our offset: the part file is already whole (the hash check decides)
-      await res.body?.cancel();
-      return offset;
-    }
-    if (res.status === 206) {
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("content-range") ?? "");
-      if (!m || Number(m[1]) !== offset) {
-        await res.body?.cancel();
-        throw new Error(`${from}: the server answered the range request with "${res.headers.get("content-range")}"; delete ${part} and retry`);
-      }
-      if (m[3] !== "*") total = Number(m[3]);
-      log(`resuming ${path.basename(part, ".part")} at byte ${offset}`);
-    } else if (res.ok) {
-      if (offset > 0) log(`the server does not resume downloads; starting ${path.basename(part, ".part")} again`);
-      offset = 0;
-      const len = Number(res.headers.get("content-length"));
-      if (len > 0) total = len;
-    } else {
-      await res.body?.cancel();
-      throw new Error(`${from}: HTTP ${res.status} ${res.statusText}`);
-    }
-    if (!res.body) throw new Error(`${from}: empty response`);
-    body = res.body as unknown as AsyncIterable<Uint8Array>;
+/** No model edgeprune can run is larger: its weights must fit in wasm32's 4 GiB. Also the cap when no size is known. */
+export const MAX_DOWNLOAD_BYTES = WASM32_LIMIT;
+
+/**
+ * What a .part file was fetched from, kept beside it (NAME.part.json): a resume asks the server for the rest only
+ * if the file is still this one (If-Range), and checks the answer against it, so two versions are never spliced.
+ */
+interface PartSource {
+  url: string;
+  etag?: string;
+  lastModified?: string;
+  /** the whole file's size, as the server announced it */
+  total?: number;
+}
+
+/** A failed transfer, and whether what arrived so far may be kept for a resume. */
+class DownloadError extends Error {
+  constructor(message: string, readonly keep: boolean) {
+    super(message);
+  }
+}
+
+/**
+ * The one downloader: HTTP(S) or a file: mirror into `part`, never more than the expected size (the manifest's,
+ * else what the server announced, else MAX_DOWNLOAD_BYTES), resumed only from the same upstream version.
+ */
+class Download {
+  private readonly sourceFile: string;
+
+  constructor(private readonly t: Target, private readonly part: string, private readonly onProgress: PullOptions["onProgress"], private readonly log: (l: string) => void) {
+    this.sourceFile = `${part}.json`;
   }
 
-  const fh = await fs.promises.open(part, offset > 0 ? "a" : "w");
-  let done = offset;
-  try {
-    for await (const chunk of body) {
-      await fh.write(chunk);
-      done += chunk.length;
-      onProgress?.(done, total);
+  /** Fetch what is missing; returns the byte the download resumed at (0: from the start). */
+  async run(): Promise<number> {
+    let offset = fs.existsSync(this.part) ? fs.statSync(this.part).size : 0;
+    const known = offset > 0 ? this.readSource() : undefined;
+    if (offset > 0 && (!known || known.url !== this.t.from)) {
+      this.log(`${path.basename(this.part)}: no record of where it came from; starting again`);
+      offset = this.restart();
     }
-  } catch (e) {
-    throw new Error(`download of ${from} stopped at byte ${done}${total ? ` of ${total}` : ""} (${(e as Error).message}); run the same pull again to resume`);
-  } finally {
-    await fh.close();
+    if (this.t.bytes !== null && offset > this.t.bytes) offset = this.restart();
+    if (this.t.bytes !== null && offset === this.t.bytes && offset > 0) return offset; // whole already: the hash decides
+    const resumedFrom = offset;
+    try {
+      return (await this.fetch(offset, known)) === "restarted" ? 0 : resumedFrom;
+    } catch (e) {
+      if (e instanceof DownloadError && !e.keep) this.discard();
+      throw e;
+    }
   }
-  if (total && done < total) throw new Error(`download of ${from} stopped at byte ${done} of ${total}; run the same pull again to resume`);
-  return done;
+
+  /** Delete the part file and its record. */
+  discard(): void {
+    fs.rmSync(this.part, { force: true });
+    this.forgetSource();
+  }
+
+  forgetSource(): void {
+    fs.rmSync(this.sourceFile, { force: true });
+  }
+
+  private restart(): number {
+    this.discard();
+    return 0;
+  }
+
+  private readSource(): PartSource | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.sourceFile, "utf8")) as PartSource;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private writeSource(s: PartSource): void {
+    fs.writeFileSync(this.sourceFile, JSON.stringify(s));
+  }
+
+  /** The size the file must have: the manifest's if it has one; a server announcing another is refused. */
+  private expected(announced: number | undefined, how: string): number | undefined {
+    const { bytes } = this.t;
+    if (bytes !== null && announced !== undefined && announced !== bytes) {
+      throw new DownloadError(`${this.t.from}: the server announces ${announced} bytes (${how}), but ${this.t.file} has ${bytes} (models/manifest.json); nothing was kept`, false);
+    }
+    const total = bytes ?? announced;
+    if (total !== undefined && total > MAX_DOWNLOAD_BYTES) {
+      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than any model edgeprune can run (its weights must fit in 4 GiB of wasm memory); nothing was kept`, false);
+    }
+    return total;
+  }
+
+  private async fetch(offset: number, known: PartSource | undefined): Promise<"resumed" | "restarted" | "fresh"> {
+    const { from } = this.t;
+    let body: AsyncIterable<Uint8Array>;
+    let total: number | undefined;
+    let source: PartSource = { url: from };
+    let resumable: boolean;
+    let outcome: "resumed" | "restarted" | "fresh" = offset > 0 ? "resumed" : "fresh";
+    if (from.startsWith("file:")) {
+      const p = fileURLToPath(from);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(p);
+      } catch {
+        throw new DownloadError(`${p} does not exist (EDGEPRUNE_MIRROR)`, true);
+      }
+      if (!st.isFile()) throw new DownloadError(`${p} is not a regular file (EDGEPRUNE_MIRROR)`, true);
+      source = { url: from, lastModified: st.mtime.toUTCString(), total: st.size };
+      if (offset > 0 && (known?.lastModified !== source.lastModified || known?.total !== st.size)) {
+        this.log(`${p} changed since the interrupted download; starting again`);
+        offset = this.restart();
+        outcome = "restarted";
+      }
+      total = this.expected(st.size, "its size");
+      body = fs.createReadStream(p, { start: offset });
+      resumable = true;
+    } else {
+      // resume only what is provably the same file: a strong ETag or a Last-Modified date (If-Range), or, without
+      // either, a sha256 that will check the spliced result
+      const validator = known?.etag && !known.etag.startsWith("W/") ? known.etag : known?.lastModified;
+      if (offset > 0 && !validator && !this.t.sha256) {
+        this.log(`${this.t.file}: the server gave no ETag or Last-Modified and no sha256 is known, so a resume could splice two versions; starting again`);
+        offset = this.restart();
+        outcome = "restarted";
+      }
+      const headers: Record<string, string> = {};
+      if (offset > 0) {
+        headers.Range = `bytes=${offset}-`;
+        if (validator) headers["If-Range"] = validator;
+      }
+      const res = await fetch(from, { headers, redirect: "follow" }).catch((e: Error) => {
+        throw new DownloadError(`${from}: ${e.message}${(e.cause as Error | undefined)?.message ? ` (${(e.cause as Error).message})` : ""}`, true);
+      });
+      source = { url: from, etag: res.headers.get("etag") ?? undefined, lastModified: res.headers.get("last-modified") ?? undefined };
+      if (res.status === 416 && offset > 0) {
+        // nothing after our offset: the part file is already whole (the hash check decides)
+        await res.body?.cancel();
+        return "resumed";
+      }
+      if (res.status === 206 && offset > 0) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("content-range") ?? "");
+        if (!m || Number(m[1]) !== offset) {
+          await res.body?.cancel();
+          throw new DownloadError(`${from}: the server answered the range request with "${res.headers.get("content-range")}"; the partial download was deleted, run the same pull again to start over`, false);
+        }
+        const announced = m[3] !== "*" ? Number(m[3]) : undefined;
+        // a server that ignored If-Range: a different version under the same name must not be appended to ours
+        const changed = (known?.etag && source.etag && known.etag !== source.etag) || (known?.lastModified && source.lastModified && known.lastModified !== source.lastModified) ||
+          (known?.total !== undefined && announced !== undefined && known.total !== announced);
+        if (changed) {
+          await res.body?.cancel();
+          throw new DownloadError(`${from} changed since the interrupted download (${describeChange(known!, source, announced)}); the partial download was deleted, run the same pull again to start over`, false);
+        }
+        source.total = announced;
+        total = this.expected(announced, "Content-Range");
+        this.log(`resuming ${this.t.file} at byte ${offset}`);
+      } else if (res.ok) {
+        if (offset > 0) {
+          this.log(validator ? `${this.t.file} changed upstream since the interrupted download (or the server does not resume); starting again` : `the server does not resume downloads; starting ${this.t.file} again`);
+          offset = this.restart();
+          outcome = "restarted";
+        }
+        const len = res.headers.get("content-length");
+        const announced = len !== null && /^\d+$/.test(len) ? Number(len) : undefined;
+        source.total = announced;
+        total = this.expected(announced, "Content-Length");
+      } else {
+        await res.body?.cancel();
+        throw new DownloadError(`${from}: HTTP ${res.status} ${res.statusText}`, true);
+      }
+      if (!res.body) throw new DownloadError(`${from}: empty response`, true);
+      body = res.body as unknown as AsyncIterable<Uint8Array>;
+      resumable = res.status === 206 || /\bbytes\b/i.test(res.headers.get("accept-ranges") ?? "");
+      resumable &&= Boolean(source.etag && !source.etag.startsWith("W/")) || Boolean(source.lastModified) || Boolean(this.t.sha256);
+    }
+    this.writeSource(source);
+    await this.copy(body, offset, total, resumable);
+    return outcome;
+  }
+
+  /** Append the body to the part file, stopping (and deleting it) at the first byte past the expected size. */
+  private async copy(body: AsyncIterable<Uint8Array>, offset: number, total: number | undefined, resumable: boolean): Promise<void> {
+    const { from } = this.t;
+    const limit = total ?? MAX_DOWNLOAD_BYTES;
+    const again = resumable ? "run the same pull again to resume" : "run the same pull again to start over (this server cannot resume it)";
+    const fh = await fs.promises.open(this.part, offset > 0 ? "a" : "w");
+    let done = offset;
+    try {
+      for await (const chunk of body) {
+        if (done + chunk.length > limit) {
+          throw new DownloadError(total !== undefined
+            ? `${from} sent more than the ${total} bytes ${this.t.bytes !== null ? `models/manifest.json lists for ${this.t.file}` : "it announced"}; stopped at byte ${done}, the download was deleted`
+            : `${from} sent more than ${limit} bytes without announcing a size, more than any model edgeprune can run; stopped, the download was deleted`, false);
+        }
+        await fh.write(chunk);
+        done += chunk.length;
+        this.onProgress?.(done, total ?? 0);
+      }
+    } catch (e) {
+      if (e instanceof DownloadError) throw e;
+      throw new DownloadError(`download of ${from} stopped at byte ${done}${total ? ` of ${total}` : ""} (${(e as Error).message}); ${again}`, resumable);
+    } finally {
+      await fh.close();
+    }
+    if (total !== undefined && done < total) {
+      throw new DownloadError(`download of ${from} stopped at byte ${done} of ${total}: the server closed the transfer early; ${again}`, resumable);
+    }
+  }
+}
+
+function describeChange(was: PartSource, now: PartSource, total: number | undefined): string {
+  if (was.etag && now.etag && was.etag !== now.etag) return `ETag ${was.etag} → ${now.etag}`;
+  if (was.lastModified && now.lastModified && was.lastModified !== now.lastModified) return `Last-Modified ${was.lastModified} → ${now.lastModified}`;
+  return `size ${was.total} → ${total}`;
 }
 
 async function hashFile(p: string): Promise<string> {

@@ -126,7 +126,20 @@ export interface Ranking {
   stats?: LayerStats;
 }
 
-/** Score every unit once and order them for removal. */
+/** Scores that are NaN or infinite: the model's activations are not finite on this text, so nothing can be ranked. */
+export class NonFiniteScoresError extends Error {
+  constructor(readonly metric: Metric, readonly units: string[]) {
+    super(`the ${metric} scores of units ${units.slice(0, 8).join(", ")}${units.length > 8 ? ` and ${units.length - 8} more` : ""} are not finite (NaN or infinity): the model's activations are not finite on this text (NaN or Inf weights, or values that overflow), so no removal order can be derived`);
+    this.name = "NonFiniteScoresError";
+  }
+}
+
+function checkFinite(metric: Metric, units: Unit[], scores: ArrayLike<number>): void {
+  const bad = units.filter((_, i) => !Number.isFinite(scores[i])).map(unitName);
+  if (bad.length > 0) throw new NonFiniteScoresError(metric, bad);
+}
+
+/** Score every unit once and order them for removal. Throws NonFiniteScoresError rather than rank NaN. */
 export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] = []): Ranking {
   const { model, windows } = input;
   const granularity = input.granularity ?? "layer";
@@ -163,6 +176,7 @@ export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] =
       break;
     }
   }
+  checkFinite(metric, units, scores);
   const order = orderByScore(scores).map((i) => units[i]);
   return { metric, granularity, units, scores, order, inputNorm: stats ? Array.from(stats.inputNorm) : undefined, stats };
 }
@@ -183,8 +197,10 @@ export function selectForRemoval(metric: Metric, k: number, input: ScoringInput,
   if (metric === "block") {
     if (granularity !== "layer") throw new Error("the block metric removes contiguous whole layers; use --granularity layer");
     const stats = ranking?.stats ?? collectLayerStats(input.model, input.windows, { includeBos: input.includeBos });
+    const distances = Array.from({ length: L - k + 1 }, (_, s) => blockDistance(stats, s, k));
+    checkFinite(metric, distances.map((_, s) => ({ layer: s, part: "layer" as const })), distances);
     let best = 0;
-    for (let s = 1; s + k <= L; s++) if (blockDistance(stats, s, k) < blockDistance(stats, best, k)) best = s;
+    for (let s = 1; s + k <= L; s++) if (distances[s] < distances[best]) best = s;
     return Array.from({ length: k }, (_, i) => ({ layer: best + i, part: "layer" as const }));
   }
   if (!iterative || metric === "last" || metric === "random") {

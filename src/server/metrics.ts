@@ -1,9 +1,25 @@
 // Counters and gauges the server keeps, rendered as Prometheus text exposition format (version 0.0.4) for
 // GET /metrics. Written by hand: a few lines of text, no client library needed. Node-only (reads process memory).
+// Label values come from a fixed set (the server's routes, "other", HTTP statuses), so the number of series is
+// bounded whatever clients request; they are escaped as the exposition format says all the same.
+
+/** The route label of requests for paths the server does not serve: one series, not one per path a scanner tries. */
+export const OTHER_ROUTE = "other";
+
+/** A label value as the exposition format writes it: backslash, double quote and line feed escaped. */
+export function escapeLabelValue(v: string): string {
+  return v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+}
 
 export class Metrics {
   /** completed HTTP requests by route and status */
   private readonly requests = new Map<string, number>();
+  private readonly routes: ReadonlySet<string>;
+
+  /** `routes`: the paths the server serves; every other path is counted as OTHER_ROUTE. */
+  constructor(routes: Iterable<string>) {
+    this.routes = new Set(routes);
+  }
   promptTokens = 0;
   generatedTokens = 0;
   /** seconds spent prefilling and decoding, summed over requests */
@@ -13,8 +29,11 @@ export class Metrics {
   /** decode rate of the most recent finished generation */
   lastTokensPerSecond = 0;
 
-  countRequest(route: string, status: number): void {
-    const key = `route="${route}",status="${status}"`;
+  countRequest(path: string, status: number): void {
+    const route = this.routes.has(path) ? path : OTHER_ROUTE;
+    // statuses are the server's own; anything outside HTTP's range would be a bug, counted as 0 rather than a new series
+    const code = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
+    const key = `route="${escapeLabelValue(route)}",status="${code}"`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
   }
 

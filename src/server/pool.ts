@@ -25,6 +25,16 @@ export class ContextPool {
     return this.waiting.length;
   }
 
+  /** Contexts no request holds. */
+  get idle(): number {
+    return this.free.length;
+  }
+
+  /** Every context is taken and the queue is full: a request arriving now gets 429. */
+  get saturated(): boolean {
+    return this.free.length === 0 && this.waiting.length >= this.maxQueue;
+  }
+
   /** A context for one request: now, after waiting its turn, or a 429 when the queue is full. */
   acquire(signal?: AbortSignal): Promise<Context> {
     if (this.closed) return Promise.reject(new ApiError(503, "The server is shutting down.", "server_error"));

@@ -1,19 +1,25 @@
-// The OpenAI-compatible HTTP server on node:http: routes, API-key check, JSON and server-sent-event responses,
-// cancellation when a client disconnects, and a graceful stop. Generation runs on the main thread, one token at a
-// time per request, yielding to the event loop between tokens. Node-only; not the request format (openai.ts).
+// The OpenAI-compatible HTTP server on node:http: routes, the Host/Origin policy (policy.ts), API-key check, body
+// limits, JSON and server-sent-event responses, cancellation when a client disconnects, and a graceful stop.
+// Generation runs on the main thread, one token at a time per request, yielding to the event loop between tokens;
+// chat templates render in a sandbox process (template-sandbox.ts). Node-only; not the request format (openai.ts).
 import * as http from "node:http";
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { createReadStream } from "node:fs";
 import * as path from "node:path";
 import { DEFAULTS } from "../cli.js";
-import { generateSteps, type Context, type GenerateResult, type Model } from "../index.js";
+import { metaArray } from "../gguf/metadata.js";
+import { GgufStringArray } from "../gguf/types.js";
+import { generateSteps, WASM32_LIMIT, type Context, type GenerateResult, type Model } from "../index.js";
+import { contextBytes } from "../model/forward.js";
 import { loadModelFile } from "../node/load.js";
-import { chatFormatter, encodeChat, type ChatFormatter } from "./chat.js";
+import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
+import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
 import { Metrics } from "./metrics.js";
 import {
   ApiError, chatBody, chatChunk, completionBody, completionChunk, parseChat, parseCompletion, parseJson, usage, usageChunk,
   type FinishReason, type SamplingParams,
 } from "./openai.js";
+import { RequestPolicy } from "./policy.js";
 import { ContextPool } from "./pool.js";
 import { warmUp } from "./warmup.js";
 
@@ -22,7 +28,10 @@ export interface ServeOptions {
   model: string | Model | (() => Promise<Model>);
   /** the id /v1/models reports and responses echo; default: the file name without .gguf */
   modelId?: string;
+  /** the address to bind; a non-loopback one also makes the server answer any Host header (policy.ts) */
   host?: string;
+  /** origins whose web pages may call the server (--cors): exact origins, or "*"; default none */
+  cors?: readonly string[];
   /** 0 picks a free port */
   port?: number;
   /** when set, every route but /health needs `Authorization: Bearer <apiKey>` */
@@ -55,6 +64,18 @@ const SERVE_DEFAULTS = DEFAULTS.serve;
 const WARMUP_HEADER = "x-edgeprune-warmup";
 /** the warm-up starts no request after this long: with a large model it would take long and matter little */
 const WARMUP_BUDGET_MS = 2000;
+/** an over-limit body is read and discarded up to this much (so the client sees the 413, not a reset), then cut */
+const DISCARD_LIMIT_BYTES = 4 * SERVE_DEFAULTS.maxBodyBytes;
+const DISCARD_LIMIT_MS = 10_000;
+
+/** The routes and the methods each answers (HEAD wherever GET). /metrics counts every other path as one "other". */
+const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
+  ["/health", ["GET", "HEAD"]],
+  ["/metrics", ["GET", "HEAD"]],
+  ["/v1/models", ["GET", "HEAD"]],
+  ["/v1/completions", ["POST"]],
+  ["/v1/chat/completions", ["POST"]],
+]);
 
 interface InFlight {
   abort: AbortController;
@@ -67,16 +88,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const host = opts.host ?? SERVE_DEFAULTS.host;
   const parallel = opts.parallel ?? SERVE_DEFAULTS.parallel;
   const graceMs = opts.graceMs ?? SERVE_DEFAULTS.graceMs;
-  if (!(Number.isInteger(parallel) && parallel >= 1)) throw new Error(`invalid --parallel ${parallel}: expected an integer ≥ 1`);
+  if (!(Number.isInteger(parallel) && parallel >= 1 && parallel <= SERVE_DEFAULTS.maxParallel)) {
+    // every context is a KV cache allocated up front, and generations share one thread: more would only wait
+    throw new Error(`invalid --parallel ${parallel}: expected an integer from 1 to ${SERVE_DEFAULTS.maxParallel} (each one is a KV cache allocated at start-up, and generations share one thread)`);
+  }
   const queueLimit = opts.queue ?? SERVE_DEFAULTS.queue;
   if (!(Number.isInteger(queueLimit) && queueLimit >= 0)) throw new Error(`invalid --queue ${queueLimit}: expected an integer ≥ 0`);
   const warmupRequests = opts.warmup ?? SERVE_DEFAULTS.warmup;
   if (!(Number.isInteger(warmupRequests) && warmupRequests >= 0)) throw new Error(`invalid --warmup ${warmupRequests}: expected an integer ≥ 0`);
   const modelId = opts.modelId ?? (typeof opts.model === "string" ? path.basename(opts.model).replace(/\.gguf$/i, "") : (opts.model as Model).name ?? "model");
-  const metrics = new Metrics();
+  const policy = new RequestPolicy({ bindHost: host, cors: opts.cors });
+  const metrics = new Metrics(ROUTES.keys());
   const inflight = new Set<InFlight>();
   const created = Math.floor(Date.now() / 1000);
-  let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number } | undefined;
+  let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number; maxPromptBytes: number } | undefined;
   // false while the model loads and while the server warms up: /health says 503 and clients' generations get 503
   let serving = false;
   // marks the warm-up's own requests (served before ready, neither logged nor counted); unset once ready
@@ -91,76 +116,112 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     return m !== null && timingSafeEqual(sha256(m[1].trim()), keyHash);
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
-    const route = `${req.method} ${(req.url ?? "/").split("?")[0]}`;
+    const method = req.method ?? "GET";
+    const pathname = (req.url ?? "/").split("?")[0];
     const internal = warmupToken !== undefined && req.headers[WARMUP_HEADER] === warmupToken;
     if (!internal) {
       res.on("finish", () => {
-        metrics.countRequest(route.split(" ")[1], res.statusCode);
-        log(`${route} ${res.statusCode} ${(performance.now() - t0).toFixed(0)} ms`);
+        metrics.countRequest(pathname, res.statusCode);
+        log(`${method} ${printable(pathname)} ${res.statusCode} ${(performance.now() - t0).toFixed(0)} ms`);
       });
     }
-    handle(req, res, route, internal).catch((e) => sendError(res, e));
-  });
+    handle(req, res, method, pathname, internal).catch((e) => sendError(res, e));
+  };
+  const server = http.createServer(onRequest);
   server.keepAliveTimeout = 5000;
+  // `Expect: 100-continue` (curl sends it for large bodies): refuse an announced oversized body before it is sent
+  server.on("checkContinue", (req, res) => {
+    if (Number(req.headers["content-length"]) > SERVE_DEFAULTS.maxBodyBytes) {
+      res.setHeader("Connection", "close");
+      sendError(res, bodyTooLarge());
+      return;
+    }
+    res.writeContinue();
+    onRequest(req, res);
+  });
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse, route: string, internal: boolean): Promise<void> {
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, pathname: string, internal: boolean): Promise<void> {
     if (stopping) res.setHeader("Connection", "close");
-    const [method, pathname] = route.split(" ");
-    if (pathname === "/health") {
-      if (method !== "GET") throw new ApiError(405, "Use GET /health.");
-      if (stopping) return sendJson(res, 503, { status: "stopping" });
-      return sendJson(res, serving ? 200 : 503, { status: serving ? "ok" : "loading" });
+    const refusal = policy.refusal(req.headers);
+    if (refusal) throw new ApiError(refusal.status, refusal.message, "invalid_request_error", null, refusal.code);
+    for (const [k, v] of Object.entries(policy.corsHeaders(req.headers.origin, req.headers.host))) res.setHeader(k, v);
+    const methods = ROUTES.get(pathname);
+    if (method === "OPTIONS" && req.headers.origin !== undefined) return preflight(req, res, methods);
+    if (pathname === "/health" && methods) {
+      if (!methods.includes(method)) throw methodNotAllowed(res, pathname, methods);
+      return health(res);
     }
     if (!authorized(req)) throw new ApiError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.", "invalid_request_error", null, "invalid_api_key");
-    switch (route) {
-      case "GET /metrics":
+    if (!methods) throw new ApiError(404, `Unknown route ${method} ${printable(pathname)}.`, "invalid_request_error", null, "not_found");
+    if (!methods.includes(method)) throw methodNotAllowed(res, pathname, methods);
+    switch (pathname) {
+      case "/metrics":
         res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
         res.end(metrics.render({
           queued: state?.pool.queued ?? 0, active: inflight.size, parallel, loaded: state !== undefined,
           wasmBytes: state?.model.memoryBytes ?? 0,
         }));
         return;
-      case "GET /v1/models":
+      case "/v1/models":
         return sendJson(res, 200, { object: "list", data: [{ id: modelId, object: "model", created, owned_by: "edgeprune" }] });
-      case "POST /v1/completions":
-      case "POST /v1/chat/completions": {
+      default: {
+        requireJson(req);
         const body = parseJson(await readBody(req));
         if (stopping) throw new ApiError(503, "The server is shutting down.", "server_error");
         if (!state || (!serving && !internal)) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
         const chat = pathname === "/v1/chat/completions";
         return generateResponse(res, chat, body, state, internal);
       }
-      case "GET /v1/completions":
-      case "GET /v1/chat/completions":
-        throw new ApiError(405, `Use POST ${pathname}.`);
-      default:
-        throw new ApiError(404, `Unknown route ${route}.`, "invalid_request_error", null, "not_found");
     }
   }
 
+  /** 200 when a request would be served now; 503 while loading, stopping, or when every context and queue slot is taken. */
+  function health(res: http.ServerResponse): void {
+    if (stopping) return sendJson(res, 503, { status: "stopping" });
+    if (!serving || !state) return sendJson(res, 503, { status: "loading" });
+    const { pool } = state;
+    const detail = { slots_idle: pool.idle, slots_processing: parallel - pool.idle, queued: pool.queued, queue_limit: pool.maxQueue };
+    // llama-server's /health says "ok" whatever the load; here it says what a request arriving now would meet
+    if (pool.saturated) {
+      res.setHeader("Retry-After", "1");
+      return sendJson(res, 503, { status: "busy", ...detail });
+    }
+    sendJson(res, 200, { status: "ok", ...detail });
+  }
+
   async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>, internal: boolean): Promise<void> {
-    const { model, pool, contextSize } = s;
+    const { model, pool, contextSize, maxPromptBytes } = s;
     const tok = model.tokenizer;
     let params: SamplingParams;
     let prompt: number[];
+    // Tokenizing blocks the event loop for every client, so a text that cannot fit is refused by its length first:
+    // no token covers more input bytes than its own text has (SentencePiece and byte-level BPE as llama.cpp runs
+    // them do not normalize text), so more than contextSize × the longest token's bytes cannot fit.
+    const checkBytes = (text: string, param: string) => {
+      const bytes = Buffer.byteLength(text);
+      if (bytes > maxPromptBytes) {
+        throw new ApiError(400, `This model's context is ${contextSize} tokens, but the prompt has ${bytes} bytes, more than that many tokens can hold (${maxPromptBytes} bytes).`, "invalid_request_error", param, "context_length_exceeded");
+      }
+    };
     if (chat) {
       const r = parseChat(body);
       params = r;
-      let text: string;
-      try {
-        text = s.chat.render(r.messages);
-      } catch (e) {
-        throw new ApiError(400, `The chat template failed on these messages: ${(e as Error).message}`, "invalid_request_error", "messages");
-      }
-      prompt = encodeChat(tok, text);
+      const text = await renderChat(s.chat, r.messages, maxPromptBytes, contextSize);
+      const promptText = stripBosText(tok, text);
+      checkBytes(promptText, "messages");
+      prompt = tok.encode(promptText, { addBos: tok.addBos });
     } else {
       const r = parseCompletion(body);
       params = r;
       if (typeof r.prompt === "string") {
+        checkBytes(r.prompt, "prompt");
         prompt = tok.encode(r.prompt, { addBos: tok.addBos });
       } else {
+        if (r.prompt.length >= contextSize) {
+          throw new ApiError(400, `This model's context is ${contextSize} tokens, but the prompt has ${r.prompt.length}.`, "invalid_request_error", "prompt", "context_length_exceeded");
+        }
         const badId = r.prompt.find((id) => id >= tok.vocabSize);
         if (badId !== undefined) throw new ApiError(400, `Token id ${badId} is outside the vocabulary (${tok.vocabSize} tokens).`, "invalid_request_error", "prompt");
         prompt = r.prompt;
@@ -266,14 +327,21 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const ready = (async () => {
     const t0 = performance.now();
     const model = await obtainModel(opts.model, opts.contextSize);
-    const contexts = Array.from({ length: parallel }, () => model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {}));
+    const first = model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {});
+    const perContext = contextBytes(model.config, first.contextSize, first.batchSize);
+    const need = model.memoryBytes + (parallel - 1) * perContext;
+    if (need > WASM32_LIMIT) {
+      throw new Error(`${model.name}: --parallel ${parallel} contexts of ${first.contextSize} tokens need ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory, over wasm32's 4 GiB; use a smaller --parallel or --ctx`);
+    }
+    const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize }))];
     let chat: ChatFormatter;
     try {
-      chat = chatFormatter(model.file, model.tokenizer);
+      chat = await chatFormatter(model.file, model.tokenizer, { timeoutMs: SERVE_DEFAULTS.templateMs, heapMb: SERVE_DEFAULTS.templateHeapMb });
     } catch (e) {
-      throw new Error(`${model.name}: ${(e as Error).message}`);
+      throw new Error(`${model.name}: ${(e as Error).message}; edgeprune will not serve a chat template it cannot render safely`);
     }
-    state = { model, pool: new ContextPool(contexts, queueLimit), chat, contextSize: contexts[0].contextSize };
+    if (stopping) chat.close();
+    state = { model, pool: new ContextPool(contexts, queueLimit), chat, contextSize: first.contextSize, maxPromptBytes: first.contextSize * maxTokenBytes(model) };
     log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} context(s) of ${contexts[0].contextSize} tokens, chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
     if (warmupRequests > 0 && !stopping) {
       warmupToken = randomUUID();
@@ -295,6 +363,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     stopping = true;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     state?.pool.close();
+    state?.chat.close();
     server.closeIdleConnections();
     const all = () => Promise.all([...inflight].map((f) => f.done));
     if (inflight.size > 0) {
@@ -343,26 +412,104 @@ function holdback(stops: string[]): (text: string) => number {
   };
 }
 
+/** Render a chat prompt in the template sandbox; the template's failures and limits become 400s. */
+async function renderChat(chat: ChatFormatter, messages: ChatMessage[], maxChars: number, contextSize: number): Promise<string> {
+  try {
+    return await chat.render(messages, maxChars);
+  } catch (e) {
+    if (!(e instanceof TemplateError)) throw e;
+    switch (e.reason) {
+      case "output":
+        throw new ApiError(400, `This model's context is ${contextSize} tokens, but the chat template's output for these messages is longer than that many tokens can hold (${e.message}).`, "invalid_request_error", "messages", "context_length_exceeded");
+      case "template":
+        throw new ApiError(400, `The chat template failed on these messages: ${e.message}`, "invalid_request_error", "messages");
+      case "timeout":
+      case "memory":
+        throw new ApiError(400, `The model's chat template was stopped on these messages: ${e.message}.`, "invalid_request_error", "messages", "chat_template_limit");
+      default:
+        throw new ApiError(500, `The chat template could not be rendered: ${e.message}`, "server_error");
+    }
+  }
+}
+
+/** Bytes of the model's longest token text (the prompt byte bound); a vocabulary the file does not list counts 256. */
+function maxTokenBytes(model: Model): number {
+  const tokens = metaArray(model.file.kv, TOKENIZER_KEY.tokens)?.items;
+  let max = 1;
+  if (tokens instanceof GgufStringArray) for (let i = 0; i < tokens.length; i++) max = Math.max(max, tokens.byteLength(i));
+  else max = 256;
+  return max;
+}
+
 function sha256(s: string): Buffer {
   return createHash("sha256").update(s).digest();
 }
 
+function bodyTooLarge(): ApiError {
+  return new ApiError(413, `The request body is over ${SERVE_DEFAULTS.maxBodyBytes} bytes.`, "invalid_request_error", null, "request_too_large");
+}
+
+function methodNotAllowed(res: http.ServerResponse, pathname: string, methods: readonly string[]): ApiError {
+  res.setHeader("Allow", methods.join(", "));
+  return new ApiError(405, `Use ${methods[0]} ${pathname}.`);
+}
+
+/** A CORS preflight from an origin the policy allowed (others were refused before). */
+function preflight(req: http.IncomingMessage, res: http.ServerResponse, methods: readonly string[] | undefined): void {
+  if (!methods) throw new ApiError(404, `Unknown route ${printable((req.url ?? "/").split("?")[0])}.`, "invalid_request_error", null, "not_found");
+  res.writeHead(204, {
+    "Access-Control-Allow-Methods": [...methods, "OPTIONS"].join(", "),
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+  });
+  res.end();
+}
+
+/** Bodies are JSON only: a text/plain body is what a page on another site can send without asking (CSRF). */
+function requireJson(req: http.IncomingMessage): void {
+  const type = (req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+  if (type !== "application/json") {
+    throw new ApiError(415, `Send the request body as JSON with 'Content-Type: application/json'${type ? ` (got '${printable(type)}')` : ""}.`, "invalid_request_error", null, "unsupported_media_type");
+  }
+}
+
+/**
+ * The body as text, at most maxBodyBytes. A larger one is read to its end and dropped, and only then refused with
+ * a 413: a server that answers and closes while the client is still sending resets the connection, the client may
+ * never read the answer, and clients such as the OpenAI SDK retry a reset. Past DISCARD_LIMIT_BYTES (or
+ * DISCARD_LIMIT_MS) the 413 goes out at once and the connection is closed after it.
+ */
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const max = SERVE_DEFAULTS.maxBodyBytes;
+    if (Number(req.headers["content-length"]) > DISCARD_LIMIT_BYTES) { reject(bodyTooLarge()); return; }
     const chunks: Buffer[] = [];
     let size = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = () => { clearTimeout(timer); reject(bodyTooLarge()); };
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > SERVE_DEFAULTS.maxBodyBytes) {
-        reject(new ApiError(413, `The request body is over ${SERVE_DEFAULTS.maxBodyBytes} bytes.`));
-        req.destroy();
-        return;
+      if (size <= max) { chunks.push(c); return; }
+      if (chunks.length > 0) {
+        chunks.length = 0;
+        timer = setTimeout(stop, DISCARD_LIMIT_MS).unref();
       }
-      chunks.push(c);
+      if (size > DISCARD_LIMIT_BYTES) stop();
     });
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
+    req.on("end", () => {
+      clearTimeout(timer);
+      if (size > max) reject(bodyTooLarge());
+      else resolve(Buffer.concat(chunks).toString("utf8"));
+    });
+    req.on("close", () => clearTimeout(timer));
+    req.on("error", (e) => { clearTimeout(timer); reject(e); });
   });
+}
+
+/** A request path as logs and messages show it: control characters escaped, long ones cut. */
+function printable(s: string): string {
+  const t = s.length > 200 ? `${s.slice(0, 200)}…` : s;
+  return t.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
@@ -375,6 +522,8 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 function sendError(res: http.ServerResponse, e: unknown): void {
   const err = e instanceof ApiError ? e : new ApiError(500, `Internal error: ${(e as Error)?.message ?? String(e)}`, "server_error");
   if (err.status === 499 || res.destroyed) { if (!res.headersSent) res.statusCode = 499; res.destroy(); return; }
+  // a 413 sent before the body was read (announced or over the discard limit): the connection ends after it
+  if (err.status === 413 && !res.headersSent && !res.req.complete) res.setHeader("Connection", "close");
   if (res.headersSent) {
     // mid-stream: the status is already 200, so the error goes in the stream, as OpenAI does
     res.end(`data: ${JSON.stringify(err.body())}\n\n`);

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bytesSource, readGgufHeader } from "../../src/gguf/reader.js";
 import { ggufChunks } from "../../src/gguf/writer.js";
-import { writeFileAtomic } from "../../src/node/files.js";
+import { writeFileAtomicSync } from "../../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../../src/quant/quantize.js";
 import { resolveShape, synthModel, type SynthType } from "../../src/commands/synth.js";
 import { tokenizerFromGguf, type Tokenizer } from "../../src/tokenizer/index.js";
@@ -42,7 +42,7 @@ export function quantizedStories(dir: string, type: "q8_0" | "q4_0" | "q4_1", mo
   const bytes = new Uint8Array(readFileSync(model));
   const { spec, tensorData } = quantizeModel(readGgufHeader(bytes), bytesSource(bytes), parseQuantType(type));
   const path = join(dir, `${model.split("/").pop()!.replace(/\.gguf$/, "")}-${type}.gguf`);
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 
@@ -55,7 +55,7 @@ export const WIDE_VOCAB_SHAPE = () => resolveShape({ dim: 256, layers: 2, heads:
 export function synthFile(dir: string, type: SynthType, shape = KQUANT_SHAPE(), label = "kq"): string {
   const path = join(dir, `synth-${label}-${type}.gguf`);
   const { spec, tensorData } = synthModel({ shape, type, seed: 7 });
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return path;
 }
 
@@ -69,7 +69,7 @@ export function gptqFile(dir: string, model: string, type: "Q4_0" | "Q8_0" | "Q4
   const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES_TEXT(), "utf8"), 512, Math.min(512, config.trainContext));
   const result = quantizeGptq(file, bytesSource(bytes), cw.windows, formatByName(type)!, opts);
   const path = join(dir, `${model.split("/").pop()!.replace(/\.gguf$/, "")}-gptq-${type}${opts.group ? `-g${opts.group}` : ""}${opts.actOrder ? "-act" : ""}.gguf`);
-  writeFileAtomic(path, ggufChunks(result.spec, result.tensorData));
+  writeFileAtomicSync(path, ggufChunks(result.spec, result.tensorData));
   return { path, result };
 }
 
@@ -81,7 +81,7 @@ export function prunedDeep(dir: string): { path: string; removed: number[] } {
   const removed = selectForRemoval("bi", 4, { model, windows, granularity: "layer" }).map((u) => u.layer).sort((a, b) => a - b);
   const { spec, tensorData } = removeLayers(readGgufHeader(bytes), bytesSource(bytes), { layers: removed });
   const path = join(dir, "stories-deep-12L.gguf");
-  writeFileAtomic(path, ggufChunks(spec, tensorData));
+  writeFileAtomicSync(path, ggufChunks(spec, tensorData));
   return { path, removed };
 }
 
