@@ -1,15 +1,20 @@
 // The study commands end to end on stories260K, kept small (few documents, small k, few tasks): they write their
-// Markdown, SVG and JSON, the tables hold every method or cell, and the numbers obey what must hold by
-// construction (k = 0 is the dense model; round-to-nearest commutes with removing layers; the interaction is the
-// difference it is defined as).
+// Markdown, SVG and JSON, the tables hold every method or cell, and the numbers are checked against the float64
+// references (held-out perplexities, the layers BI removes, the ablation's BI and Kendall's tau) and against what
+// must hold by construction (k = 0 is the dense model; round-to-nearest commutes with removing layers; the
+// interaction is the difference it is defined as; --resume measures nothing twice).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { STUDY_METHODS } from "../src/prune/study.js";
+import { Model } from "../src/model/model.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
+import { RefLlama, refDocumentsPerplexity } from "./support/ref-forward.js";
+import { refCalibrationWindows, refOrder, refScores } from "./support/ref-bi.js";
+import { PPL_VS_F64, SCORE_VS_F64 } from "./tolerances.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
@@ -18,6 +23,36 @@ const TASK = "tasks/tinystories-endings.jsonl";
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-study-"));
 
 const cli = runCli;
+const bytes = new Uint8Array(readFileSync(MODEL));
+const tokenizer = Model.load(bytes).tokenizer;
+const ref = RefLlama.fromGguf(bytes);
+const text = readFileSync(TEXT, "utf8");
+const encode = (s: string) => tokenizer.encode(s, { addBos: true });
+
+/** the first n held-out stories (the last 20% of the file), BOS + tokens, as the README describes the evaluation set */
+function heldOut(n: number): number[][] {
+  const docs = text.split(/^<\|endoftext\|>[ \t]*$/m).map((d) => d.trim()).filter((d) => d !== "");
+  return docs.slice(Math.round(docs.length * 0.8)).slice(0, n).map(encode);
+}
+
+/** the reference's BI removal order on the CLI's calibration windows */
+function refBiOrder(tokens: number, window: number, t = text): number[] {
+  return refOrder(refScores(ref, "bi", { windows: refCalibrationWindows(encode, tokenizer.bosId, t, tokens, window) }).scores);
+}
+
+/** Kendall's tau-b, written out from its definition (ties in either ranking leave the pair out of the numerator) */
+function tauB(a: number[], b: number[]): number {
+  let nc = 0, nd = 0, ta = 0, tb = 0;
+  for (let i = 0; i < a.length; i++) for (let j = i + 1; j < a.length; j++) {
+    const x = Math.sign(a[i] - a[j]) * Math.sign(b[i] - b[j]);
+    if (x > 0) nc++; else if (x < 0) nd++;
+    if (a[i] === a[j] && b[i] !== b[j]) ta++;
+    if (b[i] === b[j] && a[i] !== a[j]) tb++;
+  }
+  return (nc - nd) / Math.sqrt((nc + nd + ta) * (nc + nd + tb));
+}
+
+const close = (a: number, b: number) => Math.abs(a - b) <= PPL_VS_F64 * b;
 
 test("study prune: every method at every k, random baseline, calibration ablation", () => {
   const out = join(tmp, "prune");
@@ -40,8 +75,29 @@ test("study prune: every method at every k, random baseline, calibration ablatio
   assert.ok(j.random.every((r: { k: number; accuracySubsets: number }) => r.accuracySubsets === 1));
   for (const c of j.cells) assert.is(c.removed.length, c.method === "laco" && c.k > 0 ? 1 : c.k);
   assert.is(j.random.length, 3);
+  // held-out perplexities: dense, and with the layers BI removes (the reference's lowest BI) and the last k
+  const evalDocs = heldOut(4);
+  assert.ok(close(j.densePerplexity, refDocumentsPerplexity(ref, evalDocs)), `dense ${j.densePerplexity}`);
+  const order = refBiOrder(512, 64);
+  for (const k of [1, 2]) {
+    const bi = j.cells.find((c: { k: number; method: string }) => c.k === k && c.method === "bi");
+    assert.equal(bi.removed.map(Number).sort(), order.slice(0, k).sort(), `bi removes the reference's ${k} lowest`);
+    assert.ok(close(bi.perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set(order.slice(0, k)) })), `bi k=${k}: ${bi.perplexity}`);
+    const last = j.cells.find((c: { k: number; method: string }) => c.k === k && c.method === "last");
+    assert.equal(last.removed.map(Number), [4, 3].slice(0, k));
+    assert.ok(close(last.perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set([4, 3].slice(0, k)) })), `last k=${k}`);
+  }
+  // the ablation: BI from each text equals the reference's, tau is tau-b of those scores (and the texts disagree)
   assert.is(j.ablation.tau.length, 2);
-  assert.is(j.ablation.tau[0][0], 1);
+  const sources = [text, readFileSync(WIKI, "utf8")];
+  j.ablation.sources.forEach((src: { bi: number[] }, i: number) => {
+    if (i === 1) return; // WikiText is one document, split by characters: not the README's story windows
+    const want = refScores(ref, "bi", { windows: refCalibrationWindows(encode, tokenizer.bosId, sources[i], 512, 64) }).scores;
+    src.bi.forEach((b, l) => assert.ok(Math.abs(b - want[l]) <= SCORE_VS_F64, `ablation source ${i} layer ${l}: ${b} vs ${want[l]}`));
+  });
+  const tau = tauB(j.ablation.sources[0].bi, j.ablation.sources[1].bi);
+  assert.ok(Math.abs(j.ablation.tau[0][1] - tau) < 1e-12 && Math.abs(j.ablation.tau[1][0] - tau) < 1e-12, `tau ${j.ablation.tau[0][1]} vs ${tau}`);
+  assert.ok(tau < 1, "the two texts rank the layers differently");
   const md = readFileSync(join(out, "prune-study.md"), "utf8");
   assert.match(md, /\| k \| bi \| bi-iterative \|/);
   assert.match(md, /Kendall's tau/);
@@ -65,6 +121,13 @@ test("study compose: every cell in both orders with and without healing, interac
   const dense = j.cells.find((c) => c.k === 0 && c.config === "F32")!;
   assert.is(dense.kld, 0);
   assert.is(dense.top1, 1);
+  // F32 against the float64 reference: dense, and without the layer the reference's BI ranks lowest
+  const evalDocs = heldOut(3);
+  const f32bi = j.cells.find((c) => c.config === "F32" && c.k === 1 && c.removal === "BI")!;
+  const lowest = refBiOrder(256, 64)[0];
+  assert.equal(f32bi.removed, [lowest]);
+  assert.ok(close(dense.perplexity, refDocumentsPerplexity(ref, evalDocs)), `F32 k=0 ${dense.perplexity}`);
+  assert.ok(close(f32bi.perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set([lowest]) })), `F32 k=1 ${f32bi.perplexity}`);
   for (const c of j.cells) {
     assert.ok(c.accuracy && c.decodeTokensPerSecond > 0, `${c.config} k=${c.k}`);
     if (c.config === "F32" || c.k === 0) assert.is(c.interaction, undefined);
@@ -74,6 +137,7 @@ test("study compose: every cell in both orders with and without healing, interac
       assert.ok(Math.abs(c.interaction!.perplexity - (c.perplexity - p.perplexity - q.perplexity + dense.perplexity)) < 1e-9);
     }
   }
+  assert.ok(j.cells.some((c) => c.interaction && Math.abs(c.interaction.perplexity) > 1e-6), "quantization and pruning interact somewhere");
   // quantize→prune with RTN removes the same layers from the same rounded tensors as prune→quantize
   for (const cfg of ["Q8_0", "Q4_0 RTN"]) {
     const a = j.cells.find((c) => c.config === cfg && c.k === 1 && c.removal === "BI" && c.order === "prune→quantize")!;
