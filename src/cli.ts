@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
 import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
+import { registerQualityCommands } from "./commands/quality.js";
 import { registerStudyCommands } from "./commands/study.js";
 import { registerSynthCommand } from "./commands/synth.js";
 import { availableThreads } from "./threads/pool.js";
@@ -248,6 +249,7 @@ export function buildProgram(): Command {
       console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
     });
 
+  registerQualityCommands(program, DEFAULTS);
   registerPruneCommands(program);
   registerStudyCommands(program);
   registerSynthCommand(program);

@@ -25,6 +25,11 @@ export { METRICS, rankUnits, selectForRemoval, allUnits, skipOptions, windowsNll
 export { evaluateDocuments, type EvalResult } from "./prune/evaluate.js";
 export { runPruneStudy, calibrationAblation, kendallTau, type PruneStudyResult } from "./prune/study.js";
 export { runComposeStudy, type ComposeResult } from "./studies/compose.js";
+export { KldAccumulator, formatKldSummary, type KldSummary, type BaseDistribution } from "./quality/kld.js";
+export { kldModels, kldAgainstBase, kldBaseFile, type KldRunResult } from "./quality/kldeval.js";
+export { KldBaseReader, encodeRecord, decodeRecord } from "./quality/kldbase.js";
+export { parseTasks, scoreTasks, type ChoiceTask, type ChoiceResult } from "./quality/choice.js";
+export { wilsonInterval } from "./quality/stats.js";
 export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } from "./data/documents.js";
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";
