@@ -9,11 +9,12 @@ import { TENSOR } from "../gguf/names.js";
 import type { GgufFile } from "../gguf/types.js";
 import type { GgufWriteSpec } from "../gguf/writer.js";
 import { configFromGguf } from "../model/config.js";
-import type { LinearSite } from "../model/forward.js";
+import { siteKeys, type LinearSite } from "../model/arch.js";
 import { LayerStream, planStream } from "../model/layers.js";
 import { WASM32_LIMIT } from "../model/model.js";
 import { describe, overLimit, size, type MemoryPart } from "../model/budget.js";
-import type { LayerWeights, Tensor } from "../model/weights.js";
+import type { Tensor } from "../model/weights.js";
+import type { LayerTensorKey } from "../gguf/names.js";
 import { formatById, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { convertTensor, planQuantization, quantizedKv, toRecipe, type QuantTarget, type TensorPlan } from "../quant/quantize.js";
 import type { QuantRecipe } from "../quant/recipe.js";
@@ -66,13 +67,6 @@ export interface GptqModelResult {
   passes: { full: number; partial: number };
 }
 
-/** The four places linear layers read their input, in forward order, and the matrices reading each. */
-const SITES: { site: LinearSite; fields: (keyof LayerWeights)[] }[] = [
-  { site: "attn_qkv", fields: ["wq", "wk", "wv"] },
-  { site: "attn_output", fields: ["wo"] },
-  { site: "ffn_gate_up", fields: ["wGate", "wUp"] },
-  { site: "ffn_down", fields: ["wDown"] },
-];
 
 /** wasm memory one site's work takes: H in f64 and f32, the factorization, one matrix in GPTQ */
 function siteBytes(n: number, rows: number): number {
@@ -138,17 +132,21 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
   stream.embed(fake);
 
   const errors: TensorError[] = [];
-  const total = config.nLayers * SITES.length;
+  // the places linear layers read their input, in forward order, and the matrices reading each (arch.ts)
+  const sites = siteKeys(config.arch);
+  const siteTensors = new Set(sites.flatMap((s) => s.keys));
+  const total = config.nLayers * sites.length;
   const passes = { full: 0, partial: 0 };
   let done = 0;
   for (let l = 0; l < config.nLayers; l++) {
     const lw = stream.loadLayer(l);
-    for (const t of [lw.attnNorm, lw.ffnNorm]) if (t) copy(index.get(t.name)!);
+    // norms, biases, q/k norms: the layer's tensors that are no site's matrix go to the file as they are
+    for (const [key, t] of Object.entries(lw)) if (t && !siteTensors.has(key as LayerTensorKey)) copy(index.get(t.name)!);
     // once the attention half is final, the gate/up pass leaves its output (the stream between the halves) in the
     // residual streams, and the passes after it run the FFN half only
     let atMid = false;
-    for (const { site, fields } of SITES) {
-      const tensors = fields.map((f) => lw[f] as Tensor | undefined).filter((t): t is Tensor => !!t);
+    for (const { site, keys } of sites) {
+      const tensors = keys.map((key) => lw[key]).filter((t): t is Tensor => !!t);
       const changing = tensors.filter((t) => planOf(t).target !== planOf(t).info.format);
       for (const t of tensors) if (!changing.includes(t)) copy(index.get(t.name)!);
       if (changing.length > 0) {

@@ -5,16 +5,26 @@
 // forward pass's stage access (forward.ts: embed / layer / head); it is not a forward pass of its own.
 // Portable: it reads through a ByteSource.
 import type { ByteSource } from "../gguf/reader.js";
-import { TENSOR } from "../gguf/names.js";
+import { TENSOR, type GlobalTensorKey } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
 import { formatByName, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { WasmRuntime } from "../wasm.js";
-import type { LlamaConfig } from "./config.js";
+import type { ModelConfig } from "./config.js";
 import { checkModelFile } from "./check.js";
-import { Context, contextBytes, type LayerOptions } from "./forward.js";
-import { layerTensorList, type LayerWeights, type Tensor, type Weights } from "./weights.js";
+import { Context, contextBytes, type LayerObserver, type LayerOptions } from "./forward.js";
+import { expectedTensors, layerTensorList, type LayerWeights, type Tensor, type Weights } from "./weights.js";
 import { WASM32_LIMIT } from "./model.js";
 import { fitsOrExplain, type MemoryPart } from "./budget.js";
+
+/** What one runLayer call skips, observes and keeps. */
+export interface RunLayerOptions extends Omit<LayerOptions, "trace"> {
+  /** the residual streams become the layer's output (else they stay: a statistics pass that may stop early) */
+  writeBack: boolean;
+  /** told which rows the next batch is before it runs */
+  onBatch?: (seq: number, start: number, t: number) => void;
+  /** the stream entering the layer, between its halves and leaving it, after each batch */
+  onLayer?: LayerObserver;
+}
 
 export interface LayerStreamOptions {
   /** "file": each layer's matrices as stored; "f32": decoded to F32 (GPTQ updates them in place) */
@@ -33,7 +43,7 @@ export interface LayerStreamOptions {
 
 /** One layer-at-a-time run of a model over a set of sequences. */
 export class LayerStream {
-  readonly config: LlamaConfig;
+  readonly config: ModelConfig;
   readonly rt: WasmRuntime;
   readonly ctx: Context;
   /** (tokens, dim) f32 in wasm: every sequence's residual stream, sequence s from row starts[s] */
@@ -46,7 +56,7 @@ export class LayerStream {
   private loaded = -1;
   private readonly byName: Map<string, GgufTensorInfo>;
 
-  private constructor(readonly src: ByteSource, readonly file: GgufFile, readonly opts: LayerStreamOptions, config: LlamaConfig,
+  private constructor(readonly src: ByteSource, readonly file: GgufFile, readonly opts: LayerStreamOptions, config: ModelConfig,
                       plan: StreamPlan) {
     this.config = config;
     this.byName = new Map(file.tensors.map((t) => [t.name, t]));
@@ -58,6 +68,11 @@ export class LayerStream {
     for (const s of opts.sequences) { this.starts.push(at); at += s.length; }
     this.tokens = at;
     this.x = this.rt.alloc(at * config.dim * 4);
+    // the per-layer F32 vectors that live outside the layers (rope factors) stay resident: contexts read them
+    for (const t of residentGlobals(this.weights)) {
+      t.ptr = this.rt.alloc(t.byteSize, 64);
+      this.read(t, this.rt.u8At(t.ptr, t.byteSize));
+    }
     this.ctx = new Context(this.rt, config, this.weights, { contextSize: plan.contextSize, batchSize: plan.batchSize });
   }
 
@@ -80,6 +95,7 @@ export class LayerStream {
     const t = this.byName.get(TENSOR.tokenEmbd)!;
     const rb = rowBytes(t.format, c.dim);
     const row = new Float32Array(c.dim);
+    const scale = Math.fround(c.embedScale); // Gemma's sqrt(dim), after the row is read
     const x = this.rt.f32At(this.x, this.tokens * c.dim);
     this.opts.sequences.forEach((seq, s) => {
       for (let j = 0; j < seq.length; j++) {
@@ -87,6 +103,7 @@ export class LayerStream {
         if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
         t.format.dequantize!(this.src.read(this.file.dataOffset + t.offset + id * rb, rb), row);
         transform?.(row, id);
+        if (scale !== 1) for (let i = 0; i < row.length; i++) row[i] *= scale; // f32 products, as forward.ts's scale kernel
         x.set(row, (this.starts[s] + j) * c.dim);
       }
     });
@@ -138,23 +155,34 @@ export class LayerStream {
    * residual streams become the layer's output (what the next layer reads); without (a statistics pass that may stop
    * early), they stay. onBatch is told which rows the next batch is before it runs.
    */
-  runLayer(l: number, opts: LayerOptions & { writeBack: boolean; onBatch?: (seq: number, start: number, t: number) => void }): void {
+  runLayer(l: number, opts: RunLayerOptions): void {
     if (l !== this.loaded) throw new Error(`runLayer(${l}): layer ${this.loaded} is loaded`);
     const c = this.config, ctx = this.ctx, rt = this.rt;
     const rowB = c.dim * 4;
+    const layerOpts: LayerOptions = {
+      skipAttention: opts.skipAttention, skipFfn: opts.skipFfn, onLinearInput: opts.onLinearInput,
+      stopAfterSite: opts.stopAfterSite, trace: !!opts.onLayer,
+    };
     this.opts.sequences.forEach((seq, s) => {
       ctx.reset();
       for (let start = 0; start < seq.length; start += ctx.batchSize) {
         const t = Math.min(ctx.batchSize, seq.length - start);
         const from = this.x + (this.starts[s] + start) * rowB;
         opts.onBatch?.(s, start, t);
-        rt.u8.copyWithin(ctx.residual, from, from + t * rowB);
-        ctx.layer(l, t, opts);
-        if (opts.writeBack) rt.u8.copyWithin(from, ctx.residual, ctx.residual + t * rowB);
-        ctx.advance(t);
+        ctx.batch(t);
+        const r = ctx.residual().ptr;
+        rt.u8.copyWithin(r, from, from + t * rowB);
+        ctx.layer(l, layerOpts);
+        if (opts.onLayer) {
+          const { xIn, xMid } = ctx.traces();
+          opts.onLayer(l, xIn, xMid, r, t);
+        }
+        if (opts.writeBack) rt.u8.copyWithin(from, r, r + t * rowB);
+        ctx.advance();
       }
     });
   }
+
 }
 
 interface StreamPlan {
@@ -172,12 +200,15 @@ function streamBytes(info: GgufTensorInfo, matrices: "file" | "f32"): number {
 }
 
 /** The stream's wasm memory, part by part, before anything is allocated. */
-export function planStream(file: GgufFile, c: LlamaConfig, opts: LayerStreamOptions): StreamPlan {
+export function planStream(file: GgufFile, c: ModelConfig, opts: LayerStreamOptions): StreamPlan {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
+  const has = (n: string) => byName.has(n);
+  let globals = 0;
+  for (const e of expectedTensors(c, has)) if (e.global && RESIDENT.includes(e.global)) globals += Math.ceil(byName.get(e.name)!.byteSize / 64) * 64;
   let arena = 0;
   for (let l = 0; l < c.nLayers; l++) {
     let bytes = 0;
-    for (const { name } of layerTensorList(c, l)) bytes += Math.ceil(streamBytes(byName.get(name)!, opts.matrices) / 64) * 64;
+    for (const { name } of layerTensorList(c, l, has)) bytes += Math.ceil(streamBytes(byName.get(name)!, opts.matrices) / 64) * 64;
     arena = Math.max(arena, bytes);
   }
   const tokens = opts.sequences.reduce((a, s) => a + s.length, 0);
@@ -185,7 +216,7 @@ export function planStream(file: GgufFile, c: LlamaConfig, opts: LayerStreamOpti
   const batchSize = Math.min(opts.batchSize ?? 64, contextSize);
   const parts: MemoryPart[] = [
     { what: `one layer${opts.matrices === "f32" ? " in F32" : ""}`, bytes: arena },
-    { what: `the residual streams of ${tokens} tokens`, bytes: tokens * c.dim * 4 },
+    { what: `the residual streams of ${tokens} tokens`, bytes: tokens * c.dim * 4 + globals },
     { what: `a ${contextSize}-token cache and scratch`, bytes: contextBytes(c, contextSize, batchSize) + (1 << 20) },
     ...(opts.extra ?? []),
   ];
@@ -193,7 +224,7 @@ export function planStream(file: GgufFile, c: LlamaConfig, opts: LayerStreamOpti
 }
 
 /** Weights as the context sees them: every tensor with its shape and stream format, no memory yet (ptr 0). */
-function skeleton(file: GgufFile, c: LlamaConfig, matrices: "file" | "f32", byName: Map<string, GgufTensorInfo>): Weights {
+function skeleton(file: GgufFile, c: ModelConfig, matrices: "file" | "f32", byName: Map<string, GgufTensorInfo>): Weights {
   const f32 = formatByName("F32")!;
   const tensor = (name: string): Tensor => {
     const info = byName.get(name)!;
@@ -203,9 +234,21 @@ function skeleton(file: GgufFile, c: LlamaConfig, matrices: "file" | "f32", byNa
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const lw: LayerWeights = {};
-    for (const { field, name } of layerTensorList(c, l)) lw[field] = tensor(name);
+    for (const { key, name } of layerTensorList(c, l, (n) => byName.has(n))) lw[key!] = tensor(name);
     layers.push(lw);
   }
   const tokenEmbd = tensor(TENSOR.tokenEmbd);
-  return { tokenEmbd, outputNorm: tensor(TENSOR.outputNorm), output: c.tiedOutput ? tokenEmbd : tensor(TENSOR.output), layers };
+  const optional = (g: GlobalTensorKey) => (byName.has(TENSOR[g]) ? tensor(TENSOR[g]) : undefined);
+  return {
+    tokenEmbd, outputNorm: tensor(TENSOR.outputNorm), output: c.tiedOutput ? tokenEmbd : tensor(TENSOR.output),
+    outputBias: optional("outputBias"), ropeFreqs: optional("ropeFreqs"), ropeFactorsLong: optional("ropeFactorsLong"),
+    ropeFactorsShort: optional("ropeFactorsShort"), layers,
+  };
+}
+
+/** global tensors a layer reads (the rope factors), kept in wasm for the whole stream */
+const RESIDENT: GlobalTensorKey[] = ["ropeFreqs", "ropeFactorsLong", "ropeFactorsShort"];
+
+function residentGlobals(w: Weights): Tensor[] {
+  return [w.ropeFreqs, w.ropeFactorsLong, w.ropeFactorsShort].filter((t): t is Tensor => !!t);
 }

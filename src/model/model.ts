@@ -7,7 +7,7 @@ import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { checkModelFile } from "./check.js";
 import type { LlamaConfig } from "./config.js";
-import { Context, contextBytes, type ContextOptions } from "./forward.js";
+import { Context, contextBytes, kvCacheBytes, type ContextOptions } from "./forward.js";
 import { allocateWeights, weightBytes, weightTensors, type Weights } from "./weights.js";
 import { overLimit, size, type MemoryPart } from "./budget.js";
 
@@ -226,10 +226,7 @@ function prefixSource(prefix: Uint8Array, size: number, shortBy: { need: number 
   };
 }
 
-/** Bytes of the KV cache (f32 keys and values for every layer) a context of contextSize tokens allocates. */
-export function kvCacheBytes(c: LlamaConfig, contextSize: number): number {
-  return 2 * c.nLayers * contextSize * c.kvDim * 4;
-}
+export { kvCacheBytes } from "./forward.js";
 
 /** Weights plus the contexts asked for (one by default), in bytes: what loading will ask of wasm memory. */
 export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number } = {}): number {

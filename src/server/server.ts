@@ -211,7 +211,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const text = await renderChat(s.chat, r.messages, maxPromptBytes, contextSize);
       const promptText = stripBosText(tok, text);
       checkBytes(promptText, "messages");
-      prompt = tok.encode(promptText, { addBos: tok.addBos });
+      // the template's control tokens (<|im_start|>, <start_of_turn>, ...) are tokens, as in llama.cpp's server
+      prompt = tok.encode(promptText, { addBos: tok.addBos, parseSpecial: true });
     } else {
       const r = parseCompletion(body);
       params = r;

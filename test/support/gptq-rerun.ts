@@ -15,12 +15,12 @@ import { codecFor } from "../../src/gptq/codec.js";
 import { GPTQ_DEFAULTS, gptqMatrix, prepareHessian, quadraticForm } from "../../src/gptq/gptq.js";
 import { planGptq, rtnMatrix, type GptqModelOptions, type TensorError } from "../../src/gptq/model.js";
 
-/** The four places linear layers read their input, in forward order, and the matrices reading each. */
+/** The four places a llama's linear layers read their input, in forward order, and the matrices reading each. */
 const SITES: { site: LinearSite; fields: (keyof LayerWeights)[] }[] = [
-  { site: "attn_qkv", fields: ["wq", "wk", "wv"] },
-  { site: "attn_output", fields: ["wo"] },
-  { site: "ffn_gate_up", fields: ["wGate", "wUp"] },
-  { site: "ffn_down", fields: ["wDown"] },
+  { site: "attn_qkv", fields: ["attnQ", "attnK", "attnV"] },
+  { site: "attn_output", fields: ["attnOutput"] },
+  { site: "ffn_gate_up", fields: ["ffnGate", "ffnUp"] },
+  { site: "ffn_down", fields: ["ffnDown"] },
 ];
 
 /**
