@@ -326,7 +326,8 @@ function planTensors(opts: SynthOptions): PlannedTensor[] {
   // the weight types as llama-quantize would choose them for this --type from an F32 file (quant/recipe.ts)
   if (opts.type !== "f32") {
     const recipe = recipeByName(opts.type)!;
-    const choices = tensorTypes(out.map((t) => ({ name: t.info.name, dims: t.info.dims, format: f32 })), recipe, s.nLayers);
+    // approximate: a fused attn_qkv, which llama.cpp's Q4_K_M makes Q5_K (not written here), gets the base type
+    const choices = tensorTypes(out.map((t) => ({ name: t.info.name, dims: t.info.dims, format: f32 })), recipe, s.nLayers, { approximate: true });
     choices.forEach((c, i) => {
       const f = c.format;
       if (!f.quantize) throw new Error(`synth: no quantizer for ${f.name}`);

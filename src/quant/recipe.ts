@@ -81,7 +81,9 @@ export interface TensorChoice {
  * The format of every tensor (index i is tensors[i]) under a recipe, nLayers being the file's block_count. Vectors
  * and other non-quantizable tensors keep their type; a matrix whose type cannot be decoded keeps it with a note.
  */
-export function tensorTypes(tensors: readonly TensorDesc[], r: QuantRecipe, nLayers: number): TensorChoice[] {
+export function tensorTypes(tensors: readonly TensorDesc[], r: QuantRecipe, nLayers: number,
+                            /** where the mix needs a type edgeprune does not write (Q5_K), use the base instead of refusing (synth's test files) */
+                            opts: { approximate?: boolean } = {}): TensorChoice[] {
   const out: TensorChoice[] = tensors.map((t) => ({ format: t.format }));
   // llama.cpp visits weights sorted by layer, then name (llama_model_loader's weight_name_comparer): the attn_v
   // and ffn_down counters of use_more_bits follow that order
@@ -105,7 +107,7 @@ export function tensorTypes(tensors: readonly TensorDesc[], r: QuantRecipe, nLay
       if (t.name === "output.weight" || (tied && t.name === "token_embd.weight")) {
         want = rowLength % r.base.blockSize !== 0 ? fmt("Q8_0") : fmt("Q6_K");
       } else if (t.name.includes("attn_qkv.weight") || t.name.includes("attn_kv_b.weight")) {
-        throw new Error(`${t.name}: llama.cpp's Q4_K_M gives fused attention tensors Q5_K, which edgeprune does not write`);
+        if (!opts.approximate) throw new Error(`${t.name}: llama.cpp's Q4_K_M gives fused attention tensors Q5_K, which edgeprune does not write`);
       } else if (t.name.includes("attn_v.weight")) {
         if (nLayers === 80) throw new Error(`${t.name}: llama.cpp's Q4_K_M gives an 80-layer (70B) llama's attn_v Q5_K, which edgeprune does not write`);
         if (useMoreBits(iAttnV, nAttnV)) want = fmt("Q6_K");
