@@ -44,17 +44,20 @@ test("info describes the model and the memory it needs", () => {
   assert.is(j.tensors, 48);
 });
 
-test("ppl ends with a perplexity line; --json gives the details", () => {
-  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json");
-  assert.is(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split("\n");
+test("ppl ends with a perplexity line; --json makes the last line the details", () => {
+  const plain = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4");
+  assert.is(plain.status, 0, plain.stderr);
+  const lines = plain.stdout.trim().split("\n");
   const m = /^perplexity: (\d+\.\d+)$/.exec(lines[lines.length - 1]);
   assert.ok(m, lines[lines.length - 1]);
   const ppl = Number(m![1]);
   assert.ok(ppl > 1 && ppl < 20, `perplexity ${ppl}`);
-  const j = JSON.parse(lines[lines.length - 2]);
+  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json");
+  const jl = r.stdout.trim().split("\n");
+  const j = JSON.parse(jl[jl.length - 1]);
   assert.is(j.chunks, 4);
   assert.is(j.scoredTokens, 4 * 63);
+  assert.is(j.perplexity.toFixed(4), m![1]);
 });
 
 test("quantize keeps rows that do not hold whole blocks and says so", () => {

@@ -90,15 +90,15 @@ export function registerStudyCommands(program: Command): Command {
     .argument("<model>", "GGUF file")
     .requiredOption("--calib <file>", "calibration text (first 80% of its documents)")
     .requiredOption("--eval <file>", "evaluation text (last 20% of its documents, held out)")
-    .option("--eval-docs <n>", "held-out documents to evaluate on (the first n of the last 20%)", int("--eval-docs"), 60)
+    .option("--eval-docs <n>", "held-out documents to evaluate on (the first n of the last 20%)", int("--eval-docs", { min: 1 }), 60)
     .option("--ablation <files...>", "also rank layers by BI on each of these calibration texts and compare (Kendall's tau)")
     .option("--out <dir>", "folder for prune-study.md, .svg and .json", "study-out")
-    .option("--max-k <n>", "largest number of layers removed (default L−1)", int("--max-k"))
-    .option("--random <n>", "random subsets per k", int("--random"), 20)
+    .option("--max-k <n>", "largest number of layers removed (default L−1)", int("--max-k", { min: 0 }))
+    .option("--random <n>", "random subsets per k", int("--random", { min: 1 }), 20)
     .option("--seed <n>", "seed of the random subsets", int("--seed"), 1)
-    .option("--window <n>", "calibration window length in tokens", int("--window"), PRUNE_DEFAULTS.window)
-    .option("--tokens <n>", "calibration tokens in all", int("--tokens"), PRUNE_DEFAULTS.tokens)
-    .option("--loss-windows <n>", "calibration windows for the perplexity-driven methods", int("--loss-windows"), 16)
+    .option("--window <n>", "calibration window length in tokens", int("--window", { min: 2 }), PRUNE_DEFAULTS.window)
+    .option("--tokens <n>", "calibration tokens in all", int("--tokens", { min: 1 }), PRUNE_DEFAULTS.tokens)
+    .option("--loss-windows <n>", "calibration windows for the perplexity-driven methods", int("--loss-windows", { min: 1 }), 16)
     .action((modelPath: string, o: { calib: string; eval: string; evalDocs: number; ablation?: string[]; out: string; maxK?: number; random: number; seed: number; window: number; tokens: number; lossWindows: number }) => {
       checkFile(modelPath, "model");
       const model = loadModelFile(modelPath);
@@ -143,10 +143,10 @@ export function registerStudyCommands(program: Command): Command {
     .requiredOption("--calib <file>", "calibration text (first 80% of its documents)")
     .requiredOption("--eval <file>", "evaluation text (last 20% of its documents, held out)")
     .option("--out <dir>", "folder for compose-study.md, .svg and .json", "study-out")
-    .option("--eval-docs <n>", "held-out documents to evaluate on (the first n of the last 20%)", int("--eval-docs"), 60)
-    .option("--max-k <n>", "largest number of layers removed (default L/3)", int("--max-k"))
-    .option("--window <n>", "calibration window length in tokens", int("--window"), PRUNE_DEFAULTS.window)
-    .option("--tokens <n>", "calibration tokens (BI and GPTQ)", int("--tokens"), 4096)
+    .option("--eval-docs <n>", "held-out documents to evaluate on (the first n of the last 20%)", int("--eval-docs", { min: 1 }), 60)
+    .option("--max-k <n>", "largest number of layers removed (default L/3)", int("--max-k", { min: 0 }))
+    .option("--window <n>", "calibration window length in tokens", int("--window", { min: 2 }), PRUNE_DEFAULTS.window)
+    .option("--tokens <n>", "calibration tokens (BI and GPTQ)", int("--tokens", { min: 1 }), 4096)
     .action((modelPath: string, o: { calib: string; eval: string; evalDocs: number; out: string; maxK?: number; window: number; tokens: number }) => {
       checkFile(modelPath, "model");
       const bytes = new Uint8Array(fs.readFileSync(modelPath));
