@@ -85,7 +85,7 @@ test("errors are one clear line and a non-zero exit", () => {
   assertOneLineError(cli("generate", join(tmp, "missing.gguf"), "-p", "x"), /model .*missing\.gguf does not exist/);
   assertOneLineError(cli("generate", notGguf, "-p", "x"), /not\.gguf: invalid GGUF at byte 0 \(magic\)/);
   assertOneLineError(cli("generate", MODEL, "-p", "x", "-n", "abc"), /-n must be an integer/);
-  assertOneLineError(cli("generate", MODEL, "-p", "x", "--top-p", "2"), /invalid top-p 2/);
+  assertOneLineError(cli("generate", MODEL, "-p", "x", "--top-p", "2"), /--top-p must be greater than 0 and at most 1, got 2/);
   assertOneLineError(cli("info", sharedPath("models/vocab/ggml-vocab-gpt-2.gguf"), "--nope"), /unknown option/);
   const out = join(tmp, "never.gguf");
   assertOneLineError(cli("quantize", MODEL, "--type", "q3_k", "-o", out), /q3_k.*(invalid|Allowed choices)/i);
