@@ -283,20 +283,22 @@ export function buildProgram(): Command {
   registerConvertCommand(program);
   program
     .command("serve")
-    .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
+    .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/embeddings, /v1/models), llama-server's /tokenize, /detokenize and /props, /health and /metrics over HTTP")
     .argument("<model>", "GGUF file")
     .option("--host <addr>", "address to bind; on a non-loopback address any Host header is answered (docs/serving.md, Security)", DEFAULTS.serve.host)
     .option("--cors <origins>", "comma-separated origins (e.g. http://localhost:3000) whose web pages may call the server, or *; default: none")
     .option("--port <n>", "port (0 picks a free one)", int("--port", { min: 0, max: 65535 }), DEFAULTS.serve.port)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on every route but /health")
-    .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel", { min: 1, max: DEFAULTS.serve.maxParallel }), DEFAULTS.serve.parallel)
+    .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
     .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue", { min: 0 }), DEFAULTS.serve.queue)
     .option("--ctx <n>", "context size per request (prompt + completion; at most the model's context length)", int("--ctx", { min: 1 }))
+    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace", { min: 0 }), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup", { min: 0 }), DEFAULTS.serve.warmup)
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
+      checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
       const { parseCorsList } = await import("./server/policy.js");
       const cors = o.cors !== undefined ? parseCorsList(o.cors) : undefined;
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
@@ -305,7 +307,7 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
+        contextSize: o.ctx, threads: o.threads ?? await availableThreads(), graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
         const stop = (sig: string) => { say(`${sig}: stopping`); server.close().then(resolve); };

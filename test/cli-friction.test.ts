@@ -68,7 +68,8 @@ test("every numeric option of every command is checked, with its name, before an
     "--tokens": "0", "--port": "70000", "--parallel": "0", "--queue": "-1", "--warmup": "-1", "--grace": "-1", "--window": "1", "--remove": "0", "--layers": "0" };
   for (const [args, option, value] of cases) {
     const r = cli(...args, option, bad[option]);
-    refused(r, new RegExp(`${option.replace(/-/g, "\\-")} must be`));
+    const name = option.replace(/-/g, "\\-");
+    refused(r, new RegExp(`${name} must be|invalid ${name} `));
     assert.match(r.stderr, value, `${option}: ${r.stderr}`);
   }
 });
