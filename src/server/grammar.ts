@@ -23,8 +23,12 @@ interface Xgrammar {
   GrammarMatcher: { createGrammarMatcher(compiled: XgCompiled, overrideStopTokens?: number[]): Promise<XgMatcher> };
 }
 
-/** Whitespace between JSON tokens: any, but at most this many characters in a row (llama.cpp's grammars allow ~20). */
-const MAX_WHITESPACE = 20;
+/**
+ * The JSON's layout is fixed: one line, ", " between items and ": " after keys, no other whitespace. A grammar
+ * that allows free whitespace lets a model spend its tokens on it (stories260K writes newlines until max_tokens;
+ * vLLM offers --disable-any-whitespace for the same reason); the layout does not change what the JSON says.
+ */
+const LAYOUT = { anyWhitespace: false, indent: -1, separators: [", ", ": "] as [string, string] };
 
 let xgrammar: Promise<Xgrammar> | undefined;
 
@@ -81,7 +85,7 @@ export class JsonConstraints {
     const schema = format.type === "json_object" ? { type: "object" } : format.schema;
     let compiled: XgCompiled;
     try {
-      compiled = await compiler.compileJSONSchema(JSON.stringify(schema), true, undefined, undefined, true, MAX_WHITESPACE);
+      compiled = await compiler.compileJSONSchema(JSON.stringify(schema), LAYOUT.anyWhitespace, LAYOUT.indent, LAYOUT.separators, true);
     } catch (e) {
       throw new ApiError(400, `The JSON schema cannot be used: ${String((e as Error)?.message ?? e).slice(0, 500)}`, "invalid_request_error", param, "invalid_json_schema");
     }
