@@ -208,8 +208,9 @@ export class WasmRuntime {
   }
 
   /**
-   * Instantiates the embedded kernels synchronously over a new memory of at least initialBytes; `simd` picks
-   * the build (default: defaultSimdBuild()), `shared` a shared memory that threads can use (see hasSharedMemory()).
+   * Instantiates the embedded kernels synchronously over a new memory with room for initialBytes above the kernels'
+   * static data; `simd` picks the build (default: defaultSimdBuild()), `shared` a shared memory that threads can use
+   * (see hasSharedMemory()).
    */
   static create(opts: { initialBytes?: number; simd?: SimdBuild; shared?: boolean } = {}): WasmRuntime {
     const simd = opts.simd ?? defaultSimdBuild();
@@ -220,8 +221,11 @@ export class WasmRuntime {
     const module = kernelModule(simd, shared);
     const instance = new WebAssembly.Instance(module, kernelImports(memory));
     const k = instance.exports as unknown as Kernels;
+    // initialBytes is what the host will allocate; the kernels' static data (f16 tables, ~260 KB) sits below it,
+    // so grow once here, before any view exists, rather than on the first allocation past the plan
     const have = memory.buffer.byteLength;
-    if (have < k.heap_base()) memory.grow(Math.ceil((k.heap_base() - have) / PAGE));
+    const want = k.heap_base() + (opts.initialBytes ?? 0);
+    if (have < want) memory.grow(Math.ceil((want - have) / PAGE));
     k.init_tables(); // workers instantiated later over this memory read the same tables
     return new WasmRuntime(memory, k, simd, module);
   }

@@ -12,7 +12,7 @@ import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { writeGgufBytes } from "../src/gguf/writer.js";
 import { removeLayers } from "../src/prune/remove.js";
 import { collectLayerStats, blockInfluence } from "../src/prune/stats.js";
-import { rankUnits, selectForRemoval } from "../src/prune/metrics.js";
+import { rankUnits, selectForRemoval, unitName } from "../src/prune/metrics.js";
 import { kendallTau } from "../src/prune/study.js";
 import { splitDocuments, tokenizeDocuments, tokenWindows } from "../src/data/documents.js";
 import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/llamacpp.js";
@@ -20,6 +20,9 @@ import { assertDistributionsAgree, ourTeacherForced } from "./support/compare.js
 import { teacherSequence } from "./support/fixtures.js";
 import { VS_LLAMACPP } from "./tolerances.js";
 import { sharedPath } from "./support/paths.js";
+import { RefLlama } from "./support/ref-forward.js";
+import { refOrder, refScores } from "./support/ref-bi.js";
+import { SCORE_VS_F64 } from "./tolerances.js";
 import { runCli } from "./support/cli.js";
 
 const STORIES = sharedPath("models/stories260K.gguf");
@@ -84,14 +87,15 @@ test("sub-block removal is recorded in the file and the loader skips that half",
   assert.equal([...twice.config.removedFfn], [2]);
 });
 
-test("sublayer scores cover both halves; ranking orders by score", () => {
-  const model = Model.load(new Uint8Array(readFileSync(STORIES)));
-  const r = rankUnits("bi", { model, windows: calibWindows(model), granularity: "sublayer" });
-  assert.is(r.units.length, 2 * model.config.nLayers);
-  for (let i = 1; i < r.order.length; i++) {
-    const s = (u: typeof r.order[0]) => r.scores[r.units.indexOf(u)];
-    assert.ok(s(r.order[i - 1]) <= s(r.order[i]));
-  }
+test("sublayer scores cover both halves and are the float64 reference's; the removal order is the reference's", () => {
+  const bytes = new Uint8Array(readFileSync(STORIES));
+  const model = Model.load(bytes);
+  const windows = calibWindows(model);
+  const r = rankUnits("bi", { model, windows, granularity: "sublayer" });
+  const ref = refScores(RefLlama.fromGguf(bytes), "bi", { windows, granularity: "sublayer" });
+  assert.equal(r.units.map(unitName), ref.units.map((u) => `${u.layer}.${u.part}`));
+  r.scores.forEach((s, i) => assert.ok(Math.abs(s - ref.scores[i]) <= SCORE_VS_F64, `${unitName(r.units[i])}: ${s} vs ${ref.scores[i]}`));
+  assert.equal(r.order.map(unitName), refOrder(ref.scores).map((i) => unitName(r.units[i])));
 });
 
 test("Kendall's tau-b", () => {

@@ -10,6 +10,7 @@ import { DEFAULTS } from "../src/cli.js";
 import { GgufType, type GgufFile } from "../src/gguf/types.js";
 import type { Tokenizer } from "../src/tokenizer/index.js";
 import { greedyText, localModel, metric, MODEL, runCli, serve, type ServerProcess } from "./server-support.js";
+import { generate } from "../src/generate.js";
 
 const servers: ServerProcess[] = [];
 test.after(async () => { await Promise.all(servers.map((s) => s.kill())); });
@@ -89,12 +90,26 @@ test("chat completions, greedy, fallback transcript, equal edgeprune generate (s
   assert.is(usage?.completion_tokens, r.usage?.completion_tokens);
 });
 
-test("sampling parameters: seeded sampling repeats, stop strings cut (and are not streamed)", async () => {
-  const opts = { model: "m", prompt: PROMPT, max_tokens: 30, temperature: 0.9, top_p: 0.9, seed: 7 } as const;
-  const extra = { top_k: 20, min_p: 0.05 };
-  const a = await client.completions.create({ ...opts, ...extra } as OpenAI.CompletionCreateParamsNonStreaming);
-  const b = await client.completions.create({ ...opts, ...extra } as OpenAI.CompletionCreateParamsNonStreaming);
-  assert.is(a.choices[0].text, b.choices[0].text);
+test("sampling parameters: top_k 1 and min_p 1 are greedy, a seeded hot run is the library's and repeats, stop strings cut (and are not streamed)", async () => {
+  const complete = async (params: Record<string, number>) => (await client.completions.create(
+    { model: "m", prompt: PROMPT, max_tokens: 30, ...params } as OpenAI.CompletionCreateParamsNonStreaming)).choices[0].text;
+  const greedy = greedyText(PROMPT, 30).text;
+  // truncation that leaves one candidate makes any temperature and seed greedy
+  assert.is(await complete({ temperature: 1.5, top_k: 1, top_p: 1, min_p: 0, seed: 3 }), greedy, "top_k 1");
+  assert.is(await complete({ temperature: 1.5, top_k: 0, top_p: 1, min_p: 1, seed: 3 }), greedy, "min_p 1 keeps only the most likely token");
+  // untruncated at temperature 1.2: not greedy, the library's sampler with the same seed, the same again, another seed differs
+  const hot = { temperature: 1.2, top_k: 0, top_p: 1, min_p: 0 };
+  const a = await complete({ ...hot, seed: 7 });
+  assert.is.not(a, greedy);
+  const m = localModel();
+  const lib = generate(m.createContext({ contextSize: 256 }), m.tokenizer, m.tokenizer.encode(PROMPT, { addBos: m.tokenizer.addBos }),
+    { maxTokens: 30, temperature: 1.2, topK: 0, topP: 1, minP: 0, seed: 7 }).text;
+  assert.is(a, lib, "the server samples as the library does");
+  assert.is(await complete({ ...hot, seed: 7 }), a);
+  assert.is.not(await complete({ ...hot, seed: 8 }), a);
+  // the default truncation (top_k 40, top_p 0.95, min_p 0.05) is applied: the library with those defaults agrees
+  const dflt = await complete({ temperature: 1.2, seed: 11 });
+  assert.is(dflt, generate(m.createContext({ contextSize: 256 }), m.tokenizer, m.tokenizer.encode(PROMPT, { addBos: m.tokenizer.addBos }), { maxTokens: 30, temperature: 1.2, seed: 11 }).text);
 
   const full = greedyText(PROMPT, N).text;
   const cut = full.indexOf(" Lily");

@@ -1,13 +1,18 @@
 // The study commands end to end on stories260K, kept small (few documents, small k): they write their Markdown,
-// SVG and JSON, the tables hold every method or cell, and the numbers obey what must hold by construction.
+// SVG and JSON, the tables hold every method or cell, and the numbers are checked against the float64 references
+// (held-out perplexities, the layers BI removes, the ablation's BI and Kendall's tau, the interaction term).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { STUDY_METHODS } from "../src/prune/study.js";
+import { Model } from "../src/model/model.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
+import { RefLlama, refDocumentsPerplexity } from "./support/ref-forward.js";
+import { refCalibrationWindows, refOrder, refScores } from "./support/ref-bi.js";
+import { PPL_VS_F64, SCORE_VS_F64 } from "./tolerances.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
@@ -15,6 +20,36 @@ const WIKI = sharedPath("data/wikitext-2-raw/wiki.test.raw");
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-study-"));
 
 const cli = runCli;
+const bytes = new Uint8Array(readFileSync(MODEL));
+const tokenizer = Model.load(bytes).tokenizer;
+const ref = RefLlama.fromGguf(bytes);
+const text = readFileSync(TEXT, "utf8");
+const encode = (s: string) => tokenizer.encode(s, { addBos: true });
+
+/** the first n held-out stories (the last 20% of the file), BOS + tokens, as the README describes the evaluation set */
+function heldOut(n: number): number[][] {
+  const docs = text.split(/^<\|endoftext\|>[ \t]*$/m).map((d) => d.trim()).filter((d) => d !== "");
+  return docs.slice(Math.round(docs.length * 0.8)).slice(0, n).map(encode);
+}
+
+/** the reference's BI removal order on the CLI's calibration windows */
+function refBiOrder(tokens: number, window: number, t = text): number[] {
+  return refOrder(refScores(ref, "bi", { windows: refCalibrationWindows(encode, tokenizer.bosId, t, tokens, window) }).scores);
+}
+
+/** Kendall's tau-b, written out from its definition (ties in either ranking leave the pair out of the numerator) */
+function tauB(a: number[], b: number[]): number {
+  let nc = 0, nd = 0, ta = 0, tb = 0;
+  for (let i = 0; i < a.length; i++) for (let j = i + 1; j < a.length; j++) {
+    const x = Math.sign(a[i] - a[j]) * Math.sign(b[i] - b[j]);
+    if (x > 0) nc++; else if (x < 0) nd++;
+    if (a[i] === a[j] && b[i] !== b[j]) ta++;
+    if (b[i] === b[j] && a[i] !== a[j]) tb++;
+  }
+  return (nc - nd) / Math.sqrt((nc + nd + ta) * (nc + nd + tb));
+}
+
+const close = (a: number, b: number) => Math.abs(a - b) <= PPL_VS_F64 * b;
 
 test("study prune: every method at every k, random baseline, calibration ablation", () => {
   const out = join(tmp, "prune");
@@ -30,22 +65,59 @@ test("study prune: every method at every k, random baseline, calibration ablatio
   }
   for (const c of j.cells) assert.is(c.removed.length, c.method === "laco" && c.k > 0 ? 1 : c.k);
   assert.is(j.random.length, 3);
+  // held-out perplexities: dense, and with the layers BI removes (the reference's lowest BI) and the last k
+  const evalDocs = heldOut(4);
+  assert.ok(close(j.densePerplexity, refDocumentsPerplexity(ref, evalDocs)), `dense ${j.densePerplexity}`);
+  const order = refBiOrder(512, 64);
+  for (const k of [1, 2]) {
+    const bi = j.cells.find((c: { k: number; method: string }) => c.k === k && c.method === "bi");
+    assert.equal(bi.removed.map(Number).sort(), order.slice(0, k).sort(), `bi removes the reference's ${k} lowest`);
+    assert.ok(close(bi.perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set(order.slice(0, k)) })), `bi k=${k}: ${bi.perplexity}`);
+    const last = j.cells.find((c: { k: number; method: string }) => c.k === k && c.method === "last");
+    assert.equal(last.removed.map(Number), [4, 3].slice(0, k));
+    assert.ok(close(last.perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set([4, 3].slice(0, k)) })), `last k=${k}`);
+  }
+  // the ablation: BI from each text equals the reference's, tau is tau-b of those scores (and the texts disagree)
   assert.is(j.ablation.tau.length, 2);
-  assert.is(j.ablation.tau[0][0], 1);
+  const sources = [text, readFileSync(WIKI, "utf8")];
+  j.ablation.sources.forEach((src: { bi: number[] }, i: number) => {
+    if (i === 1) return; // WikiText is one document, split by characters: not the README's story windows
+    const want = refScores(ref, "bi", { windows: refCalibrationWindows(encode, tokenizer.bosId, sources[i], 512, 64) }).scores;
+    src.bi.forEach((b, l) => assert.ok(Math.abs(b - want[l]) <= SCORE_VS_F64, `ablation source ${i} layer ${l}: ${b} vs ${want[l]}`));
+  });
+  const tau = tauB(j.ablation.sources[0].bi, j.ablation.sources[1].bi);
+  assert.ok(Math.abs(j.ablation.tau[0][1] - tau) < 1e-12 && Math.abs(j.ablation.tau[1][0] - tau) < 1e-12, `tau ${j.ablation.tau[0][1]} vs ${tau}`);
+  assert.ok(tau < 1, "the two texts rank the layers differently");
   const md = readFileSync(join(out, "prune-study.md"), "utf8");
   assert.match(md, /\| k \| bi \| bi-iterative \|/);
   assert.match(md, /Kendall's tau/);
   assert.match(readFileSync(join(out, "prune-study.svg"), "utf8"), /^<svg[^>]+xmlns="http:\/\/www.w3.org\/2000\/svg"/);
 });
 
-test("study compose: both orders, interaction 0 for F32, a Pareto front", () => {
+test("study compose: both orders, F32 cells equal the float64 reference, the interaction term, a Pareto front", () => {
   const out = join(tmp, "compose");
   const r = cli("study", "compose", MODEL, "--calib", TEXT, "--eval", TEXT, "--eval-docs", "3", "--max-k", "1", "--tokens", "256", "--window", "64", "--out", out);
   assert.is(r.status, 0, r.stderr);
   const j = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8"));
   // F32: k = 0, 1; each of 5 quantized configs: k = 0, and k = 1 in both orders
   assert.is(j.cells.length, 2 + 5 * 3);
-  for (const c of j.cells.filter((c: { config: string }) => c.config === "F32")) assert.ok(Math.abs(c.interaction) < 1e-9);
+  type Cell = { k: number; config: string; order: string; perplexity: number; interaction: number; removed: number[] };
+  const cells: Cell[] = j.cells;
+  // F32 against the float64 reference: dense, and without the layer the reference's BI ranks lowest
+  const evalDocs = heldOut(3);
+  const f32 = (k: number) => cells.find((c) => c.config === "F32" && c.k === k)!;
+  const lowest = refBiOrder(256, 64)[0];
+  assert.equal(f32(1).removed, [lowest]);
+  assert.ok(close(f32(0).perplexity, refDocumentsPerplexity(ref, evalDocs)), `F32 k=0 ${f32(0).perplexity}`);
+  assert.ok(close(f32(1).perplexity, refDocumentsPerplexity(ref, evalDocs, { layers: new Set([lowest]) })), `F32 k=1 ${f32(1).perplexity}`);
+  // interaction = Δppl(both) − Δppl(prune alone) − Δppl(quantize alone), every Δ against dense F32
+  const base = f32(0).perplexity;
+  for (const c of cells) {
+    const quantAlone = cells.find((x) => x.config === c.config && x.k === 0)!.perplexity;
+    const want = (c.perplexity - base) - (f32(c.k).perplexity - base) - (quantAlone - base);
+    assert.ok(Math.abs(c.interaction - want) <= 1e-9 * base, `${c.config} k=${c.k} ${c.order}: interaction ${c.interaction}, expected ${want}`);
+  }
+  assert.ok(cells.some((c) => c.config !== "F32" && c.k > 0 && Math.abs(c.interaction) > 1e-6), "quantization and pruning interact somewhere");
   assert.ok(j.cells.some((c: { pareto: boolean }) => c.pareto));
   assert.is(j.rankings.length, 5);
   const sizes = Object.fromEntries(j.cells.filter((c: { k: number }) => c.k === 0).map((c: { config: string; fileBytes: number }) => [c.config, c.fileBytes]));

@@ -53,3 +53,50 @@ export const VS_LLAMACPP = {
  * grows with t; atol is this times t (inputs are N(0,1)).
  */
 export const GPTQ_HESSIAN: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+
+// ---- against the float64 references in test/support/ref-*.ts (written from the definitions; see docs/testing.md) ----
+/**
+ * Our teacher-forced next-token probabilities vs the float64 forward (exact RoPE angles), max |Δp| over the 64
+ * positions of the teacher sequence and the whole vocabulary. Measured 8.6e-7 (stories260K), 6.0e-7
+ * (stories-deep-16L), 9.7e-7 with the prefill cut into batches and decoded. rmsEps × 10 moves them by 2.0e-3 /
+ * 4.8e-3, RoPE base × 1.02 by 1.6e-2 / 5.9e-3.
+ */
+export const PROB_VS_F64 = 5e-6;
+/**
+ * Each layer's output, ‖h − h_f64‖ / ‖h_f64‖ per token, worst over layers and tokens. Measured 8.2e-7 / 8.6e-7, 1.35e-6
+ * with six layers and half-layers skipped; also the bound on those logits relative to the largest |logit| (8.5e-7).
+ */
+export const STREAM_VS_F64 = 5e-6;
+/**
+ * Block Influence, angular distance and relative magnitude of every layer and half-layer, and Gromov's block
+ * distances, vs the float64 reference on the same windows: absolute (scores are 3e-3 … 0.6). Measured 1.9e-8
+ * (stories-deep-16L half-layer relmag); counting the BOS position moves them by 2e-4. Also the relative bound on
+ * mean ‖h_l‖ (measured 2.1e-8).
+ */
+export const SCORE_VS_F64 = 1e-7;
+/** The ppl metric (calibration perplexity with a unit removed), relative. Measured 7.4e-7 (stories260K half-layers). */
+export const PPL_SCORE_VS_F64 = 5e-6;
+/**
+ * The wasm GPTQ's codes vs the float64 reference GPTQ that takes the wasm's decision only at a rounding tie: how
+ * close to a boundary counts as a tie, in code units (x/d + offset) and relative to d for the f16 scale. Measured:
+ * the one tie on the 64×576 test matrices sat 8.1e-7 from its boundary (Q4_0 act-order); no scale tie occurred.
+ * Without the cross-block update, 1600–2000 codes per matrix differ, 0.002–0.07 from any boundary.
+ */
+export const GPTQ_CODE_TIE = 5e-6;
+export const GPTQ_SCALE_TIE = 5e-6;
+/**
+ * ‖(W − Ŵ)X‖² of the wasm GPTQ over the free-running float64 reference's (which may break one tie the other way and
+ * diverge along that row). Measured 1 − 3.9e-3 (Q4_0 act-order); without the cross-block update the error is 4×.
+ */
+export const GPTQ_ERROR_RATIO = 1.02;
+/**
+ * Perplexities vs the float64 forward on the same tokens, relative: held-out documents in the studies (measured
+ * 1.9e-7 with two layers removed) and `ppl`'s windows (6.1e-8).
+ */
+export const PPL_VS_F64 = 1e-6;
+/**
+ * Q8_0 / Q4_0 stories-deep-16L vs the float64 forward on the same dequantized weights, max |Δp| over the teacher
+ * sequence: our activations are rounded to Q8 blocks as ggml's are, which the reference does not do. Measured
+ * 1.3e-2 (Q8_0), 2.4e-2 (Q4_0). A coarse check of the quantized paths (activation conversion and its reuse).
+ */
+export const Q_PROB_VS_F64 = 0.1;

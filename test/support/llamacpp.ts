@@ -177,14 +177,20 @@ function checkTokens(tokens: number[], what: string): void {
   }
 }
 
-// Full probability vector indexed by token id, from the addon's (token, probability) pairs.
+// Full probability vector indexed by token id, from the addon's (token, probability) pairs, renormalized in
+// float64. The addon (AddonContext.cpp) sums expf(logit - max) in float32 from the largest term down, so terms
+// under half an ulp of the running sum are dropped: on a peaked distribution its probabilities sum to 1 + 9e-6
+// (stories-deep-16L, position 32 of the teacher sequence), an error of the harness, not of llama.cpp's model.
+// Dividing by their float64 sum leaves expf(logit - max) / Σ, the softmax of llama.cpp's logits.
 function toVector(probabilities: Map<number, number>): Float32Array {
-  const out = new Float32Array(probabilities.size);
+  const raw = new Float64Array(probabilities.size);
+  let sum = 0;
   for (const [token, p] of probabilities) {
-    if (token >= out.length) throw new Error(`oracle: probability list is not the whole vocabulary (token ${token} of ${out.length})`);
-    out[token] = p;
+    if (token >= raw.length) throw new Error(`oracle: probability list is not the whole vocabulary (token ${token} of ${raw.length})`);
+    raw[token] = p;
+    sum += p;
   }
-  return out;
+  return Float32Array.from(raw, (p) => p / sum);
 }
 
 // Evaluates `tokens` after what the sequence already holds and returns the greedy next token and its distribution.
