@@ -3,6 +3,7 @@
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
 import { checkContextOption, checkFile, drain, int, mib, num, peakRss, readPrompt, THREADS_RANGE } from "./commands/common.js";
+import { registerChatCommand } from "./commands/chat.js";
 import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerStudyCommands } from "./commands/study.js";
@@ -277,6 +278,7 @@ export function buildProgram(): Command {
       }
     });
 
+  registerChatCommand(program);
   registerPruneCommands(program);
   registerStudyCommands(program);
   registerSynthCommand(program);
