@@ -1,5 +1,6 @@
 // Causal grouped-query attention over one layer's KV cache (f32), for t query rows starting at position pos0.
-// Scores are q.k / sqrt(headSize), softmaxed over positions 0..pos; the output is the score-weighted sum of v.
+// Scores are q.k / sqrt(headSize) (or q.k times a given scale, optionally soft-capped), softmaxed over positions
+// 0..pos (or the last `window` of them); the output is the score-weighted sum of v.
 // Not RoPE (applied before), not the cache write (the host copies k, v rows in).
 //
 // Built for small heads and long windows: scores are made four positions at a time (four dot products reduced
@@ -185,22 +186,50 @@ import { fmadd } from "./common";
  */
 export function attention_range(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
                                 nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32): void {
+  attention_ext(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1,
+    <f32>1.0 / Mathf.sqrt(<f32>headSize), 0, 0);
+}
+
+/**
+ * attention_range() with its options: scores are q.k * scale (q.k * (1/softcap), tanh, times softcap, then times
+ * scale when softcap > 0: Gemma 2's capping as llama.cpp orders it), and with window > 0 query position p sees
+ * only positions p - window < p0 <= p (sliding-window layers).
+ */
+export function attention_ext(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
+                              nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32,
+                              scale: f32, window: i32, softcap: f32): void {
   const group = nHeads / nKvHeads;
   const kvRow = (<usize>nKvHeads * headSize) << 2;
   const headBytes = <usize>headSize << 2;
-  const scale: f32 = <f32>1.0 / Mathf.sqrt(<f32>headSize);
+  const first = softcap > 0 ? <f32>1.0 / softcap : scale;
   for (let j = 0; j < t; j++) {
-    const np = pos0 + j + 1;
+    const end = pos0 + j + 1;
+    const start = window > 0 && end > window ? end - window : 0;
+    const np = end - start;
     const sp = <usize>((np + 3) & ~3);
+    const kc = kCache + <usize>start * kvRow, vc = vCache + <usize>start * kvRow;
     for (let g = g0; g < g1; g++) {
       const kvOff = <usize>g * headBytes;
       const qg = q + (<usize>(j * nHeads + g * group)) * headBytes;
-      scores_group(scores, sp, qg, headBytes, group, kCache + kvOff, kvRow, headSize, np, scale);
+      scores_group(scores, sp, qg, headBytes, group, kc + kvOff, kvRow, headSize, np, first);
+      if (softcap > 0) cap_scores(scores, sp, group, np, softcap, scale);
       for (let h = 0; h < group; h++) {
         const sc = scores + ((<usize>h * sp) << 2);
         const inv = <f32>(1.0 / exp_shift_sum(sc, np));
-        weighted_sum(out + (<usize>(j * nHeads + g * group + h)) * headBytes, sc, vCache + kvOff, kvRow, headSize, np, inv);
+        weighted_sum(out + (<usize>(j * nHeads + g * group + h)) * headBytes, sc, vc + kvOff, kvRow, headSize, np, inv);
       }
+    }
+  }
+}
+
+/** s <- tanh(s) * cap * scale for the group's rows of scores (rows sp floats apart, np used) */
+// @ts-ignore: decorator
+@inline function cap_scores(scores: usize, sp: usize, group: i32, np: i32, cap: f32, scale: f32): void {
+  for (let h = 0; h < group; h++) {
+    const row = scores + ((<usize>h * sp) << 2);
+    for (let p = 0; p < np; p++) {
+      const a = row + (<usize>p << 2);
+      store<f32>(a, (Mathf.tanh(load<f32>(a)) * cap) * scale);
     }
   }
 }

@@ -1,6 +1,7 @@
-// Element-wise kernels on f32 rows: softmax (max-subtracted, f64 sum like ggml), swiglu, add (residual stream)
-// and argmax. All SIMD; exp is the vector polynomial of math.ts (ggml_v_expf), not Mathf.exp.
-import { exp_f32x4, silu_f32x4 } from "./math";
+// Element-wise kernels on f32 rows: softmax (max-subtracted, f64 sum like ggml), swiglu, add (residual stream),
+// argmax, scale, bias rows and soft-capping. All SIMD; exp is the vector polynomial of math.ts (ggml_v_expf), not Mathf.exp.
+import { exp_f32x4 } from "./math";
+import { glu } from "./glu";
 
 /** x (n) <- softmax(x), in place */
 // @ts-ignore: decorator
@@ -46,17 +47,9 @@ export function softmax(x: usize, n: i32): void {
   softmax_inplace(x, n);
 }
 
-/** out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias gate or up. */
+/** out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may alias gate or up (glu's SiLU on one row). */
 export function swiglu(out: usize, gate: usize, up: usize, n: i32): void {
-  let k = 0;
-  for (; k + 4 <= n; k += 4) {
-    v128.store(out, f32x4.mul(silu_f32x4(v128.load(gate)), v128.load(up)));
-    out += 16; gate += 16; up += 16;
-  }
-  for (; k < n; k++) {
-    store<f32>(out, f32x4.extract_lane(silu_f32x4(f32x4.splat(load<f32>(gate))), 0) * load<f32>(up));
-    out += 4; gate += 4; up += 4;
-  }
+  glu(out, gate, up, n, 1, n, 0);
 }
 
 /** out (n) = a + b; out may alias a or b. */
@@ -105,4 +98,43 @@ export function sum_f32(x: usize, n: i32): f32 {
   let s = (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
   for (let k = 4 * q; k < n; k++) s += load<f32>(x + (<usize>k << 2));
   return s;
+}
+
+/** out (n) = x (n) * s; out may alias x (Gemma's embedding scale, query pre-scaling) */
+export function scale(out: usize, x: usize, s: f32, n: i32): void {
+  const sv = f32x4.splat(s);
+  let k = 0;
+  for (; k + 4 <= n; k += 4) {
+    v128.store(out, f32x4.mul(v128.load(x), sv));
+    out += 16; x += 16;
+  }
+  for (; k < n; k++) {
+    store<f32>(out, load<f32>(x) * s);
+    out += 4; x += 4;
+  }
+}
+
+/** x (t, n) += b (n) on every row, in place (linear layers' biases) */
+export function add_rows(x: usize, b: usize, n: i32, t: i32): void {
+  for (let j = 0; j < t; j++) {
+    let p = x + ((<usize>j * n) << 2), q = b;
+    let k = 0;
+    for (; k + 4 <= n; k += 4) {
+      v128.store(p, f32x4.add(v128.load(p), v128.load(q)));
+      p += 16; q += 16;
+    }
+    for (; k < n; k++) {
+      store<f32>(p, load<f32>(p) + load<f32>(q));
+      p += 4; q += 4;
+    }
+  }
+}
+
+/** x (n) <- cap * tanh(x * (1/cap)) in place, in ggml's order (scale, tanh, scale): Gemma 2's final-logit capping */
+export function softcap(x: usize, cap: f32, n: i32): void {
+  const inv: f32 = <f32>1.0 / cap;
+  for (let k = 0; k < n; k++) {
+    const p = x + (<usize>k << 2);
+    store<f32>(p, Mathf.tanh(load<f32>(p) * inv) * cap);
+  }
 }

@@ -1,17 +1,19 @@
 // The kernel ABI: every export here is callable from src/wasm.ts (typed in its `Kernels` interface).
 // Pointers are byte offsets into the host-owned memory; output first, inputs next, sizes last.
 
-import { QK, QK_K, f16_table, f16_to_f32, F16_TABLE_BYTES } from "./common";
+import { QK, QK_K, f16_table, f16_to_f32 } from "./common";
+import { fill_gelu_table, gelu_table, GELU_TABLE_BYTES } from "./glu";
 
-/** first byte the host may allocate: after the module's static data and its f16 -> f32 table (common.ts) */
+/** first byte the host may allocate: after the module's static data, its f16 -> f32 table (common.ts) and GELU table (glu.ts) */
 export function heap_base(): usize {
-  return f16_table() + F16_TABLE_BYTES;
+  return gelu_table() + GELU_TABLE_BYTES;
 }
 
-/** fills the f16 -> f32 table; the host calls it once per memory, before any kernel that reads it */
+/** fills the f16 -> f32 and GELU tables; the host calls it once per memory, before any kernel that reads them */
 export function init_tables(): void {
   const t = f16_table();
   for (let h: u32 = 0; h < 65536; h++) store<f32>(t + (<usize>h << 2), f16_to_f32(h));
+  fill_gelu_table();
 }
 
 export { quantize_q8_0, quantize_q8_0x, quantize_q8_0w, quantize_q8_1, matmul_q8_0 } from "./matmul_q8";
@@ -20,9 +22,10 @@ export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";
 export { quantize_q8_K, quantize_q8_kw, matmul_q4_K, matmul_q6_K } from "./matmul_k";
 export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
-export { rope_norm, rope_neox } from "./rope";
-export { softmax, swiglu, add, argmax, sum_f32 } from "./elementwise";
-export { attention, attention_range } from "./attention";
+export { rope_norm, rope_neox, rope_ext } from "./rope";
+export { softmax, swiglu, add, argmax, sum_f32, scale, add_rows, softcap } from "./elementwise";
+export { glu } from "./glu";
+export { attention, attention_range, attention_ext } from "./attention";
 export { exp_f32 } from "./math";
 export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
 

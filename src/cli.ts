@@ -6,6 +6,7 @@ import { checkContextOption, checkFile, drain, int, mib, num, peakRss, readPromp
 import { registerChatCommand } from "./commands/chat.js";
 import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
+import { registerQualityCommands } from "./commands/quality.js";
 import { registerStudyCommands } from "./commands/study.js";
 import { registerSynthCommand } from "./commands/synth.js";
 import { availableThreads } from "./threads/pool.js";
@@ -14,6 +15,7 @@ import { metaString } from "./gguf/metadata.js";
 import type { GgufFile } from "./gguf/types.js";
 import type { QuantFormat } from "./quant/formats.js";
 import { KEY } from "./gguf/names.js";
+import { describeConfig } from "./model/config.js";
 import { checkModelFile } from "./model/check.js";
 import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
@@ -75,6 +77,7 @@ export function buildProgram(): Command {
         types.set(t.format.name, e);
       }
       const arch = metaString(file.kv, KEY.architecture, "");
+      const names = new Set(file.tensors.map((t) => t.name));
       let config: ReturnType<typeof checkModelFile> | undefined;
       let configError: string | undefined;
       // the loader's own checks: a file they refuse is described, with the reason, but not planned for
@@ -85,7 +88,8 @@ export function buildProgram(): Command {
       const info = {
         file: model, version: file.version, architecture: arch, name: metaString(file.kv, KEY.name, ""),
         fileBytes: file.fileSize, tensors: file.tensors.length, parameters: params,
-        tensorTypes: Object.fromEntries(types), config: config && { ...config, removedAttention: [...config.removedAttention], removedFfn: [...config.removedFfn] },
+        tensorTypes: Object.fromEntries(types),
+        config: config && { ...config, arch: undefined, family: config.arch.models, removedAttention: [...config.removedAttention], removedFfn: [...config.removedFfn] },
         contextSize: config ? (o.ctx ?? Math.min(config.trainContext, 2048)) : undefined, memoryBytes: need,
         runnable: configError ? `no: ${configError}` : "yes",
       };
@@ -96,10 +100,12 @@ export function buildProgram(): Command {
       console.log(`tensor types  ${[...types].map(([k, v]) => `${k}: ${v.count} (${mib(v.bytes)})`).join(", ")}`);
       if (config) {
         const c = config;
+        console.log(`family        ${c.architecture}: ${c.arch.models}`);
         console.log(`layers        ${c.nLayers}  dim ${c.dim}  ffn ${c.hiddenDim}  heads ${c.nHeads} (kv ${c.nKvHeads}, head size ${c.headSize})`);
-        console.log(`vocab         ${c.vocabSize}  context ${c.trainContext}  rope ${c.ropeStyle} dim ${c.ropeDim} base ${c.ropeFreqBase}  rms eps ${c.rmsEps}${c.tiedOutput ? "  tied output" : ""}`);
+        console.log(`vocab         ${c.vocabSize}  context ${c.trainContext}  rms eps ${c.rmsEps.toPrecision(3)}${c.tiedOutput ? "  tied output" : ""}`);
+        for (const line of describeConfig(c)) console.log(line);
         if (c.removedAttention.size || c.removedFfn.size) console.log(`removed halves attention: [${[...c.removedAttention]}]  ffn: [${[...c.removedFfn]}]`);
-        console.log(`tensors used  ${expectedTensors(c).length}`);
+        console.log(`tensors used  ${expectedTensors(c, (n) => names.has(n)).length} of ${file.tensors.length}`);
         console.log(`memory        ${mib(need!)} of wasm memory at context ${info.contextSize} (weights + KV cache + scratch)`);
       } else {
         console.log(`runnable      ${info.runnable}`);
@@ -124,9 +130,10 @@ export function buildProgram(): Command {
     .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
     .option("--no-bos", "do not add the BOS token")
     .option("--ignore-eos", "keep generating past end-of-sequence")
+    .option("--json", "print one JSON object (text, tokens, prompt_tokens, timings) on stdout instead of streaming the text")
     .action(async (model: string, o: {
       prompt?: string; file?: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
-      repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean;
+      repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean; json?: boolean;
     }) => {
       checkFile(model, "model");
       const promptText = readPrompt(o);
@@ -158,24 +165,33 @@ export function buildProgram(): Command {
       process.on("SIGINT", onSigint);
       let r: GenerateResult;
       try {
-        process.stdout.write(promptText);
+        if (!o.json) process.stdout.write(promptText);
         const steps = generateSteps(ctx, m.tokenizer, prompt, { maxTokens: o.tokens, ...sampling, stopAtEos: !o.ignoreEos, shouldStop: () => interrupted });
         for (;;) {
           const step = steps.next();
           if (step.done) { r = step.value; break; }
-          process.stdout.write(step.value.text);
+          if (!o.json) process.stdout.write(step.value.text);
           // lets the SIGINT handler run between tokens
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
       } finally {
         process.off("SIGINT", onSigint);
       }
-      // the timings start on a line of their own, whatever the text ended with (stdout and stderr often share a terminal)
-      process.stdout.write("\n");
-      await drain(process.stdout);
       const pp = (prompt.length / r.prefillMs) * 1000;
       const decoded = Math.max(0, r.tokens.length - 1);
       const tg = decoded > 0 ? (decoded / r.decodeMs) * 1000 : 0;
+      if (o.json) {
+        // prompt_tokens holds BOS when the model adds it: the exact ids to hand llama.cpp for a comparison
+        console.log(JSON.stringify({
+          model, text: r.text, tokens: r.tokens, prompt_tokens: prompt, stop_reason: r.stopReason,
+          timings: { prompt_n: prompt.length, prompt_ms: r.prefillMs, prompt_per_second: pp, predicted_n: r.tokens.length, predicted_ms: r.decodeMs, predicted_per_second: tg },
+          threads, kernels: m.rt.simd, context_size: ctx.contextSize,
+        }));
+      } else {
+        // the timings start on a line of their own, whatever the text ended with (stdout and stderr often share a terminal)
+        process.stdout.write("\n");
+      }
+      await drain(process.stdout);
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
         `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${interrupted ? "Ctrl-C" : r.stopReason}\n` +
@@ -279,6 +295,7 @@ export function buildProgram(): Command {
     });
 
   registerChatCommand(program);
+  registerQualityCommands(program, DEFAULTS);
   registerPruneCommands(program);
   registerStudyCommands(program);
   registerSynthCommand(program);

@@ -8,8 +8,9 @@ import { describeValue, isByteSource, locate, type ModelSource } from "./source.
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export type { ModelSource } from "./source.js";
-export { Context, type ContextOptions, type ForwardOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
-export { configFromGguf, type LlamaConfig } from "./model/config.js";
+export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
+export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
+export { ARCHITECTURES, REFUSED, architectureFor, type Architecture, type LayerRole } from "./model/arch.js";
 export { checkModelFile, nonFiniteTensors } from "./model/check.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
@@ -26,6 +27,11 @@ export { METRICS, rankUnits, selectForRemoval, allUnits, skipOptions, windowsNll
 export { evaluateDocuments, type EvalResult } from "./prune/evaluate.js";
 export { runPruneStudy, calibrationAblation, kendallTau, type PruneStudyResult } from "./prune/study.js";
 export { runComposeStudy, type ComposeResult } from "./studies/compose.js";
+export { KldAccumulator, formatKldSummary, type KldSummary, type BaseDistribution } from "./quality/kld.js";
+export { kldModels, kldAgainstBase, kldBaseFile, type KldRunResult } from "./quality/kldeval.js";
+export { KldBaseReader, encodeRecord, decodeRecord } from "./quality/kldbase.js";
+export { parseTasks, scoreTasks, type ChoiceTask, type ChoiceResult } from "./quality/choice.js";
+export { wilsonInterval } from "./quality/stats.js";
 export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } from "./data/documents.js";
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
 export { WasmRuntime } from "./wasm.js";

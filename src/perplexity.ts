@@ -34,22 +34,41 @@ export function logSoftmaxAt(logits: Float32Array, offset: number, n: number, ta
   return logits[offset + target] - max - Math.log(sum);
 }
 
+/**
+ * How many windows of n tokens llama-perplexity scores in a text of nTokens tokens (the tail that does not fill a
+ * window is dropped), at most maxChunks; throws when not even one fits.
+ */
+export function windowCount(nTokens: number, n: number, maxChunks?: number): number {
+  if (!(Number.isInteger(n) && n >= 4)) throw new Error(`invalid context size ${n}: expected an integer ≥ 4`);
+  const chunks = Math.floor(nTokens / n);
+  if (chunks < 1) throw new Error(`the text has ${nTokens} tokens, fewer than one window of ${n}; use a longer file or a smaller --ctx`);
+  return maxChunks !== undefined ? Math.min(chunks, maxChunks) : chunks;
+}
+
+/** Window c: tokens c·n … (c+1)·n − 1, its first token replaced by BOS when the model wants one. */
+export function windowAt(tokens: ArrayLike<number>, c: number, n: number, bos: number | undefined): number[] {
+  const w = Array.from({ length: n }, (_, i) => tokens[c * n + i]);
+  if (bos !== undefined) w[0] = bos;
+  return w;
+}
+
+/** The first scored position of a window of n: positions n/2 … n−2 predict tokens n/2+1 … n−1. */
+export function firstScored(n: number): number {
+  return n >> 1;
+}
+
 export function perplexity(model: Model, tokens: number[], opts: PerplexityOptions = {}): PerplexityResult {
   const n = opts.contextSize ?? Math.min(512, model.config.trainContext);
-  if (!(Number.isInteger(n) && n >= 4)) throw new Error(`invalid context size ${opts.contextSize}: expected an integer ≥ 4`);
   if (n > model.config.trainContext) throw new Error(`context size ${n} exceeds the model's context length ${model.config.trainContext}`);
-  let chunks = Math.floor(tokens.length / n);
-  if (chunks < 1) throw new Error(`the text has ${tokens.length} tokens, fewer than one window of ${n}; use a longer file or a smaller --ctx`);
-  if (opts.maxChunks !== undefined) chunks = Math.min(chunks, opts.maxChunks);
+  const chunks = windowCount(tokens.length, n, opts.maxChunks);
   const vocab = model.config.vocabSize;
-  const bos = model.tokenizer.bosId;
+  const bos = model.tokenizer.addBos ? model.tokenizer.bosId : undefined;
   const ctx = model.createContext({ contextSize: n });
-  const first = n >> 1;
+  const first = firstScored(n);
   let nll = 0;
   let scored = 0;
   for (let c = 0; c < chunks; c++) {
-    const window = tokens.slice(c * n, (c + 1) * n);
-    if (model.tokenizer.addBos) window[0] = bos;
+    const window = windowAt(tokens, c, n, bos);
     ctx.reset();
     const logits = ctx.eval(window, { ...opts.forward, logits: "all" });
     for (let j = first; j < n - 1; j++) {

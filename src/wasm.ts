@@ -60,10 +60,24 @@ export interface Kernels {
   rope_norm(x: number, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void;
   /** in-place RoPE, pairs (i, i + ropeDim/2) */
   rope_neox(x: number, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void;
+  /**
+   * in-place RoPE as ggml_rope_ext: neox != 0 rotates (i, i + ropeDim/2), else (2i, 2i+1); factors (ropeDim/2 f32, 0 for
+   * none) divide the angles; freqScale, extFactor, attnFactor, corrLow, corrHigh as llama.cpp's YaRN (1, 0, 1, 0, 0: plain)
+   */
+  rope_ext(x: number, nHeads: number, headSize: number, ropeDim: number, pos0: number, t: number, neox: number,
+           freqBase: number, freqScale: number, extFactor: number, attnFactor: number, corrLow: number, corrHigh: number, factors: number): void;
   /** in-place softmax of x (n) */
   softmax(x: number, n: number): void;
   /** out (n) = silu(gate) * up */
   swiglu(out: number, gate: number, up: number, n: number): void;
+  /** out (t, n) = act(gate) * up, rows `stride` floats apart in gate and up; gelu != 0: GELU (ggml's f16 table), else SiLU */
+  glu(out: number, gate: number, up: number, n: number, t: number, stride: number, gelu: number): void;
+  /** out (n) = x * s */
+  scale(out: number, x: number, s: number, n: number): void;
+  /** x (t, n) += b (n) per row */
+  add_rows(x: number, b: number, n: number, t: number): void;
+  /** x (n) = cap * tanh(x / cap), in place */
+  softcap(x: number, cap: number, n: number): void;
   /** out (n) = a + b */
   add(out: number, a: number, b: number, n: number): void;
   /** first index of the maximum of x (n) */
@@ -76,6 +90,10 @@ export interface Kernels {
   /** attention for kv heads g0 <= g < g1 (and their query heads) only: one thread's share */
   attention_range(out: number, q: number, kCache: number, vCache: number, scores: number,
                   nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number): void;
+  /** attention_range with the scores' scale, a sliding window (0: none) and Gemma 2's soft-capping (0: none) */
+  attention_ext(out: number, q: number, kCache: number, vCache: number, scores: number,
+                nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number,
+                scale: number, window: number, softcap: number): void;
   /** out (n) = exp(x), the vector polynomial softmax/swiglu/attention use (exposed for its ulp test) */
   exp_f32(out: number, x: number, n: number): void;
   /** GPTQ: H (n, n) f64, upper triangle (k ≥ i) += xᵀx for x (t, n) f32; f32 sums over t, f64 accumulation */

@@ -332,6 +332,75 @@ test("rope_norm / rope_neox match the reference", () => {
     });
 });
 
+test("rope_ext (frequency factors, linear scaling, YaRN, attention factor; norm and neox, partial rotary) matches the reference", () => {
+  const rand = rng(71);
+  const cases: [number, number, number, boolean][] = [[1, 2, 2, false], [3, 6, 6, true], [3, 64, 64, false], [4, 64, 32, true], [2, 96, 72, true], [2, 128, 128, false]];
+  for (const [nHeads, headSize, ropeDim, neox] of cases) for (const t of TOKENS) for (const pos0 of [0, 17, 300]) scoped(() => {
+    const x = normal(rand, nHeads * headSize * t);
+    const factors = Float32Array.from({ length: ropeDim / 2 }, () => 1 + 7 * rand());
+    const variants: [string, R.RopeOptions][] = [
+      ["plain", {}],
+      ["factors", { factors }],
+      ["linear 1/4", { freqScale: 0.25 }],
+      ["yarn x4", { freqScale: 0.25, extFactor: 1, attnFactor: 0.9, corrLow: 3, corrHigh: Math.max(4, ropeDim / 2 - 3) }],
+      ["longrope", { factors, attnFactor: 1.19 }],
+    ];
+    for (const [label, o] of variants) {
+      const p = put(x);
+      const fp = o.factors ? put(o.factors) : 0;
+      k.rope_ext(p, nHeads, headSize, ropeDim, pos0, t, neox ? 1 : 0, 10000, o.freqScale ?? 1, o.extFactor ?? 0, o.attnFactor ?? 1, o.corrLow ?? 0, o.corrHigh ?? 0, fp);
+      const e = x.slice();
+      R.rope_ext(e, nHeads, headSize, ropeDim, pos0, t, neox, 10000, o);
+      assertClose(readF32(p, x.length), e, TOL.F32_KERNEL, `rope_ext ${label} ${neox ? "neox" : "norm"} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
+      if (label === "plain") {
+        // the plain call is rope_norm / rope_neox bit for bit (stories260K's numbers must not move)
+        const q = put(x);
+        (neox ? k.rope_neox : k.rope_norm)(q, nHeads, headSize, ropeDim, pos0, 10000, t);
+        assert.equal(readF32(q, x.length), readF32(p, x.length), `rope_ext plain = rope_${neox ? "neox" : "norm"}`);
+      }
+    }
+  });
+});
+
+test("glu (SwiGLU and GeGLU through ggml's f16 GELU table; separate and fused rows), scale, add_rows, softcap match the reference", () => {
+  const rand = rng(72);
+  for (const n of F32_SIZES) for (const t of TOKENS) scoped(() => {
+    const fused = normal(rand, 2 * n * t, 4);
+    fused.set([-12, -10, -9.99, 10, 10.5, 0, -0].slice(0, Math.min(7, n)), 0); // the table's edges
+    const up = normal(rand, n * t);
+    for (const gelu of [0, 1]) {
+      // separate gate and up (stride n)
+      const out = f32Out(n * t), e = new Float32Array(n * t);
+      const gate = fused.subarray(0, n * t);
+      k.glu(out, put(gate), put(up), n, t, n, gelu);
+      R.glu(e, gate, up, n, t, n, gelu === 1);
+      // GELU goes through f16: the reference evaluates gelu in float64, so the table entry may be one f16 step off
+      const tol = gelu ? { atol: 1e-6, rtol: 1e-3 } : TOL.F32_KERNEL;
+      assertClose(readF32(out, n * t), e, tol, `glu gelu=${gelu} n=${n} t=${t}`);
+      // fused rows [gate | up] of 2n (Phi-3's ffn_up)
+      const fp = put(fused);
+      const out2 = f32Out(n * t), e2 = new Float32Array(n * t);
+      k.glu(out2, fp, fp + 4 * n, n, t, 2 * n, gelu);
+      R.glu(e2, fused, fused.subarray(n), n, t, 2 * n, gelu === 1);
+      assertClose(readF32(out2, n * t), e2, tol, `glu fused gelu=${gelu} n=${n} t=${t}`);
+    }
+    const x = normal(rand, n * t, 30), b = normal(rand, n);
+    const xp = put(x);
+    k.add_rows(xp, put(b), n, t);
+    const e3 = x.slice();
+    R.add_rows(e3, b, n, t);
+    assertClose(readF32(xp, n * t), e3, TOL.F32_KERNEL, `add_rows n=${n} t=${t}`);
+    const sp = put(x), so = f32Out(n * t), e4 = new Float32Array(n * t);
+    k.scale(so, sp, 33.94, n * t);
+    R.scale(e4, x, 33.94, n * t);
+    assertClose(readF32(so, n * t), e4, TOL.F32_KERNEL, `scale n=${n * t}`);
+    const cp = put(x), e5 = x.slice();
+    k.softcap(cp, 30, n * t);
+    R.softcap(e5, 30, n * t);
+    assertClose(readF32(cp, n * t), e5, TOL.F32_KERNEL, `softcap n=${n * t}`);
+  });
+});
+
 test("softmax, swiglu, add, argmax, sum_f32 match the reference", () => {
   const rand = rng(8);
   for (const n of [...F32_SIZES, 32000]) scoped(() => {
@@ -384,6 +453,29 @@ test("attention matches the reference (causal, grouped-query), also split by kv-
       k.attention_range(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, mid);
       k.attention_range(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, mid, nKvHeads);
       assert.equal(readF32(out2, e.length), readF32(out, e.length), `${label}: two kv-head ranges equal one call`);
+    }
+  });
+});
+
+test("attention_ext: a given scale, sliding windows and soft-capping match the reference; the defaults are attention()", () => {
+  const rand = rng(73);
+  const shapes: [number, number, number, number, number][] = [
+    [1, 1, 3, 0, 7], [4, 2, 31, 9, 7], [6, 1, 33, 40, 3], [8, 4, 8, 250, 6], [2, 1, 69, 17, 5], [4, 4, 16, 0, 37],
+  ];
+  for (const [nHeads, nKvHeads, headSize, pos0, t] of shapes) for (const [scale, window, cap] of [[0.0625, 0, 0], [0.125, 4, 0], [0.2, 1, 0], [1, 0, 50], [0.3, 9, 5], [1 / Math.sqrt(headSize), 0, 0]]) scoped(() => {
+    const kvDim = nKvHeads * headSize, np = pos0 + t;
+    const q = normal(rand, t * nHeads * headSize, 2), kc = normal(rand, np * kvDim, 2), vc = normal(rand, np * kvDim);
+    const out = f32Out(t * nHeads * headSize);
+    const qp = put(q), kp = put(kc), vp = put(vc), sp = rt.alloc(attentionScratch(nHeads, nKvHeads, np));
+    k.attention_ext(out, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap);
+    const e = new Float32Array(t * nHeads * headSize);
+    R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t, { scale, window, softcap: cap });
+    const label = `attention_ext h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t} scale=${scale} window=${window} cap=${cap}`;
+    assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, label);
+    if (window === 0 && cap === 0 && scale === 1 / Math.sqrt(headSize)) {
+      const out2 = f32Out(e.length);
+      k.attention(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t);
+      assertClose(readF32(out2, e.length), readF32(out, e.length), { atol: 0, rtol: 1e-7 }, `${label}: attention() is attention_ext with 1/sqrt(headSize)`);
     }
   });
 });

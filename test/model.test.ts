@@ -53,7 +53,7 @@ test("stories260K F32: teacher-forced next-token probabilities at 64 positions w
   console.log(`    stories260K f32: ${await teacherForced(MODEL, "stories260K-f32")}`);
 });
 
-test("stories-deep-16L F32: teacher-forced next-token probabilities at 64 positions within 1.5e-5 of llama.cpp's", async () => {
+test("stories-deep-16L F32: teacher-forced next-token probabilities at 64 positions within 2e-6 of llama.cpp's", async () => {
   console.log(`    stories-deep-16L f32: ${await teacherForced(STORIES_16L(), "stories16L-f32")}`);
 });
 

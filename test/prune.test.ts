@@ -66,10 +66,10 @@ test("a layer with f(x) = 0 has Block Influence 0, is removed first, and the pru
   assert.equal(Array.from(a), Array.from(c), "an identity layer changes nothing");
 });
 
-test("sub-block removal is recorded in the file and the loader skips that half", () => {
+test("sub-block removal with halves dropped (--edgeprune-only) is recorded in the file and the loader skips that half", () => {
   const bytes = new Uint8Array(readFileSync(STORIES));
   const f = readGgufHeader(bytes);
-  const { spec, tensorData } = removeLayers(f, bytesSource(bytes), { attention: [1], ffn: [3] });
+  const { spec, tensorData } = removeLayers(f, bytesSource(bytes), { attention: [1], ffn: [3], halves: "drop" });
   const out = writeGgufBytes(spec, tensorData);
   const g = readGgufHeader(out);
   assert.is(g.tensors.length, f.tensors.length - 5 - 4);
@@ -81,10 +81,38 @@ test("sub-block removal is recorded in the file and the loader skips that half",
   const want = dense.createContext().eval(PROMPT, { skipAttention: new Set([1]), skipFfn: new Set([3]) });
   assert.equal(Array.from(pruned.createContext().eval(PROMPT)), Array.from(want));
   // pruning a pruned file keeps the records, renumbered
-  const again = removeLayers(g, bytesSource(out), { layers: [0] });
+  const again = removeLayers(g, bytesSource(out), { layers: [0], halves: "drop" });
   const twice = Model.load(writeGgufBytes(again.spec, again.tensorData));
   assert.equal([...twice.config.removedAttention], [0]);
   assert.equal([...twice.config.removedFfn], [2]);
+});
+
+test("sub-block removal by default keeps the half as an identity: llama.cpp runs the file and gives the greedy tokens of our model with that half skipped", async () => {
+  const out = join(tmp, "halves.gguf");
+  const r = runCli("prune", STORIES, "--attention", "1", "--ffn", "3", "-o", out);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /identities/);
+  const g = readGgufHeader(new Uint8Array(readFileSync(out)));
+  assert.is(g.tensors.length, readGgufHeader(new Uint8Array(readFileSync(STORIES))).tensors.length, "every tensor is kept");
+  const pruned = Model.load(new Uint8Array(readFileSync(out)));
+  assert.equal([...pruned.config.removedAttention], [1]);
+  assert.equal([...pruned.config.removedFfn], [3]);
+  assert.is(pruned.weights.layers[1].attnQ, undefined, "the removed half is not loaded");
+  const dense = Model.load(new Uint8Array(readFileSync(STORIES)));
+  const ours = generate(dense.createContext({ contextSize: 256 }), dense.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false });
+  const skipped = dense.createContext({ contextSize: 256 });
+  const want = generate(pruned.createContext({ contextSize: 256 }), pruned.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;
+  assert.equal(Array.from(pruned.createContext().eval(PROMPT)), Array.from(skipped.eval(PROMPT, { skipAttention: new Set([1]), skipFfn: new Set([3]) })));
+  assert.not.equal(ours.tokens, want, "removing the halves changes the text");
+  const ref = await llamaCppGreedy(out, PROMPT, 64);
+  assert.equal(ref.tokens, want);
+  // --edgeprune-only drops the tensors instead: a smaller file llama.cpp cannot load
+  const only = join(tmp, "halves-only.gguf");
+  const r2 = runCli("prune", STORIES, "--attention", "1", "--ffn", "3", "--edgeprune-only", "-o", only);
+  assert.is(r2.status, 0, r2.stderr);
+  assert.match(r2.stderr, /llama\.cpp cannot load this file/);
+  assert.ok(readFileSync(only).length < readFileSync(out).length);
+  assert.equal(Array.from(Model.load(new Uint8Array(readFileSync(only))).createContext().eval(PROMPT)), Array.from(pruned.createContext().eval(PROMPT)));
 });
 
 test("sublayer scores cover both halves and are the float64 reference's; the removal order is the reference's", () => {

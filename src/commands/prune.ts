@@ -8,8 +8,9 @@ import { ProgressBar } from "../node/progress.js";
 import { ggufChunks } from "../gguf/writer.js";
 import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Ranking, type Unit } from "../prune/metrics.js";
 import { removeLayers } from "../prune/remove.js";
+import { HEAL_DEFAULTS, HEAL_METHODS, removeAndHeal, type HealedRun, type HealMethod } from "../prune/heal.js";
 import { barChart } from "../report/svg.js";
-import { calibrationWindows, checkFile, int, intList, mib } from "./common.js";
+import { calibrationWindows, checkFile, int, intList, mib, num } from "./common.js";
 
 export const PRUNE_DEFAULTS = { window: 128, tokens: 8192, metric: "bi", granularity: "layer" } as const;
 
@@ -113,14 +114,24 @@ export function registerPruneCommands(program: Command): void {
     .option("--layers <list>", "remove exactly these layers (comma-separated, 0-based)", intList("--layers"))
     .option("--attention <list>", "remove the attention half of these layers", intList("--attention"))
     .option("--ffn <list>", "remove the FFN half of these layers", intList("--ffn"))
+    .option("--edgeprune-only", "drop the tensors of removed halves (a smaller file that llama.cpp refuses) instead of writing them as zeroed identities")
+    .addOption(new Option("--heal <method>", "repair each run of removed layers: lstsq folds a least-squares linear map into the ffn_down before it (ReplaceMe), fitted on --calib").choices([...HEAL_METHODS]).default("none"))
+    .option("--heal-ridge <f>", "lstsq: ridge λ as a fraction of the mean of diag(XᵀX)", num("--heal-ridge"), HEAL_DEFAULTS.ridge)
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { remove?: number; layers?: number[]; attention?: number[]; ffn?: number[]; output: string; edgepruneOnly?: boolean; heal: HealMethod; healRidge: number }) => {
       checkFile(modelPath, "model");
       const explicit = Boolean(o.layers || o.attention || o.ffn);
       if (explicit === (o.remove !== undefined)) throw new Error("give either --remove N (with --calib) or --layers/--attention/--ffn");
+      if (o.heal !== "none") {
+        if (!o.calib) throw new Error(`--heal ${o.heal} needs --calib FILE (the fit's calibration text)`);
+        if (o.attention || o.ffn || o.granularity !== "layer") throw new Error(`--heal ${o.heal} heals removed whole layers; it does not apply to --attention, --ffn or --granularity sublayer`);
+        if (!(o.healRidge >= 0)) throw new Error(`--heal-ridge must be ≥ 0, got ${o.healRidge}`);
+      }
       const header = readGgufFileHeader(modelPath);
       // the loader's checks, also when no model is loaded (--layers): a corrupt block_count or head count is refused
       checkModelFile(header, modelPath);
+      let model: ReturnType<typeof loadModelFile> | undefined;
+      let windows: number[][] | undefined;
       let units: Unit[];
       if (explicit) {
         units = [
@@ -131,10 +142,10 @@ export function registerPruneCommands(program: Command): void {
       } else {
         const metric = parseMetric(o.metric);
         if (!o.calib) throw new Error("--remove needs --calib FILE");
-        const model = loadModelFile(modelPath);
+        model = loadModelFile(modelPath);
         const total = o.granularity === "layer" ? model.config.nLayers : 2 * model.config.nLayers;
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
-        const windows = calibrationWindows(model, o.calib, o);
+        windows = calibrationWindows(model, o.calib, o);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
         try {
           units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
@@ -146,15 +157,40 @@ export function registerPruneCommands(program: Command): void {
       }
       const src = new FileSource(modelPath);
       try {
-        const { spec, tensorData, nLayers } = removeLayers(header, src, {
-          layers: units.filter((u) => u.part === "layer").map((u) => u.layer),
-          attention: units.filter((u) => u.part === "attn").map((u) => u.layer),
-          ffn: units.filter((u) => u.part === "ffn").map((u) => u.layer),
-        });
+        const layers = units.filter((u) => u.part === "layer").map((u) => u.layer);
+        let runs: HealedRun[] | undefined;
+        let cut: Pick<ReturnType<typeof removeLayers>, "spec" | "tensorData" | "nLayers" | "notes">;
+        if (o.heal === "lstsq") {
+          model ??= loadModelFile(modelPath);
+          windows ??= calibrationWindows(model, o.calib!, o);
+          const bar = new ProgressBar("healing (lstsq)", windows.length);
+          const healed = removeAndHeal(header, src, model, windows, layers, { ridge: o.healRidge, includeBos: o.includeBos, onProgress: (d) => bar.update(d) });
+          bar.done();
+          cut = healed;
+          runs = healed.runs;
+        } else {
+          cut = removeLayers(header, src, {
+            layers,
+            attention: units.filter((u) => u.part === "attn").map((u) => u.layer),
+            ffn: units.filter((u) => u.part === "ffn").map((u) => u.layer),
+            halves: o.edgepruneOnly ? "drop" : "identity",
+          });
+        }
+        const { spec, tensorData, nLayers, notes } = cut;
+        for (const n of notes) process.stderr.write(`note: ${n}\n`);
+        if (o.edgepruneOnly && [...spec.kv].some((e) => e.key.startsWith("edgeprune.removed_"))) {
+          process.stderr.write("note: --edgeprune-only: llama.cpp cannot load this file (it needs every tensor of every layer)\n");
+        }
         const bar = new ProgressBar("writing", spec.tensors.length);
         const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1); return tensorData(i); }), { inputs: [modelPath, ...(o.calib ? [o.calib] : [])] });
         bar.done();
-        process.stderr.write(`removed ${units.map(unitName).join(", ")}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
+        for (const r of runs ?? []) {
+          const span = r.start === r.end - 1 ? `layer ${r.start}` : `layers ${r.start}–${r.end - 1}`;
+          process.stderr.write(r.skipped
+            ? `heal: ${span} not healed: ${r.skipped}\n`
+            : `heal: ${span} folded into blk.${r.anchor}.ffn_down (original numbering): ‖XT − Y‖²/‖Y‖² = ${r.residualAfter.toFixed(4)} over ${r.tokens} tokens (without healing ${r.residualBefore.toFixed(4)}); ‖XT‖²/‖Y‖² = ${r.energyAfter.toFixed(4)} (‖X‖²/‖Y‖² = ${r.energyBefore.toFixed(4)})\n`);
+        }
+        process.stderr.write(`removed ${units.map(unitName).join(", ")}${runs ? ", healed by lstsq" : ""}: ${nLayers} layers remain; wrote ${o.output} (${mib(header.fileSize)} → ${mib(bytes)})\n`);
       } finally {
         src.close();
       }

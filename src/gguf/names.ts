@@ -1,5 +1,6 @@
-// GGUF metadata keys and tensor-name templates for the llama architecture (llama.cpp's llama-arch.cpp).
-// The one place these strings are spelled; model/, prune/ and gptq/ import them.
+// GGUF metadata keys and tensor-name templates of the LLaMA-family architectures (llama.cpp's llama-arch.cpp).
+// The one place these strings are spelled; model/ (the architecture descriptors), prune/ and gptq/ import them.
+// Which family has which of them is not here: that is model/arch.ts.
 
 export const KEY = {
   architecture: "general.architecture",
@@ -28,19 +29,26 @@ export const ARCH_KEY = {
   ropeDimensionCount: "rope.dimension_count",
   ropeFreqBase: "rope.freq_base",
   ropeScalingType: "rope.scaling.type",
-  vocabSize: "vocab_size",
+  ropeScalingFactor: "rope.scaling.factor",
+  /** the older name of rope.scaling.factor, which llama.cpp still reads */
+  ropeScaleLinear: "rope.scale_linear",
+  ropeScalingAttnFactor: "rope.scaling.attn_factor",
+  ropeScalingOrigContext: "rope.scaling.original_context_length",
+  /** RoPE base of sliding-window layers (Gemma 2/3) */
+  ropeFreqBaseSwa: "rope.freq_base_swa",
+  /** head size of keys and values when it is not embedding_length / head_count */
   keyLength: "attention.key_length",
   valueLength: "attention.value_length",
   slidingWindow: "attention.sliding_window",
-  ropeFreqBaseSwa: "rope.freq_base_swa",
-  ropeScalingFactor: "rope.scaling.factor",
-  ropeScalingOrigContext: "rope.scaling.original_context_length",
-  ropeScalingAttnFactor: "rope.scaling.attn_factor",
+  slidingWindowPattern: "attention.sliding_window_pattern",
+  attnLogitSoftcapping: "attn_logit_softcapping",
+  finalLogitSoftcapping: "final_logit_softcapping",
+  vocabSize: "vocab_size",
+  /** YaRN's parameters as the converter writes them (llama.cpp reads them only for grok and mistral3) */
   ropeScalingYarnExtFactor: "rope.scaling.yarn_ext_factor",
   ropeScalingYarnAttnFactor: "rope.scaling.yarn_attn_factor",
   ropeScalingYarnBetaFast: "rope.scaling.yarn_beta_fast",
   ropeScalingYarnBetaSlow: "rope.scaling.yarn_beta_slow",
-  finalLogitSoftcapping: "final_logit_softcapping",
 } as const;
 
 export function archKey(arch: string, key: string): string {
@@ -61,10 +69,15 @@ export const TENSOR = {
   tokenEmbd: "token_embd.weight",
   outputNorm: "output_norm.weight",
   output: "output.weight",
+  outputBias: "output.bias",
+  /** Llama 3.x per-pair RoPE frequency divisors (ropeDim/2) */
   ropeFreqs: "rope_freqs.weight",
+  /** LongRoPE's divisors (Phi-3.5, Phi-4-mini): long beyond the original context, short within it */
   ropeFactorsLong: "rope_factors_long.weight",
   ropeFactorsShort: "rope_factors_short.weight",
 } as const;
+
+export type GlobalTensorKey = keyof typeof TENSOR;
 
 /** Per-layer tensors: blk.{i}.{suffix}. */
 export const LAYER_TENSOR = {
@@ -72,11 +85,29 @@ export const LAYER_TENSOR = {
   attnQ: "attn_q.weight",
   attnK: "attn_k.weight",
   attnV: "attn_v.weight",
+  /** q, k and v in one matrix (Phi-3; llama.cpp accepts it for every family) */
+  attnQkv: "attn_qkv.weight",
+  attnQBias: "attn_q.bias",
+  attnKBias: "attn_k.bias",
+  attnVBias: "attn_v.bias",
+  attnQkvBias: "attn_qkv.bias",
+  /** per-head RMSNorm of q and k (Qwen3, Gemma 3) */
+  attnQNorm: "attn_q_norm.weight",
+  attnKNorm: "attn_k_norm.weight",
   attnOutput: "attn_output.weight",
+  attnOutputBias: "attn_output.bias",
+  /** RMSNorm of the attention output before the residual add (Gemma 2/3) */
+  attnPostNorm: "post_attention_norm.weight",
   ffnNorm: "ffn_norm.weight",
   ffnGate: "ffn_gate.weight",
+  /** (hiddenDim, dim), or gate and up stacked, (2·hiddenDim, dim), in a family with a fused gate-up (Phi-3) */
   ffnUp: "ffn_up.weight",
   ffnDown: "ffn_down.weight",
+  ffnGateBias: "ffn_gate.bias",
+  ffnUpBias: "ffn_up.bias",
+  ffnDownBias: "ffn_down.bias",
+  /** RMSNorm of the FFN output before the residual add (Gemma 2/3) */
+  ffnPostNorm: "post_ffw_norm.weight",
 } as const;
 
 export type LayerTensorKey = keyof typeof LAYER_TENSOR;

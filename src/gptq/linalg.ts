@@ -45,3 +45,30 @@ export function inverseCholeskyUpper(h: Float64Array, n: number): Float64Array |
   for (let i = 0; i < n; i++) for (let k = i; k < n; k++) u[i * n + k] = x[(n - 1 - i) * n + (n - 1 - k)];
   return u;
 }
+
+/**
+ * Solve A X = B for a symmetric positive definite a (n, n) and b (n, m), both row-major, through a's Cholesky
+ * factor (a is overwritten by it); X comes back in b's place. Returns false (b untouched) when a is not PD.
+ */
+export function choleskySolve(a: Float64Array, n: number, b: Float64Array, m: number): boolean {
+  if (!choleskyLower(a, n)) return false;
+  // L Z = B (forward), then Lᵀ X = Z (back), every right-hand column at once
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    for (let k = 0; k < i; k++) {
+      const l = a[ri + k];
+      if (l !== 0) for (let c = 0; c < m; c++) b[i * m + c] -= l * b[k * m + c];
+    }
+    const d = a[ri + i];
+    for (let c = 0; c < m; c++) b[i * m + c] /= d;
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    for (let k = i + 1; k < n; k++) {
+      const l = a[k * n + i];
+      if (l !== 0) for (let c = 0; c < m; c++) b[i * m + c] -= l * b[k * m + c];
+    }
+    const d = a[i * n + i];
+    for (let c = 0; c < m; c++) b[i * m + c] /= d;
+  }
+  return true;
+}

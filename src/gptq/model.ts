@@ -1,12 +1,13 @@
-// Whole-model GPTQ, true sequential: layer by layer, site by site (q/k/v, attention output, gate/up, down), H from
+// Whole-model GPTQ, true sequential: layer by layer, site by site (q/k/v, attention output, gate/up, down: the
+// sites and their matrices come from the architecture descriptor), H from
 // the calibration windows as the already-quantized model produces them, dequantized weights written back into
 // wasm so later sites see them; returns a GGUF write spec like quant/quantize.ts. Not the per-matrix algorithm.
 import { bytesSource, type ByteSource } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { writeGgufBytes, type GgufWriteSpec } from "../gguf/writer.js";
-import type { LinearSite } from "../model/forward.js";
+import { siteKeys, type LinearSite } from "../model/arch.js";
 import { Model } from "../model/model.js";
-import type { LayerWeights, Tensor } from "../model/weights.js";
+import type { Tensor } from "../model/weights.js";
 import { formatByName, type QuantFormat } from "../quant/formats.js";
 import { convertTensor, planQuantization, quantizedKv, type TensorPlan } from "../quant/quantize.js";
 import { collectHessian } from "./calibrate.js";
@@ -44,13 +45,6 @@ export interface GptqModelResult {
   calibrated: number;
 }
 
-/** The four places linear layers read their input, in forward order, and the matrices reading each. */
-const SITES: { site: LinearSite; fields: (keyof LayerWeights)[] }[] = [
-  { site: "attn_qkv", fields: ["wq", "wk", "wv"] },
-  { site: "attn_output", fields: ["wo"] },
-  { site: "ffn_gate_up", fields: ["wGate", "wUp"] },
-  { site: "ffn_down", fields: ["wDown"] },
-];
 
 /**
  * Quantize a model with GPTQ (or sequential RTN) on calibration windows (token ids, each starting with BOS) and
@@ -84,12 +78,14 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
 
   const errors: TensorError[] = [];
   const ctx = model.createContext({ contextSize, batchSize: 64 });
-  const total = c.nLayers * SITES.length;
+  // the four places linear layers read their input, in forward order, and the matrices reading each (arch.ts)
+  const sites = siteKeys(c.arch);
+  const total = c.nLayers * sites.length;
   let done = 0;
   for (let l = 0; l < c.nLayers; l++) {
     const lw = w.layers[l];
-    for (const { site, fields } of SITES) {
-      const tensors = fields.map((f) => lw[f] as Tensor | undefined).filter(willQuantize);
+    for (const { site, keys } of sites) {
+      const tensors = keys.map((key) => lw[key]).filter(willQuantize);
       if (tensors.length > 0) {
         const n = tensors[0].shape[1];
         const h = collectHessian(ctx, rt, windows, l, site, n);

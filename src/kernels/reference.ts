@@ -252,14 +252,34 @@ export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, n: 
   }
 }
 
-function rope(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number, neox: boolean): void {
+/** llama.cpp's RoPE options (ggml_rope_ext); the defaults are plain RoPE */
+export interface RopeOptions {
+  freqScale?: number;
+  extFactor?: number;
+  attnFactor?: number;
+  corrLow?: number;
+  corrHigh?: number;
+  /** per-pair divisors of the angle (rope_freqs / LongRoPE factors) */
+  factors?: Float32Array;
+}
+
+function rope(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number, neox: boolean, o: RopeOptions = {}): void {
   // theta follows ggml exactly (f32 powf, f32 running product) so the reference tracks llama.cpp
   const thetaScale = fr(Math.pow(freqBase, fr(-2 / ropeDim)));
   const half = ropeDim / 2;
+  const freqScale = o.freqScale ?? 1, ext = o.extFactor ?? 0, low = o.corrLow ?? 0, high = o.corrHigh ?? 0;
+  const mscale = (o.attnFactor ?? 1) * (ext !== 0 ? 1 + 0.1 * Math.log(1 / freqScale) : 1);
   for (let j = 0; j < t; j++) {
     let theta = fr(pos0 + j);
     for (let i = 0; i < half; i++) {
-      const c = Math.cos(theta), s = Math.sin(theta);
+      // the angle in f32 step by step as ggml's rope_yarn (at position 300 an f64 angle is already 2e-5 away)
+      const extrap = o.factors ? fr(theta / o.factors[i]) : theta;
+      let th = fr(freqScale * extrap);
+      if (ext !== 0) {
+        const mix = fr((1 - Math.min(1, Math.max(0, (i - low) / Math.max(0.001, high - low)))) * ext);
+        th = fr(fr(th * fr(1 - mix)) + fr(extrap * mix));
+      }
+      const c = Math.cos(th) * mscale, s = Math.sin(th) * mscale;
       for (let h = 0; h < nHeads; h++) {
         const base = (j * nHeads + h) * headSize;
         const a = base + (neox ? i : 2 * i), b = base + (neox ? i + half : 2 * i + 1);
@@ -278,6 +298,10 @@ export function rope_norm(x: Float32Array, nHeads: number, headSize: number, rop
 
 export function rope_neox(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, freqBase: number, t: number): void {
   rope(x, nHeads, headSize, ropeDim, pos0, freqBase, t, true);
+}
+
+export function rope_ext(x: Float32Array, nHeads: number, headSize: number, ropeDim: number, pos0: number, t: number, neox: boolean, freqBase: number, o: RopeOptions): void {
+  rope(x, nHeads, headSize, ropeDim, pos0, freqBase, t, neox, o);
 }
 
 /** in place over x[off .. off+n) */
@@ -304,34 +328,80 @@ export function argmax(x: Float32Array, n: number): number {
   return best;
 }
 
+/** attention's options: the scores' scale (default 1/sqrt(headSize)), a sliding window and Gemma 2's soft-cap */
+export interface AttentionOptions {
+  scale?: number;
+  /** query position p sees p - window < p0 <= p (0: every earlier position) */
+  window?: number;
+  /** scores become softcap * tanh(score / softcap) before the scale */
+  softcap?: number;
+}
+
 /** causal GQA; kCache/vCache rows are positions, kvDim = nKvHeads*headSize wide */
 export function attention(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array,
-                          nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number): void {
+                          nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, o: AttentionOptions = {}): void {
   const kvDim = nKvHeads * headSize;
   const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(headSize);
+  const scale = o.scale ?? 1 / Math.sqrt(headSize);
+  const window = o.window ?? 0, cap = o.softcap ?? 0;
   for (let j = 0; j < t; j++) {
     const np = pos0 + j + 1;
+    const start = window > 0 ? Math.max(0, np - window) : 0;
     for (let h = 0; h < nHeads; h++) {
       const qo = (j * nHeads + h) * headSize;
       const ko = Math.floor(h / group) * headSize;
       const s = new Float64Array(np);
       let m = -Infinity;
-      for (let p = 0; p < np; p++) {
+      for (let p = start; p < np; p++) {
         let dot = 0;
         for (let k = 0; k < headSize; k++) dot += q[qo + k] * kCache[p * kvDim + ko + k];
-        s[p] = dot * scale;
+        s[p] = (cap > 0 ? cap * Math.tanh(dot / cap) : dot) * scale;
         m = Math.max(m, s[p]);
       }
       let sum = 0;
-      for (let p = 0; p < np; p++) { s[p] = Math.exp(s[p] - m); sum += s[p]; }
+      for (let p = start; p < np; p++) { s[p] = Math.exp(s[p] - m); sum += s[p]; }
       for (let k = 0; k < headSize; k++) {
         let acc = 0;
-        for (let p = 0; p < np; p++) acc += (s[p] / sum) * vCache[p * kvDim + ko + k];
+        for (let p = start; p < np; p++) acc += (s[p] / sum) * vCache[p * kvDim + ko + k];
         out[qo + k] = acc;
       }
     }
   }
+}
+
+/** gelu's tanh approximation in float64 */
+export function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * x * (1 + 0.044715 * x * x)));
+}
+
+/**
+ * out (t, n) = act(gate) * up with rows `stride` apart; GELU as llama.cpp's CPU backend evaluates it (input and
+ * result rounded to f16, GGML_GELU_FP16; 0 below -10, identity above 10), SiLU in float64
+ */
+export function glu(out: Float32Array, gate: Float32Array, up: Float32Array, n: number, t: number, stride: number, useGelu: boolean): void {
+  for (let j = 0; j < t; j++) {
+    for (let k = 0; k < n; k++) {
+      const x = gate[j * stride + k], u = up[j * stride + k];
+      let a: number;
+      if (!useGelu) a = x / (1 + Math.exp(-x));
+      else if (x <= -10) a = 0;
+      else if (x >= 10) a = x;
+      else a = f16ToF32(f32ToF16(gelu(f16ToF32(f32ToF16(x)))));
+      out[j * n + k] = a * u;
+    }
+  }
+}
+
+export function scale(out: Float32Array, x: Float32Array, s: number, n: number): void {
+  for (let k = 0; k < n; k++) out[k] = x[k] * s;
+}
+
+export function add_rows(x: Float32Array, b: Float32Array, n: number, t: number): void {
+  for (let j = 0; j < t; j++) for (let k = 0; k < n; k++) x[j * n + k] += b[k];
+}
+
+export function softcap(x: Float32Array, cap: number, n: number): void {
+  for (let k = 0; k < n; k++) x[k] = cap * Math.tanh(x[k] / cap);
 }
 
 /** cos of each row pair; 1 when both rows are zero, 0 when only one is */

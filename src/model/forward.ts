@@ -1,20 +1,27 @@
-// The llama forward pass over a KV cache, as a list of wasm kernel calls (llama2.c's forward()), for a batch of
-// tokens at once (prefill) or one (decode). It exposes the residual stream entering, inside and leaving every
-// layer, and can skip whole layers or either half, which pruning builds on. Not sampling, not tokenizing.
+// The forward pass over a KV cache, as a list of wasm kernel calls (llama2.c's forward()), for a batch of tokens
+// at once (prefill) or one (decode), for every family in arch.ts: one generic block whose optional steps (biases,
+// q/k norms, query pre-scaling, post-norms, GeGLU, fused projections, sliding windows, soft-capping) the config and
+// the tensors present switch on. Its three stages (embed, one layer, head) are public so that tools that study a
+// model (Block Influence, GPTQ, healing) drive them; eval() runs them in order, can skip whole layers or either
+// half, and exposes the residual stream entering, inside and leaving every layer. Not sampling, not tokenizing.
+//
+// Each layer runs through its LayerSlot: its kernels, scratch, weights, KV cache and RoPE constants in one place,
+// so a range of layers can live in another wasm runtime (issue 14's shards): the residual stream is handed over at
+// the boundary, a few KiB per token.
 import { activationFormat, formatByName, FormatName, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes } from "../quant/formats.js";
 import { attentionScratch, convertActivations, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { ThreadPool } from "../threads/pool.js";
-import type { LlamaConfig } from "./config.js";
-import type { Tensor, Weights } from "./weights.js";
+import type { LinearSite } from "./arch.js";
+import type { ModelConfig } from "./config.js";
+import type { LayerWeights, Tensor, Weights } from "./weights.js";
+
+export type { LinearSite } from "./arch.js";
 
 /**
  * Called after each layer with the residual stream (t rows of dim floats, wasm pointers) entering the layer,
  * between its attention and FFN halves, and leaving it. Valid only during the call.
  */
 export type LayerObserver = (layer: number, xIn: number, xMid: number, xOut: number, nTokens: number) => void;
-
-/** Where a linear layer reads its input: the sites GPTQ collects calibration statistics at. */
-export type LinearSite = "attn_qkv" | "attn_output" | "ffn_gate_up" | "ffn_down";
 
 /**
  * Called with the input (t rows of n floats, a wasm pointer) of the linear layers at `site` of `layer`, just
@@ -43,6 +50,15 @@ export interface ForwardOptions {
   out?: Float32Array;
 }
 
+/** Options of one layer() call. */
+export interface LayerOptions {
+  skipAttention?: boolean;
+  skipFfn?: boolean;
+  onLinearInput?: LinearObserver;
+  /** keep copies of the stream entering the layer and between its halves (Context.traces()) */
+  trace?: boolean;
+}
+
 export interface ContextOptions {
   /** KV cache length in tokens (default: the model's context length, at most 2048) */
   contextSize?: number;
@@ -51,19 +67,170 @@ export interface ContextOptions {
 }
 
 const EMPTY = new Set<number>();
+const F32 = 4;
+/** bytes per cached key or value (F32 today; issue 14's F16/Q8_0 caches change it here) */
+const KV_BYTES = 4;
+
+/** The scratch one runtime needs for a batch, in floats per token row (shared by planning and allocation). */
+function scratchWidths(c: ModelConfig) {
+  const qkv = c.qDim + 2 * c.kvDim;
+  const fused = c.arch.layer.some((r) => r.key === "attnQkv");
+  const ffnRows = c.arch.fusedGateUp ? 2 * c.hiddenDim : c.hiddenDim;
+  return {
+    x: c.dim, // residual stream
+    xb: Math.max(c.dim, c.qDim), // normed input of a half; also the attention output (its values are dead by then)
+    xb2: c.dim, // output of a half
+    q: c.qDim,
+    qkv: fused ? qkv : 0, // a fused q|k|v projection before it is split
+    hb: ffnRows, // gate (or fused gate|up)
+    hb2: c.hiddenDim, // up (or the fused GLU's output)
+    /** the widest input a matmul converts */
+    actIn: Math.max(c.dim, c.qDim, c.hiddenDim),
+  };
+}
+
+/** Layers that have attention weights (only they need a KV cache). */
+function attentionLayers(c: ModelConfig): number {
+  return c.nLayers - c.removedAttention.size;
+}
+
+/** Bytes of the KV cache (keys and values of every layer with attention) a context of contextSize tokens allocates. */
+export function kvCacheBytes(c: ModelConfig, contextSize: number): number {
+  return 2 * attentionLayers(c) * contextSize * c.kvDim * KV_BYTES;
+}
 
 /** Bytes a context of this size needs in wasm memory (for planning before the runtime exists). */
-export function contextBytes(c: LlamaConfig, contextSize: number, batchSize: number): number {
-  const f32 = 4;
-  const maxN = Math.max(c.dim, c.hiddenDim);
-  const rows = batchSize * f32;
-  let total = 0;
-  total += 2 * c.nLayers * contextSize * c.kvDim * f32; // KV cache
-  total += rows * (c.dim * 6 + c.hiddenDim * 2); // x, xb (= att), xb2, q, the two traces (when observed), hb, hb2
+export function contextBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
+  const w = scratchWidths(c);
+  const rows = batchSize * F32;
+  let total = kvCacheBytes(c, contextSize);
+  total += rows * (w.x + w.xb + w.xb2 + w.q + w.qkv + w.hb + w.hb2 + 2 * c.dim); // + the two traces (when observed)
   total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
   total += rows * c.vocabSize; // logits
-  total += Math.ceil(batchSize * maxN * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 16; // activation buffers (upper bound) and alignment
+  total += Math.ceil(batchSize * w.actIn * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 20; // activation buffers (upper bound) and alignment
   return total;
+}
+
+/**
+ * One runtime's kernels and scratch for a context: the buffers a batch flows through, the activation buffers of
+ * the weight formats that runtime's layers use, and the matmul that converts activations once per input.
+ */
+class Workspace {
+  readonly k: Kernels;
+  // byte offsets into rt's memory; shapes in rows × columns
+  readonly x: number; // (batchSize, dim) residual stream
+  readonly xb: number; // (batchSize, max(dim, qDim)) normed input of a half-layer
+  readonly xb2: number; // (batchSize, dim) output of a half-layer
+  readonly q: number; // (batchSize, qDim)
+  readonly qkv: number; // (batchSize, qDim + 2 kvDim) fused projection output (0 when no layer is fused)
+  readonly att: number; // (batchSize, qDim); the same memory as xb, whose values are dead once q, k, v exist
+  readonly hb: number; // (batchSize, hiddenDim, or 2 hiddenDim when gate and up are fused)
+  readonly hb2: number; // (batchSize, hiddenDim)
+  readonly scores: number; // (threads, nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
+  readonly scoresStride: number; // bytes of one thread's scores scratch
+  // (batchSize, dim) residual entering a layer and between its halves, for observers: allocated by the first
+  // layer() that traces (only Block Influence scoring does), so generation does not carry them. A caller that
+  // releases wasm memory to a mark must create the context after that mark (prune/stats.ts does).
+  traceIn = 0;
+  traceMid = 0;
+  /** activation buffers per converted format, (batchSize, actIn) in that format */
+  private readonly actBuf = new Map<FormatName, number>();
+  /** which input each activation buffer currently holds, so q/k/v (and gate/up) convert their input once */
+  private readonly actOf = new Map<FormatName, number>();
+
+  constructor(readonly rt: WasmRuntime, readonly c: ModelConfig, readonly batchSize: number, contextSize: number,
+              tensors: Tensor[], readonly pool?: ThreadPool) {
+    this.k = rt.k;
+    const w = scratchWidths(c);
+    const rows = (n: number) => (n > 0 ? rt.alloc(batchSize * n * F32) : 0);
+    this.x = rows(w.x);
+    this.xb = rows(w.xb);
+    this.xb2 = rows(w.xb2);
+    this.q = rows(w.q);
+    this.qkv = rows(w.qkv);
+    this.att = this.xb;
+    this.hb = rows(w.hb);
+    this.hb2 = rows(w.hb2);
+    this.scoresStride = attentionScratch(c.nHeads, c.nKvHeads, contextSize);
+    this.scores = rt.alloc(this.scoresStride * (pool?.size ?? 1));
+    for (const t of tensors) {
+      const act = activationFormat(t.format, rt.simd);
+      if (!act || act === "F32" || this.actBuf.has(act)) continue;
+      const f = formatByName(act)!;
+      // a row of actIn values in the activation format; the widths are multiples of the block whenever a weight needs it
+      const bytes = Math.ceil(w.actIn / f.blockSize) * f.typeSize;
+      this.actBuf.set(act, rt.alloc(batchSize * bytes));
+    }
+  }
+
+  /** The next matmuls read a different input: converted activations must be redone. */
+  newInput(): void {
+    // overwrite, not clear(): once the Map lives in V8's old space, every clear() allocates its new backing table
+    // there too, ~10 times per token, and a server's RSS grew by the old-space garbage between full GCs
+    for (const a of this.actOf.keys()) this.actOf.set(a, -1);
+  }
+
+  /** out (t, rows of w) = x (t, n) · wᵀ, converting x to the weight's activation format once per input. */
+  matmul(out: number, x: number, w: Tensor, t: number): void {
+    const [d, n] = w.shape;
+    const f = w.format;
+    let act = x;
+    const a = activationFormat(f, this.rt.simd)!;
+    if (a !== "F32") {
+      act = this.actBuf.get(a)!;
+      if (this.actOf.get(a) !== x) {
+        convertActivations(this.k, a, act, x, n, t);
+        this.actOf.set(a, x);
+      }
+    }
+    if (this.pool) {
+      const xRow = a === "F32" ? n * 4 : rowBytes(formatByName(a)!, n);
+      this.pool.matmul(f.matmul!, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
+    } else {
+      this.k[f.matmul!](out, act, w.ptr, n, d, t);
+    }
+  }
+
+  /** out (t, d) = x · wᵀ (+ bias per row) */
+  linear(out: number, x: number, w: Tensor, bias: Tensor | undefined, t: number): void {
+    this.matmul(out, x, w, t);
+    if (bias) this.k.add_rows(out, bias.ptr, w.shape[0], t);
+  }
+
+  traces(): void {
+    if (this.traceIn) return;
+    this.traceIn = this.rt.alloc(this.batchSize * this.c.dim * F32);
+    this.traceMid = this.rt.alloc(this.batchSize * this.c.dim * F32);
+  }
+}
+
+/** RoPE constants of one layer, as llama.cpp's graph hands them to ggml_rope_ext. */
+interface LayerRope {
+  base: number;
+  scale: number;
+  corrLow: number;
+  corrHigh: number;
+  /** rope_freqs or the LongRoPE factors in use (a pointer), 0 for none */
+  factors: number;
+}
+
+/** Everything one layer runs with. */
+interface LayerSlot {
+  ws: Workspace;
+  w: LayerWeights;
+  /** (contextSize, kvDim) keys and values of this layer, in ws's memory (0 without attention weights) */
+  kCache: number;
+  vCache: number;
+  rope: LayerRope;
+  /** sliding window of this layer (0: global) */
+  window: number;
+}
+
+/** ggml_rope_yarn_corr_dims: the pair range over which YaRN blends interpolated and extrapolated angles. */
+function yarnCorrDims(nDims: number, nCtxOrig: number, base: number, betaFast: number, betaSlow: number): [number, number] {
+  const fr = Math.fround;
+  const corr = (nRot: number) => fr(nDims * fr(Math.log(fr(nCtxOrig / fr(nRot * 2 * fr(Math.PI))))) / fr(2 * fr(Math.log(base))));
+  return [Math.max(0, Math.floor(corr(betaFast))), Math.min(nDims - 1, Math.ceil(corr(betaSlow)))];
 }
 
 /** One sequence's KV cache and scratch buffers, over a loaded model's weights. */
@@ -73,31 +240,17 @@ export class Context {
   /** tokens already in the KV cache */
   nPast = 0;
 
-  private readonly k: Kernels;
-  // every pointer below is a byte offset into wasm memory; shapes in rows × columns
-  private readonly x: number; // (batchSize, dim) residual stream
-  private readonly xb: number; // (batchSize, dim) normed input of a half-layer
-  private readonly xb2: number; // (batchSize, dim) output of a half-layer
-  private readonly q: number; // (batchSize, dim)
-  private readonly att: number; // (batchSize, dim); the same memory as xb, whose values are dead once q, k, v exist
-  // (batchSize, dim) residual entering a layer and between its halves, for onLayer observers: allocated by the
-  // first eval that has one (only Block Influence scoring does), so generation does not carry them. A caller that
-  // releases wasm memory to a mark must create the context after that mark (prune/stats.ts does).
-  private traceIn = 0;
-  private traceMid = 0;
-  private readonly hb: number; // (batchSize, hiddenDim)
-  private readonly hb2: number; // (batchSize, hiddenDim)
-  private readonly kCache: number; // (nLayers, contextSize, kvDim)
-  private readonly vCache: number; // (nLayers, contextSize, kvDim)
-  private readonly scores: number; // (threads, nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
-  private readonly scoresStride: number; // bytes of one thread's scores scratch
-  private readonly logitsPtr: number; // (batchSize, vocabSize)
-  /** activation buffers per converted format, (batchSize, max(dim, hiddenDim)) in that format */
-  private readonly actBuf = new Map<FormatName, number>();
-  /** which input each activation buffer currently holds, so q/k/v (and gate/up) convert their input once */
-  private readonly actOf = new Map<FormatName, number>();
+  private readonly slots: LayerSlot[];
+  /** where the embeddings are written and the classifier runs (the first and last shard's workspace) */
+  private readonly input: Workspace;
+  private readonly output: Workspace;
+  private readonly logitsPtr: number; // (batchSize, vocabSize) in output's memory
+  /** the workspace holding the current batch's residual stream, its size and first position */
+  private current: Workspace;
+  private batchT = 0;
+  private batchPos0 = 0;
 
-  constructor(readonly rt: WasmRuntime, readonly config: LlamaConfig, readonly weights: Weights, opts: ContextOptions = {},
+  constructor(readonly rt: WasmRuntime, readonly config: ModelConfig, readonly weights: Weights, opts: ContextOptions = {},
               /** worker threads sharing rt's memory: matmuls and attention are split across them */
               readonly pool?: ThreadPool) {
     const c = config;
@@ -105,30 +258,35 @@ export class Context {
     this.batchSize = Math.min(opts.batchSize ?? 64, this.contextSize);
     if (!(this.contextSize >= 1)) throw new Error(`context size must be at least 1, got ${opts.contextSize}`);
     if (!(this.batchSize >= 1)) throw new Error(`batch size must be at least 1, got ${opts.batchSize}`);
-    this.k = rt.k;
-    const rows = (n: number) => rt.alloc(this.batchSize * n * 4);
-    this.x = rows(c.dim);
-    this.xb = rows(c.dim);
-    this.xb2 = rows(c.dim);
-    this.q = rows(c.dim);
-    this.att = this.xb;
-    this.hb = rows(c.hiddenDim);
-    this.hb2 = rows(c.hiddenDim);
-    this.kCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
-    this.vCache = rt.alloc(c.nLayers * this.contextSize * c.kvDim * 4);
-    this.scoresStride = attentionScratch(c.nHeads, c.nKvHeads, this.contextSize);
-    this.scores = rt.alloc(this.scoresStride * (pool?.size ?? 1));
-    this.logitsPtr = rows(c.vocabSize);
-    const maxN = Math.max(c.dim, c.hiddenDim);
     const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
-    for (const t of tensors) {
-      const act = activationFormat(t.format, rt.simd);
-      if (!act || act === "F32" || this.actBuf.has(act)) continue;
-      const f = formatByName(act)!;
-      // a row of maxN values in the activation format; maxN is a multiple of the block whenever a weight needs it
-      const bytes = Math.ceil(maxN / f.blockSize) * f.typeSize;
-      this.actBuf.set(act, rt.alloc(this.batchSize * bytes));
-    }
+    const ws = new Workspace(rt, c, this.batchSize, this.contextSize, tensors, pool);
+    this.input = this.output = this.current = ws;
+    this.logitsPtr = rt.alloc(this.batchSize * c.vocabSize * F32);
+    const cacheBytes = this.contextSize * c.kvDim * KV_BYTES;
+    this.slots = weights.layers.map((w, l) => {
+      const hasAttention = !c.removedAttention.has(l);
+      return {
+        ws, w,
+        kCache: hasAttention ? rt.alloc(cacheBytes) : 0,
+        vCache: hasAttention ? rt.alloc(cacheBytes) : 0,
+        rope: this.layerRope(l),
+        window: c.swaLayers[l] ? c.slidingWindow : 0,
+      };
+    });
+  }
+
+  /** Layer l's RoPE as llama.cpp picks it: local layers' own base, the context's scaling, rope factors by context size. */
+  private layerRope(l: number): LayerRope {
+    const c = this.config, r = c.rope, w = this.weights;
+    const local = c.swaLayers[l];
+    const base = local ? r.freqBaseSwa : c.ropeFreqBase;
+    const scale = local ? 1 : r.freqScale;
+    const [corrLow, corrHigh] = r.extFactor !== 0 ? yarnCorrDims(c.ropeDim, r.origContext, base, r.betaFast, r.betaSlow) : [0, 0];
+    // llama_model::get_rope_factors: rope_freqs when present, else LongRoPE's long factors past the original
+    // context, which llama.cpp compares with the context size padded to a multiple of 256 (n_ctx_seq)
+    const nCtxSeq = Math.ceil(this.contextSize / 256) * 256;
+    const factors = w.ropeFreqs ?? (nCtxSeq > r.origContext ? w.ropeFactorsLong : w.ropeFactorsShort);
+    return { base, scale, corrLow, corrHigh, factors: factors?.ptr ?? 0 };
   }
 
   /** Forget the cache (start a new sequence). */
@@ -162,119 +320,170 @@ export class Context {
     const need = mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0;
     if (opts.out && opts.out.length < need) throw new Error(`eval: opts.out holds ${opts.out.length} floats, the logits need ${need}`);
     const out = !opts.out ? new Float32Array(need) : opts.out.length === need ? opts.out : opts.out.subarray(0, need);
+    const skipLayers = opts.skipLayers ?? EMPTY, skipAttention = opts.skipAttention ?? EMPTY, skipFfn = opts.skipFfn ?? EMPTY;
+    const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
+    const observe = opts.onLayer;
     for (let start = 0; start < n; start += this.batchSize) {
       const t = Math.min(this.batchSize, n - start);
       const isLast = start + t === n;
       const batchMode = mode === "all" ? "all" : mode === "last" && isLast ? "last" : "none";
-      this.forwardBatch(tokens, start, t, batchMode, opts);
-      if (batchMode === "all") out.set(this.rt.f32At(this.logitsPtr, t * c.vocabSize), start * c.vocabSize);
-      else if (batchMode === "last") out.set(this.rt.f32At(this.logitsPtr, c.vocabSize));
+      this.embed(tokens, start, t);
+      for (let l = 0; l < nRun; l++) {
+        if (skipLayers.has(l)) continue;
+        this.layer(l, { skipAttention: skipAttention.has(l), skipFfn: skipFfn.has(l), onLinearInput: opts.onLinearInput, trace: !!observe });
+        if (observe) observe(l, this.current.traceIn, this.current.traceMid, this.current.x, t);
+      }
+      this.advance();
+      if (batchMode === "none" || nRun < c.nLayers) continue;
+      const logits = this.head(batchMode);
+      out.set(logits, batchMode === "all" ? start * c.vocabSize : 0);
     }
     return out;
   }
 
-  private forwardBatch(tokens: ArrayLike<number>, start: number, t: number, mode: "last" | "all" | "none", opts: ForwardOptions): void {
-    const { k, rt, config: c, weights: w } = this;
-    const pos0 = this.nPast;
-    const dim = c.dim;
-    const rowBytesF32 = dim * 4;
-    const skipLayers = opts.skipLayers ?? EMPTY;
-    const skipAttention = opts.skipAttention ?? EMPTY;
-    const skipFfn = opts.skipFfn ?? EMPTY;
-    const observe = opts.onLayer;
-    if (observe && !this.traceIn) {
-      this.traceIn = rt.alloc(this.batchSize * dim * 4);
-      this.traceMid = rt.alloc(this.batchSize * dim * 4);
-    }
-    const linear = opts.onLinearInput;
-    const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
-
-    // token embeddings: dequantize each token's row of token_embd into the residual stream
-    const embd = w.tokenEmbd;
-    const embdRow = rowBytes(embd.format, dim);
+  /**
+   * Stage 1: the embeddings of tokens[start, start + t) become the residual stream of a new batch at positions
+   * nPast … nPast + t − 1 (t at most batchSize; ids are not checked here, eval() does).
+   */
+  embed(tokens: ArrayLike<number>, start = 0, t = tokens.length - start): void {
+    const c = this.config, ws = this.input, rt = ws.rt;
+    if (!(t >= 1 && t <= this.batchSize)) throw new Error(`a batch holds 1..${this.batchSize} tokens, got ${t}`);
+    if (this.nPast + t > this.contextSize) throw new Error(`context is full: ${this.nPast} cached + ${t} new tokens > context size ${this.contextSize}`);
+    // dequantize each token's row of token_embd into the residual stream
+    const embd = this.weights.tokenEmbd;
+    const embdRow = rowBytes(embd.format, c.dim);
     for (let j = 0; j < t; j++) {
       const id = tokens[start + j];
-      embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(this.x + j * rowBytesF32, dim));
+      embd.format.dequantize!(rt.u8At(embd.ptr + id * embdRow, embdRow), rt.f32At(ws.x + j * c.dim * F32, c.dim));
     }
-
-    for (let l = 0; l < nRun; l++) {
-      if (skipLayers.has(l)) continue;
-      const lw = w.layers[l];
-      if (observe) rt.u8.copyWithin(this.traceIn, this.x, this.x + t * rowBytesF32);
-
-      if (lw.wq && !skipAttention.has(l)) {
-        const cacheRow = (l * this.contextSize + pos0) * c.kvDim * 4;
-        const kRows = this.kCache + cacheRow;
-        const vRows = this.vCache + cacheRow;
-        k.rmsnorm(this.xb, this.x, lw.attnNorm!.ptr, dim, c.rmsEps, t);
-        this.newInput();
-        linear?.(l, "attn_qkv", this.xb, dim, t);
-        this.matmul(this.q, this.xb, lw.wq, t);
-        this.matmul(kRows, this.xb, lw.wk!, t);
-        this.matmul(vRows, this.xb, lw.wv!, t);
-        const rope = c.ropeStyle === "neox" ? k.rope_neox : k.rope_norm;
-        rope(this.q, c.nHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
-        rope(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, c.ropeFreqBase, t);
-        const kc = this.kCache + l * this.contextSize * c.kvDim * 4, vc = this.vCache + l * this.contextSize * c.kvDim * 4;
-        if (this.pool) this.pool.attention(this.att, this.q, kc, vc, this.scores, this.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
-        else k.attention(this.att, this.q, kc, vc, this.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t);
-        this.newInput();
-        linear?.(l, "attn_output", this.att, dim, t);
-        this.matmul(this.xb2, this.att, lw.wo!, t);
-        k.add(this.x, this.x, this.xb2, t * dim);
-      }
-      if (observe) rt.u8.copyWithin(this.traceMid, this.x, this.x + t * rowBytesF32);
-
-      if (lw.wGate && !skipFfn.has(l)) {
-        k.rmsnorm(this.xb, this.x, lw.ffnNorm!.ptr, dim, c.rmsEps, t);
-        this.newInput();
-        linear?.(l, "ffn_gate_up", this.xb, dim, t);
-        this.matmul(this.hb, this.xb, lw.wGate, t);
-        this.matmul(this.hb2, this.xb, lw.wUp!, t);
-        k.swiglu(this.hb, this.hb, this.hb2, t * c.hiddenDim);
-        this.newInput();
-        linear?.(l, "ffn_down", this.hb, c.hiddenDim, t);
-        this.matmul(this.xb2, this.hb, lw.wDown!, t);
-        k.add(this.x, this.x, this.xb2, t * dim);
-      }
-      if (observe) observe(l, this.traceIn, this.traceMid, this.x, t);
-    }
-    this.nPast += t;
-
-    if (mode === "none" || nRun < c.nLayers) return;
-    // the classifier: final norm, then output (or the tied embedding) for the last row or every row
-    const rowsOut = mode === "all" ? t : 1;
-    const from = this.x + (t - rowsOut) * rowBytesF32;
-    k.rmsnorm(this.xb, from, w.outputNorm.ptr, dim, c.rmsEps, rowsOut);
-    this.newInput();
-    this.matmul(this.logitsPtr, this.xb, w.output, rowsOut);
+    if (c.embedScale !== 1) ws.k.scale(ws.x, ws.x, c.embedScale, t * c.dim);
+    this.current = ws;
+    this.batchT = t;
+    this.batchPos0 = this.nPast;
   }
 
-  /** The next matmuls read a different input: converted activations must be redone. */
-  private newInput(): void {
-    // overwrite, not clear(): once the Map lives in V8's old space, every clear() allocates its new backing table
-    // there too, ~10 times per token, and a server's RSS grew by the old-space garbage between full GCs
-    for (const a of this.actOf.keys()) this.actOf.set(a, -1);
+  /** Stage 2: layer l over the current batch; its attention reads and extends the layer's KV cache at nPast. */
+  layer(l: number, opts: LayerOptions = {}): void {
+    const s = this.slots[l];
+    if (!s) throw new Error(`layer ${l} does not exist (the model has ${this.slots.length})`);
+    if (this.batchT === 0) throw new Error("layer() before embed(): no batch");
+    const ws = this.handOver(s.ws);
+    const t = this.batchT, rowBytesF32 = this.config.dim * F32;
+    if (opts.trace) {
+      ws.traces();
+      ws.rt.u8.copyWithin(ws.traceIn, ws.x, ws.x + t * rowBytesF32);
+    }
+    if (s.w.attnOutput && !opts.skipAttention) this.attention(l, s, t, opts.onLinearInput);
+    if (opts.trace) ws.rt.u8.copyWithin(ws.traceMid, ws.x, ws.x + t * rowBytesF32);
+    if (s.w.ffnDown && !opts.skipFfn) this.ffn(l, s, t, opts.onLinearInput);
   }
 
-  /** out (t, rows of w) = x (t, n) · wᵀ, converting x to the weight's activation format once per input. */
-  private matmul(out: number, x: number, w: Tensor, t: number): void {
-    const [d, n] = w.shape;
-    const f = w.format;
-    let act = x;
-    const a = activationFormat(f, this.rt.simd)!;
-    if (a !== "F32") {
-      act = this.actBuf.get(a)!;
-      if (this.actOf.get(a) !== x) {
-        convertActivations(this.k, a, act, x, n, t);
-        this.actOf.set(a, x);
-      }
+  /** Stage 3: final norm and classifier over the batch's last row or every row; a view of the logits, valid until the next call. */
+  head(mode: "last" | "all"): Float32Array {
+    const c = this.config, w = this.weights;
+    const ws = this.handOver(this.output), k = ws.k;
+    const rowsOut = mode === "all" ? this.batchT : 1;
+    const from = ws.x + (this.batchT - rowsOut) * c.dim * F32;
+    k.rmsnorm(ws.xb, from, w.outputNorm.ptr, c.dim, c.rmsEps, rowsOut);
+    ws.newInput();
+    ws.linear(this.logitsPtr, ws.xb, w.output, w.outputBias, rowsOut);
+    if (c.finalSoftcap > 0) k.softcap(this.logitsPtr, c.finalSoftcap, rowsOut * c.vocabSize);
+    return ws.rt.f32At(this.logitsPtr, rowsOut * c.vocabSize);
+  }
+
+  /** Close the batch: its tokens join the cache (positions advance). */
+  advance(): void {
+    this.nPast += this.batchT;
+  }
+
+  /** The current batch's residual stream: t rows of dim floats at ptr in rt's memory. */
+  residual(): { rt: WasmRuntime; ptr: number; t: number } {
+    return { rt: this.current.rt, ptr: this.current.x, t: this.batchT };
+  }
+
+  /** Copies of the stream entering the last traced layer and between its halves (pointers in residual().rt). */
+  traces(): { xIn: number; xMid: number } {
+    return { xIn: this.current.traceIn, xMid: this.current.traceMid };
+  }
+
+  /** Moves the residual stream into `ws` when the next stage runs in another runtime (a shard boundary). */
+  private handOver(ws: Workspace): Workspace {
+    const from = this.current;
+    if (from !== ws) {
+      const n = this.batchT * this.config.dim;
+      ws.rt.f32At(ws.x, n).set(from.rt.f32At(from.x, n));
+      this.current = ws;
     }
-    if (this.pool) {
-      const xRow = a === "F32" ? n * 4 : rowBytes(formatByName(a)!, n);
-      this.pool.matmul(f.matmul!, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
+    return ws;
+  }
+
+  /** The attention half: norm, q/k/v (+ biases, q/k norms), RoPE, attention, output (+ post-norm), residual add. */
+  private attention(l: number, s: LayerSlot, t: number, linear?: LinearObserver): void {
+    const c = this.config, { ws, w } = s, k = ws.k;
+    const pos0 = this.batchPos0;
+    const kRows = s.kCache + pos0 * c.kvDim * KV_BYTES;
+    const vRows = s.vCache + pos0 * c.kvDim * KV_BYTES;
+    k.rmsnorm(ws.xb, ws.x, w.attnNorm!.ptr, c.dim, c.rmsEps, t);
+    ws.newInput();
+    linear?.(l, "attn_qkv", ws.xb, c.dim, t);
+    if (w.attnQkv) {
+      ws.linear(ws.qkv, ws.xb, w.attnQkv, w.attnQkvBias, t);
+      this.splitQkv(ws, kRows, vRows, t);
     } else {
-      this.k[f.matmul!](out, act, w.ptr, n, d, t);
+      ws.linear(ws.q, ws.xb, w.attnQ!, w.attnQBias, t);
+      ws.linear(kRows, ws.xb, w.attnK!, w.attnKBias, t);
+      ws.linear(vRows, ws.xb, w.attnV!, w.attnVBias, t);
     }
+    if (w.attnQNorm) k.rmsnorm(ws.q, ws.q, w.attnQNorm.ptr, c.headSize, c.rmsEps, t * c.nHeads);
+    if (w.attnKNorm) k.rmsnorm(kRows, kRows, w.attnKNorm.ptr, c.headSize, c.rmsEps, t * c.nKvHeads);
+    const r = s.rope, neox = c.ropeStyle === "neox" ? 1 : 0;
+    k.rope_ext(ws.q, c.nHeads, c.headSize, c.ropeDim, pos0, t, neox, r.base, r.scale, c.rope.extFactor, c.rope.attnFactor, r.corrLow, r.corrHigh, r.factors);
+    k.rope_ext(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, t, neox, r.base, r.scale, c.rope.extFactor, c.rope.attnFactor, r.corrLow, r.corrHigh, r.factors);
+    if (c.queryPrescale) k.scale(ws.q, ws.q, c.attnScale, t * c.qDim);
+    const scale = c.queryPrescale ? 1 : c.attnScale;
+    if (ws.pool) ws.pool.attention(ws.att, ws.q, s.kCache, s.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t, scale, s.window, c.attnSoftcap);
+    else k.attention_ext(ws.att, ws.q, s.kCache, s.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t, 0, c.nKvHeads, scale, s.window, c.attnSoftcap);
+    ws.newInput();
+    linear?.(l, "attn_output", ws.att, c.qDim, t);
+    ws.linear(ws.xb2, ws.att, w.attnOutput!, w.attnOutputBias, t);
+    if (w.attnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, w.attnPostNorm.ptr, c.dim, c.rmsEps, t);
+    k.add(ws.x, ws.x, ws.xb2, t * c.dim);
+  }
+
+  /** A fused projection's rows (q | k | v) into q and the layer's cache rows. */
+  private splitQkv(ws: Workspace, kRows: number, vRows: number, t: number): void {
+    const c = this.config, u8 = ws.rt.u8;
+    const qBytes = c.qDim * F32, kvBytes = c.kvDim * F32, rowBytesQkv = qBytes + 2 * kvBytes;
+    for (let j = 0; j < t; j++) {
+      const src = ws.qkv + j * rowBytesQkv;
+      u8.copyWithin(ws.q + j * qBytes, src, src + qBytes);
+      u8.copyWithin(kRows + j * kvBytes, src + qBytes, src + qBytes + kvBytes);
+      u8.copyWithin(vRows + j * kvBytes, src + qBytes + kvBytes, src + rowBytesQkv);
+    }
+  }
+
+  /** The FFN half: norm, gate and up (or fused), GLU, down (+ post-norm), residual add. */
+  private ffn(l: number, s: LayerSlot, t: number, linear?: LinearObserver): void {
+    const c = this.config, { ws, w } = s, k = ws.k;
+    const h = c.hiddenDim, gelu = c.arch.activation === "gelu" ? 1 : 0;
+    k.rmsnorm(ws.xb, ws.x, w.ffnNorm!.ptr, c.dim, c.rmsEps, t);
+    ws.newInput();
+    linear?.(l, "ffn_gate_up", ws.xb, c.dim, t);
+    let act: number;
+    if (c.arch.fusedGateUp) {
+      ws.linear(ws.hb, ws.xb, w.ffnUp!, w.ffnUpBias, t);
+      k.glu(ws.hb2, ws.hb, ws.hb + h * F32, h, t, 2 * h, gelu);
+      act = ws.hb2;
+    } else {
+      ws.linear(ws.hb, ws.xb, w.ffnGate!, w.ffnGateBias, t);
+      ws.linear(ws.hb2, ws.xb, w.ffnUp!, w.ffnUpBias, t);
+      k.glu(ws.hb, ws.hb, ws.hb2, h, t, h, gelu);
+      act = ws.hb;
+    }
+    ws.newInput();
+    linear?.(l, "ffn_down", act, h, t);
+    ws.linear(ws.xb2, act, w.ffnDown!, w.ffnDownBias, t);
+    if (w.ffnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, w.ffnPostNorm.ptr, c.dim, c.rmsEps, t);
+    k.add(ws.x, ws.x, ws.xb2, t * c.dim);
   }
 }

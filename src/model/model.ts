@@ -106,10 +106,7 @@ export class Model {
   }
 }
 
-/** Bytes of the KV cache (f32 keys and values for every layer) a context of contextSize tokens allocates. */
-export function kvCacheBytes(c: LlamaConfig, contextSize: number): number {
-  return 2 * c.nLayers * contextSize * c.kvDim * 4;
-}
+export { kvCacheBytes } from "./forward.js";
 
 /** Weights plus one default context, in bytes: what loading will ask of wasm memory. */
 export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions = {}): number {

@@ -1,11 +1,13 @@
-// The llama tensor list with expected shapes, checked at load, and the copy of tensor bytes straight from a
-// ByteSource into wasm memory (one copy: the file is never held twice). Not the forward pass.
+// The tensors a model uses, derived from its architecture descriptor (arch.ts) and what the file holds (optional
+// biases, fused or split q/k/v, rope factors), with expected shapes checked at load; and the copy of tensor bytes
+// straight from a ByteSource into wasm memory (one copy: the file is never held twice). Not the forward pass.
 import type { ByteSource } from "../gguf/reader.js";
-import { LAYER_TENSOR, LayerTensorKey, layerTensorName, TENSOR } from "../gguf/names.js";
+import { LAYER_TENSOR, LayerTensorKey, layerTensorName, TENSOR, type GlobalTensorKey } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
 import type { QuantFormat } from "../quant/formats.js";
 import type { WasmRuntime } from "../wasm.js";
-import type { LlamaConfig } from "./config.js";
+import type { LayerRole } from "./arch.js";
+import type { ModelConfig } from "./config.js";
 
 /** A tensor resident in wasm memory; quantized blocks keep GGUF's byte layout. */
 export interface Tensor {
@@ -18,87 +20,106 @@ export interface Tensor {
   info: GgufTensorInfo;
 }
 
-export interface LayerWeights {
-  attnNorm?: Tensor; // (dim)
-  wq?: Tensor; // (dim, dim)
-  wk?: Tensor; // (kvDim, dim)
-  wv?: Tensor; // (kvDim, dim)
-  wo?: Tensor; // (dim, dim)
-  ffnNorm?: Tensor; // (dim)
-  wGate?: Tensor; // (hiddenDim, dim)
-  wUp?: Tensor; // (hiddenDim, dim)
-  wDown?: Tensor; // (dim, hiddenDim)
-}
+/** One layer's tensors by role (names.ts keys); shapes as the descriptor's roles give them (arch.ts). */
+export type LayerWeights = Partial<Record<LayerTensorKey, Tensor>>;
 
 export interface Weights {
   tokenEmbd: Tensor; // (vocabSize, dim)
   outputNorm: Tensor; // (dim)
   output: Tensor; // (vocabSize, dim); token_embd when tied
+  outputBias?: Tensor; // (vocabSize)
+  ropeFreqs?: Tensor; // (ropeDim/2)
+  ropeFactorsLong?: Tensor; // (ropeDim/2)
+  ropeFactorsShort?: Tensor; // (ropeDim/2)
   layers: LayerWeights[];
 }
 
-const FIELD: Record<LayerTensorKey, keyof LayerWeights> = {
-  attnNorm: "attnNorm", attnQ: "wq", attnK: "wk", attnV: "wv", attnOutput: "wo",
-  ffnNorm: "ffnNorm", ffnGate: "wGate", ffnUp: "wUp", ffnDown: "wDown",
+/** A tensor the model will read, with the shape its metadata implies. */
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+  /** multiplied by a matmul kernel (else an F32 vector: norm, bias, rope factors) */
+  matrix: boolean;
+  /** the layer and role, for per-layer tensors */
+  layer?: number;
+  key?: LayerTensorKey;
+  global?: GlobalTensorKey;
+}
+
+const GLOBAL_SHAPE: Record<GlobalTensorKey, (c: ModelConfig) => number[]> = {
+  tokenEmbd: (c) => [c.vocabSize, c.dim],
+  outputNorm: (c) => [c.dim],
+  output: (c) => [c.vocabSize, c.dim],
+  outputBias: (c) => [c.vocabSize],
+  ropeFreqs: (c) => [c.ropeDim / 2],
+  ropeFactorsLong: (c) => [c.ropeDim / 2],
+  ropeFactorsShort: (c) => [c.ropeDim / 2],
 };
 
-const ATTENTION_KEYS: LayerTensorKey[] = ["attnNorm", "attnQ", "attnK", "attnV", "attnOutput"];
-const FFN_KEYS: LayerTensorKey[] = ["ffnNorm", "ffnGate", "ffnUp", "ffnDown"];
-
-/** Expected row-major shape of each per-layer tensor. */
-function layerShape(c: LlamaConfig, key: LayerTensorKey): number[] {
-  switch (key) {
-    case "attnNorm": case "ffnNorm": return [c.dim];
-    case "attnQ": case "attnOutput": return [c.dim, c.dim];
-    case "attnK": case "attnV": return [c.kvDim, c.dim];
-    case "ffnGate": case "ffnUp": return [c.hiddenDim, c.dim];
-    case "ffnDown": return [c.dim, c.hiddenDim];
+/** Whether layer l of a model reads a role, given which tensor names the file has. */
+function uses(r: LayerRole, l: number, has: (name: string) => boolean): boolean {
+  switch (r.need) {
+    case "required": return true;
+    case "optional": return has(layerTensorName(l, r.key));
+    case "split": return !has(layerTensorName(l, "attnQkv"));
+    case "fused": return has(layerTensorName(l, "attnQkv")) && has(layerTensorName(l, r.key));
   }
 }
 
-/** Every tensor the model needs, with its expected shape; removed half-layers are not required. */
-export function expectedTensors(c: LlamaConfig): { name: string; shape: number[]; matrix: boolean }[] {
-  const out: { name: string; shape: number[]; matrix: boolean }[] = [
-    { name: TENSOR.tokenEmbd, shape: [c.vocabSize, c.dim], matrix: true },
-    { name: TENSOR.outputNorm, shape: [c.dim], matrix: false },
-  ];
-  if (!c.tiedOutput) out.push({ name: TENSOR.output, shape: [c.vocabSize, c.dim], matrix: true });
+/**
+ * Every tensor the model reads, with its expected shape: the descriptor's roles for each layer (removed halves
+ * are not read), the global tensors and the optional ones the file has. `has` says which names the file holds.
+ */
+export function expectedTensors(c: ModelConfig, has: (name: string) => boolean = () => false): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [];
+  const global = (g: GlobalTensorKey, matrix: boolean) => out.push({ name: TENSOR[g], shape: GLOBAL_SHAPE[g](c), matrix, global: g });
+  global("tokenEmbd", true);
+  global("outputNorm", false);
+  if (!c.tiedOutput) global("output", true);
+  for (const g of c.arch.globals) {
+    const rope = g === "ropeFreqs" ? "freqs" : g === "ropeFactorsLong" || g === "ropeFactorsShort" ? "longrope" : undefined;
+    if (has(TENSOR[g]) && (!rope || rope === c.ropeFactors)) global(g, false);
+  }
+  const sizes = { dim: c.dim, hiddenDim: c.hiddenDim, qDim: c.qDim, kvDim: c.kvDim, headSize: c.headSize };
   for (let l = 0; l < c.nLayers; l++) {
-    const keys = [...(c.removedAttention.has(l) ? [] : ATTENTION_KEYS), ...(c.removedFfn.has(l) ? [] : FFN_KEYS)];
-    for (const key of keys) out.push({ name: layerTensorName(l, key), shape: layerShape(c, key), matrix: key !== "attnNorm" && key !== "ffnNorm" });
+    for (const r of c.arch.layer) {
+      if (r.half === "attention" ? c.removedAttention.has(l) : c.removedFfn.has(l)) continue;
+      if (!uses(r, l, has)) continue;
+      out.push({ name: layerTensorName(l, r.key), shape: r.shape(sizes), matrix: r.kind === "matrix", layer: l, key: r.key });
+    }
   }
   return out;
 }
 
 /** Check names, shapes and types against the config before any memory is planned. */
-export function checkTensors(file: GgufFile, c: LlamaConfig, fileName: string): Map<string, GgufTensorInfo> {
+export function checkTensors(file: GgufFile, c: ModelConfig, fileName: string): Map<string, GgufTensorInfo> {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  for (const e of expectedTensors(c)) {
+  for (const e of expectedTensors(c, (n) => byName.has(n))) {
     const t = byName.get(e.name);
-    if (!t) throw new Error(`${fileName}: tensor "${e.name}" is missing`);
+    if (!t) throw new Error(`${fileName}: tensor "${e.name}" is missing (${c.architecture} needs it)`);
     if (t.shape.length !== e.shape.length || t.shape.some((d, i) => d !== e.shape[i])) {
       throw new Error(`${fileName}: tensor "${e.name}" has shape [${t.shape}], expected [${e.shape}] from the metadata`);
     }
     if (!e.matrix && t.format.name !== "F32") {
-      throw new Error(`${fileName}: norm tensor "${e.name}" is ${t.format.name}; only F32 norms are supported`);
+      throw new Error(`${fileName}: vector tensor "${e.name}" is ${t.format.name}; only F32 norms, biases and rope factors are supported`);
     }
     if (e.matrix && (!t.format.matmul || !t.format.dequantize)) {
-      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)`);
+      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)`);
     }
   }
   return byName;
 }
 
 /** Bytes the weights take in wasm memory, with per-tensor alignment. */
-export function weightBytes(file: GgufFile, c: LlamaConfig, align = 64): number {
+export function weightBytes(file: GgufFile, c: ModelConfig, align = 64): number {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   let total = 0;
-  for (const e of expectedTensors(c)) total += Math.ceil(byName.get(e.name)!.byteSize / align) * align;
+  for (const e of expectedTensors(c, (n) => byName.has(n))) total += Math.ceil(byName.get(e.name)!.byteSize / align) * align;
   return total;
 }
 
 /** Copy every tensor the model uses into wasm memory. */
-export function loadWeights(rt: WasmRuntime, file: GgufFile, c: LlamaConfig, src: ByteSource, fileName: string): Weights {
+export function loadWeights(rt: WasmRuntime, file: GgufFile, c: ModelConfig, src: ByteSource, fileName: string): Weights {
   const byName = checkTensors(file, c, fileName);
   const load = (name: string): Tensor => {
     const info = byName.get(name)!;
@@ -109,17 +130,17 @@ export function loadWeights(rt: WasmRuntime, file: GgufFile, c: LlamaConfig, src
     else dst.set(src.read(at, info.byteSize));
     return { name, format: info.format, shape: info.shape, ptr, byteSize: info.byteSize, info };
   };
-  const tokenEmbd = load(TENSOR.tokenEmbd);
-  const outputNorm = load(TENSOR.outputNorm);
-  const output = c.tiedOutput ? tokenEmbd : load(TENSOR.output);
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < c.nLayers; l++) {
-    const lw: LayerWeights = {};
-    const keys = [...(c.removedAttention.has(l) ? [] : ATTENTION_KEYS), ...(c.removedFfn.has(l) ? [] : FFN_KEYS)];
-    for (const key of keys) lw[FIELD[key]] = load(layerTensorName(l, key));
-    layers.push(lw);
+  const globals: Partial<Record<GlobalTensorKey, Tensor>> = {};
+  const layers: LayerWeights[] = Array.from({ length: c.nLayers }, () => ({}));
+  for (const e of expectedTensors(c, (n) => byName.has(n))) {
+    if (e.global) globals[e.global] = load(e.name);
+    else layers[e.layer!][e.key!] = load(e.name);
   }
-  return { tokenEmbd, outputNorm, output, layers };
+  return {
+    tokenEmbd: globals.tokenEmbd!, outputNorm: globals.outputNorm!, output: c.tiedOutput ? globals.tokenEmbd! : globals.output!,
+    outputBias: globals.outputBias, ropeFreqs: globals.ropeFreqs, ropeFactorsLong: globals.ropeFactorsLong, ropeFactorsShort: globals.ropeFactorsShort,
+    layers,
+  };
 }
 
 export { LAYER_TENSOR };

@@ -1,9 +1,10 @@
-// The pruning study: for k = 0 … L−1 layers removed, held-out perplexity and top-1 agreement with the dense model
-// for every way of choosing layers (Block Influence and its alternatives, one-shot and iterative, Gromov's block,
+// The pruning study: for k = 0 … L−1 layers removed, held-out perplexity, KL divergence from and top-1 agreement
+// with the dense model, and multiple-choice accuracy on a task, for every way of choosing layers (Block Influence and its alternatives, one-shot and iterative, Gromov's block,
 // the last k, LaCo's merge, and random subsets), plus the calibration-set ablation (Kendall's tau between BI
 // rankings from different texts). Portable: returns data; commands/study.ts writes Markdown, SVG and JSON.
 import type { Model } from "../model/model.js";
-import { evaluateDocuments } from "./evaluate.js";
+import type { ChoiceTask } from "../quality/choice.js";
+import { denseReference, measureQuality, type Quality, type TaskAccuracy } from "../studies/measure.js";
 import { collapseLayers, collapsedLayers } from "./laco.js";
 import { allUnits, orderByScore, rankUnits, selectForRemoval, skipOptions, statScores, unitName, windowsNll, type Unit } from "./metrics.js";
 import { blockDistance, blockInfluence, collectLayerStats } from "./stats.js";
@@ -38,15 +39,17 @@ export interface PruneStudyInput {
   /** calibration windows used by the perplexity-driven methods (ppl, ppl-iterative, laco), a prefix of calib; default 16 */
   lossWindows?: number;
   includeBos?: boolean;
+  /** a multiple-choice task: accuracy is measured at every k (without one, none is) */
+  tasks?: ChoiceTask[];
+  /** random subsets per k whose accuracy is measured too (default 5; the task costs far more than perplexity) */
+  randomAccuracySubsets?: number;
   onProgress?: (note: string) => void;
 }
 
-export interface StudyCell {
+export interface StudyCell extends Quality {
   k: number;
   method: StudyMethod;
   removed: string[];
-  perplexity: number;
-  top1: number;
 }
 
 export interface RandomCell {
@@ -57,6 +60,11 @@ export interface RandomCell {
   min: number;
   max: number;
   top1Mean: number;
+  kldMean: number;
+  /** mean acc_norm and acc_mi over the first subsets (randomAccuracySubsets of them) */
+  accNormMean?: number;
+  accMiMean?: number;
+  accuracySubsets: number;
 }
 
 export interface PruneStudyResult {
@@ -65,6 +73,8 @@ export interface PruneStudyResult {
   evalDocuments: number;
   calibTokens: number;
   densePerplexity: number;
+  /** the task: how many and what random choice scores */
+  task?: { tasks: number; chance: number };
   cells: StudyCell[];
   random: RandomCell[];
   /** one-shot removal orders, first removed first */
@@ -96,19 +106,20 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
   const L = model.config.nLayers;
   const maxK = Math.min(input.maxK ?? L - 1, L - 1);
   const nRandom = input.randomSubsets ?? 20;
+  const nRandomAccuracy = input.randomAccuracySubsets ?? 5;
   const lossWindows = calib.slice(0, Math.max(1, input.lossWindows ?? 16));
   const say = input.onProgress ?? (() => {});
   const layer = (l: number): Unit => ({ layer: l, part: "layer" });
 
   say("dense model on the evaluation set");
-  const dense = evaluateDocuments(model, evalDocs);
-  const memo = new Map<string, { perplexity: number; top1: number }>();
-  const evalRemoval = (layers: number[]) => {
+  const dense = denseReference(model, evalDocs);
+  const memo = new Map<string, Quality>();
+  const tasks = input.tasks;
+  const evalRemoval = (layers: number[], withTasks = true) => {
     const key = [...layers].sort((x, y) => x - y).join(",");
     let r = memo.get(key);
-    if (!r) {
-      const e = evaluateDocuments(model, evalDocs, { forward: skipOptions(layers.map(layer)), reference: dense.argmax });
-      r = { perplexity: e.perplexity, top1: e.top1Agreement! };
+    if (!r || (withTasks && tasks && !r.accuracy)) {
+      r = measureQuality(model, dense, withTasks ? tasks : undefined, skipOptions(layers.map(layer)));
       memo.set(key, r);
     }
     return r;
@@ -142,25 +153,34 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
     sets.push(["block", Array.from({ length: k }, (_, i) => best + i)]);
     for (const [method, layers] of sets) {
       const r = evalRemoval(layers);
-      cells.push({ k, method, removed: layers.map(String), perplexity: r.perplexity, top1: r.top1 });
+      cells.push({ k, method, removed: layers.map(String), ...r });
     }
     cells.push(k === 0 ? { k, method: "laco", removed: [], ...evalRemoval([]) } : laco(k));
 
     const pp: number[] = [];
     const agree: number[] = [];
+    const klds: number[] = [];
+    const accs: TaskAccuracy[] = [];
     for (let s = 0; s < (k === 0 ? 1 : nRandom); s++) {
       const perm = Array.from({ length: L }, (_, i) => i);
       for (let i = L - 1; i > 0; i--) {
         const j = Math.floor(rand() * (i + 1));
         [perm[i], perm[j]] = [perm[j], perm[i]];
       }
-      const r = evalRemoval(perm.slice(0, k));
+      const r = evalRemoval(perm.slice(0, k), s < nRandomAccuracy);
       pp.push(r.perplexity);
       agree.push(r.top1);
+      klds.push(r.kld);
+      if (r.accuracy && s < nRandomAccuracy) accs.push(r.accuracy);
     }
-    const mean = pp.reduce((a, b) => a + b, 0) / pp.length;
+    const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+    const mean = avg(pp);
     const std = Math.sqrt(pp.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, pp.length - 1));
-    random.push({ k, subsets: pp.length, mean, std, min: Math.min(...pp), max: Math.max(...pp), top1Mean: agree.reduce((a, b) => a + b, 0) / agree.length });
+    random.push({
+      k, subsets: pp.length, mean, std, min: Math.min(...pp), max: Math.max(...pp), top1Mean: avg(agree), kldMean: avg(klds),
+      accNormMean: accs.length ? avg(accs.map((a) => a.accNorm.value)) : undefined, accMiMean: accs.length ? avg(accs.map((a) => a.accMi.value)) : undefined,
+      accuracySubsets: accs.length,
+    });
   }
 
   /** LaCo at k: try every merge position, keep the one with the lowest calibration loss, evaluate it. */
@@ -178,8 +198,8 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
     }
     const undo = collapseLayers(model, bestL, k);
     try {
-      const e = evaluateDocuments(model, evalDocs, { forward: skipOptions(collapsedLayers(bestL, k).map(layer)), reference: dense.argmax });
-      return { k, method: "laco", removed: [`${bestL + 1}-${bestL + k}→${bestL}`], perplexity: e.perplexity, top1: e.top1Agreement! };
+      const q = measureQuality(model, dense, tasks, skipOptions(collapsedLayers(bestL, k).map(layer)));
+      return { k, method: "laco", removed: [`${bestL + 1}-${bestL + k}→${bestL}`], ...q };
     } finally {
       undo();
     }
@@ -191,6 +211,7 @@ export function runPruneStudy(input: PruneStudyInput): PruneStudyResult {
     evalDocuments: evalDocs.length,
     calibTokens: calib.reduce((a, w) => a + w.length, 0),
     densePerplexity: dense.perplexity,
+    task: tasks?.length ? { tasks: tasks.length, chance: tasks.reduce((a, t) => a + 1 / t.endings.length, 0) / tasks.length } : undefined,
     cells,
     random,
     orders: Object.fromEntries(Object.entries(orders).map(([m, o]) => [m, o.map(String)])),

@@ -63,11 +63,11 @@ function frame(title: string, xLabel: string, yLabel: string, xr: [number, numbe
   return { x, y, parts };
 }
 
-function legend(parts: string[], names: string[], dashed: boolean[] = []): void {
+function legend(parts: string[], names: string[], dashed: boolean[] = [], colors: string[] = []): void {
   names.forEach((n, i) => {
     const yy = M.top + 10 + i * 18;
     const xx = W - M.right + 14;
-    parts.push(`<line x1="${xx}" y1="${yy}" x2="${xx + 22}" y2="${yy}" stroke="${COLORS[i % COLORS.length]}" stroke-width="2.5"${dashed[i] ? ' stroke-dasharray="5 3"' : ""}/>`);
+    parts.push(`<line x1="${xx}" y1="${yy}" x2="${xx + 22}" y2="${yy}" stroke="${colors[i] ?? COLORS[i % COLORS.length]}" stroke-width="2.5"${dashed[i] ? ' stroke-dasharray="5 3"' : ""}/>`);
     parts.push(`<text x="${xx + 28}" y="${yy + 4}">${esc(n)}</text>`);
   });
 }
@@ -101,6 +101,8 @@ export interface Series {
   /** optional shaded band [low, high] per point (e.g. min and max over random trials) */
   band?: [number, number][];
   dashed?: boolean;
+  /** palette index (default: the series' position), so related series can share a colour */
+  color?: number;
 }
 
 /** Lines through (x, y) points, one per series, with an optional band. */
@@ -108,9 +110,13 @@ export function lineChart(title: string, series: Series[], xLabel: string, yLabe
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => [...s.points.map((p) => p[1]), ...(s.band ?? []).flat()]).filter((v) => Number.isFinite(v) && (!opts.logY || v > 0));
   const yMin = opts.logY ? Math.min(...ys) / 1.1 : Math.min(0, Math.min(...ys));
-  const f = frame(title, xLabel, yLabel, [Math.min(...xs), Math.max(...xs)], [yMin, Math.max(...ys) * 1.05], opts);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  // integer x (layers removed): a tick per integer, not 0.25 steps
+  const xTicks = xs.every(Number.isInteger) && x1 - x0 <= 20 ? Array.from({ length: x1 - x0 + 1 }, (_, i) => x0 + i) : undefined;
+  const f = frame(title, xLabel, yLabel, [x0, x1], [yMin, Math.max(...ys) * 1.05], { ...opts, xTicks });
+  const colorOf = (s: Series, si: number) => COLORS[(s.color ?? si) % COLORS.length];
   series.forEach((s, si) => {
-    const color = COLORS[si % COLORS.length];
+    const color = colorOf(s, si);
     if (s.band) {
       const upper = s.points.map((p, i) => `${f.x(p[0])},${f.y(s.band![i][1])}`);
       const lower = s.points.map((p, i) => `${f.x(p[0])},${f.y(s.band![i][0])}`).reverse();
@@ -120,7 +126,7 @@ export function lineChart(title: string, series: Series[], xLabel: string, yLabe
     f.parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ""}/>`);
     for (const p of s.points) if (Number.isFinite(p[1])) f.parts.push(`<circle cx="${f.x(p[0])}" cy="${f.y(p[1])}" r="2.5" fill="${color}"><title>${esc(s.name)} (${p[0]}, ${fmt(p[1])})</title></circle>`);
   });
-  legend(f.parts, series.map((s) => s.name), series.map((s) => Boolean(s.dashed)));
+  legend(f.parts, series.map((s) => s.name), series.map((s) => Boolean(s.dashed)), series.map(colorOf));
   f.parts.push("</svg>");
   return f.parts.join("\n");
 }

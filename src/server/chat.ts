@@ -93,10 +93,11 @@ export async function chatFormatter(file: GgufFile, tokenizer: Tokenizer, limits
 
 /**
  * Token ids of a rendered chat prompt. Templates usually write the BOS text themselves; it is stripped and BOS is
- * added as a token instead, so the prompt never starts with two BOS (llama.cpp warns about the same thing).
+ * added as a token instead, so the prompt never starts with two BOS (llama.cpp warns about the same thing). The
+ * template's control tokens (<|im_start|>, <start_of_turn>, ...) are parsed as tokens, as llama.cpp's server does.
  */
 export function encodeChat(tokenizer: Tokenizer, text: string): number[] {
-  return tokenizer.encode(stripBosText(tokenizer, text), { addBos: tokenizer.addBos });
+  return tokenizer.encode(stripBosText(tokenizer, text), { addBos: tokenizer.addBos, parseSpecial: true });
 }
 
 /** The rendered prompt without a leading BOS text (encodeChat adds BOS as a token). */

@@ -232,7 +232,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const text = await renderChat(s.chat, r.messages, maxPromptBytes, contextSize);
       const promptText = stripBosText(tok, text);
       checkBytes(promptText, "messages");
-      // a template writes the model's special tokens (<|im_start|>, [INST]) as text: they are parsed as those tokens
+      // the template's control tokens (<|im_start|>, <start_of_turn>, [INST]) are tokens, as in llama.cpp's server; the
+      // plain transcript (no template) has none, so its text is never parsed for them
       prompt = tok.encode(promptText, { addBos: tok.addBos, parseSpecial: s.chat.kind === "template" });
     } else {
       const r = parseCompletion(body);

@@ -5,7 +5,7 @@
 // in Atomics.wait (wasm-facts.md: a wake costs ~40 µs, a spin ~1 µs).
 // Portable: Node worker_threads, or module Web Workers in browsers and Deno. Not a scheduler for anything else.
 import type { WasmRuntime } from "../wasm.js";
-import { C, CONTROL_INTS, firstTicket, MATMUL_KERNELS, matmulChunks, OP, runChunks, type MatmulKernelName } from "./share.js";
+import { C, CONTROL_INTS, f32Bits, firstTicket, MATMUL_KERNELS, matmulChunks, OP, runChunks, type MatmulKernelName } from "./share.js";
 import type { WorkerInit } from "./worker.js";
 
 /** What ThreadPool needs of a worker: Node's worker_threads.Worker and the web Worker both fit. */
@@ -139,13 +139,18 @@ export class ThreadPool {
     this.run(cut.count);
   }
 
-  /** attention() split by kv heads; scores holds `size` stretches of scoresStride bytes, one per thread. */
+  /**
+   * attention_ext() split by kv heads; scores holds `size` stretches of scoresStride bytes, one per thread. scale,
+   * window and softcap as attention_ext (1/sqrt(headSize), 0, 0 for plain causal attention).
+   */
   attention(out: number, q: number, kCache: number, vCache: number, scores: number, scoresStride: number,
-            nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number): void {
+            nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number,
+            scale = Math.fround(1 / Math.fround(Math.sqrt(headSize))), window = 0, softcap = 0): void {
     const c = this.c, a = C.args;
     c[C.op] = OP.attention;
     c[a] = out; c[a + 1] = q; c[a + 2] = kCache; c[a + 3] = vCache; c[a + 4] = scores; c[a + 5] = scoresStride;
     c[a + 6] = nHeads; c[a + 7] = nKvHeads; c[a + 8] = headSize; c[a + 9] = pos0; c[a + 10] = t;
+    c[a + 11] = f32Bits(scale); c[a + 12] = window; c[a + 13] = f32Bits(softcap);
     this.run(nKvHeads);
   }
 

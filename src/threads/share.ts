@@ -60,6 +60,18 @@ export function matmulChunks(d: number, t: number, threads: number): { byRows: b
   return { byRows: false, size, count: Math.ceil(t / size) };
 }
 
+const bitsView = new DataView(new ArrayBuffer(4));
+/** an f32's bits as an int32, to pass an f32 argument through the control block */
+export function f32Bits(v: number): number {
+  bitsView.setFloat32(0, v, true);
+  return bitsView.getInt32(0, true);
+}
+/** the f32 whose bits an int32 slot holds */
+function bitsF32(v: number): number {
+  bitsView.setInt32(0, v, true);
+  return bitsView.getFloat32(0, true);
+}
+
 function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void {
   const a = C.args;
   if (c[C.op] === OP.matmul) {
@@ -76,8 +88,8 @@ function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void
     }
   } else if (c[C.op] === OP.attention) {
     // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
-    k.attention_range(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
-      c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1);
+    k.attention_ext(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
+      c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1, bitsF32(c[a + 11]), c[a + 12], bitsF32(c[a + 13]));
   } else {
     throw new Error(`thread job: unknown op ${c[C.op]}`);
   }

@@ -3,7 +3,9 @@
 // variant (EDGEPRUNE_LLAMA_CPU), max |p_a - p_b| over every position and token. test/tolerances.ts quotes it.
 // A measuring tool, not a test:
 //
-//   node dist/test/support/spread.js [--variants zen4,haswell,skylakex,sse42] [--out spread.json]
+//   node dist/test/support/spread.js [--variants zen4,haswell,skylakex,sse42] [--families] [--out spread.json]
+//
+// --families measures the per-family synthetic files (test/support/families.ts) instead of the default set.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -11,6 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Model } from "../../src/model/model.js";
 import { comparisonFiles, teacherSequence } from "./fixtures.js";
+import { familyComparisonFiles } from "./families.js";
 import { compareDistributions, ourTeacherForced } from "./compare.js";
 import { arrangeCpuBackend, disposeOracle, llamaCppBackend, llamaCppTeacherForced } from "./llamacpp.js";
 
@@ -51,7 +54,7 @@ async function main(): Promise<void> {
   }
   const variants = opt("--variants", "zen4,icelake,skylakex,haswell,sse42").split(",");
   const dir = mkdtempSync(join(tmpdir(), "edgeprune-spread-"));
-  const files = comparisonFiles(dir);
+  const files = args.includes("--families") ? familyComparisonFiles(dir) : comparisonFiles(dir);
   writeFileSync(join(dir, "files.json"), JSON.stringify(files));
   const loaded: string[] = [];
   for (const v of variants) {

@@ -1,0 +1,4 @@
+// Architecture family gemma against llama.cpp: the tests every family gets (test/support/family-suite.ts).
+import { familySuite } from "./support/family-suite.js";
+
+familySuite("gemma");
