@@ -4,8 +4,10 @@
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
 import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+import { describeValue, isByteSource, locate, type ModelSource } from "./source.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+export type { ModelSource } from "./source.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
 export { ARCHITECTURES, REFUSED, architectureFor, type Architecture, type LayerRole } from "./model/arch.js";
@@ -40,29 +42,42 @@ export interface ModelSourceOptions extends LoadOptions {
 }
 
 /**
- * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), or fetch it from a URL
- * (any runtime with fetch). A URL's body is read up to its Content-Length and never past `maxBytes`.
+ * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), a Blob or File (a
+ * page's file input), a ByteSource, a path or a file: URL (where the runtime has a file system: Node, Deno,
+ * Electron's main process; a browser resolves a path against the page and fetches it), or an http(s) URL (any
+ * runtime with fetch). A URL's body is read up to its Content-Length and never past `maxBytes`; a Blob larger
+ * than `maxBytes` is refused before it is read.
  */
-export async function loadModel(source: ArrayBufferView | ArrayBuffer | string | URL, opts: ModelSourceOptions = {}): Promise<Model> {
+export async function loadModel(source: ModelSource, opts: ModelSourceOptions = {}): Promise<Model> {
+  const max = opts.maxBytes ?? WASM32_LIMIT;
   if (ArrayBuffer.isView(source)) return Model.load(new Uint8Array(source.buffer, source.byteOffset, source.byteLength), opts);
   if (source instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer)) {
     return Model.load(new Uint8Array(source), opts);
   }
-  if (typeof source !== "string" && !(source instanceof URL)) {
-    // never the value itself in the message: it may be megabytes of model
-    const kind = source === null ? "null" : Array.isArray(source) ? "an array" : typeof source === "object" ? `an object (${(source as object).constructor?.name ?? "no prototype"})` : `a ${typeof source}`;
-    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer) or a URL, got ${kind}`);
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    const name = (source as File).name || "<blob>";
+    if (source.size > max) throw new Error(`${name}: ${source.size} bytes is more than the ${max} loadModel accepts (maxBytes)`);
+    return Model.load(new Uint8Array(await source.arrayBuffer()), { name, ...opts });
   }
-  const url = source.toString();
-  const name = url.length > 200 ? `${url.slice(0, 200)}…` : url;
+  if (isByteSource(source)) return Model.load(source, opts);
+  if (typeof source !== "string" && !(source instanceof URL)) {
+    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer), a Blob or File, a ByteSource, a path or a URL, got ${describeValue(source)}`);
+  }
+  const where = locate(source);
+  if (where.kind === "file") {
+    // Node's file reader (Deno runs it too): tensors go from the file straight into wasm memory
+    const { loadModelFile } = await import("./node/load.js");
+    return loadModelFile(where.path, { name: where.name, ...opts });
+  }
   let res: Response;
   try {
-    res = await fetch(url);
+    res = await fetch(where.url);
   } catch (e) {
-    throw new Error(`${name}: ${(e as Error).message}`);
+    const cause = (e as Error).cause as Error | undefined;
+    throw new Error(`${where.name}: ${(e as Error).message}${cause?.message ? ` (${cause.message})` : ""}`);
   }
-  if (!res.ok) throw new Error(`${name}: HTTP ${res.status} ${res.statusText}`);
-  return Model.load(await readBodyCapped(res, name, opts.maxBytes ?? WASM32_LIMIT), { name, ...opts });
+  if (!res.ok) throw new Error(`${where.name}: HTTP ${res.status} ${res.statusText}`);
+  return Model.load(await readBodyCapped(res, where.name, max), { name: where.name, ...opts });
 }
 
 /** A response body, refused past `max` bytes or past the Content-Length it announced (an endless body stops there). */
