@@ -2,15 +2,18 @@
 // on stderr and a non-zero exit, never a stack trace (EDGEPRUNE_DEBUG=1 shows it). Node-only.
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
-import { checkFile, int, mib, num, peakRss } from "./commands/common.js";
+import { checkContextOption, checkFile, drain, int, mib, num, peakRss, readPrompt, THREADS_RANGE } from "./commands/common.js";
+import { registerChatCommand } from "./commands/chat.js";
 import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerQualityCommands } from "./commands/quality.js";
 import { registerStudyCommands } from "./commands/study.js";
 import { registerSynthCommand } from "./commands/synth.js";
 import { availableThreads } from "./threads/pool.js";
-import { generate } from "./generate.js";
+import { generateSteps, type GenerateResult } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
+import type { GgufFile } from "./gguf/types.js";
+import type { QuantFormat } from "./quant/formats.js";
 import { KEY } from "./gguf/names.js";
 import { describeConfig } from "./model/config.js";
 import { checkModelFile } from "./model/check.js";
@@ -22,7 +25,7 @@ import { ProgressBar } from "./node/progress.js";
 import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
 import { parseQuantRecipe, quantizeModel, quantTargets } from "./quant/quantize.js";
-import { SAMPLER_DEFAULTS } from "./sampler.js";
+import { SAMPLER_DEFAULTS, validateSamplerOptions } from "./sampler.js";
 import { calibrationWindows, checkGptqMemory, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
 import { tokenizerFromGguf } from "./tokenizer/index.js";
 import { dirname, resolve } from "node:path";
@@ -49,6 +52,12 @@ function typeSummary(plan: { target: { name: string } }[]): string {
   return [...n].map(([k, v]) => `${k}: ${v}`).join(", ");
 }
 
+/** The version in package.json (dist/src/cli.js and src/cli.ts both sit two folders below it). */
+export function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -56,12 +65,13 @@ export function buildProgram(): Command {
     .description("Run, prune (ShortGPT Block Influence) and quantize LLaMA-family GGUF models in WebAssembly SIMD")
     .showHelpAfterError(false)
     .configureOutput({ outputError: (str, write) => write(`edgeprune: ${str.replace(/^error: /, "error: ")}`) });
+  program.version(`edgeprune ${packageVersion()}`, "-V, --version", "print the version and exit");
 
   program
     .command("info")
     .description("show a GGUF model's architecture, hyperparameters, tensor types, sizes and the memory it will need")
     .argument("<model>", "GGUF file")
-    .option("--ctx <n>", "context size used to estimate memory", int("--ctx"))
+    .option("--ctx <n>", "context size used to estimate memory (at most the model's context length)", int("--ctx", { min: 1 }))
     .option("--json", "print JSON")
     .action((model: string, o: { ctx?: number; json?: boolean }) => {
       checkFile(model, "model");
@@ -79,6 +89,7 @@ export function buildProgram(): Command {
       let configError: string | undefined;
       // the loader's own checks: a file they refuse is described, with the reason, but not planned for
       try { config = checkModelFile(file, model); } catch (e) { configError = (e as Error).message; }
+      if (config) checkContextOption(o.ctx, config.trainContext);
       const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
       const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
       const info = {
@@ -110,46 +121,69 @@ export function buildProgram(): Command {
 
   program
     .command("generate")
-    .description("generate text from a prompt, streaming it to stdout; timings and peak memory go to stderr")
+    .description("generate text from a prompt, streaming it to stdout; timings and peak memory go to stderr (Ctrl-C stops it early)")
     .argument("<model>", "GGUF file")
-    .requiredOption("-p, --prompt <text>", "prompt text")
-    .option("-n, --tokens <n>", "tokens to generate", int("-n"), DEFAULTS.tokens)
-    .option("--temp <t>", "temperature; 0 is greedy", num("--temp"), DEFAULTS.temperature)
-    .option("--top-k <k>", "top-k (0 = off)", int("--top-k"), DEFAULTS.topK)
-    .option("--top-p <p>", "top-p (1 = off)", num("--top-p"), DEFAULTS.topP)
-    .option("--min-p <p>", "min-p (0 = off)", num("--min-p"), DEFAULTS.minP)
-    .option("--repeat-penalty <r>", "repetition penalty (1 = off)", num("--repeat-penalty"), DEFAULTS.repeatPenalty)
-    .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n"), DEFAULTS.repeatLastN)
+    .option("-p, --prompt <text>", "prompt text; - reads it from standard input")
+    .option("-f, --file <file>", "read the prompt from a file (one trailing newline dropped, as llama.cpp does)")
+    .option("-n, --tokens <n>", "tokens to generate", int("-n", { min: 0 }), DEFAULTS.tokens)
+    .option("--temp <t>", "temperature; 0 is greedy", num("--temp", { min: 0 }), DEFAULTS.temperature)
+    .option("--top-k <k>", "top-k (0 = off)", int("--top-k", { min: 0 }), DEFAULTS.topK)
+    .option("--top-p <p>", "top-p (1 = off)", num("--top-p", { above: 0, max: 1 }), DEFAULTS.topP)
+    .option("--min-p <p>", "min-p (0 = off)", num("--min-p", { min: 0, max: 1 }), DEFAULTS.minP)
+    .option("--repeat-penalty <r>", "repetition penalty (1 = off)", num("--repeat-penalty", { above: 0 }), DEFAULTS.repeatPenalty)
+    .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n", { min: 0 }), DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
-    .option("--ctx <n>", "context size (KV cache length)", int("--ctx"))
-    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads"))
+    .option("--ctx <n>", "context size (KV cache length; at most the model's context length)", int("--ctx", { min: 1 }))
+    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
     .option("--no-bos", "do not add the BOS token")
     .option("--ignore-eos", "keep generating past end-of-sequence")
     .option("--json", "print one JSON object (text, tokens, prompt_tokens, timings) on stdout instead of streaming the text")
     .action(async (model: string, o: {
-      prompt: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
+      prompt?: string; file?: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
       repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean; json?: boolean;
     }) => {
       checkFile(model, "model");
+      const promptText = readPrompt(o);
+      // every check that can fail does so before the prompt is echoed
+      const config = checkModelFile(readGgufFileHeader(model), model);
+      checkContextOption(o.ctx, config.trainContext);
       // as serve does: load-time survivors would otherwise double V8's young generation for the whole run
       (await import("./node/heap.js")).keepYoungGenerationSize();
       // Without --ctx the KV cache holds this run (prompt + new tokens; llama.cpp's n_ctx set to what is used), not
       // the model's 2048-token default: loading plans for at most the prompt's UTF-8 bytes + BOS/EOS/space prefix
       // (no tokenizer yet), and the context is cut to the exact count once the prompt is tokenized.
-      const bound = Buffer.byteLength(o.prompt) + 3 + o.tokens;
-      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, 2048), threads: o.threads ?? await availableThreads() });
-      const threads = await m.startThreads();
-      const prompt = m.tokenizer.encode(o.prompt, { addBos: o.bos && m.tokenizer.addBos });
-      const ctx = m.createContext({ contextSize: o.ctx ?? Math.min(prompt.length + o.tokens, m.config.trainContext, 2048) });
-      if (prompt.length + o.tokens > ctx.contextSize) {
-        throw new Error(`prompt (${prompt.length} tokens) + ${o.tokens} new tokens exceed the context size ${ctx.contextSize}; use --ctx`);
+      const bound = Buffer.byteLength(promptText) + 3 + o.tokens;
+      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, config.trainContext, 2048), threads: o.threads ?? await availableThreads() });
+      const prompt = m.tokenizer.encode(promptText, { addBos: o.bos && m.tokenizer.addBos });
+      if (prompt.length === 0) throw new Error("the prompt is empty (and --no-bos leaves no token to start from)");
+      const ctxSize = o.ctx ?? Math.min(prompt.length + o.tokens, config.trainContext, 2048);
+      if (prompt.length + o.tokens > ctxSize) {
+        throw new Error(`prompt (${prompt.length} tokens) + ${o.tokens} new tokens exceed the context size ${ctxSize}${o.ctx === undefined ? ` (the model's context length is ${config.trainContext})` : "; use a larger --ctx"}`);
       }
-      if (!o.json) process.stdout.write(o.prompt);
-      const r = generate(ctx, m.tokenizer, prompt, {
-        maxTokens: o.tokens, temperature: o.temp, topK: o.topK, topP: o.topP, minP: o.minP,
-        repeatPenalty: o.repeatPenalty, repeatLastN: o.repeatLastN, seed: o.seed, stopAtEos: !o.ignoreEos,
-        onToken: o.json ? undefined : (_id, piece) => { process.stdout.write(piece); },
-      });
+      const sampling = {
+        temperature: o.temp, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, repeatLastN: o.repeatLastN, seed: o.seed,
+      };
+      validateSamplerOptions(sampling);
+      const threads = await m.startThreads();
+      const ctx = m.createContext({ contextSize: ctxSize });
+      // Ctrl-C stops the generation at the next token; the text gets its newline and the timings still print
+      let interrupted = false;
+      const onSigint = () => { interrupted = true; };
+      process.on("SIGINT", onSigint);
+      let r: GenerateResult;
+      try {
+        if (!o.json) process.stdout.write(promptText);
+        const steps = generateSteps(ctx, m.tokenizer, prompt, { maxTokens: o.tokens, ...sampling, stopAtEos: !o.ignoreEos, shouldStop: () => interrupted });
+        for (;;) {
+          const step = steps.next();
+          if (step.done) { r = step.value; break; }
+          if (!o.json) process.stdout.write(step.value.text);
+          // lets the SIGINT handler run between tokens
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        process.off("SIGINT", onSigint);
+      }
       const pp = (prompt.length / r.prefillMs) * 1000;
       const decoded = Math.max(0, r.tokens.length - 1);
       const tg = decoded > 0 ? (decoded / r.decodeMs) * 1000 : 0;
@@ -161,15 +195,18 @@ export function buildProgram(): Command {
           threads, kernels: m.rt.simd, context_size: ctx.contextSize,
         }));
       } else {
+        // the timings start on a line of their own, whatever the text ended with (stdout and stderr often share a terminal)
         process.stdout.write("\n");
       }
+      await drain(process.stdout);
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
-        `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${r.stopReason}\n` +
+        `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${interrupted ? "Ctrl-C" : r.stopReason}\n` +
         `memory: wasm ${mib(m.memoryBytes)} (KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
         `${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
       );
       m.stopThreads();
+      if (interrupted) process.exitCode = 130;
     });
 
   program
@@ -179,12 +216,13 @@ export function buildProgram(): Command {
     .addOption(new Option("--type <type>", "target type: a block format, or q4_k_m (llama.cpp's Q4_K/Q6_K mix)").choices(quantTargets()).makeOptionMandatory())
     .addOption(new Option("--method <method>", "quantization method").choices(["rtn", "gptq"]).default("rtn"))
     .option("--calib <file>", "calibration text for gptq (documents split on <|endoftext|> lines; the first 80% are used)")
-    .option("--tokens <n>", "calibration tokens", int("--tokens"), DEFAULT_CALIB_TOKENS)
-    .option("--group <n>", "gptq: columns sharing one scale, a multiple of 32", int("--group"), GPTQ_DEFAULTS.group)
+    .option("--tokens <n>", "calibration tokens", int("--tokens", { min: 1 }), DEFAULT_CALIB_TOKENS)
+    .option("--group <n>", "gptq: columns sharing one scale, a multiple of 32", int("--group", { min: 1 }), GPTQ_DEFAULTS.group)
     .option("--act-order", "gptq: quantize columns by decreasing input energy (static groups)")
-    .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp"), GPTQ_DEFAULTS.damp)
+    .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp", { min: 0 }), GPTQ_DEFAULTS.damp)
+    .option("--allow-requantize", "quantize matrices that are already quantized (each rounding adds error: quantize the float original if you have it)")
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number }) => {
+    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number; allowRequantize?: boolean }) => {
       checkFile(model, "model");
       const target = parseQuantRecipe(o.type);
       const method = o.method as QuantMethod;
@@ -199,6 +237,7 @@ export function buildProgram(): Command {
       try {
         const file = readGgufFileHeader(model);
         const config = checkModelFile(file, model);
+        checkRequantize(file, model, target.base, o.allowRequantize ?? false);
         if (!o.calib) {
           const { spec, tensorChunks, plan } = quantizeModel(file, src, target);
           for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
@@ -245,12 +284,13 @@ export function buildProgram(): Command {
     .description("perplexity of a model on a text file (llama.cpp's method: windows of --ctx tokens, BOS first, second half of each window scored)")
     .argument("<model>", "GGUF file")
     .requiredOption("-f, --file <text>", "UTF-8 text file")
-    .option("--ctx <n>", "window length in tokens", int("--ctx"), DEFAULTS.pplContext)
-    .option("--chunks <n>", "score at most this many windows", int("--chunks"))
-    .option("--json", "print the result as JSON (last line)")
+    .option("--ctx <n>", "window length in tokens", int("--ctx", { min: 2 }), DEFAULTS.pplContext)
+    .option("--chunks <n>", "score at most this many windows", int("--chunks", { min: 1 }))
+    .option("--json", "print the result as one line of JSON on stdout (the perplexity line goes to stderr)")
     .action((model: string, o: { file: string; ctx: number; chunks?: number; json?: boolean }) => {
       checkFile(model, "model");
       checkFile(o.file, "text file");
+      checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
       const m = loadModelFile(model, { contextSize: o.ctx });
       const text = fs.readFileSync(o.file, "utf8");
       const tokens = m.tokenizer.encode(text, { addBos: m.tokenizer.addBos });
@@ -261,10 +301,16 @@ export function buildProgram(): Command {
       bar.done();
       const secs = (performance.now() - t0) / 1000;
       process.stderr.write(`${r.chunks} windows of ${r.contextSize} tokens, ${r.scoredTokens} tokens scored in ${secs.toFixed(1)} s\n`);
-      if (o.json) console.log(JSON.stringify({ model, file: o.file, ...r }));
-      console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
+      // with --json the JSON is the last line (scripts read it with tail -1); the human line goes to stderr then
+      if (o.json) {
+        process.stderr.write(`perplexity: ${r.perplexity.toFixed(4)}\n`);
+        console.log(JSON.stringify({ model, file: o.file, ...r }));
+      } else {
+        console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
+      }
     });
 
+  registerChatCommand(program);
   registerQualityCommands(program, DEFAULTS);
   registerPruneCommands(program);
   registerStudyCommands(program);
@@ -272,20 +318,22 @@ export function buildProgram(): Command {
   registerConvertCommand(program);
   program
     .command("serve")
-    .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), /health and /metrics over HTTP")
+    .description("serve the OpenAI API (/v1/completions, /v1/chat/completions, /v1/embeddings, /v1/models), llama-server's /tokenize, /detokenize and /props, /health and /metrics over HTTP")
     .argument("<model>", "GGUF file")
     .option("--host <addr>", "address to bind; on a non-loopback address any Host header is answered (docs/serving.md, Security)", DEFAULTS.serve.host)
     .option("--cors <origins>", "comma-separated origins (e.g. http://localhost:3000) whose web pages may call the server, or *; default: none")
-    .option("--port <n>", "port (0 picks a free one)", int("--port"), DEFAULTS.serve.port)
+    .option("--port <n>", "port (0 picks a free one)", int("--port", { min: 0, max: 65535 }), DEFAULTS.serve.port)
     .option("--api-key <key>", "require `Authorization: Bearer <key>` on every route but /health")
     .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
-    .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue"), DEFAULTS.serve.queue)
-    .option("--ctx <n>", "context size per request (prompt + completion)", int("--ctx"))
-    .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace"), DEFAULTS.serve.graceMs)
-    .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup"), DEFAULTS.serve.warmup)
+    .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue", { min: 0 }), DEFAULTS.serve.queue)
+    .option("--ctx <n>", "context size per request (prompt + completion; at most the model's context length)", int("--ctx", { min: 1 }))
+    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
+    .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace", { min: 0 }), DEFAULTS.serve.graceMs)
+    .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup", { min: 0 }), DEFAULTS.serve.warmup)
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; grace: number; warmup: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; quiet?: boolean }) => {
       checkFile(model, "model");
+      checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
       const { parseCorsList } = await import("./server/policy.js");
       const cors = o.cors !== undefined ? parseCorsList(o.cors) : undefined;
       // first, before the model load allocates: a serving process keeps a fixed young generation (heap.ts says why)
@@ -294,7 +342,7 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
+        contextSize: o.ctx, threads: o.threads ?? await availableThreads(), graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
         const stop = (sig: string) => { say(`${sig}: stopping`); server.close().then(resolve); };
@@ -338,12 +386,34 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Refuses to quantize matrices that already are (llama-quantize refuses too, without --allow-requantize): the
+ * second rounding adds its error to the first, and GPTQ's error feedback cannot undo what the first one lost.
+ */
+function checkRequantize(file: GgufFile, model: string, target: QuantFormat, allow: boolean): void {
+  const matrices = file.tensors.filter((t) => t.shape.length === 2 && t.name.endsWith(".weight"));
+  const quantized = matrices.filter((t) => !FLOAT_FORMATS.has(t.format.name));
+  if (quantized.length === 0) return;
+  const types = [...new Set(quantized.map((t) => t.format.name))].join(", ");
+  if (quantized.every((t) => t.format === target) && quantized.length === matrices.filter((t) => t.dims[0] % target.blockSize === 0).length) {
+    throw new Error(`${model}: its weight matrices are already ${target.name}; there is nothing to quantize (start from the F32/F16 original to quantize it differently)`);
+  }
+  if (!allow) {
+    throw new Error(`${model}: ${quantized.length} of its ${matrices.length} weight matrices are already quantized (${types}); quantizing them again to ${target.name} adds a second rounding error. Quantize the F32/F16 original, or pass --allow-requantize`);
+  }
+  process.stderr.write(`note: requantizing ${quantized.length} ${types} matrices to ${target.name} (--allow-requantize): expect more error than quantizing the original\n`);
+}
+
+/** Formats whose values are the weights themselves, not a rounding of them. */
+const FLOAT_FORMATS: ReadonlySet<string> = new Set(["F32", "F16", "BF16"]);
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
   try {
     await program.parseAsync(argv);
-    return 0;
+    // a command may set its own code (generate stopped by Ctrl-C: 130, as llama.cpp)
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     const err = e as Error & { code?: string; exitCode?: number };
     if (err.code?.startsWith("commander.")) {

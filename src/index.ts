@@ -4,9 +4,10 @@
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
 import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
-import type { ByteSource } from "./gguf/reader.js";
+import { describeValue, isByteSource, locate, type ModelSource } from "./source.js";
 
 export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+export type { ModelSource } from "./source.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
 export { ARCHITECTURES, REFUSED, architectureFor, type Architecture, type LayerRole } from "./model/arch.js";
@@ -42,34 +43,42 @@ export interface ModelSourceOptions extends LoadOptions {
 
 /**
  * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), a Blob or File (a
- * page's file input), a ByteSource (edgeprune/node's FileSource), or a URL (any runtime with fetch). Blobs and URLs
- * stream: each chunk of the body goes straight to its tensors in wasm memory, and the file is never whole in the JS
- * heap. A URL's body is read up to its Content-Length and never past `maxBytes`.
+ * page's file input), a ByteSource, a path or a file: URL (where the runtime has a file system: Node, Deno,
+ * Electron's main process; a browser resolves a path against the page and fetches it), or an http(s) URL (any
+ * runtime with fetch). Blobs and URL bodies stream: each chunk goes straight to its tensors in wasm memory, and the
+ * file is never whole in the JS heap. A URL's body is read up to its Content-Length and never past `maxBytes`; a
+ * Blob larger than `maxBytes` is refused before it is read.
  */
-export async function loadModel(source: ArrayBufferView | ArrayBuffer | Blob | ByteSource | string | URL, opts: ModelSourceOptions = {}): Promise<Model> {
+export async function loadModel(source: ModelSource, opts: ModelSourceOptions = {}): Promise<Model> {
+  const max = opts.maxBytes ?? WASM32_LIMIT;
   if (ArrayBuffer.isView(source)) return Model.load(new Uint8Array(source.buffer, source.byteOffset, source.byteLength), opts);
   if (source instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer)) {
     return Model.load(new Uint8Array(source), opts);
   }
   if (typeof Blob !== "undefined" && source instanceof Blob) {
-    return Model.loadStream(source.stream(), source.size, { name: (source as { name?: string }).name ?? "<blob>", ...opts });
+    const name = (source as File).name || "<blob>";
+    if (source.size > max) throw new Error(`${name}: ${source.size} bytes is more than the ${max} loadModel accepts (maxBytes)`);
+    return Model.loadStream(source.stream(), source.size, { name, ...opts });
   }
   if (isByteSource(source)) return Model.load(source, opts);
   if (typeof source !== "string" && !(source instanceof URL)) {
-    // never the value itself in the message: it may be megabytes of model
-    const kind = source === null ? "null" : Array.isArray(source) ? "an array" : typeof source === "object" ? `an object (${(source as object).constructor?.name ?? "no prototype"})` : `a ${typeof source}`;
-    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer), a Blob, a ByteSource or a URL, got ${kind}`);
+    throw new TypeError(`loadModel takes bytes (Uint8Array, another typed array, DataView, ArrayBuffer), a Blob or File, a ByteSource, a path or a URL, got ${describeValue(source)}`);
   }
-  const url = source.toString();
-  const name = url.length > 200 ? `${url.slice(0, 200)}…` : url;
+  const where = locate(source);
+  if (where.kind === "file") {
+    // Node's file reader (Deno runs it too): tensors go from the file straight into wasm memory
+    const { loadModelFile } = await import("./node/load.js");
+    return loadModelFile(where.path, { name: where.name, ...opts });
+  }
   let res: Response;
   try {
-    res = await fetch(url);
+    res = await fetch(where.url);
   } catch (e) {
-    throw new Error(`${name}: ${(e as Error).message}`);
+    const cause = (e as Error).cause as Error | undefined;
+    throw new Error(`${where.name}: ${(e as Error).message}${cause?.message ? ` (${cause.message})` : ""}`);
   }
+  const name = where.name;
   if (!res.ok) throw new Error(`${name}: HTTP ${res.status} ${res.statusText}`);
-  const max = opts.maxBytes ?? WASM32_LIMIT;
   const header = res.headers.get("content-length");
   const announced = header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
   if (announced !== undefined && announced > max) {
@@ -80,11 +89,6 @@ export async function loadModel(source: ArrayBufferView | ArrayBuffer | Blob | B
   // Content-Length is the file's size unless the body is compressed in transit
   const size = announced !== undefined && !res.headers.get("content-encoding") ? announced : undefined;
   return Model.loadStream(cappedBody(res.body, name, max, announced), size, { name, ...opts });
-}
-
-/** a ByteSource (read(offset, length) and a size), not a DOM or Node object that happens to have a read method */
-function isByteSource(x: unknown): x is ByteSource {
-  return typeof x === "object" && x !== null && typeof (x as ByteSource).read === "function" && typeof (x as ByteSource).size === "number";
 }
 
 /** A response body that errors past `max` bytes or past the Content-Length it announced (an endless body stops there). */

@@ -13,13 +13,19 @@ export interface SamplerOptions {
   minP?: number;
   /** divide positive (multiply negative) logits of recently seen tokens; 1 = off (default) */
   repeatPenalty?: number;
-  /** how many recent tokens the penalty looks at; default 64 */
+  /** how many recent tokens the penalties look at; default 64 */
   repeatLastN?: number;
+  /** subtract this × (how often a token occurs in the recent tokens) from its logit; 0 = off (default) */
+  frequencyPenalty?: number;
+  /** subtract this from the logit of every token that occurs in the recent tokens; 0 = off (default) */
+  presencePenalty?: number;
+  /** added to the logits of these token ids before anything else (-Infinity bans a token) */
+  logitBias?: ReadonlyMap<number, number>;
   /** seed of the sampling generator; default: random */
   seed?: number;
 }
 
-export const SAMPLER_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64 } as const;
+export const SAMPLER_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64, frequencyPenalty: 0, presencePenalty: 0 } as const;
 
 /** Checks values a user typed, with the option's name in the message. */
 export function validateSamplerOptions(o: SamplerOptions): void {
@@ -31,6 +37,8 @@ export function validateSamplerOptions(o: SamplerOptions): void {
   if (o.repeatPenalty !== undefined && !(o.repeatPenalty > 0 && Number.isFinite(o.repeatPenalty))) bad("repeat penalty", o.repeatPenalty, "a number > 0");
   if (o.repeatLastN !== undefined && !(Number.isInteger(o.repeatLastN) && o.repeatLastN >= 0)) bad("repeat-last-n", o.repeatLastN, "an integer ≥ 0");
   if (o.seed !== undefined && !Number.isInteger(o.seed)) bad("seed", o.seed, "an integer");
+  if (o.frequencyPenalty !== undefined && !Number.isFinite(o.frequencyPenalty)) bad("frequency penalty", o.frequencyPenalty, "a finite number");
+  if (o.presencePenalty !== undefined && !Number.isFinite(o.presencePenalty)) bad("presence penalty", o.presencePenalty, "a finite number");
 }
 
 /** Index of the largest value; the lowest index wins a tie (as llama.cpp's greedy sampler). */
@@ -41,7 +49,7 @@ export function argmax(x: ArrayLike<number>): number {
 }
 
 export class Sampler {
-  readonly options: Required<Omit<SamplerOptions, "seed">> & { seed: number };
+  readonly options: Required<Omit<SamplerOptions, "seed" | "logitBias">> & { seed: number; logitBias?: ReadonlyMap<number, number> };
   private readonly random: () => number;
 
   constructor(opts: SamplerOptions = {}) {
@@ -59,13 +67,20 @@ export class Sampler {
   sample(logits: Float32Array, history: ArrayLike<number> = []): number {
     const o = this.options;
     let work = logits;
-    if (o.repeatPenalty !== 1 && o.repeatLastN > 0 && history.length > 0) {
+    if (o.logitBias?.size) {
       work = logits.slice();
-      const seen = new Set<number>();
-      for (let i = Math.max(0, history.length - o.repeatLastN); i < history.length; i++) seen.add(history[i]);
-      for (const id of seen) {
+      for (const [id, bias] of o.logitBias) if (id >= 0 && id < work.length) work[id] += bias;
+    }
+    const penalize = o.repeatLastN > 0 && history.length > 0 && (o.repeatPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0);
+    if (penalize) {
+      // llama.cpp's penalties sampler: repetition scaling, then frequency and presence, over the last repeatLastN tokens
+      if (work === logits) work = logits.slice();
+      const counts = new Map<number, number>();
+      for (let i = Math.max(0, history.length - o.repeatLastN); i < history.length; i++) counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
+      for (const [id, count] of counts) {
         if (id < 0 || id >= work.length) continue;
-        work[id] = work[id] > 0 ? work[id] / o.repeatPenalty : work[id] * o.repeatPenalty;
+        if (o.repeatPenalty !== 1) work[id] = work[id] > 0 ? work[id] / o.repeatPenalty : work[id] * o.repeatPenalty;
+        work[id] -= count * o.frequencyPenalty + o.presencePenalty;
       }
     }
     if (this.greedy) return argmax(work);

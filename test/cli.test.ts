@@ -46,13 +46,16 @@ test("info describes the model and the memory it needs", () => {
   assert.is(j.tensors, 48);
 });
 
-test("ppl ends with a perplexity line; --json gives the details", () => {
-  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json");
-  assert.is(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split("\n");
+test("ppl ends with a perplexity line; --json makes the last line the details", () => {
+  const plain = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4");
+  assert.is(plain.status, 0, plain.stderr);
+  const lines = plain.stdout.trim().split("\n");
   const m = /^perplexity: (\d+\.\d+)$/.exec(lines[lines.length - 1]);
   assert.ok(m, lines[lines.length - 1]);
-  const j = JSON.parse(lines[lines.length - 2]);
+  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json");
+  assert.is(r.status, 0, r.stderr);
+  const jl = r.stdout.trim().split("\n");
+  const j = JSON.parse(jl[jl.length - 1]);
   assert.is(j.chunks, 4);
   assert.is(j.scoredTokens, 4 * 63);
   assert.is(Number(m![1]), Number(j.perplexity.toFixed(4)));
@@ -89,7 +92,7 @@ test("errors are one clear line and a non-zero exit", () => {
   assertOneLineError(cli("generate", join(tmp, "missing.gguf"), "-p", "x"), /model .*missing\.gguf does not exist/);
   assertOneLineError(cli("generate", notGguf, "-p", "x"), /not\.gguf: invalid GGUF at byte 0 \(magic\)/);
   assertOneLineError(cli("generate", MODEL, "-p", "x", "-n", "abc"), /-n must be an integer/);
-  assertOneLineError(cli("generate", MODEL, "-p", "x", "--top-p", "2"), /invalid top-p 2/);
+  assertOneLineError(cli("generate", MODEL, "-p", "x", "--top-p", "2"), /--top-p must be greater than 0 and at most 1, got 2/);
   assertOneLineError(cli("info", sharedPath("models/vocab/ggml-vocab-gpt-2.gguf"), "--nope"), /unknown option/);
   const out = join(tmp, "never.gguf");
   assertOneLineError(cli("quantize", MODEL, "--type", "q3_k", "-o", out), /q3_k.*(invalid|Allowed choices)/i);

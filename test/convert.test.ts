@@ -16,7 +16,9 @@ import { writeFileAtomicSync } from "../src/node/files.js";
 import { openHfModel } from "../src/node/hf.js";
 import { readRowsF32, readSafetensorsHeader } from "../src/safetensors/reader.js";
 import { CONFIGS, hfTensorShapes, makeRandomModelFolder, safetensorsBytes, type Family } from "./support/hf-folders.js";
-import { disposeOracle, llamaCppGreedy, llamaCppTokenize } from "./support/llamacpp.js";
+import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced, llamaCppTokenize } from "./support/llamacpp.js";
+import { ourTeacherForced } from "./support/compare.js";
+import { CONVERT_VS_LLAMACPP } from "./tolerances.js";
 import { sharedPath } from "./support/paths.js";
 import { refGreedy } from "./support/ref-hf-llama.js";
 import { runCli } from "./support/cli.js";
@@ -151,13 +153,36 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3", "phi3"] as Family[]) 
       else assert.is(e!.value, v, k);
     }
     assert.ok(typeof file.kv.get("tokenizer.chat_template")?.value === "string", "chat template");
-    const { tokens, probs } = await llamaCppGreedy(out, [Number(file.kv.get("tokenizer.ggml.bos_token_id")?.value ?? 0), 1000, 2000, 3000], 4);
+    const bos = Number(file.kv.get("tokenizer.ggml.bos_token_id")?.value ?? 0);
+    const { tokens, probs } = await llamaCppGreedy(out, [bos, 1000, 2000, 3000], 4);
     assert.is(tokens.length, 4);
     for (const p of probs) {
       let s = 0;
       for (const x of p) s += x;
       assert.ok(Number.isFinite(s) && Math.abs(s - 1) < 1e-3, `llama.cpp's probabilities sum to ${s}`);
     }
+    // and edgeprune reads the converted file as llama.cpp does: teacher-forced probabilities at 32 positions
+    const seq = [bos];
+    for (let i = 1; i < 32; i++) seq.push((bos + 7919 * i) % 4096);
+    const model = Model.load(new Uint8Array(readFileSync(out)));
+    const ours = ourTeacherForced(model, seq);
+    const theirs = await llamaCppTeacherForced(out, seq);
+    // random folders give nearly one-hot distributions, so compare log-probabilities (the logits' own differences)
+    // wherever llama.cpp's probability is representable, not probabilities that are all ≈ 0 or 1
+    const bound = CONVERT_VS_LLAMACPP[family].bound;
+    let maxDiff = 0, spread = 0;
+    for (let i = 0; i < seq.length; i++) {
+      let lo = Infinity, hi = -Infinity;
+      for (let v = 0; v < theirs[i].length; v++) {
+        if (!(theirs[i][v] > 1e-30)) continue;
+        const a = Math.log(ours[i][v]), b = Math.log(theirs[i][v]);
+        maxDiff = Math.max(maxDiff, Math.abs(a - b));
+        lo = Math.min(lo, b); hi = Math.max(hi, b);
+      }
+      spread = Math.max(spread, hi - lo);
+    }
+    console.log(`    ${family} (${FAMILY_TYPES[family]}): max |ln p − ln p_llama.cpp| ${maxDiff.toExponential(2)} (bound ${bound}) over 32 positions; llama.cpp's ln p spans ${spread.toFixed(1)} there`);
+    assert.ok(maxDiff <= bound, `${family}: max |ln p − ln p_llama.cpp| ${maxDiff} over the bound ${bound}`);
   });
 }
 

@@ -16,6 +16,7 @@ import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/
 import { STORIES_16L, STORIES_260K, teacherSequence } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
+import { familyFile } from "./support/families.js";
 import { normal, rng } from "./support/util.js";
 import { HEAL_FIT, VS_LLAMACPP } from "./tolerances.js";
 
@@ -169,6 +170,15 @@ test("prune --heal: bad input is one line, a non-zero exit and no file", () => {
   bad(["--attention", "2", "--heal", "lstsq", "--calib", TEXT], /heals removed whole layers/);
   bad(["--layers", "2", "--heal", "lstsq", "--calib", TEXT, "--heal-ridge", "-1"], /--heal-ridge must be ≥ 0/);
   bad(["--layers", "2", "--heal", "magic"], /magic.*(invalid|Allowed choices)/i);
+});
+
+test("prune --heal refuses a family whose FFN output is normalized after ffn_down (Gemma 3), with no file", () => {
+  const gemma = familyFile(tmp, "gemma3", "f32");
+  const out = join(tmp, "gemma-healed.gguf");
+  const r = runCli("prune", gemma, "--layers", "2", "--heal", "lstsq", "--calib", TEXT, "--tokens", "256", "-o", out);
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr, /cannot heal gemma3: its FFN output passes through a post-FFN norm/);
+  assert.not.ok(existsSync(out));
 });
 
 test.after(async () => {

@@ -100,7 +100,7 @@ test("a seed repeats the draws; another seed changes them; no seed is random", (
 });
 
 test("defaults are llama.cpp's; undefined options take them", () => {
-  assert.equal(SAMPLER_DEFAULTS, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64 });
+  assert.equal(SAMPLER_DEFAULTS, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64, frequencyPenalty: 0, presencePenalty: 0 });
   const o = new Sampler({ temperature: undefined, topK: undefined, seed: 1 }).options;
   assert.is(o.temperature, 0.8);
   assert.is(o.topK, 40);

@@ -46,7 +46,7 @@ test("completions, greedy, equal edgeprune generate's text (streamed and not)", 
   const r = await client.completions.create({ model: "stories260K", prompt: PROMPT, max_tokens: N, temperature: 0 });
   assert.is(r.choices[0].text, expected);
   assert.is(r.choices[0].finish_reason, "length");
-  assert.equal(r.usage, { prompt_tokens: 5, completion_tokens: N, total_tokens: 5 + N });
+  assert.equal({ ...r.usage, prompt_tokens_details: undefined }, { prompt_tokens: 5, completion_tokens: N, total_tokens: 5 + N, prompt_tokens_details: undefined });
   assert.is(r.model, "stories260K");
 
   const stream = await client.completions.create({ model: "stories260K", prompt: PROMPT, max_tokens: N, temperature: 0, stream: true });
@@ -149,7 +149,18 @@ test("invalid requests get 400 with an OpenAI error body", async () => {
     [c, { prompt: "word ".repeat(400) }, "prompt"],
     [c, { prompt: "hi", temperature: -1 }, "temperature"],
     [c, { prompt: "hi", top_p: 0 }, "top_p"],
-    [c, { prompt: "hi", n: 2 }, "n"],
+    [c, { prompt: "hi", n: 17 }, "n"],
+    [c, { prompt: "hi", best_of: 2 }, "best_of"],
+    [c, { prompt: "hi", frobnicate: true }, "frobnicate"],
+    [c, { prompt: "hi", typical_p: 0.5 }, "typical_p"],
+    [c, { prompt: "hi", mirostat: 2 }, "mirostat"],
+    [c, { prompt: "hi", grammar: "root ::= \"x\"" }, "grammar"],
+    [c, { prompt: "hi", logprobs: 6 }, "logprobs"],
+    [c, { prompt: "hi", logit_bias: { "99999": 1 } }, "logit_bias"],
+    [c, { prompt: "hi", n_predict: 0 }, "n_predict"],
+    [c, { prompt: "hi", response_format: { type: "xml" } }, "response_format.type"],
+    [c, { prompt: "hi", response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "frobnicate" } } } } } }, "response_format"],
+    [c, { prompt: "hi", messages: [] }, "messages"],
     [c, { prompt: "hi", stream: "yes" }, "stream"],
     [c, { prompt: "hi", stop: [1] }, "stop"],
     [c, { prompt: [1, 99999] }, "prompt"],
@@ -157,6 +168,9 @@ test("invalid requests get 400 with an OpenAI error body", async () => {
     [chat, { messages: [] }, "messages"],
     [chat, { messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
     [chat, { messages: [{ role: "user", content: 5 }] }, "messages[0].content"],
+    [chat, { messages: [{ role: "user", content: "hi" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
+    [chat, { messages: [{ role: "user", content: "hi" }], top_logprobs: 3 }, "top_logprobs"],
+    [chat, { messages: [{ role: "user", content: "hi" }], echo: true }, "echo"],
   ];
   for (const [url, body, param] of cases) {
     const r = await post(url, body);

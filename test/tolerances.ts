@@ -149,3 +149,20 @@ export const KLD_VS_LLAMACPP = 1e-6;
  * of X and Y collected directly, relative to max |T| (stories260K, layers 2–3, 1900 tokens: measured 2.3e-7)
  */
 export const HEAL_FIT = 2e-6;
+
+/**
+ * convert's output for each family's random-weight Hugging Face folder (test/support/hf-folders.ts, in the type
+ * convert.test writes) against llama.cpp: max |ln p − ln p_llama.cpp| over 32 teacher-forced positions, wherever
+ * llama.cpp's p > 1e-30 (the random folders give nearly one-hot distributions, so probabilities alone say little).
+ * Measured 2026-12-03 on AMD EPYC with llama.cpp's zen4 / haswell (AVX2) / sse42 backends forced in turn. It checks that edgeprune
+ * reads the converted file as llama.cpp does (the float64 pass over the safetensors in convert.test checks the
+ * conversion itself, on tinystories-656k); log-probabilities span 69 there. The quantized files are loose because
+ * llama.cpp's backends round int8 activations differently (sse42 alone moves them by 0.23).
+ */
+export const CONVERT_VS_LLAMACPP = {
+  llama: { bound: 0.5, ours: { zen4: 1.34e-5, haswell: 1.34e-5, sse42: 2.35e-1 } }, // Q8_0
+  qwen2: { bound: 1e-2, ours: { zen4: 3.24e-4, haswell: 1.33e-5, sse42: 1.79e-3 } }, // F16
+  qwen3: { bound: 1e-4, ours: { zen4: 1.27e-5, haswell: 1.34e-5, sse42: 1.34e-5 } }, // auto: BF16 kept
+  gemma3: { bound: 5e-2, ours: { zen4: 7.05e-5, haswell: 4.56e-3, sse42: 8.95e-3 } }, // F16; GeGLU's f16 GELU table
+  phi3: { bound: 0.5, ours: { zen4: 1.34e-5, haswell: 1.34e-5, sse42: 2.28e-1 } }, // Q4_0
+} as const satisfies Record<string, { bound: number; ours: Record<string, number> }>;

@@ -5,15 +5,41 @@ import * as fs from "node:fs";
 import { calibrationSplit, calibrationWindows as calibrationWindowsFromText, splitDocuments, tokenizeDocuments } from "../data/documents.js";
 import type { Model } from "../model/model.js";
 
-export const int = (name: string) => (v: string): number => {
+/** Bounds a numeric option accepts (inclusive unless `above`: strictly greater than it). */
+export interface Range {
+  min?: number;
+  max?: number;
+  /** strictly greater than this */
+  above?: number;
+}
+
+/** "at least 1", "from 0 to 1", "greater than 0": the bounds, as the error message says them. */
+function rangeText(r: Range): string {
+  if (r.above !== undefined) return r.max !== undefined ? `greater than ${r.above} and at most ${r.max}` : `greater than ${r.above}`;
+  if (r.min !== undefined && r.max !== undefined) return `from ${r.min} to ${r.max}`;
+  if (r.min !== undefined) return `at least ${r.min}`;
+  return `at most ${r.max}`;
+}
+
+function checkRange(name: string, v: string, n: number, r: Range): number {
+  const ok = (r.min === undefined || n >= r.min) && (r.max === undefined || n <= r.max) && (r.above === undefined || n > r.above);
+  if (!ok) throw new InvalidArgumentError(`${name} must be ${rangeText(r)}, got ${v.trim()}`);
+  return n;
+}
+
+/** A parser for an integer option: the option's name and its bounds are in every error (commander prints it before anything runs). */
+export const int = (name: string, range: Range = {}) => (v: string): number => {
   if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
-  return Number(v);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be an integer below 2^53, got ${v.trim()}`);
+  return checkRange(name, v, n, range);
 };
 
-export const num = (name: string) => (v: string): number => {
+/** A parser for a finite number option, with bounds as int(). */
+export const num = (name: string, range: Range = {}) => (v: string): number => {
   const n = Number(v);
   if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-  return n;
+  return checkRange(name, v, n, range);
 };
 
 /** "3,7,12" → [3, 7, 12] */
@@ -68,4 +94,39 @@ export function evaluationDocuments(model: Model, path: string, limit?: number):
   const tokens = tokenizeDocuments(model.tokenizer, docs).filter((d) => d.length >= 2);
   if (tokens.length === 0) throw new Error(`evaluation file ${path} has no held-out text (its last 20% is used)`);
   return tokens;
+}
+
+/** --threads: at least one; at most llama.cpp's own ceiling order of magnitude (more only queues work). */
+export const THREADS_RANGE: Range = { min: 1, max: 256 };
+
+/** A --ctx beyond what the model was trained for is refused (RoPE past it gives garbage), before anything is printed. */
+export function checkContextOption(ctx: number | undefined, trainContext: number, option = "--ctx"): void {
+  if (ctx !== undefined && ctx > trainContext) {
+    throw new Error(`${option} ${ctx} is more than the model's context length ${trainContext} (the longest sequence it was trained on); use at most ${trainContext}`);
+  }
+}
+
+/**
+ * The prompt of -p TEXT, -p - (standard input) or -f FILE. Standard input and files lose one trailing newline, as
+ * llama.cpp's -f does (the line break an editor or `echo` adds is not part of the prompt).
+ */
+export function readPrompt(o: { prompt?: string; file?: string }): string {
+  if (o.prompt !== undefined && o.file !== undefined) throw new Error("give the prompt either with -p or with -f, not both");
+  if (o.file !== undefined) {
+    checkFile(o.file, "prompt file");
+    return dropNewline(fs.readFileSync(o.file, "utf8"));
+  }
+  if (o.prompt === undefined) throw new Error("no prompt: give -p TEXT, -p - (read standard input) or -f FILE");
+  if (o.prompt !== "-") return o.prompt;
+  if (process.stdin.isTTY) process.stderr.write("edgeprune: reading the prompt from standard input (end it with Ctrl-D)\n");
+  return dropNewline(fs.readFileSync(0, "utf8"));
+}
+
+function dropNewline(s: string): string {
+  return s.endsWith("\r\n") ? s.slice(0, -2) : s.endsWith("\n") ? s.slice(0, -1) : s;
+}
+
+/** Resolves once a stream has handed everything written so far to the OS (so stderr lines cannot overtake it). */
+export function drain(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => { stream.write("", () => resolve()); });
 }

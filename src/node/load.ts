@@ -2,9 +2,12 @@
 import { readGgufHeader } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { Model, type LoadOptions } from "../model/model.js";
+import { fileURLToPath } from "node:url";
 import { FileSource } from "./files.js";
 
-export function loadModelFile(path: string, opts: LoadOptions = {}): Model {
+/** Load a model from a path or a file: URL (Node, and Deno, which runs node:fs too). */
+export function loadModelFile(file: string | URL, opts: LoadOptions = {}): Model {
+  const path = typeof file === "string" ? file : fileURLToPath(file);
   const src = new FileSource(path);
   try {
     return Model.load(src, { name: path, ...opts });

@@ -280,7 +280,7 @@ class Download {
         if (validator) headers["If-Range"] = validator;
       }
       const res = await fetch(from, { headers, redirect: "follow" }).catch((e: Error) => {
-        throw new DownloadError(`${from}: ${e.message}${(e.cause as Error | undefined)?.message ? ` (${(e.cause as Error).message})` : ""}`, true);
+        throw new DownloadError(unreachable(from, this.t.file, e), true);
       });
       source = { url: from, etag: res.headers.get("etag") ?? undefined, lastModified: res.headers.get("last-modified") ?? undefined };
       if (res.status === 416 && offset > 0) {
@@ -369,4 +369,26 @@ async function hashFile(p: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of fs.createReadStream(p, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
   return h.digest("hex");
+}
+
+/**
+ * Why a server could not be reached, in words (undici says only "fetch failed" and hides the reason in `cause`),
+ * and what to do offline.
+ */
+export function unreachable(url: string, file: string, e: Error): string {
+  const cause = e.cause as (Error & { code?: string; errors?: (Error & { code?: string })[] }) | undefined;
+  const code = cause?.code ?? cause?.errors?.find((x) => x.code)?.code;
+  const host = (() => { try { return new URL(url).host; } catch { return url; } })();
+  const why: Record<string, string> = {
+    ENOTFOUND: `the name ${host} could not be resolved: no network, or no DNS`,
+    EAI_AGAIN: `the name ${host} could not be resolved right now: no network, or DNS is down`,
+    ECONNREFUSED: `nothing accepts connections at ${host}`,
+    ECONNRESET: `${host} closed the connection`,
+    ETIMEDOUT: `${host} did not answer in time`,
+    ENETUNREACH: `the network is unreachable (offline?)`,
+    EHOSTUNREACH: `${host} is unreachable (offline?)`,
+    UND_ERR_CONNECT_TIMEOUT: `${host} did not answer in time`,
+  };
+  const reason = (code && why[code]) ?? `${e.message}${cause?.message ? ` (${cause.message})` : ""}`;
+  return `cannot download ${url}: ${reason}${code ? ` [${code}]` : ""}. Offline, set EDGEPRUNE_MIRROR to a folder or server that has ${file} (docs/serving.md), or give the other commands the .gguf path directly`;
 }

@@ -1,5 +1,7 @@
-// The OpenAI wire format: checks a request body field by field into typed parameters, and builds the error,
-// response and stream-chunk objects. Pure functions, no I/O; not the HTTP server and not generation.
+// The OpenAI wire format (and llama-server's extra fields): checks a request body field by field against one table
+// of the fields each route knows (supported, accepted only at their neutral value, or ignored as documented);
+// any other field is refused with a 400 naming it. Builds the error, response and stream-chunk objects. Pure
+// functions, no I/O; not the HTTP server and not generation.
 import type { ChatMessage } from "./chat.js";
 
 /** An error the client caused or must see, with its HTTP status and OpenAI's error fields. */
@@ -19,21 +21,36 @@ export class ApiError extends Error {
   }
 }
 
+/** How output must be shaped: free text, any JSON object, or JSON valid against a schema. */
+export type ResponseFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; schema: unknown; name?: string };
+
 export interface SamplingParams {
   temperature?: number;
   topP?: number;
   topK?: number;
   minP?: number;
   repeatPenalty?: number;
+  repeatLastN?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  logitBias?: Map<number, number>;
   seed?: number;
-  /** undefined: the route's default */
-  maxTokens?: number;
+  /** undefined: the route's default; "context": until the context is full (n_predict -1) */
+  maxTokens?: number | "context";
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** choices to generate */
+  n: number;
+  /** undefined: no log-probabilities; k: the chosen token's and the k most likely ones' */
+  logprobs?: number;
+  responseFormat: ResponseFormat;
+  /** reuse the longest prefix of the prompt a context already holds (llama-server's cache_prompt, default true) */
+  cachePrompt: boolean;
+  ignoreEos: boolean;
 }
 
-export type CompletionRequest = SamplingParams & { model?: string; prompt: string | number[] };
+export type CompletionRequest = SamplingParams & { model?: string; prompt: string | number[]; echo: boolean };
 export type ChatRequest = SamplingParams & { model?: string; messages: ChatMessage[] };
 
 type Body = Record<string, unknown>;
@@ -68,28 +85,133 @@ function optBool(b: Body, key: string): boolean | undefined {
   return v;
 }
 
-/** Fields the server does not implement: accepted at their neutral values, refused otherwise (never ignored silently). */
-function refuseUnsupported(b: Body): void {
-  for (const key of ["frequency_penalty", "presence_penalty"]) {
-    const v = optNumber(b, key, -2, 2);
-    if (v !== undefined && v !== 0) throw bad(key, `'${key}' is not supported by edgeprune; use 'repeat_penalty' instead.`);
+type Route = "completion" | "chat";
+/** what a field is: parsed below, accepted only at the value that switches it off, or accepted and ignored */
+type FieldKind = "supported" | "neutral" | "ignored";
+interface Field { kind: FieldKind; routes?: Route[]; neutral?: (v: unknown) => boolean; why?: string }
+
+const off = (...values: unknown[]) => (v: unknown) => v === undefined || v === null || values.includes(v);
+const emptyList = (v: unknown) => v === undefined || v === null || (Array.isArray(v) && v.length === 0);
+
+/**
+ * Every field a request may carry. Supported ones are parsed below. Neutral ones are llama-server sampler or
+ * OpenAI features edgeprune does not implement: accepted at their off value, refused otherwise (never silently
+ * ignored). Ignored ones change nothing a client could observe (metadata, storage, service tiers). The table is
+ * docs/serving.md's list; any other field is refused by name.
+ */
+export const FIELDS: Readonly<Record<string, Field>> = {
+  model: { kind: "supported" },
+  prompt: { kind: "supported", routes: ["completion"] },
+  echo: { kind: "supported", routes: ["completion"] },
+  messages: { kind: "supported", routes: ["chat"] },
+  max_tokens: { kind: "supported" },
+  max_completion_tokens: { kind: "supported", routes: ["chat"] },
+  n_predict: { kind: "supported" },
+  temperature: { kind: "supported" },
+  top_p: { kind: "supported" },
+  top_k: { kind: "supported" },
+  min_p: { kind: "supported" },
+  repeat_penalty: { kind: "supported" },
+  repeat_last_n: { kind: "supported" },
+  frequency_penalty: { kind: "supported" },
+  presence_penalty: { kind: "supported" },
+  logit_bias: { kind: "supported" },
+  seed: { kind: "supported" },
+  stop: { kind: "supported" },
+  stream: { kind: "supported" },
+  stream_options: { kind: "supported" },
+  n: { kind: "supported" },
+  best_of: { kind: "neutral", routes: ["completion"], neutral: off(1), why: "only best_of=1 is supported (use n for several choices)" },
+  logprobs: { kind: "supported" },
+  top_logprobs: { kind: "supported", routes: ["chat"] },
+  n_probs: { kind: "supported" },
+  response_format: { kind: "supported" },
+  json_schema: { kind: "supported" },
+  cache_prompt: { kind: "supported" },
+  ignore_eos: { kind: "supported" },
+  // llama-server's other samplers and options, at the value that switches them off
+  typical_p: { kind: "neutral", neutral: off(1), why: "locally typical sampling is not implemented" },
+  tfs_z: { kind: "neutral", neutral: off(1), why: "tail-free sampling is not implemented" },
+  mirostat: { kind: "neutral", neutral: off(0), why: "mirostat is not implemented" },
+  mirostat_tau: { kind: "neutral", neutral: () => true },
+  mirostat_eta: { kind: "neutral", neutral: () => true },
+  dynatemp_range: { kind: "neutral", neutral: off(0), why: "dynamic temperature is not implemented" },
+  dynatemp_exponent: { kind: "neutral", neutral: () => true },
+  xtc_probability: { kind: "neutral", neutral: off(0), why: "XTC sampling is not implemented" },
+  xtc_threshold: { kind: "neutral", neutral: () => true },
+  dry_multiplier: { kind: "neutral", neutral: off(0), why: "DRY sampling is not implemented" },
+  top_n_sigma: { kind: "neutral", neutral: off(-1), why: "top-n-sigma sampling is not implemented" },
+  min_keep: { kind: "neutral", neutral: off(0), why: "min_keep is not implemented" },
+  n_keep: { kind: "neutral", neutral: off(0), why: "context shifting is not implemented: a request must fit the context" },
+  id_slot: { kind: "neutral", neutral: off(-1), why: "requests cannot pick a slot: the server picks the one holding the longest common prefix" },
+  post_sampling_probs: { kind: "neutral", neutral: off(false), why: "log-probabilities are the model's, before sampling" },
+  samplers: { kind: "neutral", neutral: () => false, why: "the sampler order is fixed (penalties, top-k, top-p, min-p, temperature)" },
+  grammar: { kind: "neutral", neutral: off(""), why: "GBNF grammars are not supported; use response_format with a JSON schema" },
+  suffix: { kind: "neutral", routes: ["completion"], neutral: off(""), why: "insertion (suffix) is not supported" },
+  tools: { kind: "neutral", routes: ["chat"], neutral: emptyList, why: "tool calls are not supported" },
+  tool_choice: { kind: "neutral", routes: ["chat"], neutral: off("none"), why: "tool calls are not supported" },
+  functions: { kind: "neutral", routes: ["chat"], neutral: emptyList, why: "function calls are not supported" },
+  function_call: { kind: "neutral", routes: ["chat"], neutral: off("none"), why: "function calls are not supported" },
+  // accepted and ignored: they change nothing a client can observe
+  user: { kind: "ignored" },
+  metadata: { kind: "ignored" },
+  store: { kind: "ignored" },
+  service_tier: { kind: "ignored" },
+  parallel_tool_calls: { kind: "ignored", routes: ["chat"] },
+};
+
+function checkFields(b: Body, route: Route): void {
+  for (const key of Object.keys(b)) {
+    const f = Object.hasOwn(FIELDS, key) ? FIELDS[key] : undefined;
+    if (!f || (f.routes && !f.routes.includes(route))) {
+      throw bad(key, `Unrecognized request argument supplied: ${key} (docs/serving.md lists the fields edgeprune knows).`);
+    }
+    if (f.kind === "neutral" && !f.neutral!(b[key])) {
+      throw bad(key, `'${key}' is not supported by edgeprune: ${f.why}.`);
+    }
   }
-  for (const key of ["logprobs", "echo"]) {
-    const v = b[key];
-    if (v !== undefined && v !== null && v !== false && v !== 0) throw bad(key, `'${key}' is not supported by edgeprune.`);
-  }
-  if (b.top_logprobs !== undefined && b.top_logprobs !== null && b.top_logprobs !== 0) throw bad("top_logprobs", "'top_logprobs' is not supported by edgeprune.");
-  if (b.logit_bias !== undefined && b.logit_bias !== null && Object.keys(b.logit_bias as object).length > 0) {
-    throw bad("logit_bias", "'logit_bias' is not supported by edgeprune.");
-  }
-  const n = optNumber(b, "n", 1, 128, true);
-  if (n !== undefined && n !== 1) throw bad("n", "Only n=1 is supported.");
-  const bestOf = optNumber(b, "best_of", 1, 20, true);
-  if (bestOf !== undefined && bestOf !== 1) throw bad("best_of", "Only best_of=1 is supported.");
 }
 
-function sampling(b: Body, maxTokensKey: string): SamplingParams {
-  refuseUnsupported(b);
+/** logit_bias: {"token id": bias}, bias from -100 (bans the token) to 100, as OpenAI; ids checked later against the vocabulary. */
+function logitBias(b: Body): Map<number, number> | undefined {
+  const v = b.logit_bias;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v)) throw bad("logit_bias", "'logit_bias' must be an object mapping token ids to biases from -100 to 100.");
+  const out = new Map<number, number>();
+  for (const [k, bias] of Object.entries(v as Body)) {
+    if (!/^\d+$/.test(k)) throw bad("logit_bias", `'logit_bias' keys must be token ids, got ${JSON.stringify(k)}.`);
+    if (typeof bias !== "number" || !(bias >= -100 && bias <= 100)) throw bad("logit_bias", `'logit_bias' values must be numbers from -100 to 100, got ${JSON.stringify(bias)}.`);
+    // -100 bans the token outright, as OpenAI says it does
+    out.set(Number(k), bias <= -100 ? -Infinity : bias);
+  }
+  return out;
+}
+
+function responseFormat(b: Body): ResponseFormat {
+  const rf = b.response_format;
+  const js = b.json_schema;
+  if (js !== undefined && js !== null) {
+    if (rf !== undefined && rf !== null) throw bad("json_schema", "Give either 'response_format' or 'json_schema', not both.");
+    if (typeof js !== "object" || Array.isArray(js)) throw bad("json_schema", "'json_schema' must be a JSON schema object.");
+    return { type: "json_schema", schema: js };
+  }
+  if (rf === undefined || rf === null) return { type: "text" };
+  if (typeof rf !== "object" || Array.isArray(rf)) throw bad("response_format", "'response_format' must be an object.");
+  const { type } = rf as Body;
+  if (type === "text") return { type: "text" };
+  if (type === "json_object") return { type: "json_object" };
+  if (type === "json_schema") {
+    const spec = (rf as Body).json_schema;
+    if (typeof spec !== "object" || spec === null || Array.isArray(spec)) throw bad("response_format.json_schema", "'response_format.json_schema' must be an object with a 'schema'.");
+    const { schema, name } = spec as Body;
+    if (typeof schema !== "object" || schema === null || Array.isArray(schema)) throw bad("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON schema object.");
+    return { type: "json_schema", schema, name: typeof name === "string" ? name : undefined };
+  }
+  throw bad("response_format.type", `'response_format.type' must be "text", "json_object" or "json_schema", got ${JSON.stringify(type)}.`);
+}
+
+function sampling(b: Body, route: Route): SamplingParams {
+  checkFields(b, route);
   if (b.model !== undefined && typeof b.model !== "string") throw bad("model", `'model' must be a string, got ${JSON.stringify(b.model)}.`);
   let stop: string[] = [];
   if (typeof b.stop === "string") stop = [b.stop];
@@ -101,20 +223,50 @@ function sampling(b: Body, maxTokensKey: string): SamplingParams {
   if (streamOptions !== undefined && streamOptions !== null && (typeof streamOptions !== "object" || Array.isArray(streamOptions))) {
     throw bad("stream_options", "'stream_options' must be an object.");
   }
-  const maxTokens = optNumber(b, maxTokensKey, 1, 2 ** 31 - 1, true) ?? optNumber(b, "max_tokens", 1, 2 ** 31 - 1, true);
+  // n_predict (llama-server) wins over max_tokens, as it does there; -1 means until the context is full
+  const nPredict = optNumber(b, "n_predict", -1, 2 ** 31 - 1, true);
+  if (nPredict === 0) throw bad("n_predict", "'n_predict' must be -1 (until the context is full) or at least 1, got 0.");
+  const maxTokens = nPredict === -1 ? "context" : nPredict ??
+    (route === "chat" ? optNumber(b, "max_completion_tokens", 1, 2 ** 31 - 1, true) : undefined) ?? optNumber(b, "max_tokens", 1, 2 ** 31 - 1, true);
+  // log-probabilities: completions' logprobs (0-5 alternatives), chat's logprobs (bool) + top_logprobs (0-20), llama-server's n_probs
+  let logprobs: number | undefined;
+  if (route === "chat") {
+    const want = optBool(b, "logprobs");
+    const top = optNumber(b, "top_logprobs", 0, 20, true);
+    if (top !== undefined && !want) throw bad("top_logprobs", "'top_logprobs' needs 'logprobs': true.");
+    if (want) logprobs = top ?? 0;
+  } else {
+    logprobs = optNumber(b, "logprobs", 0, 5, true);
+  }
+  const nProbs = optNumber(b, "n_probs", 0, 20, true);
+  if (nProbs !== undefined && nProbs > 0) logprobs = Math.max(logprobs ?? 0, nProbs);
+  const repeatLastN = optNumber(b, "repeat_last_n", -1, 2 ** 31 - 1, true);
   return {
     temperature: optNumber(b, "temperature", 0, 2),
     topP: optNumber(b, "top_p", Number.MIN_VALUE, 1),
     topK: optNumber(b, "top_k", 0, 2 ** 31 - 1, true),
     minP: optNumber(b, "min_p", 0, 1),
     repeatPenalty: optNumber(b, "repeat_penalty", Number.MIN_VALUE, 100),
+    // -1: the whole context, as llama-server
+    repeatLastN: repeatLastN === -1 ? 2 ** 31 - 1 : repeatLastN,
+    frequencyPenalty: optNumber(b, "frequency_penalty", -2, 2),
+    presencePenalty: optNumber(b, "presence_penalty", -2, 2),
+    logitBias: logitBias(b),
     seed: optNumber(b, "seed", -(2 ** 53), 2 ** 53, true),
     maxTokens,
     stop: stop.filter((s) => s.length > 0),
     stream: optBool(b, "stream") ?? false,
     includeUsage: streamOptions ? optBool(streamOptions as Body, "include_usage") ?? false : false,
+    n: optNumber(b, "n", 1, MAX_CHOICES, true) ?? 1,
+    logprobs,
+    responseFormat: responseFormat(b),
+    cachePrompt: optBool(b, "cache_prompt") ?? true,
+    ignoreEos: optBool(b, "ignore_eos") ?? false,
   };
 }
+
+/** choices one request may ask for (n): each one is a generation of its own */
+export const MAX_CHOICES = 16;
 
 /** POST /v1/completions: one prompt, as text or token ids. */
 export function parseCompletion(b: Body): CompletionRequest {
@@ -124,9 +276,11 @@ export function parseCompletion(b: Body): CompletionRequest {
   if (typeof p === "string") prompt = p;
   else if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string") prompt = p[0];
   else if (Array.isArray(p) && p.length > 0 && p.every((x) => Number.isInteger(x) && x >= 0)) prompt = p as number[];
-  else if (Array.isArray(p) && p.length > 1 && p.every((x) => typeof x === "string" || Array.isArray(x))) throw bad("prompt", "Only one prompt per request is supported.");
+  else if (Array.isArray(p) && p.length === 1 && Array.isArray(p[0]) && p[0].length > 0 && p[0].every((x: unknown) => Number.isInteger(x) && (x as number) >= 0)) prompt = p[0] as number[];
+  else if (Array.isArray(p) && p.length > 1 && p.every((x) => typeof x === "string" || Array.isArray(x))) throw bad("prompt", "Only one prompt per request is supported (use n for several choices).");
   else throw bad("prompt", "'prompt' must be a string, an array of one string, or an array of token ids.");
-  return { ...sampling(b, "max_tokens"), model: b.model as string | undefined, prompt };
+  const s = sampling(b, "completion");
+  return { ...s, model: b.model as string | undefined, prompt, echo: optBool(b, "echo") ?? false };
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
@@ -148,7 +302,7 @@ export function parseChat(b: Body): ChatRequest {
     }
     throw bad(`${where}.content`, `'${where}.content' must be a string or an array of text parts.`);
   });
-  return { ...sampling(b, "max_completion_tokens"), model: b.model as string | undefined, messages };
+  return { ...sampling(b, "chat"), model: b.model as string | undefined, messages };
 }
 
 export type FinishReason = "stop" | "length";
@@ -157,30 +311,72 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** prompt tokens served from the context's cache (OpenAI's prompt_tokens_details.cached_tokens) */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
-export function usage(prompt: number, completion: number): Usage {
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+export function usage(prompt: number, completion: number, cached?: number): Usage {
+  const u: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  if (cached !== undefined) u.prompt_tokens_details = { cached_tokens: cached };
+  return u;
 }
 
-export function completionBody(id: string, created: number, model: string, text: string, finish: FinishReason, u: Usage): object {
-  return { id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], usage: u };
+/** One token's log-probability as the wire shows it: its text, and its UTF-8 bytes (a token may hold part of a character). */
+export interface WireLogprob {
+  token: string;
+  bytes: number[];
+  logprob: number;
+  top: { token: string; bytes: number[]; logprob: number }[];
+  /** where the token's text starts in the choice's text */
+  offset: number;
 }
 
-export function completionChunk(id: string, created: number, model: string, text: string, finish: FinishReason | null): object {
-  return { id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }] };
+/** Completions' logprobs object: parallel arrays (token_logprobs[i] null for the first echoed prompt token). */
+export function completionLogprobs(items: (WireLogprob | { token: string; offset: number; logprob: null; top: null })[]): object {
+  return {
+    tokens: items.map((t) => t.token),
+    token_logprobs: items.map((t) => t.logprob),
+    top_logprobs: items.map((t) => (t.top ? Object.fromEntries(t.top.map((a) => [a.token, a.logprob])) : null)),
+    text_offset: items.map((t) => t.offset),
+  };
 }
 
-export function chatBody(id: string, created: number, model: string, content: string, finish: FinishReason, u: Usage): object {
+/** Chat's logprobs object: one entry per token with its alternatives. */
+export function chatLogprobs(items: WireLogprob[]): object {
+  return {
+    content: items.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes, top_logprobs: t.top })),
+    refusal: null,
+  };
+}
+
+export interface Choice {
+  index: number;
+  text: string;
+  finish: FinishReason;
+  logprobs: object | null;
+}
+
+export function completionBody(id: string, created: number, model: string, choices: Choice[], u: Usage): object {
+  return {
+    id, object: "text_completion", created, model,
+    choices: choices.map((c) => ({ index: c.index, text: c.text, finish_reason: c.finish, logprobs: c.logprobs })), usage: u,
+  };
+}
+
+export function completionChunk(id: string, created: number, model: string, index: number, text: string, finish: FinishReason | null, logprobs: object | null = null): object {
+  return { id, object: "text_completion", created, model, choices: [{ index, text, finish_reason: finish, logprobs }] };
+}
+
+export function chatBody(id: string, created: number, model: string, choices: Choice[], u: Usage): object {
   return {
     id, object: "chat.completion", created, model,
-    choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, finish_reason: finish, logprobs: null }],
+    choices: choices.map((c) => ({ index: c.index, message: { role: "assistant", content: c.text, refusal: null }, finish_reason: c.finish, logprobs: c.logprobs })),
     usage: u,
   };
 }
 
-export function chatChunk(id: string, created: number, model: string, delta: { role?: "assistant"; content?: string }, finish: FinishReason | null): object {
-  return { id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] };
+export function chatChunk(id: string, created: number, model: string, index: number, delta: { role?: "assistant"; content?: string }, finish: FinishReason | null, logprobs: object | null = null): object {
+  return { id, object: "chat.completion.chunk", created, model, choices: [{ index, delta, finish_reason: finish, logprobs }] };
 }
 
 /** The final usage-only chunk sent when stream_options.include_usage is set. */

@@ -6,21 +6,25 @@ import * as http from "node:http";
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { createReadStream } from "node:fs";
 import * as path from "node:path";
-import { DEFAULTS } from "../cli.js";
-import { metaArray } from "../gguf/metadata.js";
+import { DEFAULTS, packageVersion } from "../cli.js";
+import { metaArray, metaString } from "../gguf/metadata.js";
+import { KEY } from "../gguf/names.js";
 import { GgufStringArray } from "../gguf/types.js";
-import { generateSteps, WASM32_LIMIT, type Context, type GenerateResult, type Model } from "../index.js";
+import { WASM32_LIMIT, type Model } from "../index.js";
 import { contextBytes } from "../model/forward.js";
 import { loadModelFile } from "../node/load.js";
 import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
 import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
 import { Metrics } from "./metrics.js";
 import {
-  ApiError, chatBody, chatChunk, completionBody, completionChunk, parseChat, parseCompletion, parseJson, usage, usageChunk,
-  type FinishReason, type SamplingParams,
+  ApiError, chatBody, chatChunk, chatLogprobs, completionBody, completionChunk, completionLogprobs, parseChat, parseCompletion, parseJson, usage, usageChunk,
+  type Choice, type FinishReason, type SamplingParams, type WireLogprob,
 } from "./openai.js";
 import { RequestPolicy } from "./policy.js";
-import { ContextPool } from "./pool.js";
+import { Engine, SlotPool, type PromptLogprob } from "./engine.js";
+import { JsonConstraints } from "./grammar.js";
+import type { SequenceStep, StopReason } from "../sequence.js";
+import type { Tokenizer } from "../tokenizer/index.js";
 import { warmUp } from "./warmup.js";
 
 export interface ServeOptions {
@@ -42,6 +46,8 @@ export interface ServeOptions {
   queue?: number;
   /** tokens per context (prompt + completion) */
   contextSize?: number;
+  /** threads the kernels run on (default 1) */
+  threads?: number;
   /** on close(), how long in-flight requests may run before they are cancelled */
   graceMs?: number;
   /** requests the server sends itself before /health answers 200 (warmup.ts says why); 0: none */
@@ -75,6 +81,9 @@ const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
   ["/v1/models", ["GET", "HEAD"]],
   ["/v1/completions", ["POST"]],
   ["/v1/chat/completions", ["POST"]],
+  ["/tokenize", ["POST"]],
+  ["/detokenize", ["POST"]],
+  ["/props", ["GET", "HEAD"]],
 ]);
 
 interface InFlight {
@@ -101,7 +110,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const metrics = new Metrics(ROUTES.keys());
   const inflight = new Set<InFlight>();
   const created = Math.floor(Date.now() / 1000);
-  let state: { model: Model; pool: ContextPool; chat: ChatFormatter; contextSize: number; maxPromptBytes: number } | undefined;
+  let state: { model: Model; pool: SlotPool; engine: Engine; json: JsonConstraints; chat: ChatFormatter; contextSize: number; maxPromptBytes: number } | undefined;
   // false while the model loads and while the server warms up: /health says 503 and clients' generations get 503
   let serving = false;
   // marks the warm-up's own requests (served before ready, neither logged nor counted); unset once ready
@@ -166,6 +175,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         return;
       case "/v1/models":
         return sendJson(res, 200, { object: "list", data: [{ id: modelId, object: "model", created, owned_by: "edgeprune" }] });
+      case "/props":
+        if (!state) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
+        return sendJson(res, 200, props(state.model, state.contextSize, parallel));
+      case "/tokenize":
+      case "/detokenize": {
+        requireJson(req);
+        const body = parseJson(await readBody(req));
+        if (!state) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
+        return sendJson(res, 200, pathname === "/tokenize" ? tokenize(state.model.tokenizer, body, state.maxPromptBytes) : detokenize(state.model.tokenizer, body));
+      }
       default: {
         requireJson(req);
         const body = parseJson(await readBody(req));
@@ -192,10 +211,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
 
   async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>, internal: boolean): Promise<void> {
-    const { model, pool, contextSize, maxPromptBytes } = s;
+    const { model, pool, engine, contextSize, maxPromptBytes } = s;
     const tok = model.tokenizer;
     let params: SamplingParams;
     let prompt: number[];
+    let echo = "";
+    let echoed = false;
     // Tokenizing blocks the event loop for every client, so a text that cannot fit is refused by its length first:
     // no token covers more input bytes than its own text has (SentencePiece and byte-level BPE as llama.cpp runs
     // them do not normalize text), so more than contextSize × the longest token's bytes cannot fit.
@@ -211,14 +232,17 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const text = await renderChat(s.chat, r.messages, maxPromptBytes, contextSize);
       const promptText = stripBosText(tok, text);
       checkBytes(promptText, "messages");
-      // the template's control tokens (<|im_start|>, <start_of_turn>, ...) are tokens, as in llama.cpp's server
-      prompt = tok.encode(promptText, { addBos: tok.addBos, parseSpecial: true });
+      // the template's control tokens (<|im_start|>, <start_of_turn>, [INST]) are tokens, as in llama.cpp's server; the
+      // plain transcript (no template) has none, so its text is never parsed for them
+      prompt = tok.encode(promptText, { addBos: tok.addBos, parseSpecial: s.chat.kind === "template" });
     } else {
       const r = parseCompletion(body);
       params = r;
       if (typeof r.prompt === "string") {
         checkBytes(r.prompt, "prompt");
         prompt = tok.encode(r.prompt, { addBos: tok.addBos });
+        echoed = r.echo;
+        if (r.echo) echo = r.prompt;
       } else {
         if (r.prompt.length >= contextSize) {
           throw new ApiError(400, `This model's context is ${contextSize} tokens, but the prompt has ${r.prompt.length}.`, "invalid_request_error", "prompt", "context_length_exceeded");
@@ -226,73 +250,115 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const badId = r.prompt.find((id) => id >= tok.vocabSize);
         if (badId !== undefined) throw new ApiError(400, `Token id ${badId} is outside the vocabulary (${tok.vocabSize} tokens).`, "invalid_request_error", "prompt");
         prompt = r.prompt;
+        echoed = r.echo;
+        if (r.echo) echo = tok.decode(prompt, { removeSpecial: true });
       }
     }
+    const badBias = [...params.logitBias?.keys() ?? []].find((id) => id >= tok.vocabSize);
+    if (badBias !== undefined) throw new ApiError(400, `'logit_bias' names token ${badBias}, outside the vocabulary (${tok.vocabSize} tokens).`, "invalid_request_error", "logit_bias");
     if (prompt.length === 0) throw new ApiError(400, "The prompt has no tokens.", "invalid_request_error", chat ? "messages" : "prompt");
     if (prompt.length >= contextSize) {
       throw new ApiError(400, `This model's context is ${contextSize} tokens, but the prompt has ${prompt.length}.`, "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
     }
-    const maxTokens = params.maxTokens ?? (chat ? contextSize - prompt.length : SERVE_DEFAULTS.completionTokens);
+    const maxKey = body.n_predict !== undefined ? "n_predict" : chat && body.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens";
+    const maxTokens = params.maxTokens === "context" ? contextSize - prompt.length : params.maxTokens ?? (chat ? contextSize - prompt.length : SERVE_DEFAULTS.completionTokens);
     if (prompt.length + maxTokens > contextSize) {
-      throw new ApiError(400, `This model's context is ${contextSize} tokens: the prompt (${prompt.length}) plus max_tokens (${maxTokens}) exceed it.`, "invalid_request_error", "max_tokens", "context_length_exceeded");
+      throw new ApiError(400, `This model's context is ${contextSize} tokens: the prompt (${prompt.length}) plus ${maxKey} (${maxTokens}) exceed it.`, "invalid_request_error", maxKey, "context_length_exceeded");
     }
+    const formatParam = body.json_schema !== undefined ? "json_schema" : "response_format";
+    // compile the schema now, so that a bad one is a 400 before anything is streamed (the compiler caches it)
+    (await s.json.constraint(params.responseFormat, formatParam))?.dispose();
+    // echo with logprobs: the prompt's tokens get theirs too (BOS, which no text shows, is left out)
+    const promptLogprobs = echoed && params.logprobs !== undefined ? params.logprobs : undefined;
 
     const abort = new AbortController();
     let finishInflight!: () => void;
     const entry: InFlight = { abort, done: new Promise((r) => (finishInflight = r)) };
     res.on("close", () => { if (!res.writableEnded) abort.abort(); });
 
-    const ctx = await pool.acquire(abort.signal);
+    const slot = await pool.acquire(prompt, abort.signal);
     inflight.add(entry);
     try {
-      await run(ctx);
+      await run();
     } finally {
-      pool.release(ctx);
+      pool.release(slot);
       inflight.delete(entry);
       finishInflight();
     }
 
-    async function run(ctx: Context): Promise<void> {
+    async function run(): Promise<void> {
       const id = `${chat ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
       const t = Math.floor(Date.now() / 1000);
-      const steps = generateSteps(ctx, tok, prompt, {
-        maxTokens,
-        temperature: params.temperature ?? DEFAULTS.temperature,
-        topK: params.topK ?? DEFAULTS.topK,
-        topP: params.topP ?? DEFAULTS.topP,
-        minP: params.minP ?? DEFAULTS.minP,
-        repeatPenalty: params.repeatPenalty ?? DEFAULTS.repeatPenalty,
-        repeatLastN: DEFAULTS.repeatLastN,
-        seed: params.seed,
-        stop: params.stop,
-        shouldStop: () => abort.signal.aborted,
-      });
-      const hold = holdback(params.stop);
-      let full = "";
-      let sent = 0;
       if (params.stream) {
         res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache", Connection: stopping ? "close" : "keep-alive" });
         res.flushHeaders();
-        if (chat) await sse(res, chatChunk(id, t, modelId, { role: "assistant", content: "" }, null));
       }
-      let result: GenerateResult;
-      for (;;) {
-        const r = steps.next();
-        if (r.done) { result = r.value; break; }
-        full += r.value.text;
+      const choices: Choice[] = [];
+      let completionTokens = 0;
+      let cached = 0;
+      let cancelled = false;
+      for (let index = 0; index < params.n && !cancelled; index++) {
+        const items: (WireLogprob | { token: string; offset: number; logprob: null; top: null })[] = [];
+        let text = echo;
+        let sentText = 0, sentItems = 0;
+        const hold = holdback(params.stop);
+        const chunkLogprobs = () => {
+          if (params.logprobs === undefined || sentItems === items.length) return null;
+          const part = items.slice(sentItems) as WireLogprob[];
+          sentItems = items.length;
+          return chat ? chatLogprobs(part) : completionLogprobs(part);
+        };
+        // text that could be the start of a stop string waits until it is known not to be one
+        const flush = (final: boolean): Promise<void> | void => {
+          const safe = final ? text.length : text.length - hold(text);
+          if (safe <= sentText && !final) return;
+          const piece = text.slice(sentText, Math.max(safe, sentText));
+          sentText = Math.max(safe, sentText);
+          if (!piece && !final) return;
+          if (!piece && (params.logprobs === undefined || sentItems === items.length)) return;
+          return sse(res, chat ? chatChunk(id, t, modelId, index, { content: piece }, null, chunkLogprobs()) : completionChunk(id, t, modelId, index, piece, null, chunkLogprobs()));
+        };
+        if (params.stream && chat) await sse(res, chatChunk(id, t, modelId, index, { role: "assistant", content: "" }, null));
+        const constraint = await s.json.constraint(params.responseFormat, formatParam);
+        const r = await engine.run({
+          slot, prompt, cachePrompt: params.cachePrompt, constraint, promptLogprobs, signal: abort.signal,
+          sequence: {
+            maxTokens,
+            temperature: params.temperature ?? DEFAULTS.temperature,
+            topK: params.topK ?? DEFAULTS.topK,
+            topP: params.topP ?? DEFAULTS.topP,
+            minP: params.minP ?? DEFAULTS.minP,
+            repeatPenalty: params.repeatPenalty ?? DEFAULTS.repeatPenalty,
+            repeatLastN: params.repeatLastN ?? DEFAULTS.repeatLastN,
+            frequencyPenalty: params.frequencyPenalty, presencePenalty: params.presencePenalty, logitBias: params.logitBias,
+            // each choice its own stream of random numbers, repeatable under one seed
+            seed: params.seed !== undefined ? params.seed + index : undefined,
+            stop: params.stop,
+            stopAtEos: !params.ignoreEos,
+            logprobs: params.logprobs,
+          },
+          onStep: (step: SequenceStep) => {
+            if (step.logprob !== undefined) items.push(wireLogprob(tok, step, text.length));
+            text += step.text;
+            if (params.stream && !abort.signal.aborted) return flush(false);
+          },
+        }).catch((e) => { constraint?.dispose(); throw e; });
+        if (index === 0) cached = r.cachedTokens;
+        if (r.promptLogprobs) items.unshift(...promptItems(tok, r.promptLogprobs, echo));
+        if (!internal) metrics.countGeneration(r.promptTokens - r.cachedTokens, r.tokens.length, r.prefillMs, r.decodeMs);
+        if (r.stopReason === "cancelled") { cancelled = true; break; }
+        completionTokens += r.tokens.length;
+        const finish = finishReason(r.stopReason);
+        // a stop string the holdback kept back is cut from the text: what was sent stays, the rest follows
+        text = echo + r.text;
         if (params.stream) {
-          // text that could be the start of a stop string waits until it is known not to be one
-          const safe = full.length - hold(full);
-          if (safe > sent && !abort.signal.aborted) {
-            const piece = full.slice(sent, safe);
-            sent = safe;
-            await sse(res, chat ? chatChunk(id, t, modelId, { content: piece }, null) : completionChunk(id, t, modelId, piece, null));
-          }
+          await flush(true);
+          await sse(res, chat ? chatChunk(id, t, modelId, index, {}, finish) : completionChunk(id, t, modelId, index, "", finish));
+        } else {
+          choices.push({ index, text, finish, logprobs: params.logprobs === undefined ? null : chat ? chatLogprobs(items as WireLogprob[]) : completionLogprobs(items) });
         }
-        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      if (!internal) metrics.countGeneration(result.promptTokens, result.tokens.length, result.prefillMs, result.decodeMs);
-      if (result.stopReason === "cancelled") {
+      if (cancelled) {
         if (!internal) metrics.cancelled++;
         if (res.destroyed) return;
         // only a server shutdown cancels a request whose client is still there
@@ -300,18 +366,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         if (params.stream) { await sse(res, err.body()); res.end(); } else sendError(res, err);
         return;
       }
-      const finish: FinishReason = result.stopReason === "length" || result.stopReason === "context" ? "length" : "stop";
-      const u = usage(result.promptTokens, result.tokens.length);
-      if (!params.stream) {
-        return sendJson(res, 200, chat ? chatBody(id, t, modelId, result.text, finish, u) : completionBody(id, t, modelId, result.text, finish, u));
-      }
-      const rest = result.text.slice(sent);
-      if (chat) {
-        if (rest) await sse(res, chatChunk(id, t, modelId, { content: rest }, null));
-        await sse(res, chatChunk(id, t, modelId, {}, finish));
-      } else {
-        await sse(res, completionChunk(id, t, modelId, rest, finish));
-      }
+      const u = usage(prompt.length, completionTokens, cached);
+      if (!params.stream) return sendJson(res, 200, chat ? chatBody(id, t, modelId, choices, u) : completionBody(id, t, modelId, choices, u));
       if (params.includeUsage) await sse(res, usageChunk(id, t, modelId, chat ? "chat.completion.chunk" : "text_completion", u));
       res.end("data: [DONE]\n\n");
     }
@@ -327,7 +383,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   const ready = (async () => {
     const t0 = performance.now();
-    const model = await obtainModel(opts.model, opts.contextSize);
+    const model = await obtainModel(opts.model, opts.contextSize, opts.threads);
+    await model.startThreads();
     const first = model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {});
     const perContext = contextBytes(model.config, first.contextSize, first.batchSize);
     const need = model.memoryBytes + (parallel - 1) * perContext;
@@ -342,8 +399,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       throw new Error(`${model.name}: ${(e as Error).message}; edgeprune will not serve a chat template it cannot render safely`);
     }
     if (stopping) chat.close();
-    state = { model, pool: new ContextPool(contexts, queueLimit), chat, contextSize: first.contextSize, maxPromptBytes: first.contextSize * maxTokenBytes(model) };
-    log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} context(s) of ${contexts[0].contextSize} tokens, chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
+    state = {
+      model, pool: new SlotPool(contexts, queueLimit), engine: new Engine(model.tokenizer), json: new JsonConstraints(model.tokenizer, model.config.vocabSize),
+      chat, contextSize: first.contextSize, maxPromptBytes: first.contextSize * maxTokenBytes(model),
+    };
+    log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} slot(s) of ${contexts[0].contextSize} tokens, ${model.pool?.size ?? 1} thread(s), chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
     if (warmupRequests > 0 && !stopping) {
       warmupToken = randomUUID();
       const w = await warmUp({
@@ -385,7 +445,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return { url, port, ready, close };
 }
 
-async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined): Promise<Model> {
+async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined, threads: number | undefined): Promise<Model> {
   if (typeof src === "function") return src();
   if (typeof src !== "string") return src;
   // Read the file once asynchronously so the OS caches it while the event loop stays free to answer /health with
@@ -396,7 +456,97 @@ async function obtainModel(src: ServeOptions["model"], contextSize: number | und
     s.on("error", (e) => reject(new Error(`${src}: cannot read (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
     s.on("end", resolve);
   });
-  return loadModelFile(src, { contextSize });
+  return loadModelFile(src, { contextSize, threads });
+}
+
+function finishReason(r: StopReason): FinishReason {
+  return r === "length" || r === "context" ? "length" : "stop";
+}
+
+/** A token as the wire shows it: text (U+FFFD where it holds part of a UTF-8 character) and bytes. */
+function tokenWire(tok: Tokenizer, id: number): { token: string; bytes: number[] } {
+  const b = tok.tokenBytes(id);
+  return { token: new TextDecoder().decode(b), bytes: Array.from(b) };
+}
+
+function wireLogprob(tok: Tokenizer, step: SequenceStep, offset: number): WireLogprob {
+  return { ...tokenWire(tok, step.id), logprob: step.logprob!, top: (step.top ?? []).map((t) => ({ ...tokenWire(tok, t.id), logprob: t.logprob })), offset };
+}
+
+/** The echoed prompt's tokens with their log-probabilities; offsets into the echoed text (BOS has no text and is left out). */
+function promptItems(tok: Tokenizer, items: PromptLogprob[], echo: string): (WireLogprob | { token: string; offset: number; logprob: null; top: null })[] {
+  const out: (WireLogprob | { token: string; offset: number; logprob: null; top: null })[] = [];
+  let offset = 0;
+  for (const [i, it] of items.entries()) {
+    const w = tokenWire(tok, it.id);
+    if (i === 0 && w.bytes.length === 0) continue;
+    // the first piece's leading space is the one SentencePiece adds and the text does not show
+    const shown = offset === 0 && w.token.startsWith(" ") && !echo.startsWith(" ") ? w.token.length - 1 : w.token.length;
+    out.push(it.logprob === null ? { token: w.token, offset, logprob: null, top: null } : { ...w, logprob: it.logprob, top: it.top!.map((t) => ({ ...tokenWire(tok, t.id), logprob: t.logprob })), offset });
+    offset += shown;
+  }
+  return out;
+}
+
+/** GET /props: llama-server's description of the loaded model and the server's defaults. */
+function props(model: Model, contextSize: number, slots: number): object {
+  const tok = model.tokenizer;
+  const special = (id: number) => (id >= 0 && id < tok.vocabSize ? tok.tokenText(id) : "");
+  return {
+    default_generation_settings: {
+      n_ctx: contextSize,
+      params: {
+        n_predict: -1, temperature: DEFAULTS.temperature, top_k: DEFAULTS.topK, top_p: DEFAULTS.topP, min_p: DEFAULTS.minP,
+        repeat_penalty: DEFAULTS.repeatPenalty, repeat_last_n: DEFAULTS.repeatLastN, frequency_penalty: 0, presence_penalty: 0, cache_prompt: true,
+        max_tokens_completions: SERVE_DEFAULTS.completionTokens,
+      },
+    },
+    total_slots: slots,
+    model_path: model.name,
+    n_ctx_train: model.config.trainContext,
+    n_vocab: tok.vocabSize,
+    chat_template: metaString(model.file.kv, KEY.chatTemplate, ""),
+    bos_token: special(tok.bosId),
+    eos_token: special(tok.eosId),
+    build_info: `edgeprune ${packageVersion()}`,
+    modalities: { vision: false, audio: false },
+  };
+}
+
+/** POST /tokenize, as llama-server: {content, add_special = false, parse_special = true, with_pieces = false}. */
+function tokenize(tok: Tokenizer, b: Record<string, unknown>, maxBytes: number): object {
+  for (const k of Object.keys(b)) if (!["content", "add_special", "parse_special", "with_pieces"].includes(k)) throw new ApiError(400, `Unrecognized request argument supplied: ${k}.`, "invalid_request_error", k);
+  if (typeof b.content !== "string") throw new ApiError(400, "'content' must be a string.", "invalid_request_error", "content");
+  if (Buffer.byteLength(b.content) > maxBytes) throw new ApiError(400, `'content' has more bytes than the context can hold as tokens (${maxBytes}).`, "invalid_request_error", "content", "context_length_exceeded");
+  const flag = (k: string, dflt: boolean) => {
+    if (b[k] === undefined || b[k] === null) return dflt;
+    if (typeof b[k] !== "boolean") throw new ApiError(400, `'${k}' must be a boolean.`, "invalid_request_error", k);
+    return b[k] as boolean;
+  };
+  const tokens = tok.encode(b.content, { addBos: flag("add_special", false) && tok.addBos, parseSpecial: flag("parse_special", true) });
+  if (!flag("with_pieces", false)) return { tokens };
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  return {
+    tokens: tokens.map((id) => {
+      const bytes = tok.tokenBytes(id);
+      try {
+        return { id, piece: utf8.decode(bytes) };
+      } catch {
+        // part of a UTF-8 character: the bytes, as llama-server sends them
+        return { id, piece: Array.from(bytes) };
+      }
+    }),
+  };
+}
+
+/** POST /detokenize: {tokens: [ids]} → {content}. */
+function detokenize(tok: Tokenizer, b: Record<string, unknown>): object {
+  for (const k of Object.keys(b)) if (k !== "tokens") throw new ApiError(400, `Unrecognized request argument supplied: ${k}.`, "invalid_request_error", k);
+  const ids = b.tokens;
+  if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0 && x < tok.vocabSize)) {
+    throw new ApiError(400, `'tokens' must be an array of token ids from 0 to ${tok.vocabSize - 1}.`, "invalid_request_error", "tokens");
+  }
+  return { content: tok.decode(ids as number[]) };
 }
 
 /** How many trailing characters of `text` might begin a stop string (and so must not be streamed yet). */
@@ -455,13 +605,21 @@ function methodNotAllowed(res: http.ServerResponse, pathname: string, methods: r
   return new ApiError(405, `Use ${methods[0]} ${pathname}.`);
 }
 
-/** A CORS preflight from an origin the policy allowed (others were refused before). */
+/**
+ * A CORS preflight from an origin the policy allowed (others were refused before): the route's methods, the
+ * headers the page asks to send (the OpenAI SDK adds its own X-Stainless-* headers), and Chromium's Private
+ * Network Access permission (a page on a public address calling this server on loopback asks for it).
+ */
 function preflight(req: http.IncomingMessage, res: http.ServerResponse, methods: readonly string[] | undefined): void {
   if (!methods) throw new ApiError(404, `Unknown route ${printable((req.url ?? "/").split("?")[0])}.`, "invalid_request_error", null, "not_found");
+  const asked = req.headers["access-control-request-headers"];
+  // a header list as the Fetch spec writes it: tokens and commas; anything else falls back to the two we need
+  const headers = typeof asked === "string" && /^[\w\s,-]{1,1000}$/.test(asked) ? asked : "Authorization, Content-Type";
   res.writeHead(204, {
     "Access-Control-Allow-Methods": [...methods, "OPTIONS"].join(", "),
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Headers": headers,
     "Access-Control-Max-Age": "600",
+    ...(req.headers["access-control-request-private-network"] === "true" ? { "Access-Control-Allow-Private-Network": "true" } : {}),
   });
   res.end();
 }
@@ -533,10 +691,10 @@ function sendError(res: http.ServerResponse, e: unknown): void {
   sendJson(res, err.status, err.body());
 }
 
-/** Write one server-sent event; waits when the client reads slower than we write. */
-function sse(res: http.ServerResponse, data: object): Promise<void> {
-  if (res.destroyed) return Promise.resolve();
-  if (res.write(`data: ${JSON.stringify(data)}\n\n`)) return Promise.resolve();
+/** Write one server-sent event; a promise (resolved once the client has read it) only when it reads slower than we write. */
+function sse(res: http.ServerResponse, data: object): Promise<void> | undefined {
+  if (res.destroyed) return undefined;
+  if (res.write(`data: ${JSON.stringify(data)}\n\n`)) return undefined;
   return new Promise((resolve) => {
     const done = () => { res.off("drain", done); res.off("close", done); resolve(); };
     res.on("drain", done);

@@ -37,8 +37,16 @@ async function capture(args: string[]): Promise<{ code: number; stdout: string; 
   let stdout = "", stderr = "";
   const out = process.stdout.write.bind(process.stdout);
   const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => { stdout += s.toString(); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => { stderr += s.toString(); return true; }) as typeof process.stderr.write;
+  // as a stream's write does, the callback (last argument, after an optional encoding) runs once the chunk is taken:
+  // the CLI waits on it before its timing lines
+  const sink = (add: (s: string) => void) => ((s: string | Uint8Array, ...rest: unknown[]) => {
+    add(s.toString());
+    const cb = rest[rest.length - 1];
+    if (typeof cb === "function") queueMicrotask(() => (cb as () => void)());
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = sink((s) => { stdout += s; });
+  process.stderr.write = sink((s) => { stderr += s; });
   try {
     const code = await main(["node", "edgeprune", ...args]);
     return { code, stdout, stderr };
