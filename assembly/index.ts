@@ -20,14 +20,16 @@ export { quantize_q8_0, quantize_q8_0x, quantize_q8_0w, quantize_q8_1, matmul_q8
 export { convert_f16, convert_bf16, matmul_f16, matmul_bf16 } from "./matmul_f16";
 export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_1 } from "./matmul_q4";
+export { matmul_q5_0 } from "./matmul_q5";
 export { quantize_q8_K, quantize_q8_kw, matmul_q4_K, matmul_q6_K } from "./matmul_k";
+export { quantize_q4_K, quantize_q6_K } from "./quantize_k";
 export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
 export { rope_norm, rope_neox, rope_ext } from "./rope";
 export { softmax, swiglu, add, argmax, sum_f32, scale, add_rows, softcap } from "./elementwise";
 export { glu } from "./glu";
 export { attention, attention_range, attention_ext } from "./attention";
 export { exp_f32 } from "./math";
-export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update } from "./gptq";
+export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update, gptq_cholesky, gptq_trinv_lower, gptq_linalg_scratch } from "./gptq";
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */
 export function qk(): i32 {

@@ -117,7 +117,7 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
  * sign, w·sign(x) (as x86's psignb; Q8_0 weights are -127..127, so the negation never wraps).
  */
 // @ts-ignore: decorator
-@inline function q8dot(wq0: v128, wq1: v128, x0: v128, x1: v128, x2: v128, x3: v128, ones: v128): v128 {
+@inline export function q8dot(wq0: v128, wq1: v128, x0: v128, x1: v128, x2: v128, x3: v128, ones: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const s0 = i8x16.sub(v128.xor(wq0, x2), x2), s1 = i8x16.sub(v128.xor(wq1, x3), x3);
     // each i16 lane holds two products, |.| <= 2·127·127, so the halves are widened before they are added
@@ -134,19 +134,19 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 // SIMD128 widens to i16 (x0..x3 = elements 0-7, 8-15, 16-23, 24-31); relaxed gives |x| of each half (x0, x1) and
 // each half's sign mask (x2, x3).
 // @ts-ignore: decorator
-@inline function xprep0(xq0: v128, xq1: v128): v128 {
+@inline export function xprep0(xq0: v128, xq1: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(xq0) : i16x8.extend_low_i8x16_s(xq0);
 }
 // @ts-ignore: decorator
-@inline function xprep1(xq0: v128, xq1: v128): v128 {
+@inline export function xprep1(xq0: v128, xq1: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(xq1) : i16x8.extend_high_i8x16_s(xq0);
 }
 // @ts-ignore: decorator
-@inline function xprep2(xq0: v128, xq1: v128): v128 {
+@inline export function xprep2(xq0: v128, xq1: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(xq0, i8x16.splat(0)) : i16x8.extend_low_i8x16_s(xq1);
 }
 // @ts-ignore: decorator
-@inline function xprep3(xq0: v128, xq1: v128): v128 {
+@inline export function xprep3(xq0: v128, xq1: v128): v128 {
   return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(xq1, i8x16.splat(0)) : i16x8.extend_high_i8x16_s(xq1);
 }
 

@@ -1,7 +1,9 @@
 // Held-out evaluation for the GPTQ study (docs/gptq.md): per-story perplexity of GGUF files on the last 20% of
-// the TinyStories validation stories (the first 80% are what `quantize --calib` calibrates on). Each story is
-// scored on its own: BOS + story, every next-token prediction counted. `--kernels` times the GPTQ kernels instead.
-// usage: node dist/bench/gptq.bench.js [--stories FILE] MODEL.gguf [MODEL.gguf ...]
+// the TinyStories validation stories (the first 80% are what `quantize --calib` calibrates on), and with --base the
+// mean KL divergence KL(base ‖ file) of the next-token distributions at the same positions (as llama-perplexity
+// --kl-divergence averages it) with the top-1 agreement. Each story is scored on its own: BOS + story, every
+// next-token prediction counted. `--kernels` times the GPTQ kernels instead.
+// usage: node dist/bench/gptq.bench.js [--stories FILE] [--base BASE.gguf] MODEL.gguf [MODEL.gguf ...]
 //        node dist/bench/gptq.bench.js --kernels
 import { readFileSync } from "node:fs";
 import { WasmRuntime } from "../src/wasm.js";
@@ -11,20 +13,49 @@ import { logSoftmaxAt } from "../src/perplexity.js";
 
 const DEFAULT_STORIES = "../shared/data/tinystories/tinystories-validation-first1000.txt";
 
-function storyPerplexity(path: string, stories: string[]): { ppl: number; tokens: number } {
+/** log-softmax of one row of logits, in float64 */
+function logProbs(logits: Float32Array, off: number, vocab: number): Float64Array {
+  let max = -Infinity;
+  for (let v = 0; v < vocab; v++) max = Math.max(max, logits[off + v]);
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[off + v] - max);
+  const lse = max + Math.log(sum);
+  const out = new Float64Array(vocab);
+  for (let v = 0; v < vocab; v++) out[v] = logits[off + v] - lse;
+  return out;
+}
+
+function storyEval(path: string, stories: string[], basePath?: string): { ppl: number; tokens: number; kld?: number; kldSe?: number; top1?: number } {
   const model = loadModelFile(path, { contextSize: Math.min(512, 2048) });
   const ctx = model.createContext();
+  const base = basePath ? loadModelFile(basePath, { contextSize: ctx.contextSize }).createContext() : undefined;
   const vocab = model.config.vocabSize;
-  let nll = 0, count = 0;
+  let nll = 0, count = 0, kld = 0, kld2 = 0, same = 0;
   for (const s of stories) {
     const ids = model.tokenizer.encode(s, { addBos: true }).slice(0, ctx.contextSize);
     if (ids.length < 2) continue;
     ctx.reset();
     const logits = ctx.eval(ids, { logits: "all" });
-    for (let j = 0; j + 1 < ids.length; j++) nll -= logSoftmaxAt(logits, j * vocab, vocab, ids[j + 1]);
+    base?.reset();
+    const baseLogits = base?.eval(ids, { logits: "all" });
+    for (let j = 0; j + 1 < ids.length; j++) {
+      nll -= logSoftmaxAt(logits, j * vocab, vocab, ids[j + 1]);
+      if (!baseLogits) continue;
+      const q = logProbs(logits, j * vocab, vocab), p = logProbs(baseLogits, j * vocab, vocab);
+      let d = 0, bq = 0, bp = 0;
+      for (let v = 0; v < vocab; v++) {
+        d += Math.exp(p[v]) * (p[v] - q[v]);
+        if (q[v] > q[bq]) bq = v;
+        if (p[v] > p[bp]) bp = v;
+      }
+      kld += d; kld2 += d * d;
+      if (bq === bp) same++;
+    }
     count += ids.length - 1;
   }
-  return { ppl: Math.exp(nll / count), tokens: count };
+  if (!base) return { ppl: Math.exp(nll / count), tokens: count };
+  const mean = kld / count;
+  return { ppl: Math.exp(nll / count), tokens: count, kld: mean, kldSe: Math.sqrt(Math.max(0, kld2 / count - mean * mean) / (count - 1)), top1: same / count };
 }
 
 /** GFLOP/s of each GPTQ kernel at small and large sizes (inputs filled first: untouched pages read as zeros). */
@@ -68,14 +99,18 @@ if (args[0] === "--kernels") {
 let storiesPath = DEFAULT_STORIES;
 const si = args.indexOf("--stories");
 if (si >= 0) { storiesPath = args[si + 1]; args.splice(si, 2); }
+let basePath: string | undefined;
+const bi = args.indexOf("--base");
+if (bi >= 0) { basePath = args[bi + 1]; args.splice(bi, 2); }
 if (args.length === 0) {
-  console.error("usage: node dist/bench/gptq.bench.js [--stories FILE] MODEL.gguf [MODEL.gguf ...]");
+  console.error("usage: node dist/bench/gptq.bench.js [--stories FILE] [--base BASE.gguf] MODEL.gguf [MODEL.gguf ...]");
   process.exit(1);
 }
 const held = calibrationSplit(splitDocuments(readFileSync(storiesPath, "utf8"))).eval;
 console.log(`held-out stories: ${held.length} (the last 20% of ${storiesPath})`);
 for (const path of args) {
   const t0 = performance.now();
-  const r = storyPerplexity(path, held);
-  console.log(`${r.ppl.toFixed(4)}  ${path}  (${r.tokens} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  const r = storyEval(path, held, basePath);
+  const kld = r.kld !== undefined ? `  KLD ${r.kld.toFixed(5)} ± ${r.kldSe!.toFixed(5)}  same top-1 ${(100 * r.top1!).toFixed(2)}%` : "";
+  console.log(`${r.ppl.toFixed(4)}${kld}  ${path}  (${r.tokens} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 }

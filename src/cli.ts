@@ -19,14 +19,14 @@ import { describeConfig } from "./model/config.js";
 import { checkModelFile } from "./model/check.js";
 import { kvCacheBytes, planBytes } from "./model/model.js";
 import { expectedTensors } from "./model/weights.js";
-import { FileSource, writeFileAtomic } from "./node/files.js";
+import { FileSource, openTensorFile, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
 import { ProgressBar } from "./node/progress.js";
 import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
-import { parseQuantType, quantizeModel, quantTargets } from "./quant/quantize.js";
+import { parseQuantRecipe, quantizeModel, quantTargets } from "./quant/quantize.js";
 import { SAMPLER_DEFAULTS, validateSamplerOptions } from "./sampler.js";
-import { calibrationWindows, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
+import { calibrationWindows, checkGptqMemory, codecFor, DEFAULT_CALIB_TOKENS, errorTable, GPTQ_DEFAULTS, planGptq, quantizeGptq, type QuantMethod } from "./gptq/index.js";
 import { tokenizerFromGguf } from "./tokenizer/index.js";
 import { dirname, resolve } from "node:path";
 
@@ -44,6 +44,13 @@ export const DEFAULTS = {
     maxBodyBytes: 4 * 1024 * 1024, templateMs: 500, templateHeapMb: 64,
   },
 } as const;
+
+/** "Q4_K: 120, Q6_K: 30, F32: 40" — how many tensors of a plan end up in each type */
+function typeSummary(plan: { target: { name: string } }[]): string {
+  const n = new Map<string, number>();
+  for (const p of plan) n.set(p.target.name, (n.get(p.target.name) ?? 0) + 1);
+  return [...n].map(([k, v]) => `${k}: ${v}`).join(", ");
+}
 
 /** The version in package.json (dist/src/cli.js and src/cli.ts both sit two folders below it). */
 export function packageVersion(): string {
@@ -206,7 +213,7 @@ export function buildProgram(): Command {
     .command("quantize")
     .description("quantize a model's weight matrices to a block format and write a new GGUF: round-to-nearest, or GPTQ calibrated on a text")
     .argument("<model>", "input GGUF file")
-    .addOption(new Option("--type <type>", "target block format").choices(quantTargets()).makeOptionMandatory())
+    .addOption(new Option("--type <type>", "target type: a block format, or q4_k_m (llama.cpp's Q4_K/Q6_K mix)").choices(quantTargets()).makeOptionMandatory())
     .addOption(new Option("--method <method>", "quantization method").choices(["rtn", "gptq"]).default("rtn"))
     .option("--calib <file>", "calibration text for gptq (documents split on <|endoftext|> lines; the first 80% are used)")
     .option("--tokens <n>", "calibration tokens", int("--tokens", { min: 1 }), DEFAULT_CALIB_TOKENS)
@@ -217,10 +224,10 @@ export function buildProgram(): Command {
     .requiredOption("-o, --output <file>", "output GGUF file")
     .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number; allowRequantize?: boolean }) => {
       checkFile(model, "model");
-      const target = parseQuantType(o.type);
+      const target = parseQuantRecipe(o.type);
       const method = o.method as QuantMethod;
       if (method === "gptq") {
-        codecFor(target);
+        codecFor(target.base);
         if (!o.calib) throw new Error("--method gptq needs --calib FILE (a calibration text)");
       }
       if (o.calib) checkFile(o.calib, "calibration file");
@@ -230,34 +237,43 @@ export function buildProgram(): Command {
       try {
         const file = readGgufFileHeader(model);
         const config = checkModelFile(file, model);
-        checkRequantize(file, model, target, o.allowRequantize ?? false);
+        checkRequantize(file, model, target.base, o.allowRequantize ?? false);
         if (!o.calib) {
-          const { spec, tensorData, plan } = quantizeModel(file, src, target);
+          const { spec, tensorChunks, plan } = quantizeModel(file, src, target);
           for (const p of plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
           const bar = new ProgressBar("quantize", plan.length);
           const layout = layoutGguf(spec);
-          const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorData(i); }, layout), { inputs: [model] });
+          const bytes = await writeFileAtomic(o.output, ggufChunks(spec, (i) => { bar.update(i + 1, plan[i].info.name); return tensorChunks(i); }, layout), { inputs: [model] });
           bar.done();
           const changed = plan.filter((p) => p.target !== p.info.format).length;
-          process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors as ${target.name} (${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
+          process.stderr.write(`wrote ${o.output}: ${changed} of ${plan.length} tensors quantized (${typeSummary(plan)}; ${target.name}, ${o.method}), ${mib(file.fileSize)} → ${mib(bytes)}\n`);
           return;
         }
         planGptq(file, target, method, o.group);
         const tokenizer = tokenizerFromGguf(file.kv);
         const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
+        checkGptqMemory(file, cw.windows, target, method, model, o.group);
         process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
         const bar = new ProgressBar(method, config.nLayers * 4);
         const t0 = performance.now();
-        const r = quantizeGptq(file, src, cw.windows, target, {
-          method, group: o.group, actOrder: o.actOrder, damp: o.damp, onProgress: (d, _t, note) => bar.update(d, note),
-        });
-        bar.done();
+        let out: ReturnType<typeof openTensorFile> | undefined;
+        let r: ReturnType<typeof quantizeGptq>;
+        try {
+          r = quantizeGptq(file, src, cw.windows, target, {
+            method, group: o.group, actOrder: o.actOrder, damp: o.damp, name: model, onProgress: (d, _t, note) => bar.update(d, note),
+            openSink: (spec) => (out = openTensorFile(o.output, spec, { inputs: [model, o.calib!] })),
+          });
+          bar.done();
+        } catch (e) {
+          out?.abort();
+          throw e;
+        }
+        const bytes = out!.commit();
         for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
-        const bytes = await writeFileAtomic(o.output, ggufChunks(r.spec, r.tensorData), { inputs: [model, o.calib] });
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
         const changed = r.plan.filter((p) => p.target !== p.info.format).length;
         console.log(errorTable(r.errors, method, config.nLayers));
-        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors as ${target.name} (${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s\n`);
+        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors quantized (${typeSummary(r.plan)}; ${target.name}, ${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest; ${r.passes.full} full and ${r.passes.partial} partial layer passes), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s, peak RSS ${mib(peakRss())}\n`);
       } finally {
         src.close();
       }

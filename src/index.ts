@@ -45,8 +45,9 @@ export interface ModelSourceOptions extends LoadOptions {
  * Load a model from bytes (a Uint8Array, any other typed array or DataView, an ArrayBuffer), a Blob or File (a
  * page's file input), a ByteSource, a path or a file: URL (where the runtime has a file system: Node, Deno,
  * Electron's main process; a browser resolves a path against the page and fetches it), or an http(s) URL (any
- * runtime with fetch). A URL's body is read up to its Content-Length and never past `maxBytes`; a Blob larger
- * than `maxBytes` is refused before it is read.
+ * runtime with fetch). Blobs and URL bodies stream: each chunk goes straight to its tensors in wasm memory, and the
+ * file is never whole in the JS heap. A URL's body is read up to its Content-Length and never past `maxBytes`; a
+ * Blob larger than `maxBytes` is refused before it is read.
  */
 export async function loadModel(source: ModelSource, opts: ModelSourceOptions = {}): Promise<Model> {
   const max = opts.maxBytes ?? WASM32_LIMIT;
@@ -57,7 +58,7 @@ export async function loadModel(source: ModelSource, opts: ModelSourceOptions = 
   if (typeof Blob !== "undefined" && source instanceof Blob) {
     const name = (source as File).name || "<blob>";
     if (source.size > max) throw new Error(`${name}: ${source.size} bytes is more than the ${max} loadModel accepts (maxBytes)`);
-    return Model.load(new Uint8Array(await source.arrayBuffer()), { name, ...opts });
+    return Model.loadStream(source.stream(), source.size, { name, ...opts });
   }
   if (isByteSource(source)) return Model.load(source, opts);
   if (typeof source !== "string" && !(source instanceof URL)) {
@@ -76,44 +77,43 @@ export async function loadModel(source: ModelSource, opts: ModelSourceOptions = 
     const cause = (e as Error).cause as Error | undefined;
     throw new Error(`${where.name}: ${(e as Error).message}${cause?.message ? ` (${cause.message})` : ""}`);
   }
-  if (!res.ok) throw new Error(`${where.name}: HTTP ${res.status} ${res.statusText}`);
-  return Model.load(await readBodyCapped(res, where.name, max), { name: where.name, ...opts });
-}
-
-/** A response body, refused past `max` bytes or past the Content-Length it announced (an endless body stops there). */
-async function readBodyCapped(res: Response, name: string, max: number): Promise<Uint8Array> {
+  const name = where.name;
+  if (!res.ok) throw new Error(`${name}: HTTP ${res.status} ${res.statusText}`);
   const header = res.headers.get("content-length");
   const announced = header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
   if (announced !== undefined && announced > max) {
     await res.body?.cancel();
     throw new Error(`${name}: ${announced} bytes (Content-Length) is more than the ${max} loadModel accepts (maxBytes)`);
   }
+  if (!res.body) return Model.load(new Uint8Array(0), { name, ...opts });
+  // Content-Length is the file's size unless the body is compressed in transit
+  const size = announced !== undefined && !res.headers.get("content-encoding") ? announced : undefined;
+  return Model.loadStream(cappedBody(res.body, name, max, announced), size, { name, ...opts });
+}
+
+/** A response body that errors past `max` bytes or past the Content-Length it announced (an endless body stops there). */
+function cappedBody(body: ReadableStream<Uint8Array>, name: string, max: number, announced: number | undefined): ReadableStream<Uint8Array> {
   const limit = announced ?? max;
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  // one buffer when the size is known; otherwise chunks, joined once
-  const whole = announced !== undefined ? new Uint8Array(announced) : undefined;
-  const chunks: Uint8Array[] = [];
+  const reader = body.getReader();
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (size + value.length > limit) {
-      await reader.cancel();
-      throw new Error(`${name}: the body is larger than ${announced !== undefined ? `its Content-Length, ${announced} bytes` : `${max} bytes (loadModel's maxBytes)`}; stopped reading`);
-    }
-    if (whole) whole.set(value, size);
-    else chunks.push(value);
-    size += value.length;
-  }
-  if (whole) {
-    if (size < announced!) throw new Error(`${name}: the body ended after ${size} of the ${announced} bytes its Content-Length announced`);
-    return whole;
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) { out.set(c, at); at += c.length; }
-  return out;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) {
+        if (announced !== undefined && size < announced) controller.error(new Error(`${name}: the body ended after ${size} of the ${announced} bytes its Content-Length announced`));
+        else controller.close();
+        return;
+      }
+      if (size + value.length > limit) {
+        await reader.cancel();
+        controller.error(new Error(`${name}: the body is larger than ${announced !== undefined ? `its Content-Length, ${announced} bytes` : `${max} bytes (loadModel's maxBytes)`}; stopped reading`));
+        return;
+      }
+      size += value.length;
+      controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 export interface StreamOptions extends Omit<GenerateOptions, "onToken">, ContextOptions {

@@ -30,6 +30,10 @@ export interface Kernels {
   quantize_q8_K(out: number, x: number, n: number, t: number): void;
   /** out: t rows of n/256 Q8_KW blocks (quant/formats.ts; the SIMD128 build's Q4_K activations) from x: t rows of n f32 */
   quantize_q8_kw(out: number, x: number, n: number, t: number): void;
+  /** out: n/256 block_q4_K from x (n f32), quantize_row_q4_K_ref byte for byte (static scratch: one thread) */
+  quantize_q4_K(out: number, x: number, n: number): void;
+  /** out: n/256 block_q6_K from x (n f32), quantize_row_q6_K_ref byte for byte (static scratch: one thread) */
+  quantize_q6_K(out: number, x: number, n: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K, or Q8_KW in the SIMD128 build) @ w (d rows of Q4_K)^T */
   matmul_q4_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q6_K)^T */
@@ -50,6 +54,8 @@ export interface Kernels {
   matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
   matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q5_0)^T */
+  matmul_q5_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, n) = x / sqrt(mean(x^2) + eps) * w */
   rmsnorm(out: number, x: number, w: number, n: number, eps: number, t: number): void;
   /** out (t) = ||x_j|| */
@@ -102,6 +108,12 @@ export interface Kernels {
   gptq_rank1_update(w: number, e: number, hrow: number, rows: number, n: number, c0: number, c1: number): void;
   /** GPTQ: w (rows, n) f32, w[r][c] -= Σ_b err[r][b] * hinv[i1+b][c] for i2 ≤ c < n; err (rows, i2-i1), hinv (n, n) */
   gptq_block_update(w: number, err: number, hinv: number, rows: number, n: number, i1: number, i2: number): void;
+  /** bytes of scratch gptq_cholesky / gptq_trinv_lower need for an (n, n) matrix */
+  gptq_linalg_scratch(n: number): number;
+  /** in place: lower Cholesky factor of a (n, n) f64 SPD (lower triangle read), upper zeroed; 0 if not positive definite */
+  gptq_cholesky(a: number, n: number, scratch: number): number;
+  /** in place: the inverse of a (n, n) f64 lower triangular matrix */
+  gptq_trinv_lower(a: number, n: number, scratch: number): void;
 }
 
 /** Bytes of `scores` scratch one attention call needs for nPos = pos0 + t positions (per caller/thread). */

@@ -201,7 +201,7 @@ function quantWeights(rand: () => number, fmt: string, n: number, d: number, std
 }
 
 for (const [name, fmt, act] of [
-  ["matmul_q8_0", "Q8_0", "q8_0x"], ["matmul_q4_0", "Q4_0", "q8_0x"], ["matmul_q4_1", "Q4_1", "q8_1"],
+  ["matmul_q8_0", "Q8_0", "q8_0x"], ["matmul_q4_0", "Q4_0", "q8_0x"], ["matmul_q4_1", "Q4_1", "q8_1"], ["matmul_q5_0", "Q5_0", "q8_0x"],
 ] as const) {
   test(`${name} matches the reference on the same bytes`, () => {
     const rand = rng(5);
@@ -230,7 +230,7 @@ test("every matmul: a result does not depend on how the matmul is cut into calls
   // threads split a matmul by rows or by tokens; int8 activations downstream turn a last-bit difference into a
   // flipped value, so every kernel path must do the same float arithmetic for a (row, token) pair
   const rand = rng(15);
-  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"], ["matmul_q4_1", "Q4_1"],
+  for (const [name, fmt] of [["matmul_q4_0", "Q4_0"], ["matmul_q8_0", "Q8_0"], ["matmul_f32", "F32"], ["matmul_q4_1", "Q4_1"], ["matmul_q5_0", "Q5_0"],
     ["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"], ["matmul_f16", "F16"], ["matmul_bf16", "BF16"]] as const) {
     for (const n of [96, 512, 1056, 1061]) scoped(() => {
       if (n % formatByName(fmt)!.blockSize !== 0) return;

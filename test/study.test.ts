@@ -115,9 +115,9 @@ test("study compose: every cell in both orders with and without healing, interac
   assert.is(r.status, 0, r.stderr);
   type Cell = { k: number; config: string; removal: string; order: string; removed: number[]; perplexity: number; kld: number; top1: number; fileBytes: number; decodeTokensPerSecond: number; pareto: boolean; interaction?: { perplexity: number; kld: number }; accuracy: { accMi: { value: number } } };
   const j = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8")) as { cells: Cell[]; pending: { config: string }[]; rankings: unknown[]; ablation: { tau: number[][]; cells: unknown[] } };
-  // F32: k = 0, and k = 1 by BI and BI+heal; each of 3 quantized configs: k = 0, and k = 1 × 2 removals × 2 orders
-  assert.is(j.cells.length, 3 + 3 * 5);
-  assert.equal(j.pending.map((p) => p.config), ["Q4_K_M RTN", "Q4_K_M GPTQ"]);
+  // F32: k = 0, and k = 1 by BI and BI+heal; each of 5 quantized configs: k = 0, and k = 1 × 2 removals × 2 orders
+  assert.is(j.cells.length, 3 + 5 * 5);
+  assert.equal(j.pending, []);
   const dense = j.cells.find((c) => c.k === 0 && c.config === "F32")!;
   assert.is(dense.kld, 0);
   assert.is(dense.top1, 1);
@@ -139,19 +139,20 @@ test("study compose: every cell in both orders with and without healing, interac
   }
   assert.ok(j.cells.some((c) => c.interaction && Math.abs(c.interaction.perplexity) > 1e-6), "quantization and pruning interact somewhere");
   // quantize→prune with RTN removes the same layers from the same rounded tensors as prune→quantize
-  for (const cfg of ["Q8_0", "Q4_0 RTN"]) {
+  for (const cfg of ["Q8_0", "Q4_0 RTN", "Q4_K_M RTN"]) {
     const a = j.cells.find((c) => c.config === cfg && c.k === 1 && c.removal === "BI" && c.order === "prune→quantize")!;
     const b = j.cells.find((c) => c.config === cfg && c.k === 1 && c.removal === "BI" && c.order === "quantize→prune")!;
     if (a.removed.join() === b.removed.join()) assert.is(a.perplexity, b.perplexity, cfg);
   }
   const size = (cfg: string) => j.cells.find((c) => c.config === cfg && c.k === 0)!.fileBytes;
   assert.ok(size("Q4_0 GPTQ") < size("Q8_0") && size("Q8_0") < size("F32"));
+  assert.ok(size("Q4_K_M GPTQ") === size("Q4_K_M RTN") && size("Q4_K_M RTN") < size("Q8_0"));
   assert.ok(j.cells.some((c) => c.pareto));
-  assert.is(j.rankings.length, 3);
+  assert.is(j.rankings.length, 5);
   assert.is(j.ablation.tau.length, 2);
   const md = readFileSync(join(out, "compose-study.md"), "utf8");
   assert.match(md, /\| k \| format \| removal \| order \|/);
-  assert.match(md, /Q4_K_M RTN: pending/);
+  assert.match(md, /\| Q4_K_M GPTQ \|/);
   assert.match(md, /## Does healing help\?/);
   assert.match(md, /noisy/);
   for (const f of ["compose-study.svg", "compose-study-k.svg", "compose-study-kld.svg", "compose-study-accuracy.svg", "compose-study-ablation.svg"]) {
@@ -160,7 +161,7 @@ test("study compose: every cell in both orders with and without healing, interac
   // --resume measures nothing again and gives the same cells
   const again = cli(...args, "--resume");
   assert.is(again.status, 0, again.stderr);
-  assert.match(again.stderr, /resuming from .*compose-study\.json: 18 cells measured/);
+  assert.match(again.stderr, /resuming from .*compose-study\.json: 28 cells measured/);
   assert.not.match(again.stderr, /measuring/);
   const k = JSON.parse(readFileSync(join(out, "compose-study.json"), "utf8")) as { cells: Cell[] };
   assert.equal(k.cells.map((c) => [c.config, c.k, c.removal, c.order, c.perplexity, c.kld]), j.cells.map((c) => [c.config, c.k, c.removal, c.order, c.perplexity, c.kld]));

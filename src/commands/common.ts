@@ -71,7 +71,7 @@ export interface CalibrationArgs {
  * Calibration windows from a text file (the first 80% of its documents, see data/documents.ts), --tokens in all in
  * windows of at most --window tokens. Fails with one clear line when the text is too short.
  */
-export function calibrationWindows(model: Model, path: string, args: CalibrationArgs): number[][] {
+export function calibrationWindows(model: Pick<Model, "tokenizer" | "config">, path: string, args: CalibrationArgs): number[][] {
   checkFile(path, "calibration file");
   if (!(args.window >= 2)) throw new Error(`--window must be at least 2 tokens, got ${args.window}`);
   if (args.window > model.config.trainContext) throw new Error(`--window ${args.window} exceeds the model's context length ${model.config.trainContext}`);

@@ -6,7 +6,9 @@ import { checkModelFile, nonFiniteTensors } from "../model/check.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { ProgressBar } from "../node/progress.js";
 import { ggufChunks } from "../gguf/writer.js";
-import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Ranking, type Unit } from "../prune/metrics.js";
+import { METRIC_DESCRIPTIONS, METRICS, NonFiniteScoresError, parseMetric, rankUnits, selectForRemoval, unitName, type Granularity, type Metric, type Ranking, type ScoringInput, type Unit } from "../prune/metrics.js";
+import { collectLayerStatsStream } from "../prune/stats.js";
+import { tokenizerFromGguf } from "../tokenizer/index.js";
 import { removeLayers } from "../prune/remove.js";
 import { HEAL_DEFAULTS, HEAL_METHODS, removeAndHeal, type HealedRun, type HealMethod } from "../prune/heal.js";
 import { barChart } from "../report/svg.js";
@@ -39,6 +41,27 @@ function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
     .option("--seed <n>", "seed for --metric random", int("--seed"), 0);
 }
 
+/**
+ * What scoring reads: for the statistics metrics (bi, angular, relmag, block) the file layer by layer
+ * (prune/stats.ts collectLayerStatsStream), so models past wasm32's 4 GiB are scored too; for the others the
+ * model in memory (ppl runs it whole).
+ */
+function scoringInput(modelPath: string, metric: Metric, o: ScoringFlags, onProgress: (note: string) => void): { input: ScoringInput; close: () => void } {
+  const base = { granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress };
+  if (metric === "bi" || metric === "angular" || metric === "relmag" || metric === "block") {
+    const file = readGgufFileHeader(modelPath);
+    const config = checkModelFile(file, modelPath);
+    const windows = calibrationWindows({ tokenizer: tokenizerFromGguf(file.kv), config }, o.calib, o);
+    const src = new FileSource(modelPath);
+    return {
+      input: { ...base, windows, nLayers: config.nLayers, collect: (opts) => collectLayerStatsStream(src, file, windows, { ...opts, name: modelPath }) },
+      close: () => src.close(),
+    };
+  }
+  const model = loadModelFile(modelPath);
+  return { input: { ...base, model, nLayers: model.config.nLayers, windows: calibrationWindows(model, o.calib, o) }, close: () => {} };
+}
+
 /** Scores that came out NaN or infinite, with the tensors of the file that hold NaN/Inf (if any) named. */
 function explainNonFinite(e: unknown, modelPath: string): unknown {
   if (!(e instanceof NonFiniteScoresError)) return e;
@@ -61,20 +84,20 @@ export function registerPruneCommands(program: Command): void {
     .action((modelPath: string, o: ScoringFlags & { json?: boolean; plot?: string }) => {
       checkFile(modelPath, "model");
       const metric = parseMetric(o.metric);
-      const model = loadModelFile(modelPath);
-      const windows = calibrationWindows(model, o.calib, o);
       const bar = new ProgressBar(`scoring (${metric})`, 1);
-      let ranking: Ranking;
-      let order: Unit[];
+      const { input, close } = scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
+      const { windows } = input;
+      let ranking: Ranking, order: Unit[];
       try {
-        ranking = rankUnits(metric, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) });
+        ranking = rankUnits(metric, input);
         order = o.iterative
-          ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? model.config.nLayers - 1 : ranking.units.length - 1), { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed }, true, ranking)
+          ? selectForRemoval(metric, Math.min(ranking.units.length - 1, o.granularity === "layer" ? input.nLayers! - 1 : ranking.units.length - 1), input, true, ranking)
           : ranking.order;
       } catch (e) {
         throw explainNonFinite(e, modelPath);
       } finally {
         bar.done();
+        close();
       }
       const rank = new Map(order.map((u, i) => [unitName(u), i + 1]));
       const rows = ranking.units.map((u, i) => ({
@@ -142,17 +165,18 @@ export function registerPruneCommands(program: Command): void {
       } else {
         const metric = parseMetric(o.metric);
         if (!o.calib) throw new Error("--remove needs --calib FILE");
-        model = loadModelFile(modelPath);
-        const total = o.granularity === "layer" ? model.config.nLayers : 2 * model.config.nLayers;
+        const nLayers = checkModelFile(header, modelPath).nLayers;
+        const total = o.granularity === "layer" ? nLayers : 2 * nLayers;
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
-        windows = calibrationWindows(model, o.calib, o);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
+        const { input, close } = scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
         try {
-          units = selectForRemoval(metric, o.remove!, { model, windows, granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress: (n) => bar.update(0, n) }, Boolean(o.iterative));
+          units = selectForRemoval(metric, o.remove!, input, Boolean(o.iterative));
         } catch (e) {
           throw explainNonFinite(e, modelPath);
         } finally {
           bar.done();
+          close();
         }
       }
       const src = new FileSource(modelPath);

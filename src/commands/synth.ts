@@ -10,6 +10,8 @@ import { ggufChunks, layoutGguf, type GgufWriteSpec, type GgufWriteTensor } from
 import { writeFileAtomic } from "../node/files.js";
 import { ProgressBar } from "../node/progress.js";
 import { formatByName, formatBytes, type QuantFormat } from "../quant/formats.js";
+import { recipeByName, tensorTypes } from "../quant/recipe.js";
+import { quantizeRows } from "../quant/fast.js";
 import { int, mib, num } from "./common.js";
 import { architectureFor } from "../model/arch.js";
 import { convertVocab, detectVocabStyle, type HfTokenizerFiles } from "../convert/vocab.js";
@@ -150,8 +152,10 @@ function familyOfPreset(name: string): string | undefined {
 export const SYNTH_TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q4_k", "q6_k"] as const;
 export type SynthType = (typeof SYNTH_TYPES)[number];
 
-/** llama.cpp's llama_ftype for general.file_type */
-const FILE_TYPE: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q4_k_m: 15, q4_k: 14, q6_k: 18 };
+/** llama.cpp's llama_ftype for general.file_type (F32 has no recipe: nothing is quantized) */
+function fileType(type: SynthType): number {
+  return type === "f32" ? 0 : recipeByName(type)!.fileType;
+}
 
 export interface SynthOptions {
   shape: SynthShape;
@@ -223,26 +227,6 @@ export function synthVocab(size: number, control: readonly string[] = []): { tok
 
 // ---- tensors ----------------------------------------------------------------------------------------------
 
-/** llama.cpp's use_more_bits(): the layers whose attn_v and ffn_down get Q6_K in a Q4_K_M file */
-function useMoreBits(layer: number, nLayers: number): boolean {
-  const n8 = Math.floor(nLayers / 8), n78 = Math.floor((7 * nLayers) / 8); // C integer division
-  return layer < n8 || layer >= n78 || (layer - n8) % 3 === 2;
-}
-
-/** The format of one weight matrix under a recipe; falls back to Q8_0 where a row does not hold whole blocks. */
-function matrixFormat(type: SynthType, name: string, layer: number, nLayers: number, rowLength: number): QuantFormat {
-  let f: string = type.toUpperCase();
-  if (type === "q4_k_m") {
-    f = "Q4_K";
-    if (name === TENSOR.output) f = "Q6_K";
-    else if ((name.endsWith("attn_v.weight") || name.endsWith("ffn_down.weight")) && useMoreBits(layer, nLayers)) f = "Q6_K";
-  }
-  const fmt = formatByName(f);
-  if (!fmt?.quantize) throw new Error(`synth: no quantizer for ${f}`);
-  if (rowLength % fmt.blockSize !== 0) return formatByName("Q8_0")!;
-  return fmt;
-}
-
 interface PlannedTensor {
   info: GgufWriteTensor;
   format: QuantFormat;
@@ -295,11 +279,10 @@ function planTensors(opts: SynthOptions): PlannedTensor[] {
   const arch = architectureFor(s.arch ?? "llama");
   const sizes = shapeSizes(s);
   const out: PlannedTensor[] = [];
-  const matrix = (name: string, layer: number, rows: number, rowLength: number, std: number) => {
-    const format = matrixFormat(opts.type, name, layer, s.nLayers, rowLength);
-    out.push({ info: { name, dims: [rowLength, rows], type: format.ggmlType }, format, rows, rowLength, std });
-  };
   const f32 = formatByName("F32")!;
+  const matrix = (name: string, layer: number, rows: number, rowLength: number, std: number) => {
+    out.push({ info: { name, dims: [rowLength, rows], type: f32.ggmlType }, format: f32, rows, rowLength, std });
+  };
   const vector = (name: string, n: number, std: number, gain?: number, values?: Float32Array) => {
     out.push({ info: { name, dims: [n], type: f32.ggmlType }, format: f32, rows: 1, rowLength: n, std, gain, values });
   };
@@ -339,6 +322,17 @@ function planTensors(opts: SynthOptions): PlannedTensor[] {
   if (s.longRope) {
     vector(TENSOR.ropeFactorsLong, ropeDim / 2, 0, 1, longRopeFactors(ropeDim / 2, true));
     vector(TENSOR.ropeFactorsShort, ropeDim / 2, 0, 1, longRopeFactors(ropeDim / 2, false));
+  }
+  // the weight types as llama-quantize would choose them for this --type from an F32 file (quant/recipe.ts)
+  if (opts.type !== "f32") {
+    const recipe = recipeByName(opts.type)!;
+    // approximate: a fused attn_qkv, which llama.cpp's Q4_K_M makes Q5_K (not written here), gets the base type
+    const choices = tensorTypes(out.map((t) => ({ name: t.info.name, dims: t.info.dims, format: f32 })), recipe, s.nLayers, { approximate: true });
+    choices.forEach((c, i) => {
+      const f = c.format;
+      if (!f.quantize) throw new Error(`synth: no quantizer for ${f.name}`);
+      out[i] = { ...out[i], format: f, info: { ...out[i].info, type: f.ggmlType } };
+    });
   }
   return out;
 }
@@ -397,7 +391,7 @@ function tensorBytes(t: PlannedTensor, seed: number, index: number): Uint8Array 
     const n = Math.min(rowsPer, t.rows - r);
     const src = buf.subarray(0, n * t.rowLength);
     fillRandom(src, t.std, state);
-    t.format.quantize!(src, out.subarray(r * rowOut, (r + n) * rowOut));
+    quantizeRows(t.format, src, out.subarray(r * rowOut, (r + n) * rowOut));
   }
   return out;
 }
@@ -430,7 +424,7 @@ export function synthModel(opts: SynthOptions): { spec: GgufWriteSpec; tensorDat
   const kv: GgufKv[] = [
     str(KEY.architecture, archName),
     str(KEY.name, opts.name ?? "edgeprune-synth"),
-    u32(KEY.fileType, FILE_TYPE[opts.type]),
+    u32(KEY.fileType, fileType(opts.type)),
     u32(KEY.quantizationVersion, 2),
     u32(k(ARCH_KEY.contextLength), s.contextLength),
     u32(k(ARCH_KEY.embeddingLength), s.dim),

@@ -164,18 +164,24 @@ export function layoutGguf(spec: GgufWriteSpec): GgufLayout {
 
 /**
  * The whole file as a sequence of chunks: header, then each tensor's bytes with zero padding between.
- * `tensorData(i)` must return exactly the tensor's byte size.
+ * `tensorData(i)` must give exactly the tensor's byte size: one array, or pieces in order (so a large tensor is
+ * never one array: V8 caps typed arrays, and a writer should not hold a whole tensor twice).
  */
-export function* ggufChunks(spec: GgufWriteSpec, tensorData: (index: number) => Uint8Array, layout = layoutGguf(spec)): Generator<Uint8Array> {
+export function* ggufChunks(spec: GgufWriteSpec, tensorData: (index: number) => Uint8Array | Iterable<Uint8Array>, layout = layoutGguf(spec)): Generator<Uint8Array> {
   yield layout.header;
   let pos = 0;
   for (let i = 0; i < spec.tensors.length; i++) {
     if (layout.offsets[i] > pos) yield new Uint8Array(layout.offsets[i] - pos);
     const data = tensorData(i);
-    if (data.length !== layout.sizes[i]) {
-      throw new Error(`tensor "${spec.tensors[i].name}": got ${data.length} bytes of data, its shape and type need ${layout.sizes[i]}`);
+    let got = 0;
+    for (const piece of data instanceof Uint8Array ? [data] : data) {
+      got += piece.length;
+      if (got > layout.sizes[i]) break;
+      yield piece;
     }
-    yield data;
+    if (got !== layout.sizes[i]) {
+      throw new Error(`tensor "${spec.tensors[i].name}": got ${got} bytes of data, its shape and type need ${layout.sizes[i]}`);
+    }
     pos = layout.offsets[i] + layout.sizes[i];
   }
 }

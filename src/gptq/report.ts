@@ -1,12 +1,13 @@
 // The reconstruction-error summary `edgeprune quantize --calib` prints: per layer, ‖WX − ŴX‖ / ‖WX‖ over the
 // calibration inputs of all its quantized matrices, for the method used and for round-to-nearest.
-import { relativeError, type QuantMethod, type TensorError } from "./model.js";
+import { ERROR_ROWS, relativeError, type QuantMethod, type TensorError } from "./model.js";
 
 /** A plain-text table, one line per layer and one for the whole model. */
 export function errorTable(errors: TensorError[], method: QuantMethod, nLayers: number): string {
   const gptq = method === "gptq";
+  const sampled = errors.some((e) => e.rows === ERROR_ROWS);
   const lines = [
-    "relative reconstruction error ‖WX − ŴX‖ / ‖WX‖ on the calibration inputs, all quantized matrices of a layer",
+    `relative reconstruction error ‖WX − ŴX‖ / ‖WX‖ on the calibration inputs, all quantized matrices of a layer${sampled ? ` (measured on ${ERROR_ROWS} evenly spaced rows of the larger matrices)` : ""}`,
     gptq ? "layer        gptq       rtn   change" : "layer         rtn",
   ];
   const row = (label: string, errs: TensorError[]) => {

@@ -171,6 +171,18 @@ export function matmul_q4_1(out: Float32Array, xq: Uint8Array, w: Uint8Array, n:
   matmulBlocks(out, n, d, t, wBlock, q8_1At(xq, (n / QK) * 36));
 }
 
+export function matmul_q5_0(out: Float32Array, xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): void {
+  const wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const wr = (n / QK) * 22;
+  const wBlock = (i: number, b: number): [number, number, number[]] => {
+    const o = i * wr + b * 22;
+    const qh = wv.getUint32(o + 2, true);
+    const q = nibbles(w, o + 6, 0).map((v, k) => v + 16 * ((qh >>> k) & 1) - 16);
+    return [f16ToF32(wv.getUint16(o, true)), 0, q];
+  };
+  matmulBlocks(out, n, d, t, wBlock, q8_0xAt(xq, n));
+}
+
 /** quantize_q8_K: t rows of n/256 block_q8_K, exactly ggml's quantize_row_q8_K_ref (see quant/ref.ts) */
 export function quantize_q8_K(out: Uint8Array, x: Float32Array, n: number, t: number): void {
   quantizeQ8_K(x.subarray(0, n * t), out);

@@ -57,6 +57,8 @@ export interface LayerOptions {
   onLinearInput?: LinearObserver;
   /** keep copies of the stream entering the layer and between its halves (Context.traces()) */
   trace?: boolean;
+  /** end the layer right after this site's input was handed to onLinearInput (the rest is not run) */
+  stopAfterSite?: LinearSite;
 }
 
 export interface ContextOptions {
@@ -362,6 +364,18 @@ export class Context {
     this.batchPos0 = this.nPast;
   }
 
+  /**
+   * Stage 1 for a caller that carries the residual stream itself (a layer stream, layers.ts): a new batch of t rows
+   * at positions nPast … nPast + t − 1, whose rows the caller writes at residual().ptr before layer().
+   */
+  batch(t: number): void {
+    if (!(t >= 1 && t <= this.batchSize)) throw new Error(`a batch holds 1..${this.batchSize} tokens, got ${t}`);
+    if (this.nPast + t > this.contextSize) throw new Error(`context is full: ${this.nPast} cached + ${t} new tokens > context size ${this.contextSize}`);
+    this.current = this.slots[0]?.ws ?? this.input;
+    this.batchT = t;
+    this.batchPos0 = this.nPast;
+  }
+
   /** Stage 2: layer l over the current batch; its attention reads and extends the layer's KV cache at nPast. */
   layer(l: number, opts: LayerOptions = {}): void {
     const s = this.slots[l];
@@ -373,9 +387,10 @@ export class Context {
       ws.traces();
       ws.rt.u8.copyWithin(ws.traceIn, ws.x, ws.x + t * rowBytesF32);
     }
-    if (s.w.attnOutput && !opts.skipAttention) this.attention(l, s, t, opts.onLinearInput);
+    const stop = opts.stopAfterSite;
+    if (s.w.attnOutput && !opts.skipAttention && !this.attention(l, s, t, opts.onLinearInput, stop)) return;
     if (opts.trace) ws.rt.u8.copyWithin(ws.traceMid, ws.x, ws.x + t * rowBytesF32);
-    if (s.w.ffnDown && !opts.skipFfn) this.ffn(l, s, t, opts.onLinearInput);
+    if (s.w.ffnDown && !opts.skipFfn) this.ffn(l, s, t, opts.onLinearInput, stop);
   }
 
   /** Stage 3: final norm and classifier over the batch's last row or every row; a view of the logits, valid until the next call. */
@@ -417,8 +432,11 @@ export class Context {
     return ws;
   }
 
-  /** The attention half: norm, q/k/v (+ biases, q/k norms), RoPE, attention, output (+ post-norm), residual add. */
-  private attention(l: number, s: LayerSlot, t: number, linear?: LinearObserver): void {
+  /**
+   * The attention half: norm, q/k/v (+ biases, q/k norms), RoPE, attention, output (+ post-norm), residual add.
+   * False when it stopped after `stop`'s input was observed.
+   */
+  private attention(l: number, s: LayerSlot, t: number, linear?: LinearObserver, stop?: LinearSite): boolean {
     const c = this.config, { ws, w } = s, k = ws.k;
     const pos0 = this.batchPos0;
     const kRows = s.kCache + pos0 * c.kvDim * KV_BYTES;
@@ -426,6 +444,7 @@ export class Context {
     k.rmsnorm(ws.xb, ws.x, w.attnNorm!.ptr, c.dim, c.rmsEps, t);
     ws.newInput();
     linear?.(l, "attn_qkv", ws.xb, c.dim, t);
+    if (stop === "attn_qkv") return false;
     if (w.attnQkv) {
       ws.linear(ws.qkv, ws.xb, w.attnQkv, w.attnQkvBias, t);
       this.splitQkv(ws, kRows, vRows, t);
@@ -445,9 +464,11 @@ export class Context {
     else k.attention_ext(ws.att, ws.q, s.kCache, s.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t, 0, c.nKvHeads, scale, s.window, c.attnSoftcap);
     ws.newInput();
     linear?.(l, "attn_output", ws.att, c.qDim, t);
+    if (stop === "attn_output") return false;
     ws.linear(ws.xb2, ws.att, w.attnOutput!, w.attnOutputBias, t);
     if (w.attnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, w.attnPostNorm.ptr, c.dim, c.rmsEps, t);
     k.add(ws.x, ws.x, ws.xb2, t * c.dim);
+    return true;
   }
 
   /** A fused projection's rows (q | k | v) into q and the layer's cache rows. */
@@ -463,12 +484,13 @@ export class Context {
   }
 
   /** The FFN half: norm, gate and up (or fused), GLU, down (+ post-norm), residual add. */
-  private ffn(l: number, s: LayerSlot, t: number, linear?: LinearObserver): void {
+  private ffn(l: number, s: LayerSlot, t: number, linear?: LinearObserver, stop?: LinearSite): void {
     const c = this.config, { ws, w } = s, k = ws.k;
     const h = c.hiddenDim, gelu = c.arch.activation === "gelu" ? 1 : 0;
     k.rmsnorm(ws.xb, ws.x, w.ffnNorm!.ptr, c.dim, c.rmsEps, t);
     ws.newInput();
     linear?.(l, "ffn_gate_up", ws.xb, c.dim, t);
+    if (stop === "ffn_gate_up") return;
     let act: number;
     if (c.arch.fusedGateUp) {
       ws.linear(ws.hb, ws.xb, w.ffnUp!, w.ffnUpBias, t);
@@ -482,6 +504,7 @@ export class Context {
     }
     ws.newInput();
     linear?.(l, "ffn_down", act, h, t);
+    if (stop === "ffn_down") return;
     ws.linear(ws.xb2, act, w.ffnDown!, w.ffnDownBias, t);
     if (w.ffnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, w.ffnPostNorm.ptr, c.dim, c.rmsEps, t);
     k.add(ws.x, ws.x, ws.xb2, t * c.dim);

@@ -7,8 +7,12 @@ import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { checkModelFile } from "./check.js";
 import type { LlamaConfig } from "./config.js";
-import { Context, contextBytes, type ContextOptions } from "./forward.js";
-import { loadWeights, weightBytes, type Weights } from "./weights.js";
+import { Context, contextBytes, kvCacheBytes, type ContextOptions } from "./forward.js";
+import { allocateWeights, weightBytes, weightTensors, type Weights } from "./weights.js";
+import { overLimit, size, type MemoryPart } from "./budget.js";
+
+/** the most of a stream of unknown length read while looking for the end of its header */
+const MAX_UNSIZED_HEADER = 256 << 20;
 
 /** wasm32 can address 4 GiB; we refuse before loading rather than failing halfway. */
 export const WASM32_LIMIT = 4 * 1024 ** 3;
@@ -21,6 +25,8 @@ export interface LoadOptions extends ContextOptions {
    * `await model.startThreads()` starts the workers; without SharedArrayBuffer it says so once and uses one.
    */
   threads?: number;
+  /** contexts (KV caches) the caller will create at the default size, planned up front with the weights (default 1) */
+  contexts?: number;
 }
 
 export class Model {
@@ -58,7 +64,88 @@ export class Model {
   static load(source: ByteSource | Uint8Array, opts: LoadOptions = {}): Model {
     const src = source instanceof Uint8Array ? bytesSource(source) : source;
     const name = opts.name ?? "<model>";
-    const file = readGgufHeader(src, name);
+    const { model, weights } = Model.prepare(readGgufHeader(src, name), opts);
+    weights.fill((dst, at) => {
+      if (src.readInto) src.readInto(dst, at);
+      else dst.set(src.read(at, dst.length));
+    });
+    return model;
+  }
+
+  /**
+   * Load from bytes that arrive in order (a fetch body, Blob.stream()) of a file of `size` bytes (undefined when
+   * unknown): the header is parsed from the first bytes, the memory is planned, and each later chunk is copied
+   * straight to the tensors it holds, so the file is never whole in the JS heap (browsers, Deno, any runtime).
+   */
+  static async loadStream(stream: ReadableStream<Uint8Array>, size: number | undefined, opts: LoadOptions = {}): Promise<Model> {
+    const name = opts.name ?? "<model>";
+    const reader = stream.getReader();
+    const total = size ?? Number.MAX_SAFE_INTEGER;
+    // the header, from a prefix that doubles until the parser no longer runs past it
+    let prefix = new Uint8Array(0);
+    let ended = false;
+    const more = async (want: number) => {
+      const parts: Uint8Array[] = [prefix];
+      let have = prefix.length;
+      while (have < want && !ended) {
+        const r = await reader.read();
+        if (r.done) { ended = true; break; }
+        parts.push(r.value);
+        have += r.value.length;
+      }
+      const next = new Uint8Array(have);
+      let o = 0;
+      for (const p of parts) { next.set(p, o); o += p.length; }
+      prefix = next;
+    };
+    await more(1 << 20);
+    let file: GgufFile;
+    for (;;) {
+      const shortBy = { need: 0 };
+      try {
+        file = readGgufHeader(prefixSource(prefix, ended ? prefix.length : total, shortBy), name);
+        // a stream of unknown length is taken to end where its tensors do (checked when it has ended)
+        if (size === undefined && !ended) file = { ...file, fileSize: dataEnd(file) };
+        break;
+      } catch (e) {
+        if (!shortBy.need || ended) throw e;
+        // a length the stream has not stated: a header past 256 MiB is taken for a hostile file, not fetched
+        if (size === undefined && shortBy.need > MAX_UNSIZED_HEADER) throw new Error(`${name}: the GGUF header claims more than ${MAX_UNSIZED_HEADER >> 20} MiB before the tensor data`);
+        await more(Math.max(shortBy.need, 2 * prefix.length));
+      }
+    }
+    const { model, weights } = Model.prepare(file, opts);
+    // each chunk's bytes go to the tensors they overlap (tensors are laid out in increasing offsets)
+    const spans = weights.spans();
+    let pos = 0, next = 0;
+    const place = (chunk: Uint8Array) => {
+      const end = pos + chunk.length;
+      while (next < spans.length && spans[next].end <= pos) next++;
+      for (let i = next; i < spans.length && spans[i].start < end; i++) {
+        const s = spans[i];
+        const a = Math.max(s.start, pos), b = Math.min(s.end, end);
+        model.rt.u8.set(chunk.subarray(a - pos, b - pos), s.ptr + (a - s.start));
+        s.filled += b - a;
+      }
+      pos = end;
+    };
+    place(prefix);
+    prefix = new Uint8Array(0);
+    // to the end of the stream: a source that caps its length (loadModel's maxBytes) says so there
+    while (!ended) {
+      const r = await reader.read();
+      if (r.done) break;
+      place(r.value);
+    }
+    const short = spans.find((s) => s.filled !== s.end - s.start);
+    if (short) throw new Error(`${name}: the file ends at byte ${pos}, inside tensor "${short.name}" (bytes ${short.start}..${short.end})`);
+    if (pos > dataEnd(file)) throw new Error(`${name}: the file has ${pos - dataEnd(file)} bytes after its last tensor; its types or shapes do not match its data`);
+    return model;
+  }
+
+  /** Everything a load does once the header is known: checks, the memory plan and runtime, tensors placed (not filled). */
+  private static prepare(file: GgufFile, opts: LoadOptions): { model: Model; weights: { fill(read: (dst: Uint8Array, at: number) => void): void; spans(): Span[] } } {
+    const name = opts.name ?? "<model>";
     const config = checkModelFile(file, name);
     let tokenizer: Tokenizer;
     try {
@@ -67,15 +154,21 @@ export class Model {
       throw new Error(`${name}: ${(e as Error).message}`);
     }
     const need = planBytes(file, config, opts);
-    if (need > WASM32_LIMIT) {
-      throw new Error(`${name}: needs ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory (weights + KV cache), over wasm32's 4 GiB limit; try a smaller --ctx or a smaller quantization`);
-    }
+    if (need > WASM32_LIMIT) throw loadLimitError(name, file, config, opts);
     const threads = opts.threads ?? 1;
     const shared = threads > 1 && hasSharedMemory();
     if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
     const rt = WasmRuntime.create({ initialBytes: need, shared });
-    const weights = loadWeights(rt, file, config, src, name);
-    return new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
+    const weights = allocateWeights(rt, file, config, name);
+    const model = new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
+    const tensors = weightTensors(weights);
+    return {
+      model,
+      weights: {
+        fill: (read) => { for (const t of tensors) read(rt.u8At(t.ptr, t.byteSize), file.dataOffset + t.info.offset); },
+        spans: () => tensors.map((t) => ({ name: t.name, start: file.dataOffset + t.info.offset, end: file.dataOffset + t.info.offset + t.byteSize, ptr: t.ptr, filled: 0 })),
+      },
+    };
   }
 
   /** A new KV cache and scratch space over these weights. Its memory stays allocated while the model lives. */
@@ -106,11 +199,73 @@ export class Model {
   }
 }
 
+/** where a file's tensor data ends (its last tensor, padded to the alignment) */
+function dataEnd(file: GgufFile): number {
+  let end = 0;
+  for (const t of file.tensors) end = Math.max(end, t.offset + Math.ceil(t.byteSize / file.alignment) * file.alignment);
+  return file.dataOffset + end;
+}
+
+/** the file bytes [start, end) of one tensor, its place in wasm memory, and how much of it has arrived */
+interface Span { name: string; start: number; end: number; ptr: number; filled: number }
+
+/**
+ * A ByteSource over the first bytes of a file of `size` bytes: reading past them records how far the reader
+ * wanted to go (shortBy.need) and throws, so the caller can fetch more and parse again.
+ */
+function prefixSource(prefix: Uint8Array, size: number, shortBy: { need: number }): ByteSource {
+  return {
+    size,
+    read(offset, length) {
+      if (offset + length > prefix.length) {
+        shortBy.need = offset + length;
+        throw new Error(`the first ${prefix.length} bytes do not hold the header`);
+      }
+      return prefix.subarray(offset, offset + length);
+    },
+  };
+}
+
 export { kvCacheBytes } from "./forward.js";
 
-/** Weights plus one default context, in bytes: what loading will ask of wasm memory. */
-export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions = {}): number {
+/** Weights plus the contexts asked for (one by default), in bytes: what loading will ask of wasm memory. */
+export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number } = {}): number {
+  return loadParts(file, config, opts).reduce((a, p) => a + p.bytes, 0);
+}
+
+/** planBytes part by part, for messages */
+function loadParts(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number }): MemoryPart[] {
   const contextSize = opts.contextSize ?? Math.min(config.trainContext, 2048);
   const batchSize = Math.min(opts.batchSize ?? 64, contextSize);
-  return weightBytes(file, config) + contextBytes(config, contextSize, batchSize) + (1 << 16);
+  const n = opts.contexts ?? 1;
+  const kv = kvCacheBytes(config, contextSize);
+  const per = contextBytes(config, contextSize, batchSize);
+  return [
+    { what: "weights", bytes: weightBytes(file, config) },
+    { what: `${n > 1 ? `${n} × ` : ""}the F32 KV cache of ${contextSize} tokens`, bytes: n * kv },
+    { what: "scratch", bytes: n * (per - kv) + (1 << 16) },
+  ];
+}
+
+/**
+ * The one-line refusal of a model that does not fit: what it needs, part by part, and what would fit (the largest
+ * --ctx, or that the weights alone are too large and by how much).
+ */
+function loadLimitError(name: string, file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number }): Error {
+  const parts = loadParts(file, config, opts);
+  const n = opts.contexts ?? 1;
+  const perToken = n * kvCacheBytes(config, 1);
+  const atOne = planBytes(file, config, { ...opts, contextSize: 1 });
+  let advice: string;
+  if (atOne + 64 * perToken > WASM32_LIMIT) {
+    advice = `the weights alone need ${size(parts[0].bytes)}: use a smaller quantization, or wait for weights spread over several memories (not built yet)`;
+  } else {
+    let lo = 1, hi = opts.contextSize ?? Math.min(config.trainContext, 2048);
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (planBytes(file, config, { ...opts, contextSize: mid }) <= WASM32_LIMIT) lo = mid; else hi = mid - 1;
+    }
+    advice = `use --ctx ${lo} or less (the F32 KV cache takes ${size(perToken)} per token${n > 1 ? ` for ${n} contexts` : ""}; F16 and Q8_0 caches are not built yet)`;
+  }
+  return overLimit(`${name}: loading it`, parts, WASM32_LIMIT, advice)!;
 }

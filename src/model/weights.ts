@@ -4,7 +4,7 @@
 import type { ByteSource } from "../gguf/reader.js";
 import { LAYER_TENSOR, LayerTensorKey, layerTensorName, TENSOR, type GlobalTensorKey } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
-import type { QuantFormat } from "../quant/formats.js";
+import { FORMATS, type QuantFormat } from "../quant/formats.js";
 import type { WasmRuntime } from "../wasm.js";
 import type { LayerRole } from "./arch.js";
 import type { ModelConfig } from "./config.js";
@@ -80,16 +80,24 @@ export function expectedTensors(c: ModelConfig, has: (name: string) => boolean =
     const rope = g === "ropeFreqs" ? "freqs" : g === "ropeFactorsLong" || g === "ropeFactorsShort" ? "longrope" : undefined;
     if (has(TENSOR[g]) && (!rope || rope === c.ropeFactors)) global(g, false);
   }
+  for (let l = 0; l < c.nLayers; l++) out.push(...layerTensorList(c, l, has));
+  return out;
+}
+
+/** The tensors layer l reads (removed halves left out), by the descriptor's roles; `has` as for expectedTensors. */
+export function layerTensorList(c: ModelConfig, l: number, has: (name: string) => boolean): ExpectedTensor[] {
   const sizes = { dim: c.dim, hiddenDim: c.hiddenDim, qDim: c.qDim, kvDim: c.kvDim, headSize: c.headSize };
-  for (let l = 0; l < c.nLayers; l++) {
-    for (const r of c.arch.layer) {
-      if (r.half === "attention" ? c.removedAttention.has(l) : c.removedFfn.has(l)) continue;
-      if (!uses(r, l, has)) continue;
-      out.push({ name: layerTensorName(l, r.key), shape: r.shape(sizes), matrix: r.kind === "matrix", layer: l, key: r.key });
-    }
+  const out: ExpectedTensor[] = [];
+  for (const r of c.arch.layer) {
+    if (r.half === "attention" ? c.removedAttention.has(l) : c.removedFfn.has(l)) continue;
+    if (!uses(r, l, has)) continue;
+    out.push({ name: layerTensorName(l, r.key), shape: r.shape(sizes), matrix: r.kind === "matrix", layer: l, key: r.key });
   }
   return out;
 }
+
+/** the weight formats a matmul kernel exists for, for error messages */
+const RUNNABLE = FORMATS.filter((f) => f.matmul && f.ggmlType >= 0).map((f) => f.name).join(", ");
 
 /** Check names, shapes and types against the config before any memory is planned. */
 export function checkTensors(file: GgufFile, c: ModelConfig, fileName: string): Map<string, GgufTensorInfo> {
@@ -104,7 +112,7 @@ export function checkTensors(file: GgufFile, c: ModelConfig, fileName: string): 
       throw new Error(`${fileName}: vector tensor "${e.name}" is ${t.format.name}; only F32 norms, biases and rope factors are supported`);
     }
     if (e.matrix && (!t.format.matmul || !t.format.dequantize)) {
-      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)`);
+      throw new Error(`${fileName}: tensor "${e.name}" is ${t.format.name}, which edgeprune cannot multiply yet (supported: ${RUNNABLE})`);
     }
   }
   return byName;
@@ -120,14 +128,30 @@ export function weightBytes(file: GgufFile, c: ModelConfig, align = 64): number 
 
 /** Copy every tensor the model uses into wasm memory. */
 export function loadWeights(rt: WasmRuntime, file: GgufFile, c: ModelConfig, src: ByteSource, fileName: string): Weights {
+  const weights = allocateWeights(rt, file, c, fileName);
+  for (const t of weightTensors(weights)) {
+    const dst = rt.u8At(t.ptr, t.byteSize);
+    const at = file.dataOffset + t.info.offset;
+    if (src.readInto) src.readInto(dst, at);
+    else dst.set(src.read(at, t.byteSize));
+  }
+  return weights;
+}
+
+/** Every tensor of a Weights once (a tied classifier is the embedding), in file order. */
+export function weightTensors(w: Weights): Tensor[] {
+  const all = new Set<Tensor>([w.tokenEmbd, w.outputNorm, w.output]);
+  for (const t of [w.outputBias, w.ropeFreqs, w.ropeFactorsLong, w.ropeFactorsShort]) if (t) all.add(t);
+  for (const l of w.layers) for (const t of Object.values(l)) if (t) all.add(t);
+  return [...all].sort((a, b) => a.info.offset - b.info.offset);
+}
+
+/** Place every tensor the model uses in wasm memory without filling it (a streaming load fills them as bytes arrive). */
+export function allocateWeights(rt: WasmRuntime, file: GgufFile, c: ModelConfig, fileName: string): Weights {
   const byName = checkTensors(file, c, fileName);
   const load = (name: string): Tensor => {
     const info = byName.get(name)!;
     const ptr = rt.alloc(info.byteSize, 64);
-    const dst = rt.u8At(ptr, info.byteSize);
-    const at = file.dataOffset + info.offset;
-    if (src.readInto) src.readInto(dst, at);
-    else dst.set(src.read(at, info.byteSize));
     return { name, format: info.format, shape: info.shape, ptr, byteSize: info.byteSize, info };
   };
   const globals: Partial<Record<GlobalTensorKey, Tensor>> = {};

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ByteSource } from "../gguf/reader.js";
+import { layoutGguf, type GgufWriteSpec } from "../gguf/writer.js";
 
 /** A ByteSource that reads a file on demand; close() when done. */
 export class FileSource implements ByteSource {
@@ -217,4 +218,64 @@ export function writeFileAtomicSync(target: string, chunks: Iterable<Uint8Array>
 /** writeFileAtomicSync for a text (UTF-8). */
 export function writeTextFileAtomic(target: string, text: string, o: WriteOptions = {}): number {
   return writeFileAtomicSync(target, [new TextEncoder().encode(text)], o);
+}
+
+/** A GGUF being written tensor by tensor, in any order (GPTQ's output): commit() renames it into place. */
+export interface TensorFile {
+  write(index: number, bytes: Uint8Array, at?: number): void;
+  /** checks every tensor was written in full, flushes, renames the temp file to the target */
+  commit(): number;
+  /** removes the temp file (after an error) */
+  abort(): void;
+}
+
+/**
+ * Open `target` for a GGUF of this spec: the header is written at once, each tensor's bytes land at their offset
+ * as they come (a temp file in the same folder, renamed by commit; removed by abort). The same refusals as
+ * writeFileAtomic (not a regular file, one of `inputs`). Its writer (GPTQ) is synchronous for hours, so no signal
+ * handler is installed (one would hold SIGTERM off until the end): a killed run's temp file is removed by the
+ * next write to the same target, as writeFileAtomicSync's is.
+ */
+export function openTensorFile(target: string, spec: GgufWriteSpec, o: WriteOptions = {}): TensorFile {
+  const { final, tmp } = prepare(target, o);
+  const layout = layoutGguf(spec);
+  let fd: number | undefined = fs.openSync(tmp, "wx");
+  const written = new Float64Array(spec.tensors.length);
+  const put = (bytes: Uint8Array, pos: number) => {
+    let off = 0;
+    while (off < bytes.length) off += fs.writeSync(fd!, bytes, off, bytes.length - off, pos + off);
+  };
+  const abort = () => {
+    if (fd !== undefined) fs.closeSync(fd);
+    fd = undefined;
+    fs.rmSync(tmp, { force: true });
+  };
+  try {
+    put(layout.header, 0);
+  } catch (e) {
+    abort();
+    throw e;
+  }
+  return {
+    write(i, bytes, at = 0) {
+      if (fd === undefined) throw new Error(`${target}: written after commit or abort`);
+      if (at + bytes.length > layout.sizes[i]) throw new Error(`tensor "${spec.tensors[i].name}": ${at + bytes.length} bytes written, its shape and type need ${layout.sizes[i]}`);
+      put(bytes, layout.dataOffset + layout.offsets[i] + at);
+      written[i] += bytes.length;
+    },
+    commit() {
+      const missing = spec.tensors.findIndex((_, i) => written[i] !== layout.sizes[i]);
+      if (missing >= 0) {
+        abort();
+        throw new Error(`${target}: tensor "${spec.tensors[missing].name}" got ${written[missing]} of ${layout.sizes[missing]} bytes; nothing written`);
+      }
+      fs.ftruncateSync(fd!, layout.totalSize);
+      fs.fsyncSync(fd!);
+      fs.closeSync(fd!);
+      fd = undefined;
+      fs.renameSync(tmp, final);
+      return layout.totalSize;
+    },
+    abort,
+  };
 }

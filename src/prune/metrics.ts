@@ -6,7 +6,7 @@ import type { ForwardOptions } from "../model/forward.js";
 import type { Model } from "../model/model.js";
 import { logSoftmaxAt } from "../perplexity.js";
 import { mulberry32 } from "../random.js";
-import { blockDistance, collectLayerStats, type LayerStats } from "./stats.js";
+import { blockDistance, collectLayerStats, type LayerStats, type StatsOptions } from "./stats.js";
 
 export const METRICS = ["bi", "angular", "relmag", "ppl", "block", "last", "random"] as const;
 export type Metric = (typeof METRICS)[number];
@@ -38,7 +38,12 @@ export function parseMetric(name: string): Metric {
 }
 
 export interface ScoringInput {
-  model: Model;
+  /** the model in memory; scoring by statistics may instead give `collect` (and nLayers) */
+  model?: Model;
+  /** the statistics pass to use instead of collectLayerStats on `model` (collectLayerStatsStream, layer by layer); pairs: Gromov's block distance needs every pair */
+  collect?: (opts: StatsOptions & { pairs?: boolean }) => LayerStats;
+  /** layers, when there is no model */
+  nLayers?: number;
   /** calibration windows (token ids) */
   windows: number[][];
   granularity?: Granularity;
@@ -46,6 +51,22 @@ export interface ScoringInput {
   /** seed for "random" */
   seed?: number;
   onProgress?: (note: string) => void;
+}
+
+function layersOf(input: ScoringInput): number {
+  const L = input.model?.config.nLayers ?? input.nLayers;
+  if (L === undefined) throw new Error("scoring needs a model or its layer count");
+  return L;
+}
+
+function modelOf(input: ScoringInput, metric: string): Model {
+  if (!input.model) throw new Error(`--metric ${metric} runs the whole model; it needs the model in memory`);
+  return input.model;
+}
+
+/** the statistics pass: the caller's (layer by layer), or collectLayerStats on the model in memory */
+function statsOf(input: ScoringInput, opts: StatsOptions & { pairs?: boolean }): LayerStats {
+  return input.collect ? input.collect(opts) : collectLayerStats(modelOf(input, "bi"), input.windows, opts);
 }
 
 /** Every unit of the model at a granularity, in layer order. */
@@ -141,23 +162,23 @@ function checkFinite(metric: Metric, units: Unit[], scores: ArrayLike<number>): 
 
 /** Score every unit once and order them for removal. Throws NonFiniteScoresError rather than rank NaN. */
 export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] = []): Ranking {
-  const { model, windows } = input;
+  const { windows } = input;
   const granularity = input.granularity ?? "layer";
-  const L = model.config.nLayers;
+  const L = layersOf(input);
   const isRemoved = (u: Unit) => removed.some((r) => r.layer === u.layer && (r.part === u.part || r.part === "layer"));
   const units = allUnits(L, granularity).filter((u) => !isRemoved(u));
   let scores: number[];
   let stats: LayerStats | undefined;
   switch (metric) {
     case "bi": case "angular": case "relmag": case "block": {
-      stats = collectLayerStats(model, windows, { includeBos: input.includeBos, ...skipOptions(removed) });
+      stats = statsOf(input, { includeBos: input.includeBos, ...skipOptions(removed), pairs: metric === "block" });
       scores = statScores(metric, stats, units);
       break;
     }
     case "ppl": {
       scores = units.map((u, i) => {
         input.onProgress?.(`ppl without ${unitName(u)} (${i + 1}/${units.length})`);
-        return Math.exp(windowsNll(model, windows, [...removed, u]));
+        return Math.exp(windowsNll(modelOf(input, "ppl"), windows, [...removed, u]));
       });
       break;
     }
@@ -186,7 +207,7 @@ export function rankUnits(metric: Metric, input: ScoringInput, removed: Unit[] =
  * Iterative: remove the lowest, rescore the model without it, repeat k times.
  */
 export function selectForRemoval(metric: Metric, k: number, input: ScoringInput, iterative = false, ranking?: Ranking): Unit[] {
-  const L = input.model.config.nLayers;
+  const L = layersOf(input);
   const granularity = input.granularity ?? "layer";
   const total = granularity === "layer" ? L : 2 * L;
   if (!(Number.isInteger(k) && k >= 0)) throw new Error(`invalid number of units to remove: ${k}`);
@@ -196,7 +217,7 @@ export function selectForRemoval(metric: Metric, k: number, input: ScoringInput,
   if (k === 0) return [];
   if (metric === "block") {
     if (granularity !== "layer") throw new Error("the block metric removes contiguous whole layers; use --granularity layer");
-    const stats = ranking?.stats ?? collectLayerStats(input.model, input.windows, { includeBos: input.includeBos });
+    const stats = ranking?.stats ?? statsOf(input, { includeBos: input.includeBos, pairs: true });
     const distances = Array.from({ length: L - k + 1 }, (_, s) => blockDistance(stats, s, k));
     checkFinite(metric, distances.map((_, s) => ({ layer: s, part: "layer" as const })), distances);
     let best = 0;

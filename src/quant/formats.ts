@@ -8,7 +8,7 @@ export type FormatName =
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_KW";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
-export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q4_K" | "matmul_q6_K";
+export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K";
 
 export interface QuantFormat {
   name: FormatName;
@@ -30,25 +30,28 @@ export interface QuantFormat {
   simd128Activation?: FormatName;
   /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
   quantTarget?: boolean;
+  /** a wasm kernel giving `quantize`'s bytes, faster (quant/fast.ts uses it for whole models) */
+  quantizeKernel?: "quantize_q4_K" | "quantize_q6_K";
 }
 
-// Sizes follow ggml.c's type_traits. Q4_K and Q6_K run (their activations are Q8_K, as in ggml); Q2_K, Q3_K,
-// Q5_K and Q5_x are listed so files holding them parse and round-trip, but have no kernel yet (the loader refuses
-// them with a clear message).
+// Sizes follow ggml.c's type_traits. Q4_K and Q6_K run (their activations are Q8_K, as in ggml), Q5_0 too (the
+// type llama.cpp's Q4_K_M falls back to for rows that do not hold 256-value super-blocks); Q2_K, Q3_K, Q5_K and
+// Q5_1 are listed so files holding them parse and round-trip, but have no kernel yet (the loader refuses them
+// with a clear message). Every quantizer here is ggml's reference (`_ref`), byte for byte.
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
   { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0X", simd128Activation: "Q8_0W", quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
-  { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22 },
+  { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22, quantize: ref.quantizeQ5_0, dequantize: ref.dequantizeQ5_0, matmul: "matmul_q5_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
   { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW" },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
-  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K" },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
   // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
   // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.

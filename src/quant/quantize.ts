@@ -1,13 +1,17 @@
-// Round-to-nearest quantization of a whole GGUF model to one block format: which tensors change, what they become,
-// and their new bytes, produced one tensor at a time so a large model is never held twice. Not GPTQ (src/gptq/).
+// Round-to-nearest quantization of a whole GGUF model under a recipe (recipe.ts: one format, or llama.cpp's Q4_K_M
+// mix): which tensors change, what they become, and their new bytes, produced one tensor at a time so a large model
+// is never held twice. Not GPTQ (src/gptq/).
 import type { ByteSource } from "../gguf/reader.js";
-import { KEY } from "../gguf/names.js";
+import { ARCH_KEY, archKey, KEY } from "../gguf/names.js";
+import { metaCount, metaString } from "../gguf/metadata.js";
 import type { GgufFile, GgufKv, GgufTensorInfo } from "../gguf/types.js";
 import { GgufType } from "../gguf/types.js";
 import type { GgufWriteSpec } from "../gguf/writer.js";
-import { formatByName, FORMATS, type QuantFormat } from "./formats.js";
+import type { QuantFormat } from "./formats.js";
+import { quantizeRows } from "./fast.js";
+import { recipeByName, recipeOf, RECIPES, tensorTypes, type QuantRecipe } from "./recipe.js";
 
-/** llama.cpp's llama_ftype values for the file types we write (general.file_type). */
+/** llama.cpp's llama_ftype of a single-format file, by format (convert writes these; quantize's come from its recipes). */
 export const FILE_TYPE: Partial<Record<string, number>> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
 /** ggml's quantization format version, written by llama.cpp next to quantized tensors. */
 export const QUANTIZATION_VERSION = 2;
@@ -19,41 +23,51 @@ export interface TensorPlan {
   note?: string;
 }
 
-/** The quantizable formats users can ask for, by lower-case name. */
+/** The `--type` names users can ask for. */
 export function quantTargets(): string[] {
-  return FORMATS.filter((f) => f.quantTarget).map((f) => f.name.toLowerCase());
+  return RECIPES.map((r) => r.name);
 }
 
+/** The recipe of a `--type` name, or a one-line error listing them. */
+export function parseQuantRecipe(name: string): QuantRecipe {
+  const r = recipeByName(name);
+  if (!r) throw new Error(`unknown quantization type "${name}": expected one of ${quantTargets().join(", ")}`);
+  return r;
+}
+
+/** The single format a plain `--type` names (q4_0, q6_k, ...); q4_k_m, a mix, is refused. */
 export function parseQuantType(name: string): QuantFormat {
-  const f = formatByName(name);
-  if (!f || !f.quantTarget) throw new Error(`unknown quantization type "${name}": expected one of ${quantTargets().join(", ")}`);
-  return f;
+  const r = parseQuantRecipe(name);
+  if (r.mix) throw new Error(`${name} is a mix of formats, not one format`);
+  return r.base;
+}
+
+/** A recipe, or a format meaning its plain recipe. */
+export type QuantTarget = QuantRecipe | QuantFormat;
+
+export function toRecipe(t: QuantTarget): QuantRecipe {
+  return "base" in t ? t : recipeOf(t);
+}
+
+/** The block count a file's metadata states (llama.cpp's n_layer, which Q4_K_M's ffn_down rule counts against). */
+function fileLayers(file: GgufFile): number {
+  const arch = metaString(file.kv, KEY.architecture, "llama");
+  return metaCount(file.kv, archKey(arch, ARCH_KEY.blockCount), 0);
 }
 
 /**
- * Decide each tensor's type: 2-D weight matrices become `target` when their rows hold whole blocks; vectors
- * (norms) stay as they are; a matrix whose row length does not fit the block keeps its own type.
+ * Decide each tensor's type under a recipe (recipe.ts): weight matrices get the recipe's format (or the mix's, or
+ * a fallback their rows allow); vectors (norms) stay as they are.
  */
-export function planQuantization(file: GgufFile, target: QuantFormat): TensorPlan[] {
-  return file.tensors.map((info) => {
-    const isMatrix = info.shape.length === 2 && info.name.endsWith(".weight");
-    if (!isMatrix) return { info, target: info.format };
-    if (!info.format.dequantize) {
-      return { info, target: info.format, note: `${info.name}: ${info.format.name} cannot be re-quantized; kept as ${info.format.name}` };
-    }
-    const rowLength = info.dims[0];
-    if (rowLength % target.blockSize !== 0) {
-      return { info, target: info.format, note: `${info.name}: row length ${rowLength} is not a multiple of ${target.name}'s block size ${target.blockSize}; kept as ${info.format.name}` };
-    }
-    return { info, target };
-  });
+export function planQuantization(file: GgufFile, target: QuantTarget): TensorPlan[] {
+  const choices = tensorTypes(file.tensors, toRecipe(target), fileLayers(file));
+  return file.tensors.map((info, i) => ({ info, target: choices[i].format, note: choices[i].note }));
 }
 
 /** Metadata for the quantized file: the original keys with file_type and quantization_version set. */
-export function quantizedKv(file: GgufFile, target: QuantFormat): GgufKv[] {
+export function quantizedKv(file: GgufFile, target: QuantTarget): GgufKv[] {
   const kv = new Map(file.kv);
-  const ft = FILE_TYPE[target.name];
-  if (ft !== undefined) kv.set(KEY.fileType, { key: KEY.fileType, type: GgufType.UINT32, value: ft });
+  kv.set(KEY.fileType, { key: KEY.fileType, type: GgufType.UINT32, value: toRecipe(target).fileType });
   kv.set(KEY.quantizationVersion, { key: KEY.quantizationVersion, type: GgufType.UINT32, value: QUANTIZATION_VERSION });
   return [...kv.values()];
 }
@@ -65,17 +79,23 @@ export function convertTensor(bytes: Uint8Array, from: QuantFormat, target: Quan
   const inRow = (rowLength / from.blockSize) * from.typeSize;
   const outRow = (rowLength / target.blockSize) * target.typeSize;
   const out = new Uint8Array(rows * outRow);
-  const row = new Float32Array(rowLength);
-  for (let r = 0; r < rows; r++) {
-    from.dequantize!(bytes.subarray(r * inRow, (r + 1) * inRow), row);
-    target.quantize!(row, out.subarray(r * outRow, (r + 1) * outRow));
+  // rows decoded a few at a time (about 1M values) and quantized together (the K-quants in wasm: quant/fast.ts)
+  const step = Math.max(1, Math.floor((1 << 20) / rowLength));
+  const buf = new Float32Array(Math.min(rows, step) * rowLength);
+  for (let r = 0; r < rows; r += step) {
+    const n = Math.min(step, rows - r);
+    for (let j = 0; j < n; j++) from.dequantize!(bytes.subarray((r + j) * inRow, (r + j + 1) * inRow), buf.subarray(j * rowLength, (j + 1) * rowLength));
+    quantizeRows(target, buf.subarray(0, n * rowLength), out.subarray(r * outRow, (r + n) * outRow));
   }
   return out;
 }
 
-/** A write spec and a tensor-data callback that reads and converts each tensor when the writer asks for it. */
-export function quantizeModel(file: GgufFile, src: ByteSource, target: QuantFormat, plan = planQuantization(file, target)):
-  { spec: GgufWriteSpec; tensorData: (i: number) => Uint8Array; plan: TensorPlan[] } {
+/**
+ * A write spec and tensor-data callbacks that read and convert each tensor when the writer asks for it: the whole
+ * tensor (tensorData), or a few MiB of the file at a time (tensorChunks, what the CLI writes with).
+ */
+export function quantizeModel(file: GgufFile, src: ByteSource, target: QuantTarget, plan = planQuantization(file, target)):
+  { spec: GgufWriteSpec; tensorData: (i: number) => Uint8Array; tensorChunks: (i: number) => Iterable<Uint8Array>; plan: TensorPlan[] } {
   const spec: GgufWriteSpec = {
     version: 3,
     kv: quantizedKv(file, target),
@@ -86,5 +106,18 @@ export function quantizeModel(file: GgufFile, src: ByteSource, target: QuantForm
     const bytes = src.read(file.dataOffset + info.offset, info.byteSize);
     return convertTensor(bytes, info.format, t, info.dims[0]);
   };
-  return { spec, tensorData, plan };
+  function* tensorChunks(i: number): Generator<Uint8Array> {
+    const { info, target: t } = plan[i];
+    const inRow = (info.dims[0] / info.format.blockSize) * info.format.typeSize;
+    const rows = info.byteSize / inRow;
+    const step = Math.max(1, Math.floor(CHUNK_BYTES / inRow));
+    for (let r = 0; r < rows; r += step) {
+      const n = Math.min(step, rows - r);
+      yield convertTensor(src.read(file.dataOffset + info.offset + r * inRow, n * inRow), info.format, t, info.dims[0]);
+    }
+  }
+  return { spec, tensorData, tensorChunks, plan };
 }
+
+/** source bytes converted per piece when a tensor is written in pieces */
+const CHUNK_BYTES = 4 << 20;

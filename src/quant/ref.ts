@@ -101,9 +101,16 @@ export function quantizeF16(src: Float32Array, dst: Uint8Array): void {
   for (let i = 0; i < src.length; i++) v.setUint16(2 * i, f32ToF16(src[i]), true);
 }
 
+let f16Table: Float32Array | undefined;
+
 export function dequantizeF16(src: Uint8Array, dst: Float32Array): void {
-  const v = view(src);
-  for (let i = 0; i < dst.length; i++) dst[i] = f16ToF32(v.getUint16(2 * i, true));
+  // every f16 decoded once into a table (exact: f16ToF32 gives values an f32 holds)
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
+  }
+  const t = f16Table;
+  for (let i = 0; i < dst.length; i++) dst[i] = t[src[2 * i] | (src[2 * i + 1] << 8)];
 }
 
 /** BF16: RNE top half of each value. */
@@ -192,6 +199,56 @@ export function dequantizeQ4_1(src: Uint8Array, dst: Float32Array): void {
     }
   }
 }
+
+/**
+ * Q5_0 (quantize_row_q5_0_ref): d = (the value of largest magnitude, with its sign) / −16, q = min(31,
+ * trunc(x/d + 16.5)); block = f16 d, u32 qh (bit j is the fifth bit of element j), 16 bytes of low nibbles laid
+ * out as Q4_0 (byte j: element j low, element j + 16 high). x = d·(q − 16).
+ */
+export function quantizeQ5_0(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkBlocks(src.length, dst.length, 22, "quantizeQ5_0");
+  const v = view(dst);
+  for (let b = 0; b < nb; b++) {
+    const x = src.subarray(b * QK, b * QK + QK);
+    let amax = 0, mx = 0;
+    for (let j = 0; j < QK; j++) if (amax < Math.abs(x[j])) { amax = Math.abs(x[j]); mx = x[j]; }
+    const d = fr(mx / -16);
+    const id = d !== 0 ? fr(1 / d) : 0;
+    const codes = new Array<number>(QK);
+    for (let j = 0; j < QK; j++) codes[j] = Math.min(31, Math.trunc(fr(fr(x[j] * id) + 16.5)));
+    v.setUint16(b * 22, f32ToF16(d), true);
+    packQ5_0(dst, b * 22 + 2, codes, 0);
+  }
+}
+
+/** block_q5_0's qh and nibbles at o from 32 codes (0..31) codes[from..from+32) */
+export function packQ5_0(dst: Uint8Array, o: number, codes: ArrayLike<number>, from: number): void {
+  let qh = 0;
+  for (let j = 0; j < QK / 2; j++) {
+    const c0 = codes[from + j], c1 = codes[from + j + QK / 2];
+    dst[o + 4 + j] = (c0 & 15) | ((c1 & 15) << 4);
+    qh |= ((c0 >> 4) & 1) << j;
+    qh |= ((c1 >> 4) & 1) << (j + QK / 2);
+  }
+  view(dst).setUint32(o, qh >>> 0, true);
+}
+
+export function dequantizeQ5_0(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkBlocks(dst.length, src.length, 22, "dequantizeQ5_0");
+  const v = view(src);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 22;
+    const d = f16ToF32(v.getUint16(o, true));
+    const qh = v.getUint32(o + 2, true);
+    for (let j = 0; j < QK / 2; j++) {
+      const q0 = (src[o + 6 + j] & 15) | (((qh >>> j) & 1) << 4);
+      const q1 = (src[o + 6 + j] >> 4) | (((qh >>> (j + QK / 2)) & 1) << 4);
+      dst[b * QK + j] = (q0 - 16) * d;
+      dst[b * QK + j + QK / 2] = (q1 - 16) * d;
+    }
+  }
+}
+
 
 /** The int8 values, d and 1/d of one Q8 block as quantize_row_q8_0_ref makes them (roundf: ties away from 0). */
 function q8RefBlock(x: Float32Array, qs: Int8Array): number {
@@ -356,9 +413,200 @@ function checkKBlocks(n: number, bytes: number, typeSize: number, what: string):
   return nb;
 }
 
-/** ggml's nearest_int: round half to even through the 1.5·2^23 trick (valid for |x| < 2^22). */
+/** ggml's nearest_int: the low 23 bits of f32(x + 1.5·2^23) minus 2^22 (round half to even; exact for |x| < 2^22). */
 export function nearestInt(x: number): number {
-  return f32Bits(fr(fr(x) + 12582912)) - 0x4b400000;
+  return (f32Bits(fr(fr(x) + 12582912)) & 0x7fffff) - 0x400000;
+}
+
+/** ggml's GROUP_MAX_EPS: a group whose largest |x| is below this is all zeros */
+const GROUP_MAX_EPS = fr(1e-15);
+
+// The K-quant searches below are ggml's (make_qkx2_quants, make_qx_quants) step for step in f32: every product,
+// sum and quotient is rounded to f32 where the C code stores a float, so the bytes equal quantize_row_q4_K_ref's
+// and quantize_row_q6_K_ref's (test/kquant.test.ts checks them against the ggml library node-llama-cpp ships).
+
+/** make_qkx2_quants' result: the scale, the offset −min (≥ 0), and the codes in L */
+export interface ScaleMin { scale: number; min: number }
+
+/**
+ * ggml's make_qkx2_quants for codes 0..nmax under x ≈ scale·L − min, weights w: the min/max start, then nstep + 1
+ * trial scales (nmax + rmin + rdelta·is)/(max − min), each refined by weighted least squares; the lowest weighted
+ * error (squared, or absolute with useMad) wins. Writes the codes to L; `laux` is scratch of n bytes.
+ */
+export function makeQkx2Quants(n: number, nmax: number, x: ArrayLike<number>, w: ArrayLike<number>, L: Uint8Array, laux: Uint8Array,
+                               rmin: number, rdelta: number, nstep: number, useMad: boolean): ScaleMin {
+  let min = x[0], max = x[0];
+  let sumW = w[0], sumX = fr(sumW * x[0]);
+  for (let i = 1; i < n; i++) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sumW = fr(sumW + w[i]);
+    sumX = fr(sumX + fr(w[i] * x[i]));
+  }
+  if (min > 0) min = 0;
+  if (max === min) {
+    L.fill(0, 0, n);
+    return { scale: 0, min: -min };
+  }
+  let iscale = fr(nmax / fr(max - min));
+  let scale = fr(1 / iscale);
+  let bestError = 0;
+  for (let i = 0; i < n; i++) {
+    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[i] - min)))));
+    L[i] = l;
+    let diff = fr(fr(fr(scale * l) + min) - x[i]);
+    diff = useMad ? Math.abs(diff) : fr(diff * diff);
+    bestError = fr(bestError + fr(w[i] * diff));
+  }
+  if (nstep < 1) return { scale, min: -min };
+  const rd = fr(rdelta); // a float parameter in C: 0.1f, not 0.1
+  for (let is = 0; is <= nstep; is++) {
+    // min moves when a trial wins, and later trials are taken against the new max − min (as in C)
+    iscale = fr(fr(fr(rmin + fr(rd * is)) + nmax) / fr(max - min));
+    let sumL = 0, sumL2 = 0, sumXL = 0;
+    for (let i = 0; i < n; i++) {
+      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[i] - min)))));
+      laux[i] = l;
+      const wl = fr(w[i] * l);
+      sumL = fr(sumL + wl);
+      sumL2 = fr(sumL2 + fr(wl * l));
+      sumXL = fr(sumXL + fr(wl * x[i]));
+    }
+    const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
+    if (!(D > 0)) continue;
+    let thisScale = fr(fr(fr(sumW * sumXL) - fr(sumX * sumL)) / D);
+    let thisMin = fr(fr(fr(sumL2 * sumX) - fr(sumL * sumXL)) / D);
+    if (thisMin > 0) {
+      thisMin = 0;
+      thisScale = fr(sumXL / sumL2);
+    }
+    let curError = 0;
+    for (let i = 0; i < n; i++) {
+      let diff = fr(fr(fr(thisScale * laux[i]) + thisMin) - x[i]);
+      diff = useMad ? Math.abs(diff) : fr(diff * diff);
+      curError = fr(curError + fr(w[i] * diff));
+    }
+    if (curError < bestError) {
+      L.set(laux.subarray(0, n));
+      bestError = curError;
+      scale = thisScale;
+      min = thisMin;
+    }
+  }
+  return { scale, min: -min };
+}
+
+/**
+ * ggml's make_qx_quants with rmse_type 1 (weights x², the case quantize_row_q6_K_ref uses): signed codes
+ * −nmax..nmax−1 stored as L = code + nmax; the scale −nmax/max and 18 neighbours ±0.1·k, least squares each, the
+ * largest Σwxl²/Σwl² wins. Returns the scale (0 for an all-zero group, whose codes are all 0).
+ */
+export function makeQxQuants(n: number, nmax: number, x: ArrayLike<number>, L: Uint8Array): number {
+  let max = 0, amax = 0;
+  for (let i = 0; i < n; i++) {
+    const ax = Math.abs(x[i]);
+    if (ax > amax) { amax = ax; max = x[i]; }
+  }
+  if (amax < GROUP_MAX_EPS) {
+    L.fill(0, 0, n);
+    return 0;
+  }
+  const code = (iscale: number, v: number) => Math.max(-nmax, Math.min(nmax - 1, nearestInt(fr(iscale * v))));
+  let iscale = fr(-nmax / max);
+  let sumLX = 0, sumL2 = 0;
+  for (let i = 0; i < n; i++) {
+    const l = code(iscale, x[i]);
+    L[i] = l + nmax;
+    const w = fr(x[i] * x[i]);
+    sumLX = fr(sumLX + fr(fr(w * x[i]) * l));
+    sumL2 = fr(sumL2 + fr(fr(w * l) * l));
+  }
+  let scale = sumL2 ? fr(sumLX / sumL2) : 0;
+  let best = fr(scale * sumLX);
+  for (let is = -9; is <= 9; is++) {
+    if (is === 0) continue;
+    iscale = fr(fr(-fr(nmax + fr(fr(0.1) * is))) / max);
+    sumLX = 0; sumL2 = 0;
+    for (let i = 0; i < n; i++) {
+      const l = code(iscale, x[i]);
+      const w = fr(x[i] * x[i]);
+      sumLX = fr(sumLX + fr(fr(w * x[i]) * l));
+      sumL2 = fr(sumL2 + fr(fr(w * l) * l));
+    }
+    if (sumL2 > 0 && fr(sumLX * sumLX) > fr(best * sumL2)) {
+      for (let i = 0; i < n; i++) L[i] = code(iscale, x[i]) + nmax;
+      scale = fr(sumLX / sumL2);
+      best = fr(scale * sumLX);
+    }
+  }
+  return scale;
+}
+
+/** quantize_row_q4_K_ref's weights for one 32-value sub-block: sqrt(mean x²) + |x| */
+export function q4kWeights(x: ArrayLike<number>, w: Float32Array): void {
+  let sumX2 = 0;
+  for (let l = 0; l < 32; l++) sumX2 = fr(sumX2 + fr(x[l] * x[l]));
+  const av = fr(Math.sqrt(fr(sumX2 / 32)));
+  for (let l = 0; l < 32; l++) w[l] = fr(av + Math.abs(x[l]));
+}
+
+/** quantize_row_q4_K_ref's fit of one 32-value sub-block: make_qkx2_quants(32, 15, rmin −1, rdelta 0.1, 20 steps) */
+export function q4kFit(x: ArrayLike<number>, L: Uint8Array, scratch: { w: Float32Array; laux: Uint8Array }): ScaleMin {
+  q4kWeights(x, scratch.w);
+  return makeQkx2Quants(32, 15, x, scratch.w, L, scratch.laux, -1, 0.1, 20, false);
+}
+
+/** C's conversion of an int to uint8_t (modulo 256), as quantize_row_q4_K_ref stores nearest_int(...) in a uint8_t */
+const u8 = (v: number) => v & 0xff;
+
+/**
+ * The super-block scales of Q4_K from its eight sub-block fits (quantize_row_q4_K_ref): d = f16(max scale/63),
+ * dmin = f16(max min/63), and each sub-block's 6-bit ls = min(63, nearest(63/max·scale)) (lm likewise).
+ */
+export function q4kSuperScales(fits: ScaleMin[]): { dBits: number; mBits: number; invScale: number; invMin: number; ls: Uint8Array; lm: Uint8Array } {
+  let maxScale = 0, maxMin = 0;
+  for (const f of fits) {
+    if (f.scale > maxScale) maxScale = f.scale;
+    if (f.min > maxMin) maxMin = f.min;
+  }
+  const invScale = maxScale > 0 ? fr(63 / maxScale) : 0;
+  const invMin = maxMin > 0 ? fr(63 / maxMin) : 0;
+  const ls = new Uint8Array(8), lm = new Uint8Array(8);
+  for (let j = 0; j < 8; j++) {
+    ls[j] = q4kSixBits(invScale, fits[j].scale);
+    lm[j] = q4kSixBits(invMin, fits[j].min);
+  }
+  return { dBits: f32ToF16(fr(maxScale / 63)), mBits: f32ToF16(fr(maxMin / 63)), invScale, invMin, ls, lm };
+}
+
+/** a sub-block scale or min coded in 6 bits against 63/max: min(63, (uint8_t)nearest(inv·v)), as quantize_row_q4_K_ref */
+export function q4kSixBits(inv: number, v: number): number {
+  return Math.min(63, u8(nearestInt(fr(inv * v))));
+}
+
+/** Pack eight 6-bit scales and mins into block_q4_K's 12 bytes at o (the inverse of q4kScaleMin). */
+export function packQ4kScales(dst: Uint8Array, o: number, ls: ArrayLike<number>, lm: ArrayLike<number>): void {
+  dst.fill(0, o, o + 12);
+  for (let j = 0; j < 8; j++) {
+    if (j < 4) {
+      dst[o + j] = ls[j];
+      dst[o + j + 4] = lm[j];
+    } else {
+      dst[o + j + 4] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+      dst[o + j - 4] |= (ls[j] >> 4) << 6;
+      dst[o + j] |= (lm[j] >> 4) << 6;
+    }
+  }
+}
+
+/** The Q4_K code of x in a sub-block with d·scale = dj and dmin·min = mj (quantize_row_q4_K_ref's final pass). */
+export function q4kCode(x: number, dj: number, mj: number): number {
+  return Math.max(0, Math.min(15, nearestInt(fr(fr(x + mj) / dj))));
+}
+
+/** Pack 256 Q4_K codes L[from..] (0..15) into the 128 nibble bytes at o: chunk c keeps sub-blocks 2c (low) and 2c+1 (high). */
+export function packQ4kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>, from = 0): void {
+  for (let c = 0; c < 4; c++) for (let l = 0; l < 32; l++) dst[o + 32 * c + l] = L[from + 64 * c + l] | (L[from + 64 * c + 32 + l] << 4);
 }
 
 /**
@@ -396,54 +644,32 @@ export function dequantizeQ4_K(src: Uint8Array, dst: Float32Array): void {
 }
 
 /**
- * Q4_K quantizer, round to nearest: each 32-value sub-block gets scale (max − min)/15 and min −min(0, min);
- * the eight scales and mins are coded in 6 bits against d = max scale/63 and dmin = max min/63. The layout is
- * ggml's; the search is not (ggml's make_qkx2_quants refines scales iteratively), so bytes differ from
- * quantize_row_q4_K_ref while decoding the same way.
+ * Q4_K (quantize_row_q4_K_ref, byte for byte): each 32-value sub-block fitted by make_qkx2_quants with weights
+ * sqrt(mean x²) + |x|; the eight scales and mins coded in 6 bits against d = max scale/63 and dmin = max min/63;
+ * then every value re-coded as nearest((x + dmin·lm)/(d·ls)) (a sub-block whose d·ls is 0 keeps its fitted codes).
  */
 export function quantizeQ4_K(src: Float32Array, dst: Uint8Array): void {
   const nb = checkKBlocks(src.length, dst.length, 144, "quantizeQ4_K");
   const v = view(dst);
-  const sc = new Float64Array(8), mn = new Float64Array(8), ls = new Uint8Array(8), lm = new Uint8Array(8);
+  const L = new Uint8Array(QK_K);
+  const scratch = { w: new Float32Array(32), laux: new Uint8Array(32) };
+  const fits: ScaleMin[] = new Array(8);
   for (let b = 0; b < nb; b++) {
     const x = src.subarray(b * QK_K, (b + 1) * QK_K);
     const o = b * 144;
-    let maxSc = 0, maxMn = 0;
+    for (let j = 0; j < 8; j++) fits[j] = q4kFit(x.subarray(32 * j, 32 * j + 32), L.subarray(32 * j, 32 * j + 32), scratch);
+    const s = q4kSuperScales(fits);
+    v.setUint16(o, s.dBits, true);
+    v.setUint16(o + 2, s.mBits, true);
+    packQ4kScales(dst, o + 4, s.ls, s.lm);
+    const d = f16ToF32(s.dBits), dmin = f16ToF32(s.mBits);
     for (let j = 0; j < 8; j++) {
-      let lo = 0, hi = -Infinity;
-      for (let l = 0; l < 32; l++) { lo = Math.min(lo, x[32 * j + l]); hi = Math.max(hi, x[32 * j + l]); }
-      sc[j] = Math.max(0, hi - lo) / 15;
-      mn[j] = -lo;
-      maxSc = Math.max(maxSc, sc[j]);
-      maxMn = Math.max(maxMn, mn[j]);
+      const dj = fr(d * s.ls[j]);
+      if (!dj) continue;
+      const mj = fr(dmin * s.lm[j]);
+      for (let i = 0; i < 32; i++) L[32 * j + i] = q4kCode(x[32 * j + i], dj, mj);
     }
-    const dh = f32ToF16(maxSc / 63), mh = f32ToF16(maxMn / 63);
-    const d = f16ToF32(dh), dmin = f16ToF32(mh);
-    for (let j = 0; j < 8; j++) {
-      ls[j] = d > 0 ? Math.min(63, Math.max(0, Math.round(sc[j] / d))) : 0;
-      lm[j] = dmin > 0 ? Math.min(63, Math.max(0, Math.round(mn[j] / dmin))) : 0;
-    }
-    v.setUint16(o, dh, true);
-    v.setUint16(o + 2, mh, true);
-    dst.fill(0, o + 4, o + 16);
-    for (let j = 0; j < 8; j++) {
-      if (j < 4) {
-        dst[o + 4 + j] = ls[j];
-        dst[o + 8 + j] = lm[j];
-      } else {
-        dst[o + 8 + j] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
-        dst[o + j] |= (ls[j] >> 4) << 6;
-        dst[o + 4 + j] |= (lm[j] >> 4) << 6;
-      }
-    }
-    for (let c = 0; c < 4; c++) {
-      const q = [0, 1].map((h) => {
-        const j = 2 * c + h;
-        const dj = fr(d * ls[j]), mj = fr(dmin * lm[j]);
-        return (l: number) => (dj > 0 ? Math.min(15, Math.max(0, Math.round((x[32 * j + l] + mj) / dj))) : 0);
-      });
-      for (let l = 0; l < 32; l++) dst[o + 16 + 32 * c + l] = q[0](l) | (q[1](l) << 4);
-    }
+    packQ4kCodes(dst, o + 16, L);
   }
 }
 
@@ -471,40 +697,68 @@ export function q6kValue(s: Uint8Array, o: number, i: number): number {
   return lo | (hi << 4);
 }
 
+/** Pack 256 unsigned 6-bit Q6_K values L[from..] (0..63) into the block's ql and qh at o (the inverse of q6kValue). */
+export function packQ6kCodes(dst: Uint8Array, o: number, L: ArrayLike<number>, from = 0): void {
+  dst.fill(0, o, o + 192);
+  for (let i = 0; i < QK_K; i++) {
+    const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31, q = L[from + i];
+    dst[o + 64 * half + l + 32 * (k & 1)] |= k < 2 ? q & 15 : (q & 15) << 4;
+    dst[o + 128 + 32 * half + l] |= (q >> 4) << (2 * k);
+  }
+}
+
+/** quantize_row_q6_K_ref's super-block scale from its sixteen sub-block scales: iscale = −128/(the largest |scale|, signed) */
+export function q6kSuperScale(scales: ArrayLike<number>): { iscale: number; dBits: number } | undefined {
+  let maxScale = 0, maxAbs = 0;
+  for (let j = 0; j < 16; j++) {
+    const a = Math.abs(scales[j]);
+    if (a > maxAbs) { maxAbs = a; maxScale = scales[j]; }
+  }
+  if (maxAbs < GROUP_MAX_EPS) return undefined;
+  const iscale = fr(-128 / maxScale);
+  return { iscale, dBits: f32ToF16(fr(1 / iscale)) };
+}
+
+/** a Q6_K sub-block's int8 scale from its fitted scale (quantize_row_q6_K_ref: min(127, nearest(iscale·scale))) */
+export function q6kScale(iscale: number, scale: number): number {
+  return Math.min(127, nearestInt(fr(iscale * scale)));
+}
+
+/** The unsigned Q6_K value of x in a sub-block whose d·scale is dj: nearest(x/dj) clamped to −32..31, plus 32. */
+export function q6kCode(x: number, dj: number): number {
+  return Math.max(-32, Math.min(31, nearestInt(fr(x / dj)))) + 32;
+}
+
 /**
- * Q6_K quantizer, round to nearest: each 16-value sub-block gets scale amax/31, coded as int8 against
- * d = max scale/127; q = round(x/(d·scale)) clamped to −32..31. ggml's layout, not its make_qx_quants search.
+ * Q6_K (quantize_row_q6_K_ref, byte for byte): each 16-value sub-block fitted by make_qx_quants(16, 32); the
+ * int8 scales nearest(iscale·scale) with iscale = −128/(the largest |scale|), d = f16(1/iscale); every value
+ * re-coded as nearest(x/(d·scale)) (a sub-block whose d·scale is 0 keeps its fitted codes). A block whose scales
+ * are all below GROUP_MAX_EPS is all zeros.
  */
 export function quantizeQ6_K(src: Float32Array, dst: Uint8Array): void {
   const nb = checkKBlocks(src.length, dst.length, 210, "quantizeQ6_K");
   const v = view(dst);
-  const sc = new Float64Array(16);
-  const q = new Uint8Array(QK_K);
+  const L = new Uint8Array(QK_K);
+  const scales = new Float32Array(16);
   for (let b = 0; b < nb; b++) {
     const x = src.subarray(b * QK_K, (b + 1) * QK_K);
     const o = b * 210;
-    let maxSc = 0;
+    for (let j = 0; j < 16; j++) scales[j] = makeQxQuants(16, 32, x.subarray(16 * j, 16 * j + 16), L.subarray(16 * j, 16 * j + 16));
+    const s = q6kSuperScale(scales);
+    if (!s) {
+      dst.fill(0, o, o + 210);
+      continue;
+    }
+    v.setUint16(o + 208, s.dBits, true);
+    const d = f16ToF32(s.dBits);
     for (let j = 0; j < 16; j++) {
-      let amax = 0;
-      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(x[16 * j + l]));
-      sc[j] = amax / 31;
-      maxSc = Math.max(maxSc, sc[j]);
+      const sc = q6kScale(s.iscale, scales[j]);
+      v.setInt8(o + 192 + j, sc);
+      const dj = fr(d * sc);
+      if (!dj) continue;
+      for (let i = 0; i < 16; i++) L[16 * j + i] = q6kCode(x[16 * j + i], dj);
     }
-    const dh = f32ToF16(maxSc / 127);
-    const d = f16ToF32(dh);
-    for (let j = 0; j < 16; j++) {
-      const s = d > 0 ? Math.min(127, Math.round(sc[j] / d)) : 0;
-      v.setInt8(o + 192 + j, s);
-      const ds = fr(d * s);
-      for (let l = 0; l < 16; l++) q[16 * j + l] = 32 + (ds > 0 ? Math.min(31, Math.max(-32, Math.round(x[16 * j + l] / ds))) : 0);
-    }
-    dst.fill(0, o, o + 192);
-    for (let i = 0; i < QK_K; i++) {
-      const half = i >> 7, r = i & 127, k = r >> 5, l = r & 31;
-      dst[o + 64 * half + l + 32 * (k & 1)] |= k < 2 ? q[i] & 15 : (q[i] & 15) << 4;
-      dst[o + 128 + 32 * half + l] |= (q[i] >> 4) << (2 * k);
-    }
-    v.setUint16(o + 208, dh, true);
+    packQ6kCodes(dst, o, L);
   }
 }
 

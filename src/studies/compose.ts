@@ -15,29 +15,28 @@ import { removeLayers } from "../prune/remove.js";
 import { blockInfluence, collectLayerStats } from "../prune/stats.js";
 import { kendallTau } from "../prune/study.js";
 import { formatByName } from "../quant/formats.js";
-import { quantizeModel } from "../quant/quantize.js";
+import { quantizeModel, type QuantTarget } from "../quant/quantize.js";
+import { recipeByName } from "../quant/recipe.js";
 import type { ChoiceTask } from "../quality/choice.js";
 import { argmax } from "../sampler.js";
 import { denseReference, measureQuality, type Quality } from "./measure.js";
 
 export interface QuantConfig {
   name: string;
-  /** the block format every quantizable matrix gets; none: the dense F32 model */
-  format?: "Q8_0" | "Q4_0";
+  /** the block format every quantizable matrix gets, or llama.cpp's Q4_K_M mix; none: the dense F32 model */
+  format?: "Q8_0" | "Q4_0" | "Q4_K_M";
   method?: "rtn" | "gptq";
   /** when set, this configuration is not run, for this reason */
   pending?: string;
 }
-
-const KQUANT_PENDING = "needs `quantize --type q4_k_m` (llama.cpp's Q4_K/Q6_K mix, with its Q5_0/Q8_0 fall-back for rows that do not hold 256-value super-blocks, as every row of a 64/192-wide model is) and its GPTQ path: issue 16 item 5, on the gptqmem branch, not in main when this study was built";
 
 export const COMPOSE_CONFIGS: QuantConfig[] = [
   { name: "F32" },
   { name: "Q8_0", format: "Q8_0", method: "rtn" },
   { name: "Q4_0 RTN", format: "Q4_0", method: "rtn" },
   { name: "Q4_0 GPTQ", format: "Q4_0", method: "gptq" },
-  { name: "Q4_K_M RTN", pending: KQUANT_PENDING },
-  { name: "Q4_K_M GPTQ", pending: KQUANT_PENDING },
+  { name: "Q4_K_M RTN", format: "Q4_K_M", method: "rtn" },
+  { name: "Q4_K_M GPTQ", format: "Q4_K_M", method: "gptq" },
 ];
 
 export type ComposeOrder = "prune→quantize" | "quantize→prune";
@@ -133,7 +132,8 @@ export interface ComposeResult {
 function quantize(bytes: Uint8Array, cfg: QuantConfig, calib: number[][]): Uint8Array {
   if (!cfg.format) return bytes;
   const file = readGgufHeader(bytes);
-  const target = formatByName(cfg.format)!;
+  // Q4_K_M: llama-quantize's tensor mix (quant/recipe.ts), with its fall-backs for rows that hold no super-block
+  const target: QuantTarget = cfg.format === "Q4_K_M" ? recipeByName("q4_k_m")! : formatByName(cfg.format)!;
   const r = cfg.method === "gptq"
     ? quantizeGptq(file, bytesSource(bytes), calib, target, { method: "gptq" })
     : quantizeModel(file, bytesSource(bytes), target);
