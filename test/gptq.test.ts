@@ -73,7 +73,7 @@ test("gptq_accumulate_h matches the reference on odd sizes (upper triangle; belo
     R.accumulateH(want, x, n, t);
     const upper = (a: Float64Array) => { const u: number[] = []; for (let i = 0; i < n; i++) for (let c = i; c < n; c++) u.push(a[i * n + c]); return u; };
     const lower = (a: Float64Array) => { const u: number[] = []; for (let i = 0; i < n; i++) for (let c = 0; c < i; c++) u.push(a[i * n + c]); return u; };
-    assertClose(upper(got), upper(want), { atol: TOL.GPTQ_HESSIAN.atol * t, rtol: TOL.GPTQ_HESSIAN.rtol }, `gptq_accumulate_h n=${n} t=${t}`);
+    assertClose(upper(got), upper(want), TOL.kernelTol("gptq_accumulate_h", t), `gptq_accumulate_h n=${n} t=${t}`);
     assert.equal(lower(got), lower(h0), `below the diagonal untouched n=${n} t=${t}`);
   });
 });
@@ -90,7 +90,7 @@ test("gptq_rank1_update and gptq_block_update match the reference on odd sizes",
     k.gptq_rank1_update(wPtr, put(e), put(hinv) + i * n * 4, rows, n, c0, c1);
     const want = Float32Array.from(w);
     R.rank1Update(want, e, hinv.subarray(i * n), rows, n, c0, c1);
-    assertClose(rt.f32At(wPtr, rows * n).slice(), want, TOL.F32_KERNEL, `gptq_rank1_update rows=${rows} n=${n} [${c0},${c1})`);
+    assertClose(rt.f32At(wPtr, rows * n).slice(), want, TOL.kernelTol("gptq_rank1_update"), `gptq_rank1_update rows=${rows} n=${n} [${c0},${c1})`);
     // block update after columns i1..i2
     for (const [i1, i2] of [[0, Math.min(n, 32)], [Math.floor(n / 3), n - Math.floor(n / 5)], [0, n]]) {
       const err = normal(rand, rows * (i2 - i1));
@@ -98,7 +98,7 @@ test("gptq_rank1_update and gptq_block_update match the reference on odd sizes",
       k.gptq_block_update(wb, put(err), put(hinv), rows, n, i1, i2);
       const wantB = Float32Array.from(w);
       R.blockUpdate(wantB, err, hinv, rows, n, i1, i2);
-      assertClose(rt.f32At(wb, rows * n).slice(), wantB, { atol: TOL.F32_KERNEL.atol * Math.sqrt(i2 - i1 + 1), rtol: TOL.F32_KERNEL.rtol },
+      assertClose(rt.f32At(wb, rows * n).slice(), wantB, TOL.kernelTol("gptq_block_update", Math.sqrt(i2 - i1 + 1)),
         `gptq_block_update rows=${rows} n=${n} [${i1},${i2})`);
     }
   });

@@ -50,7 +50,7 @@ test("matmul_f32 matches the reference", () => {
     k.matmul_f32(out, put(x), put(w), n, d, t);
     const e = new Float32Array(d * t);
     R.matmul_f32(e, x, w, n, d, t);
-    assertClose(readF32(out, d * t), e, TOL.F32_KERNEL, `matmul_f32 n=${n} d=${d} t=${t}`);
+    assertClose(readF32(out, d * t), e, TOL.kernelTol("matmul_f32"), `matmul_f32 n=${n} d=${d} t=${t}`);
   });
 });
 
@@ -92,7 +92,7 @@ test("matmul_f16 and matmul_bf16 match the reference on the same bytes", () => {
       mm(out, put(x), put(w), n, d, t);
       const e = new Float32Array(d * t);
       r(e, x, w, n, d, t);
-      assertClose(readF32(out, d * t), e, TOL.HALF_MATMUL, `matmul_${name} n=${n} d=${d} t=${t}`);
+      assertClose(readF32(out, d * t), e, TOL.kernelTol(`matmul_${name}` as keyof typeof TOL.KERNEL), `matmul_${name} n=${n} d=${d} t=${t}`);
     }
   });
 });
@@ -220,7 +220,7 @@ for (const [name, fmt, act] of [
       (k[name] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, put(kx), put(w), n, d, t);
       const e = new Float32Array(d * t);
       R[name](e, xq, w, n, d, t);
-      const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };
+      const tol = TOL.kernelTol(name, maxAbs(e));
       assertClose(readF32(out, d * t), e, tol, `${name} n=${n} d=${d} t=${t}`);
     });
   });
@@ -296,7 +296,7 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
       k[name](out, put(kx), put(w), n, d, t);
       const e = new Float32Array(d * t);
       R[name](e, xq, w, n, d, t);
-      const tol = { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol };
+      const tol = TOL.kernelTol(name, maxAbs(e));
       assertClose(readF32(out, d * t), e, tol, `${name} n=${n} d=${d} t=${t}`);
     });
   });
@@ -311,9 +311,9 @@ test("rmsnorm matches the reference (also in place)", () => {
     const out = f32Out(n * t);
     const xp = put(x);
     k.rmsnorm(out, xp, put(w), n, 1e-5, t);
-    assertClose(readF32(out, n * t), e, TOL.F32_KERNEL, `rmsnorm n=${n} t=${t}`);
+    assertClose(readF32(out, n * t), e, TOL.kernelTol("rmsnorm"), `rmsnorm n=${n} t=${t}`);
     k.rmsnorm(xp, xp, put(w), n, 1e-5, t);
-    assertClose(readF32(xp, n * t), e, TOL.F32_KERNEL, `rmsnorm in place n=${n} t=${t}`);
+    assertClose(readF32(xp, n * t), e, TOL.kernelTol("rmsnorm"), `rmsnorm in place n=${n} t=${t}`);
   });
 });
 
@@ -327,7 +327,7 @@ test("rope_norm / rope_neox match the reference", () => {
         fn(p, nHeads, headSize, ropeDim, pos0, base, t);
         const e = x.slice();
         r(e, nHeads, headSize, ropeDim, pos0, base, t);
-        assertClose(readF32(p, x.length), e, TOL.F32_KERNEL, `${name} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
+        assertClose(readF32(p, x.length), e, TOL.kernelTol("rope"), `${name} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
       }
     });
 });
@@ -351,7 +351,7 @@ test("rope_ext (frequency factors, linear scaling, YaRN, attention factor; norm 
       k.rope_ext(p, nHeads, headSize, ropeDim, pos0, t, neox ? 1 : 0, 10000, o.freqScale ?? 1, o.extFactor ?? 0, o.attnFactor ?? 1, o.corrLow ?? 0, o.corrHigh ?? 0, fp);
       const e = x.slice();
       R.rope_ext(e, nHeads, headSize, ropeDim, pos0, t, neox, 10000, o);
-      assertClose(readF32(p, x.length), e, TOL.F32_KERNEL, `rope_ext ${label} ${neox ? "neox" : "norm"} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
+      assertClose(readF32(p, x.length), e, TOL.kernelTol("rope_ext"), `rope_ext ${label} ${neox ? "neox" : "norm"} heads=${nHeads} hs=${headSize} rd=${ropeDim} pos0=${pos0} t=${t}`);
       if (label === "plain") {
         // the plain call is rope_norm / rope_neox bit for bit (stories260K's numbers must not move)
         const q = put(x);
@@ -375,7 +375,7 @@ test("glu (SwiGLU and GeGLU through ggml's f16 GELU table; separate and fused ro
       k.glu(out, put(gate), put(up), n, t, n, gelu);
       R.glu(e, gate, up, n, t, n, gelu === 1);
       // GELU goes through f16: the reference evaluates gelu in float64, so the table entry may be one f16 step off
-      const tol = gelu ? { atol: 1e-6, rtol: 1e-3 } : TOL.F32_KERNEL;
+      const tol = gelu ? TOL.GELU_TABLE : TOL.kernelTol("glu_silu");
       assertClose(readF32(out, n * t), e, tol, `glu gelu=${gelu} n=${n} t=${t}`);
       // fused rows [gate | up] of 2n (Phi-3's ffn_up)
       const fp = put(fused);
@@ -389,15 +389,15 @@ test("glu (SwiGLU and GeGLU through ggml's f16 GELU table; separate and fused ro
     k.add_rows(xp, put(b), n, t);
     const e3 = x.slice();
     R.add_rows(e3, b, n, t);
-    assertClose(readF32(xp, n * t), e3, TOL.F32_KERNEL, `add_rows n=${n} t=${t}`);
+    assertClose(readF32(xp, n * t), e3, TOL.kernelTol("add_rows"), `add_rows n=${n} t=${t}`);
     const sp = put(x), so = f32Out(n * t), e4 = new Float32Array(n * t);
     k.scale(so, sp, 33.94, n * t);
     R.scale(e4, x, 33.94, n * t);
-    assertClose(readF32(so, n * t), e4, TOL.F32_KERNEL, `scale n=${n * t}`);
+    assertClose(readF32(so, n * t), e4, TOL.kernelTol("scale"), `scale n=${n * t}`);
     const cp = put(x), e5 = x.slice();
     k.softcap(cp, 30, n * t);
     R.softcap(e5, 30, n * t);
-    assertClose(readF32(cp, n * t), e5, TOL.F32_KERNEL, `softcap n=${n * t}`);
+    assertClose(readF32(cp, n * t), e5, TOL.kernelTol("softcap"), `softcap n=${n * t}`);
   });
 });
 
@@ -410,19 +410,19 @@ test("softmax, swiglu, add, argmax, sum_f32 match the reference", () => {
     k.softmax(p, n);
     const e = a.slice();
     R.softmax(e, n);
-    assertClose(readF32(p, n), e, TOL.F32_KERNEL, `softmax n=${n}`);
+    assertClose(readF32(p, n), e, TOL.kernelTol("softmax"), `softmax n=${n}`);
 
     const out = f32Out(n), e2 = new Float32Array(n);
     k.swiglu(out, put(a), put(b), n);
     R.swiglu(e2, a, b, n);
-    assertClose(readF32(out, n), e2, TOL.F32_KERNEL, `swiglu n=${n}`);
+    assertClose(readF32(out, n), e2, TOL.kernelTol("swiglu"), `swiglu n=${n}`);
 
     k.add(out, put(a), put(b), n);
     R.add(e2, a, b, n);
-    assertClose(readF32(out, n), e2, TOL.F32_KERNEL, `add n=${n}`);
+    assertClose(readF32(out, n), e2, TOL.kernelTol("add"), `add n=${n}`);
 
     assert.is(k.argmax(put(a), n), R.argmax(a, n), `argmax n=${n}`);
-    assertClose([k.sum_f32(put(b), n)], [R.sum_f32(b, n)], { atol: 1e-5 * Math.sqrt(n), rtol: 1e-5 }, `sum_f32 n=${n}`);
+    assertClose([k.sum_f32(put(b), n)], [R.sum_f32(b, n)], TOL.kernelTol("sum_f32", Math.sqrt(n)), `sum_f32 n=${n}`);
   });
   scoped(() => {
     const ties = Float32Array.from([1, 5, 2, 5, 5]);
@@ -446,7 +446,7 @@ test("attention matches the reference (causal, grouped-query), also split by kv-
     const e = new Float32Array(t * nHeads * headSize);
     R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t);
     const label = `attention h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t}`;
-    assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, label);
+    assertClose(readF32(out, e.length), e, TOL.kernelTol("attention"), label);
     if (nKvHeads > 1) {
       const out2 = f32Out(t * nHeads * headSize);
       const mid = nKvHeads >> 1;
@@ -471,7 +471,7 @@ test("attention_ext: a given scale, sliding windows and soft-capping match the r
     const e = new Float32Array(t * nHeads * headSize);
     R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t, { scale, window, softcap: cap });
     const label = `attention_ext h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t} scale=${scale} window=${window} cap=${cap}`;
-    assertClose(readF32(out, e.length), e, TOL.F32_KERNEL, label);
+    assertClose(readF32(out, e.length), e, TOL.kernelTol("attention_ext"), label);
     if (window === 0 && cap === 0 && scale === 1 / Math.sqrt(headSize)) {
       const out2 = f32Out(e.length);
       k.attention(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t);
@@ -517,12 +517,12 @@ test("cosine_rows and l2norm_rows match the reference, zero rows included", () =
     const out = f32Out(t), e = new Float32Array(t);
     k.cosine_rows(out, put(a), put(b), n, t);
     R.cosine_rows(e, a, b, n, t);
-    assertClose(readF32(out, t), e, TOL.F32_KERNEL, `cosine_rows n=${n} t=${t}`);
+    assertClose(readF32(out, t), e, TOL.kernelTol("cosine_rows"), `cosine_rows n=${n} t=${t}`);
     assert.is(e[0], 0);
     if (t > 1) assert.is(e[1], 1);
     k.l2norm_rows(out, put(b), n, t);
     R.l2norm_rows(e, b, n, t);
-    assertClose(readF32(out, t), e, TOL.F32_KERNEL, `l2norm_rows n=${n} t=${t}`);
+    assertClose(readF32(out, t), e, TOL.kernelTol("l2norm_rows"), `l2norm_rows n=${n} t=${t}`);
   });
 });
 

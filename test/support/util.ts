@@ -1,5 +1,6 @@
 // Test helpers: a seeded PRNG, closeness checks that explain their failures, and NMSE. Test-only.
 
+import { appendFileSync } from "node:fs";
 import { mulberry32 } from "../../src/random.js";
 
 /** A seeded PRNG returning floats in [0, 1): the library's own mulberry32. */
@@ -44,9 +45,23 @@ export function assertClose(actual: Num, expected: Num, tol: Tolerance, what = "
       if (bad.length < 5) bad.push(`[${i}] ${a} vs ${e}`);
     }
   }
+  if (process.env.EDGEPRUNE_TOL_REPORT) recordUse(what, actual, expected, tol);
   if (nbad > 0) {
     throw new Error(`${what}: ${nbad}/${expected.length} outside atol=${tol.atol} rtol=${tol.rtol}; maxdiff=${maxdiff}; first: ${bad.join(", ")}`);
   }
+}
+
+// EDGEPRUNE_TOL_REPORT=FILE: every assertClose appends how much of its tolerance it used (the largest
+// |a − e| / (atol + rtol·|e|)), so that test/tolerances.ts can say what each bound was derived from
+// (node dist/test/support/tolerance-report.js FILE sums it up per kernel).
+function recordUse(what: string, actual: Num, expected: Num, tol: Tolerance): void {
+  let used = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]), allowed = tol.atol + tol.rtol * Math.abs(expected[i]);
+    const u = allowed > 0 ? d / allowed : d > 0 ? Infinity : 0;
+    if (!(u <= used)) used = u;
+  }
+  appendFileSync(process.env.EDGEPRUNE_TOL_REPORT!, JSON.stringify({ what, used, atol: tol.atol, rtol: tol.rtol }) + "\n");
 }
 
 /** Normalised mean squared error sum((a-e)^2) / sum(e^2) (ggml's test-backend-ops metric). */
