@@ -182,7 +182,7 @@ export const CRAFTED_TEMPLATES: CraftedTemplate[] = [
   { name: "does-not-parse", source: "{% for m in messages %}{{ m.content ", refused: "startup", error: /does not parse/ },
   { name: "loops-on-trigger", source: `{% for m in messages %}{% if m.content == 'bomb' %}{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}{% endfor %}{% endfor %}{% endfor %}{% endif %}{% endfor %}${ECHO}`, refused: "request", trigger: "bomb", error: /did not finish within \d+ ms/ },
   { name: "heap-on-trigger", source: `{% for m in messages %}{% if m.content == 'bomb' %}{% for i in range(100000000) %}{% endfor %}{% endif %}{% endfor %}${ECHO}`, refused: "request", trigger: "bomb", error: /did not finish within|more than its \d+ MiB of memory/ },
-  { name: "grows-on-trigger", source: `{% for m in messages %}{% if m.content == 'bomb' %}{% for i in range(2000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}{% endif %}{% endfor %}${ECHO}`, refused: "request", trigger: "bomb", error: /longer than that many tokens can hold/ },
+  { name: "grows-on-trigger", source: `{% for m in messages %}{% if m.content == 'bomb' %}{% for i in range(2000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}{% endif %}{% endfor %}${ECHO}`, refused: "request", trigger: "bomb", error: /longer than that many tokens can hold|did not finish within/ }, // the size check, or on a loaded machine the deadline first
 ];
 
 /** stories260K with `source` as its tokenizer.chat_template. */
