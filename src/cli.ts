@@ -17,7 +17,8 @@ import type { QuantFormat } from "./quant/formats.js";
 import { KEY } from "./gguf/names.js";
 import { describeConfig } from "./model/config.js";
 import { checkModelFile } from "./model/check.js";
-import { kvCacheBytes, planBytes } from "./model/model.js";
+import { kvCacheBytes, planBytes, shardPlan } from "./model/model.js";
+import { defaultShardBytes, describeShards, type Shard } from "./model/shards.js";
 import { expectedTensors } from "./model/weights.js";
 import { FileSource, openTensorFile, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
@@ -92,12 +93,17 @@ export function buildProgram(): Command {
       if (config) checkContextOption(o.ctx, config.trainContext);
       const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
       const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
+      // how a load would spread it over wasm memories (or why it cannot)
+      let shards: Shard[] | undefined, shardError: string | undefined;
+      if (config) try { shards = shardPlan(model, file, config, { contextSize: o.ctx }); } catch (e) { shardError = (e as Error).message; }
       const info = {
         file: model, version: file.version, architecture: arch, name: metaString(file.kv, KEY.name, ""),
         fileBytes: file.fileSize, tensors: file.tensors.length, parameters: params,
         tensorTypes: Object.fromEntries(types),
         config: config && { ...config, arch: undefined, family: config.arch.models, removedAttention: [...config.removedAttention], removedFfn: [...config.removedFfn] },
         contextSize: config ? (o.ctx ?? Math.min(config.trainContext, 2048)) : undefined, memoryBytes: need,
+        shards: shards?.map((s) => ({ layers: [s.start, s.end], embed: s.embed, head: s.head, bytes: s.bytes, weightBytes: s.weightBytes, kvBytes: s.kvBytes })),
+        shardError,
         runnable: configError ? `no: ${configError}` : "yes",
       };
       if (o.json) { console.log(JSON.stringify(info, null, 2)); return; }
@@ -114,6 +120,12 @@ export function buildProgram(): Command {
         if (c.removedAttention.size || c.removedFfn.size) console.log(`removed halves attention: [${[...c.removedAttention]}]  ffn: [${[...c.removedFfn]}]`);
         console.log(`tensors used  ${expectedTensors(c, (n) => names.has(n)).length} of ${file.tensors.length}`);
         console.log(`memory        ${mib(need!)} of wasm memory at context ${info.contextSize} (weights + KV cache + scratch)`);
+        if (shards) {
+          console.log(`shards        ${shards.length} wasm ${shards.length === 1 ? "memory" : "memories"} (at most ${mib(defaultShardBytes())} each${process.env.EDGEPRUNE_MAX_SHARD_MIB ? ", EDGEPRUNE_MAX_SHARD_MIB" : ""})`);
+          if (shards.length > 1) for (const line of describeShards(shards)) console.log(`  ${line}`);
+        } else {
+          console.log(`shards        cannot load: ${shardError}`);
+        }
       } else {
         console.log(`runnable      ${info.runnable}`);
       }
@@ -192,7 +204,7 @@ export function buildProgram(): Command {
         console.log(JSON.stringify({
           model, text: r.text, tokens: r.tokens, prompt_tokens: prompt, stop_reason: r.stopReason,
           timings: { prompt_n: prompt.length, prompt_ms: r.prefillMs, prompt_per_second: pp, predicted_n: r.tokens.length, predicted_ms: r.decodeMs, predicted_per_second: tg },
-          threads, kernels: m.rt.simd, context_size: ctx.contextSize,
+          threads, kernels: m.rt.simd, context_size: ctx.contextSize, shards: m.runtimes.length,
         }));
       } else {
         // the timings start on a line of their own, whatever the text ended with (stdout and stderr often share a terminal)
@@ -202,7 +214,7 @@ export function buildProgram(): Command {
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
         `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${interrupted ? "Ctrl-C" : r.stopReason}\n` +
-        `memory: wasm ${mib(m.memoryBytes)} (KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
+        `memory: wasm ${mib(m.memoryBytes)}${m.runtimes.length > 1 ? ` in ${m.runtimes.length} memories` : ""} (KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
         `${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
       );
       m.stopThreads();

@@ -96,21 +96,42 @@ function attentionLayers(c: ModelConfig): number {
   return c.nLayers - c.removedAttention.size;
 }
 
-/** Bytes of the KV cache (keys and values of every layer with attention) a context of contextSize tokens allocates. */
-export function kvCacheBytes(c: ModelConfig, contextSize: number): number {
-  return 2 * attentionLayers(c) * contextSize * c.kvDim * KV_BYTES;
+/**
+ * Bytes of the KV cache (keys and values of every layer with attention) a context of contextSize tokens allocates;
+ * with `layers` [start, end), of those layers only (one shard's).
+ */
+export function kvCacheBytes(c: ModelConfig, contextSize: number, layers?: readonly [number, number]): number {
+  let n = attentionLayers(c);
+  if (layers) {
+    n = 0;
+    for (let l = layers[0]; l < layers[1]; l++) if (!c.removedAttention.has(l)) n++;
+  }
+  return 2 * n * layerCacheBytes(c, contextSize);
 }
 
-/** Bytes a context of this size needs in wasm memory (for planning before the runtime exists). */
-export function contextBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
+/** Bytes of one layer's keys (or values) for contextSize tokens. */
+function layerCacheBytes(c: ModelConfig, contextSize: number): number {
+  return contextSize * c.kvDim * KV_BYTES;
+}
+
+/** Bytes of one runtime's scratch for a context (its Workspace: batch buffers, traces, scores, activations), no cache or logits. */
+export function workspaceBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
   const w = scratchWidths(c);
   const rows = batchSize * F32;
-  let total = kvCacheBytes(c, contextSize);
-  total += rows * (w.x + w.xb + w.xb2 + w.q + w.qkv + w.hb + w.hb2 + 2 * c.dim); // + the two traces (when observed)
+  let total = rows * (w.x + w.xb + w.xb2 + w.q + w.qkv + w.hb + w.hb2 + 3 * c.dim); // + the traces (when observed)
   total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
-  total += rows * c.vocabSize; // logits
   total += Math.ceil(batchSize * w.actIn * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 20; // activation buffers (upper bound) and alignment
   return total;
+}
+
+/** Bytes of a context's logits (batchSize rows of the vocabulary), in the runtime that runs the classifier. */
+export function logitsBytes(c: ModelConfig, batchSize: number): number {
+  return batchSize * F32 * c.vocabSize;
+}
+
+/** Bytes a context of this size needs in wasm memory in one runtime (for planning before the runtime exists). */
+export function contextBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
+  return kvCacheBytes(c, contextSize) + workspaceBytes(c, contextSize, batchSize) + logitsBytes(c, batchSize);
 }
 
 /**
@@ -135,6 +156,8 @@ class Workspace {
   // releases wasm memory to a mark must create the context after that mark (prune/stats.ts does).
   traceIn = 0;
   traceMid = 0;
+  /** (batchSize, dim) the stream leaving a layer of another shard, copied here for an observer (shard 0 only) */
+  traceOut = 0;
   /** activation buffers per converted format, (batchSize, actIn) in that format */
   private readonly actBuf = new Map<FormatName, number>();
   /** which input each activation buffer currently holds, so q/k/v (and gate/up) convert their input once */
@@ -204,6 +227,16 @@ class Workspace {
     this.traceIn = this.rt.alloc(this.batchSize * this.c.dim * F32);
     this.traceMid = this.rt.alloc(this.batchSize * this.c.dim * F32);
   }
+
+  /** copies of another shard's traces and output, so that an observer reads every layer in this runtime */
+  observe(from: Workspace, t: number): void {
+    this.traces();
+    if (!this.traceOut) this.traceOut = this.rt.alloc(this.batchSize * this.c.dim * F32);
+    const n = t * this.c.dim;
+    this.rt.f32At(this.traceIn, n).set(from.rt.f32At(from.traceIn, n));
+    this.rt.f32At(this.traceMid, n).set(from.rt.f32At(from.traceMid, n));
+    this.rt.f32At(this.traceOut, n).set(from.rt.f32At(from.x, n));
+  }
 }
 
 /** RoPE constants of one layer, as llama.cpp's graph hands them to ggml_rope_ext. */
@@ -214,6 +247,18 @@ interface LayerRope {
   corrHigh: number;
   /** rope_freqs or the LongRoPE factors in use (a pointer), 0 for none */
   factors: number;
+}
+
+/**
+ * One runtime of a sharded model (model/shards.ts plans them): layers [start, end) run in it, with their KV caches
+ * and its own scratch; `pool` its worker threads. Which shard embeds and which runs the classifier follows from
+ * where token_embd and output live (Tensor.shard).
+ */
+export interface ContextShard {
+  rt: WasmRuntime;
+  pool?: ThreadPool;
+  start: number;
+  end: number;
 }
 
 /** Everything one layer runs with. */
@@ -243,6 +288,8 @@ export class Context {
   nPast = 0;
 
   private readonly slots: LayerSlot[];
+  /** one workspace per runtime (shard); observers read every layer's traces in the first one's memory */
+  private readonly workspaces: Workspace[];
   /** where the embeddings are written and the classifier runs (the first and last shard's workspace) */
   private readonly input: Workspace;
   private readonly output: Workspace;
@@ -252,33 +299,70 @@ export class Context {
   private batchT = 0;
   private batchPos0 = 0;
 
-  constructor(readonly rt: WasmRuntime, readonly config: ModelConfig, readonly weights: Weights, opts: ContextOptions = {},
-              /** worker threads sharing rt's memory: matmuls and attention are split across them */
-              readonly pool?: ThreadPool) {
+  /** the first shard's runtime (the only one of a model that fits one memory) */
+  readonly rt: WasmRuntime;
+  /** the first shard's worker threads */
+  readonly pool?: ThreadPool;
+
+  /**
+   * Over one runtime (rt, with its optional pool), or over shards: one runtime per contiguous range of layers,
+   * covering every layer in order, each tensor in the runtime its Tensor.shard names.
+   */
+  constructor(rt: WasmRuntime | readonly ContextShard[], readonly config: ModelConfig, readonly weights: Weights, opts: ContextOptions = {},
+              /** worker threads sharing rt's memory: matmuls and attention are split across them (one runtime only) */
+              pool?: ThreadPool) {
     const c = config;
     this.contextSize = opts.contextSize ?? Math.min(c.trainContext, 2048);
     this.batchSize = Math.min(opts.batchSize ?? 64, this.contextSize);
     if (!(this.contextSize >= 1)) throw new Error(`context size must be at least 1, got ${opts.contextSize}`);
     if (!(this.batchSize >= 1)) throw new Error(`batch size must be at least 1, got ${opts.batchSize}`);
-    const tensors = [weights.output, ...weights.layers.flatMap((l) => Object.values(l) as Tensor[])];
-    const ws = new Workspace(rt, c, this.batchSize, this.contextSize, tensors, pool);
-    this.input = this.output = this.current = ws;
-    this.logitsPtr = rt.alloc(this.batchSize * c.vocabSize * F32);
-    const cacheBytes = this.contextSize * c.kvDim * KV_BYTES;
-    this.slots = weights.layers.map((w, l) => {
-      const hasAttention = !c.removedAttention.has(l);
-      return {
-        ws, w,
-        kCache: hasAttention ? rt.alloc(cacheBytes) : 0,
-        vCache: hasAttention ? rt.alloc(cacheBytes) : 0,
-        rope: this.layerRope(l),
-        window: c.swaLayers[l] ? c.slidingWindow : 0,
-      };
+    const shards: readonly ContextShard[] = Array.isArray(rt) ? rt : [{ rt: rt as WasmRuntime, pool, start: 0, end: c.nLayers }];
+    shards.forEach((s, i) => {
+      if (s.start !== (i === 0 ? 0 : shards[i - 1].end) || s.end < s.start) throw new Error(`shard ${i} holds layers ${s.start}..${s.end - 1}, not the next range`);
+    });
+    if (shards[shards.length - 1].end !== c.nLayers) throw new Error(`the shards end at layer ${shards[shards.length - 1].end}, the model has ${c.nLayers}`);
+    this.rt = shards[0].rt;
+    this.pool = shards[0].pool;
+    const headShard = weights.output.shard ?? 0;
+    this.workspaces = shards.map((s, i) => {
+      const tensors = weights.layers.slice(s.start, s.end).flatMap((l) => Object.values(l) as Tensor[]);
+      if (i === headShard) tensors.push(weights.output);
+      return new Workspace(s.rt, c, this.batchSize, this.contextSize, tensors, s.pool);
+    });
+    this.input = this.current = this.workspaces[weights.tokenEmbd.shard ?? 0];
+    this.output = this.workspaces[headShard];
+    this.logitsPtr = this.output.rt.alloc(logitsBytes(c, this.batchSize));
+    const cacheBytes = layerCacheBytes(c, this.contextSize);
+    this.slots = [];
+    shards.forEach((s, i) => {
+      const ws = this.workspaces[i], r = ws.rt;
+      for (let l = s.start; l < s.end; l++) {
+        const hasAttention = !c.removedAttention.has(l);
+        this.slots.push({
+          ws, w: weights.layers[l],
+          kCache: hasAttention ? r.alloc(cacheBytes) : 0,
+          vCache: hasAttention ? r.alloc(cacheBytes) : 0,
+          rope: this.layerRope(l, i),
+          window: c.swaLayers[l] ? c.slidingWindow : 0,
+        });
+      }
     });
   }
 
+  /** The runtime layer l runs in (where onLinearInput's pointers for that layer are). */
+  layerRuntime(l: number): WasmRuntime {
+    const s = this.slots[l];
+    if (!s) throw new Error(`layer ${l} does not exist (the model has ${this.slots.length})`);
+    return s.ws.rt;
+  }
+
+  /** Runtimes this context spans (one per shard). */
+  get shardCount(): number {
+    return this.workspaces.length;
+  }
+
   /** Layer l's RoPE as llama.cpp picks it: local layers' own base, the context's scaling, rope factors by context size. */
-  private layerRope(l: number): LayerRope {
+  private layerRope(l: number, shard: number): LayerRope {
     const c = this.config, r = c.rope, w = this.weights;
     const local = c.swaLayers[l];
     const base = local ? r.freqBaseSwa : c.ropeFreqBase;
@@ -288,7 +372,8 @@ export class Context {
     // context, which llama.cpp compares with the context size padded to a multiple of 256 (n_ctx_seq)
     const nCtxSeq = Math.ceil(this.contextSize / 256) * 256;
     const factors = w.ropeFreqs ?? (nCtxSeq > r.origContext ? w.ropeFactorsLong : w.ropeFactorsShort);
-    return { base, scale, corrLow, corrHigh, factors: factors?.ptr ?? 0 };
+    // the rope factors are read by every shard's layers: each shard holds its own copy
+    return { base, scale, corrLow, corrHigh, factors: factors ? (factors.copies?.[shard] ?? factors.ptr) : 0 };
   }
 
   /** Forget the cache (start a new sequence). */
@@ -333,7 +418,15 @@ export class Context {
       for (let l = 0; l < nRun; l++) {
         if (skipLayers.has(l)) continue;
         this.layer(l, { skipAttention: skipAttention.has(l), skipFfn: skipFfn.has(l), onLinearInput: opts.onLinearInput, trace: !!observe });
-        if (observe) observe(l, this.current.traceIn, this.current.traceMid, this.current.x, t);
+        if (observe) {
+          // observers read every layer in the first runtime's memory, whichever shard ran it
+          const ws = this.current, home = this.workspaces[0];
+          if (ws === home) observe(l, ws.traceIn, ws.traceMid, ws.x, t);
+          else {
+            home.observe(ws, t);
+            observe(l, home.traceIn, home.traceMid, home.traceOut, t);
+          }
+        }
       }
       this.advance();
       if (batchMode === "none" || nRun < c.nLayers) continue;

@@ -1,5 +1,5 @@
-// A loaded model: parsed header, config, tokenizer and weights resident in one wasm runtime. Contexts (KV caches)
-// are created from it. Portable: it reads through a ByteSource, never the file system.
+// A loaded model: parsed header, config, tokenizer and weights resident in one wasm runtime, or in several (shards,
+// shards.ts) when weights, KV cache and scratch do not fit one wasm32 memory. Contexts (KV caches) are created from it. Portable: it reads through a ByteSource, never the file system.
 import { bytesSource, ByteSource, readGgufHeader } from "../gguf/reader.js";
 import type { GgufFile } from "../gguf/types.js";
 import { tokenizerFromGguf, type Tokenizer } from "../tokenizer/index.js";
@@ -7,15 +7,15 @@ import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { checkModelFile } from "./check.js";
 import type { LlamaConfig } from "./config.js";
-import { Context, contextBytes, kvCacheBytes, type ContextOptions } from "./forward.js";
-import { allocateWeights, weightBytes, weightTensors, type Weights } from "./weights.js";
-import { overLimit, size, type MemoryPart } from "./budget.js";
+import { Context, contextBytes, kvCacheBytes, logitsBytes, workspaceBytes, type ContextOptions, type ContextShard } from "./forward.js";
+import { allocateWeights, tensorPlaces, weightBytes, type Weights } from "./weights.js";
+import { size, type MemoryPart } from "./budget.js";
+import { checkShardBytes, defaultShardBytes, placementOf, planShards, ShardError, WASM32_LIMIT, type Shard } from "./shards.js";
 
 /** the most of a stream of unknown length read while looking for the end of its header */
 const MAX_UNSIZED_HEADER = 256 << 20;
 
-/** wasm32 can address 4 GiB; we refuse before loading rather than failing halfway. */
-export const WASM32_LIMIT = 4 * 1024 ** 3;
+export { WASM32_LIMIT } from "./shards.js";
 
 export interface LoadOptions extends ContextOptions {
   /** name used in error messages (a file path, a URL) */
@@ -27,6 +27,11 @@ export interface LoadOptions extends ContextOptions {
   threads?: number;
   /** contexts (KV caches) the caller will create at the default size, planned up front with the weights (default 1) */
   contexts?: number;
+  /**
+   * most bytes one wasm memory (shard) is planned to hold (default: 3.75 GiB, or EDGEPRUNE_MAX_SHARD_MIB); a model
+   * that needs more is spread over several, layers in contiguous ranges. Small values force shards (tests).
+   */
+  maxShardBytes?: number;
 }
 
 export class Model {
@@ -35,29 +40,49 @@ export class Model {
     readonly file: GgufFile,
     readonly config: LlamaConfig,
     readonly tokenizer: Tokenizer,
-    readonly rt: WasmRuntime,
+    /** one runtime per shard, in layer order (one for a model that fits one memory) */
+    readonly runtimes: readonly WasmRuntime[],
+    /** what each runtime holds, as planned at load */
+    readonly shards: readonly Shard[],
     readonly weights: Weights,
     readonly defaultContext: ContextOptions,
     /** threads asked for at load time */
     readonly threadsRequested = 1,
   ) {}
 
-  /** the worker threads, once startThreads() has run (undefined: one thread) */
-  pool: ThreadPool | undefined;
+  /** the first (or only) runtime */
+  get rt(): WasmRuntime {
+    return this.runtimes[0];
+  }
+
+  /** the worker threads of each shard's runtime, once startThreads() has run (empty: one thread) */
+  pools: (ThreadPool | undefined)[] = [];
+
+  /** the first shard's worker threads (undefined: one thread) */
+  get pool(): ThreadPool | undefined {
+    return this.pools[0];
+  }
 
   /**
-   * Starts the worker threads asked for at load time (LoadOptions.threads); returns how many threads the kernels
-   * now run on. Contexts created afterwards use them.
+   * Starts the worker threads asked for at load time (LoadOptions.threads), one pool per shard (only one pool
+   * works at a time: the others' workers park); returns how many threads the kernels now run on. Contexts created
+   * afterwards use them.
    */
   async startThreads(opts: PoolOptions = {}): Promise<number> {
-    if (!this.pool && this.threadsRequested > 1) this.pool = await ThreadPool.start(this.rt, this.threadsRequested, opts);
+    if (this.pools.length === 0 && this.threadsRequested > 1) {
+      for (const rt of this.runtimes) {
+        const p = await ThreadPool.start(rt, this.threadsRequested, opts);
+        if (!p) { this.stopThreads(); break; }
+        this.pools.push(p);
+      }
+    }
     return this.pool?.size ?? 1;
   }
 
   /** Stops the worker threads (contexts fall back to one thread only if created afterwards). */
   stopThreads(): void {
-    this.pool?.close();
-    this.pool = undefined;
+    for (const p of this.pools) p?.close();
+    this.pools = [];
   }
 
   /** Load from any ByteSource (or bytes). Tensors are copied once, straight into wasm memory. */
@@ -124,7 +149,7 @@ export class Model {
       for (let i = next; i < spans.length && spans[i].start < end; i++) {
         const s = spans[i];
         const a = Math.max(s.start, pos), b = Math.min(s.end, end);
-        model.rt.u8.set(chunk.subarray(a - pos, b - pos), s.ptr + (a - s.start));
+        model.runtimes[s.shard].u8.set(chunk.subarray(a - pos, b - pos), s.ptr + (a - s.start));
         s.filled += b - a;
       }
       pos = end;
@@ -153,27 +178,62 @@ export class Model {
     } catch (e) {
       throw new Error(`${name}: ${(e as Error).message}`);
     }
-    const need = planBytes(file, config, opts);
-    if (need > WASM32_LIMIT) throw loadLimitError(name, file, config, opts);
+    const shards = shardPlan(name, file, config, opts);
     const threads = opts.threads ?? 1;
     const shared = threads > 1 && hasSharedMemory();
     if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
-    const rt = WasmRuntime.create({ initialBytes: need, shared });
-    const weights = allocateWeights(rt, file, config, name);
-    const model = new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
-    const tensors = weightTensors(weights);
+    const runtimes = shards.map((s) => WasmRuntime.create({ initialBytes: s.bytes, shared }));
+    const weights = allocateWeights(runtimes, file, config, name, placementOf(shards));
+    const model = new Model(name, file, config, tokenizer, runtimes, shards, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
+    const places = tensorPlaces(weights);
     return {
       model,
       weights: {
-        fill: (read) => { for (const t of tensors) read(rt.u8At(t.ptr, t.byteSize), file.dataOffset + t.info.offset); },
-        spans: () => tensors.map((t) => ({ name: t.name, start: file.dataOffset + t.info.offset, end: file.dataOffset + t.info.offset + t.byteSize, ptr: t.ptr, filled: 0 })),
+        fill: (read) => { for (const p of places) read(runtimes[p.shard].u8At(p.ptr, p.tensor.byteSize), file.dataOffset + p.tensor.info.offset); },
+        spans: () => places.map((p) => {
+          const start = file.dataOffset + p.tensor.info.offset;
+          return { name: p.tensor.name, start, end: start + p.tensor.byteSize, shard: p.shard, ptr: p.ptr, filled: 0 };
+        }),
       },
     };
   }
 
-  /** A new KV cache and scratch space over these weights. Its memory stays allocated while the model lives. */
+  /** A new KV cache and scratch space over these weights (in every shard). Its memory stays allocated while the model lives. */
   createContext(opts: ContextOptions = {}): Context {
-    return new Context(this.rt, this.config, this.weights, { ...this.defaultContext, ...opts }, this.pool);
+    const o = { ...this.defaultContext, ...opts };
+    if (this.runtimes.length === 1) return new Context(this.rt, this.config, this.weights, o, this.pool);
+    const shards: ContextShard[] = this.shards.map((s, i) => ({ rt: this.runtimes[i], pool: this.pools[i], start: s.start, end: s.end }));
+    return new Context(shards, this.config, this.weights, o);
+  }
+
+  /**
+   * Whether `count` more contexts of these sizes fit in every shard's memory; the one-line reason when not (a
+   * server's --parallel slots are checked before they are allocated).
+   */
+  contextsFit(count: number, opts: ContextOptions = {}): string | undefined {
+    const o = { ...this.defaultContext, ...opts };
+    const contextSize = o.contextSize ?? Math.min(this.config.trainContext, 2048);
+    const batchSize = Math.min(o.batchSize ?? 64, contextSize);
+    for (let i = 0; i < this.runtimes.length; i++) {
+      const s = this.shards[i];
+      const per = kvCacheBytes(this.config, contextSize, [s.start, s.end]) + workspaceBytes(this.config, contextSize, batchSize) + (s.head ? logitsBytes(this.config, batchSize) : 0);
+      const need = this.runtimes[i].bytesUsed + count * per;
+      if (need > WASM32_LIMIT) {
+        const where = this.runtimes.length > 1 ? ` in shard ${i} (layers ${s.start}–${s.end - 1})` : "";
+        return `${count} more contexts of ${contextSize} tokens need ${size(need)} of wasm memory${where}, over wasm32's ${size(WASM32_LIMIT)}`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Marks of every shard's allocation top, for release(): scratch a tool allocates and frees (contexts included). */
+  mark(): number[] {
+    return this.runtimes.map((r) => r.mark());
+  }
+
+  /** Frees everything allocated in every shard since mark(). */
+  release(marks: readonly number[]): void {
+    this.runtimes.forEach((r, i) => r.release(marks[i]));
   }
 
   /** Contexts handed back by releaseContext, ready for reuse (wasm memory is never freed piecemeal). */
@@ -193,9 +253,9 @@ export class Model {
     if (!this.idle.includes(ctx)) this.idle.push(ctx);
   }
 
-  /** Bytes of wasm memory in use (weights and every context created so far). */
+  /** Bytes of wasm memory in use, over every shard (weights and every context created so far). */
   get memoryBytes(): number {
-    return this.rt.memory.buffer.byteLength;
+    return this.runtimes.reduce((a, r) => a + r.memory.buffer.byteLength, 0);
   }
 }
 
@@ -207,7 +267,7 @@ function dataEnd(file: GgufFile): number {
 }
 
 /** the file bytes [start, end) of one tensor, its place in wasm memory, and how much of it has arrived */
-interface Span { name: string; start: number; end: number; ptr: number; filled: number }
+interface Span { name: string; start: number; end: number; shard: number; ptr: number; filled: number }
 
 /**
  * A ByteSource over the first bytes of a file of `size` bytes: reading past them records how far the reader
@@ -228,9 +288,30 @@ function prefixSource(prefix: Uint8Array, size: number, shortBy: { need: number 
 
 export { kvCacheBytes } from "./forward.js";
 
-/** Weights plus the contexts asked for (one by default), in bytes: what loading will ask of wasm memory. */
+/** Weights plus the contexts asked for (one by default), in bytes, in one memory (the sum over shards is a little more). */
 export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number } = {}): number {
   return loadParts(file, config, opts).reduce((a, p) => a + p.bytes, 0);
+}
+
+/**
+ * The shards a load makes: one when weights, contexts and scratch fit in one memory's budget (LoadOptions.maxShardBytes,
+ * else the default), else as many as the layers need; a model one of whose layers alone does not fit is refused
+ * in one line.
+ */
+export function shardPlan(name: string, file: GgufFile, config: LlamaConfig, opts: LoadOptions = {}): Shard[] {
+  const max = opts.maxShardBytes !== undefined ? checkShardBytes(opts.maxShardBytes) : defaultShardBytes();
+  // one memory where it fits, exactly as planned for one runtime
+  const one = planBytes(file, config, opts);
+  if (one <= max) {
+    const kv = (opts.contexts ?? 1) * kvCacheBytes(config, opts.contextSize ?? Math.min(config.trainContext, 2048));
+    const w = weightBytes(file, config);
+    return [{ start: 0, end: config.nLayers, embed: true, head: true, weightBytes: w, contextBytes: one - w, kvBytes: kv, bytes: one }];
+  }
+  try {
+    return planShards(file, config, { ...opts, maxShardBytes: max }, name);
+  } catch (e) {
+    throw e instanceof ShardError ? new Error(e.message) : e;
+  }
 }
 
 /** planBytes part by part, for messages */
@@ -245,27 +326,4 @@ function loadParts(file: GgufFile, config: LlamaConfig, opts: ContextOptions & {
     { what: `${n > 1 ? `${n} × ` : ""}the F32 KV cache of ${contextSize} tokens`, bytes: n * kv },
     { what: "scratch", bytes: n * (per - kv) + (1 << 16) },
   ];
-}
-
-/**
- * The one-line refusal of a model that does not fit: what it needs, part by part, and what would fit (the largest
- * --ctx, or that the weights alone are too large and by how much).
- */
-function loadLimitError(name: string, file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number }): Error {
-  const parts = loadParts(file, config, opts);
-  const n = opts.contexts ?? 1;
-  const perToken = n * kvCacheBytes(config, 1);
-  const atOne = planBytes(file, config, { ...opts, contextSize: 1 });
-  let advice: string;
-  if (atOne + 64 * perToken > WASM32_LIMIT) {
-    advice = `the weights alone need ${size(parts[0].bytes)}: use a smaller quantization, or wait for weights spread over several memories (not built yet)`;
-  } else {
-    let lo = 1, hi = opts.contextSize ?? Math.min(config.trainContext, 2048);
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2);
-      if (planBytes(file, config, { ...opts, contextSize: mid }) <= WASM32_LIMIT) lo = mid; else hi = mid - 1;
-    }
-    advice = `use --ctx ${lo} or less (the F32 KV cache takes ${size(perToken)} per token${n > 1 ? ` for ${n} contexts` : ""}; F16 and Q8_0 caches are not built yet)`;
-  }
-  return overLimit(`${name}: loading it`, parts, WASM32_LIMIT, advice)!;
 }

@@ -18,6 +18,10 @@ export interface Tensor {
   ptr: number;
   byteSize: number;
   info: GgufTensorInfo;
+  /** the runtime (shard, model/shards.ts) ptr is in; absent: the first */
+  shard?: number;
+  /** a tensor every shard reads (rope factors): its copy in shard s at copies[s] (copies[shard] === ptr) */
+  copies?: number[];
 }
 
 /** One layer's tensors by role (names.ts keys); shapes as the descriptor's roles give them (arch.ts). */
@@ -126,16 +130,37 @@ export function weightBytes(file: GgufFile, c: ModelConfig, align = 64): number 
   return total;
 }
 
-/** Copy every tensor the model uses into wasm memory. */
-export function loadWeights(rt: WasmRuntime, file: GgufFile, c: ModelConfig, src: ByteSource, fileName: string): Weights {
-  const weights = allocateWeights(rt, file, c, fileName);
-  for (const t of weightTensors(weights)) {
-    const dst = rt.u8At(t.ptr, t.byteSize);
-    const at = file.dataOffset + t.info.offset;
+/** Copy every tensor the model uses into wasm memory (one runtime, or the shards `placement` assigns). */
+export function loadWeights(rt: WasmRuntime | WasmRuntime[], file: GgufFile, c: ModelConfig, src: ByteSource, fileName: string, placement?: Placement): Weights {
+  const rts = Array.isArray(rt) ? rt : [rt];
+  const weights = allocateWeights(rts, file, c, fileName, placement);
+  for (const p of tensorPlaces(weights)) {
+    const dst = rts[p.shard].u8At(p.ptr, p.tensor.byteSize);
+    const at = file.dataOffset + p.tensor.info.offset;
     if (src.readInto) src.readInto(dst, at);
-    else dst.set(src.read(at, t.byteSize));
+    else dst.set(src.read(at, p.tensor.byteSize));
   }
   return weights;
+}
+
+/** Every place a tensor's bytes go: (shard, ptr), one per copy, in file order. */
+export function tensorPlaces(w: Weights): { tensor: Tensor; shard: number; ptr: number }[] {
+  const out: { tensor: Tensor; shard: number; ptr: number }[] = [];
+  for (const t of weightTensors(w)) {
+    if (t.copies) t.copies.forEach((ptr, shard) => { if (ptr) out.push({ tensor: t, shard, ptr }); });
+    else out.push({ tensor: t, shard: t.shard ?? 0, ptr: t.ptr });
+  }
+  return out;
+}
+
+/**
+ * Which shard holds what (model/shards.ts): layers [start, end) of each shard, the shard of token_embd and of the
+ * classifier (output, output_norm, its bias); rope factors go to every shard that has layers.
+ */
+export interface Placement {
+  layers: readonly (readonly [number, number])[];
+  embed: number;
+  head: number;
 }
 
 /** Every tensor of a Weights once (a tied classifier is the embedding), in file order. */
@@ -146,19 +171,40 @@ export function weightTensors(w: Weights): Tensor[] {
   return [...all].sort((a, b) => a.info.offset - b.info.offset);
 }
 
-/** Place every tensor the model uses in wasm memory without filling it (a streaming load fills them as bytes arrive). */
-export function allocateWeights(rt: WasmRuntime, file: GgufFile, c: ModelConfig, fileName: string): Weights {
+/**
+ * Place every tensor the model uses in wasm memory without filling it (a streaming load fills them as bytes arrive):
+ * in one runtime, or in the shards `placement` assigns (rts[i] is shard i).
+ */
+export function allocateWeights(rt: WasmRuntime | WasmRuntime[], file: GgufFile, c: ModelConfig, fileName: string, placement?: Placement): Weights {
+  const rts = Array.isArray(rt) ? rt : [rt];
+  const place: Placement = placement ?? { layers: [[0, c.nLayers]], embed: 0, head: 0 };
+  if (place.layers.length !== rts.length) throw new Error(`allocateWeights: ${place.layers.length} shards planned, ${rts.length} runtimes given`);
+  const shardOfLayer = (l: number) => place.layers.findIndex(([a, b]) => l >= a && l < b);
   const byName = checkTensors(file, c, fileName);
-  const load = (name: string): Tensor => {
+  const load = (name: string, shard: number): Tensor => {
     const info = byName.get(name)!;
-    const ptr = rt.alloc(info.byteSize, 64);
-    return { name, format: info.format, shape: info.shape, ptr, byteSize: info.byteSize, info };
+    const ptr = rts[shard].alloc(info.byteSize, 64);
+    const t: Tensor = { name, format: info.format, shape: info.shape, ptr, byteSize: info.byteSize, info };
+    if (shard !== 0) t.shard = shard;
+    return t;
   };
   const globals: Partial<Record<GlobalTensorKey, Tensor>> = {};
   const layers: LayerWeights[] = Array.from({ length: c.nLayers }, () => ({}));
   for (const e of expectedTensors(c, (n) => byName.has(n))) {
-    if (e.global) globals[e.global] = load(e.name);
-    else layers[e.layer!][e.key!] = load(e.name);
+    if (e.global === "tokenEmbd") globals.tokenEmbd = load(e.name, c.tiedOutput ? place.head : place.embed);
+    else if (e.global === "outputNorm" || e.global === "output" || e.global === "outputBias") globals[e.global] = load(e.name, place.head);
+    else if (e.global) {
+      // rope factors: every layer reads them, so every shard with layers holds a copy
+      const t = load(e.name, 0);
+      if (rts.length > 1) {
+        t.copies = rts.map((r, s) => (s === 0 ? t.ptr : place.layers[s][1] > place.layers[s][0] ? r.alloc(t.byteSize, 64) : 0));
+      }
+      globals[e.global] = t;
+    } else {
+      const s = shardOfLayer(e.layer!);
+      if (s < 0) throw new Error(`allocateWeights: layer ${e.layer} is in no shard`);
+      layers[e.layer!][e.key!] = load(e.name, s);
+    }
   }
   return {
     tokenEmbd: globals.tokenEmbd!, outputNorm: globals.outputNorm!, output: c.tiedOutput ? globals.tokenEmbd! : globals.output!,

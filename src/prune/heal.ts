@@ -115,7 +115,7 @@ export function fitLstsq(model: Model, windows: number[][], removed: Iterable<nu
 
   const rt = model.rt;
   const z = 2 * d; // one row of [X | Y]
-  const mark = rt.mark();
+  const mark = model.mark();
   try {
     const rowsMax = Math.min(64, Math.max(...windows.map((w) => w.length)));
     // per run: H = [X | Y]ᵀ[X | Y] (2d, 2d) f64, upper triangle; the anchor's mid stream and FFN output, and a
@@ -189,7 +189,7 @@ export function fitLstsq(model: Model, windows: number[][], removed: Iterable<nu
       transforms.set(r.anchor, t);
     });
   } finally {
-    rt.release(mark);
+    model.release(mark);
   }
   return { runs, transforms };
 }

@@ -15,19 +15,19 @@ export function collapseLayers(model: Model, l: number, m: number): () => void {
     const t = target[key]!;
     if (t.format.name !== "F32") throw new Error(`layer collapse needs F32 weights; ${t.name} is ${t.format.name}`);
     const n = t.byteSize / 4;
-    const base = model.rt.f32At(t.ptr, n);
+    const base = model.runtimes[t.shard ?? 0].f32At(t.ptr, n);
     saved.push({ t, data: base.slice() });
     const original = saved[saved.length - 1].data;
     for (let k = 1; k <= m; k++) {
       const other = model.weights.layers[l + k][key];
       if (!other) throw new Error(`layer ${l + k} has no ${String(key)} to merge`);
       if (other.format.name !== "F32") throw new Error(`layer collapse needs F32 weights; ${other.name} is ${other.format.name}`);
-      const w = model.rt.f32At(other.ptr, n);
+      const w = model.runtimes[other.shard ?? 0].f32At(other.ptr, n);
       for (let i = 0; i < n; i++) base[i] += w[i] - original[i];
     }
   }
   return () => {
-    for (const s of saved) model.rt.f32At(s.t.ptr, s.data.length).set(s.data);
+    for (const s of saved) model.runtimes[s.t.shard ?? 0].f32At(s.t.ptr, s.data.length).set(s.data);
   };
 }
 

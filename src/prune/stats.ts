@@ -138,7 +138,7 @@ export function collectLayerStats(model: Model, windows: number[][], opts: Stats
   const first = opts.includeBos ? 0 : 1;
   const B = L + 1;
 
-  const mark = rt.mark();
+  const mark = model.mark();
   try {
     const ctx = model.createContext({ contextSize: windowTokens, batchSize: windowTokens });
     const sums = new StatsSums(rt, L, dim, windowTokens, first);
@@ -176,7 +176,7 @@ export function collectLayerStats(model: Model, windows: number[][], opts: Stats
     });
     return sums.result();
   } finally {
-    rt.release(mark);
+    model.release(mark);
   }
 }
 

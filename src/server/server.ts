@@ -10,8 +10,7 @@ import { DEFAULTS, packageVersion } from "../cli.js";
 import { metaArray, metaString } from "../gguf/metadata.js";
 import { KEY } from "../gguf/names.js";
 import { GgufStringArray } from "../gguf/types.js";
-import { WASM32_LIMIT, type Model } from "../index.js";
-import { contextBytes } from "../model/forward.js";
+import { type Model } from "../index.js";
 import { loadModelFile } from "../node/load.js";
 import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
 import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
@@ -383,14 +382,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   const ready = (async () => {
     const t0 = performance.now();
-    const model = await obtainModel(opts.model, opts.contextSize, opts.threads);
+    const model = await obtainModel(opts.model, opts.contextSize, opts.threads, parallel);
     await model.startThreads();
     const first = model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {});
-    const perContext = contextBytes(model.config, first.contextSize, first.batchSize);
-    const need = model.memoryBytes + (parallel - 1) * perContext;
-    if (need > WASM32_LIMIT) {
-      throw new Error(`${model.name}: --parallel ${parallel} contexts of ${first.contextSize} tokens need ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory, over wasm32's 4 GiB; use a smaller --parallel or --ctx`);
-    }
+    const over = model.contextsFit(parallel - 1, { contextSize: first.contextSize, batchSize: first.batchSize });
+    if (over) throw new Error(`${model.name}: --parallel ${parallel}: ${over}; use a smaller --parallel or --ctx`);
     const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize }))];
     let chat: ChatFormatter;
     try {
@@ -403,7 +399,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       model, pool: new SlotPool(contexts, queueLimit), engine: new Engine(model.tokenizer), json: new JsonConstraints(model.tokenizer, model.config.vocabSize),
       chat, contextSize: first.contextSize, maxPromptBytes: first.contextSize * maxTokenBytes(model),
     };
-    log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} slot(s) of ${contexts[0].contextSize} tokens, ${model.pool?.size ?? 1} thread(s), chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
+    log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${parallel} slot(s) of ${contexts[0].contextSize} tokens, ${model.pool?.size ?? 1} thread(s), ${model.runtimes.length > 1 ? `in ${model.runtimes.length} wasm memories, ` : ""}chat prompts: ${chat.kind === "template" ? "the model's chat template" : "fallback transcript"}`);
     if (warmupRequests > 0 && !stopping) {
       warmupToken = randomUUID();
       const w = await warmUp({
@@ -445,7 +441,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return { url, port, ready, close };
 }
 
-async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined, threads: number | undefined): Promise<Model> {
+async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined, threads: number | undefined, contexts: number): Promise<Model> {
   if (typeof src === "function") return src();
   if (typeof src !== "string") return src;
   // Read the file once asynchronously so the OS caches it while the event loop stays free to answer /health with
@@ -456,7 +452,8 @@ async function obtainModel(src: ServeOptions["model"], contextSize: number | und
     s.on("error", (e) => reject(new Error(`${src}: cannot read (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
     s.on("end", resolve);
   });
-  return loadModelFile(src, { contextSize, threads });
+  // every slot's context planned up front: a sharded model places each slot's KV cache rows with its layers
+  return loadModelFile(src, { contextSize, threads, contexts });
 }
 
 function finishReason(r: StopReason): FinishReason {
