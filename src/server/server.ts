@@ -73,7 +73,7 @@ export interface RunningServer {
 /** Defaults of the serve command live with the CLI's (one place); the server reads them from there. */
 const SERVE_DEFAULTS = DEFAULTS.serve;
 const WARMUP_HEADER = "x-edgeprune-warmup";
-/** the warm-up starts no request after this long: with a large model it would take long and matter little */
+/** the warm-up starts no request after this much CPU time: with a large model it would take long and matter little */
 const WARMUP_BUDGET_MS = 2000;
 /** an over-limit body is read and discarded up to this much (so the client sees the 413, not a reset), then cut */
 const DISCARD_LIMIT_BYTES = 4 * SERVE_DEFAULTS.maxBodyBytes;
@@ -483,7 +483,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const w = await warmUp({
         host, port, apiKey: opts.apiKey, header: [WARMUP_HEADER, warmupToken], requests: warmupRequests,
         // more than the contexts so that some wait in the queue, but never more than the queue admits
-        concurrency: parallel + Math.min(queueLimit, parallel, 2), budgetMs: WARMUP_BUDGET_MS, stopped: () => stopping,
+        concurrency: parallel + Math.min(queueLimit, parallel, 2), budgetMs: WARMUP_BUDGET_MS, stopped: () => stopping, embeddings: opts.embeddings ?? false,
       });
       warmupToken = undefined;
       log(`warmed up with ${w.requests} request(s) in ${(w.ms / 1000).toFixed(2)} s` +
