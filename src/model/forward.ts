@@ -32,12 +32,12 @@ export type LinearObserver = (layer: number, site: LinearSite, x: number, n: num
 export interface ForwardOptions {
   /** which logits to compute: the last token's (default), every token's, or none (warming the cache) */
   logits?: "last" | "all" | "none";
-  /** layers to skip entirely, as if they were absent from the file */
-  skipLayers?: ReadonlySet<number>;
+  /** layers to skip entirely, as if they were absent from the file (a Set or an array of layer indices) */
+  skipLayers?: ReadonlySet<number> | readonly number[];
   /** layers whose attention half is skipped */
-  skipAttention?: ReadonlySet<number>;
+  skipAttention?: ReadonlySet<number> | readonly number[];
   /** layers whose FFN half is skipped */
-  skipFfn?: ReadonlySet<number>;
+  skipFfn?: ReadonlySet<number> | readonly number[];
   onLayer?: LayerObserver;
   onLinearInput?: LinearObserver;
   /** stop after this many layers (layers ≥ it are not run; no logits): calibration of early layers */
@@ -68,7 +68,16 @@ export interface ContextOptions {
   batchSize?: number;
 }
 
-const EMPTY = new Set<number>();
+const EMPTY: ReadonlySet<number> = new Set<number>();
+
+/** A skip option as a set of layer indices; anything else is an error naming the option. */
+function layerSet(v: ReadonlySet<number> | readonly number[] | undefined, name: string, nLayers: number): ReadonlySet<number> {
+  if (v === undefined || v === null) return EMPTY;
+  const set = v instanceof Set ? v : Array.isArray(v) ? new Set(v as number[]) : undefined;
+  if (!set) throw new Error(`${name} must be a Set or an array of layer indices, got ${typeof v}`);
+  for (const l of set) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new Error(`${name}: ${String(l)} is not a layer index (0..${nLayers - 1})`);
+  return set;
+}
 const F32 = 4;
 /** bytes per cached key or value (F32 today; issue 14's F16/Q8_0 caches change it here) */
 const KV_BYTES = 4;
@@ -324,7 +333,8 @@ export class Context {
     const need = mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0;
     if (opts.out && opts.out.length < need) throw new Error(`eval: opts.out holds ${opts.out.length} floats, the logits need ${need}`);
     const out = !opts.out ? new Float32Array(need) : opts.out.length === need ? opts.out : opts.out.subarray(0, need);
-    const skipLayers = opts.skipLayers ?? EMPTY, skipAttention = opts.skipAttention ?? EMPTY, skipFfn = opts.skipFfn ?? EMPTY;
+    const skipLayers = layerSet(opts.skipLayers, "skipLayers", c.nLayers), skipAttention = layerSet(opts.skipAttention, "skipAttention", c.nLayers);
+    const skipFfn = layerSet(opts.skipFfn, "skipFfn", c.nLayers);
     const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
     const observe = opts.onLayer;
     for (let start = 0; start < n; start += this.batchSize) {
