@@ -3,7 +3,7 @@
 // token with cache_prompt (the default) against cache_prompt: false, same output. (2) --parallel 4: four
 // concurrent greedy requests, total tokens/s against one request alone on the same server (one slot), same tokens.
 // Rounds interleave the two sides; medians. Prints the CPU and the load (uptime), since the machine may be shared.
-// Run: npm run build && node dist/bench/serve.bench.js [MODEL] [--rounds N] [--threads N]
+// Run: npm run build && node dist/bench/serve.bench.js [MODEL] [--rounds N] [--threads N] [--tokens N] [--parallel-only]
 //   MODEL defaults to a synthetic TinyLlama-shaped file (dim 256, 8 layers, GQA 8/4, vocab 32000, Q8_0, context
 //   1024), written by `edgeprune synth` under the system temp folder when missing.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -22,6 +22,8 @@ const flag = (name: string, dflt: number) => {
 };
 const ROUNDS = flag("--rounds", 5);
 const THREADS = flag("--threads", 2);
+const TOKENS = flag("--tokens", 64);
+const ONLY = args.includes("--parallel-only") ? (args.splice(args.indexOf("--parallel-only"), 1), true) : false;
 const SYNTH = ["--arch", "llama", "--dim", "256", "--layers", "8", "--heads", "8", "--kv-heads", "4", "--hidden", "704", "--vocab", "32000", "--ctx", "1024", "--type", "q8_0"];
 let model = args[0];
 if (!model) {
@@ -94,7 +96,7 @@ console.log(`serve bench: ${path.basename(model)}, ${THREADS} threads, ${ROUNDS}
 console.log(`  before: ${uptime()}`);
 
 // ---- (1) prompt reuse ----
-{
+if (!ONLY) {
   const s = await serve(["--parallel", "1", "--ctx", "1024", "--warmup", "16"]);
   const prefix = [1, ...ids(511, 7)]; // BOS + 511: a 512-token shared prefix
   const first = [...prefix, ...ids(16, 11)], second = [...prefix, ...ids(16, 13)];
@@ -120,7 +122,7 @@ console.log(`  before: ${uptime()}`);
 
 // ---- (2) --parallel 4 ----
 {
-  const N = 4, TOKENS = 64;
+  const N = 4;
   const s = await serve(["--parallel", String(N), "--ctx", "256", "--warmup", "16"]);
   const prompts = Array.from({ length: N }, (_, j) => [1, ...ids(24 + 8 * j, 100 + j)]);
   const alone: number[] = [], together: number[] = [];
