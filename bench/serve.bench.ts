@@ -57,10 +57,12 @@ async function serve(extra: string[]): Promise<{ url: string; stop: () => void }
 /** A streamed greedy completion of token ids: time to the first token's chunk, the whole time, the text. */
 async function complete(url: string, prompt: number[], maxTokens: number, extra: object = {}): Promise<{ ttftMs: number; ms: number; text: string; tokens: number }> {
   const t0 = performance.now();
-  const r = await fetch(`${url}/v1/completions`, {
+  const send = () => fetch(`${url}/v1/completions`, {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true }, ...extra }),
   });
+  // a kept-alive socket the server closed as idle (its keepAliveTimeout) just as it was reused: send again
+  const r = await send().catch(send);
   if (r.status !== 200) throw new Error(`status ${r.status}: ${await r.text()}`);
   let ttftMs = -1, text = "", buf = "", tokens = 0;
   const dec = new TextDecoder();
