@@ -342,8 +342,12 @@ export function buildProgram(): Command {
     .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace", { min: 0 }), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup", { min: 0 }), DEFAULTS.serve.warmup)
+    .option("--embeddings", "serve POST /v1/embeddings (off by default, as llama-server's --embeddings)")
+    .option("--pooling <type>", "how /v1/embeddings pools a decoder's hidden states: mean or last (default last, the token node-llama-cpp's embedding context reads)")
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; embeddings?: boolean; pooling?: string; quiet?: boolean }) => {
+      if (o.pooling !== undefined && o.pooling !== "mean" && o.pooling !== "last") throw new Error(`invalid --pooling ${JSON.stringify(o.pooling)}: expected mean or last (a decoder model has no CLS token; rank pooling needs a reranker)`);
+      if (o.pooling !== undefined && !o.embeddings) throw new Error("--pooling applies to /v1/embeddings: add --embeddings");
       checkFile(model, "model");
       checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
       const { parseCorsList } = await import("./server/policy.js");
@@ -354,7 +358,8 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, threads: o.threads ?? await availableThreads(), graceMs: o.grace, warmup: o.warmup, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
+        contextSize: o.ctx, threads: o.threads ?? await availableThreads(), graceMs: o.grace, warmup: o.warmup,
+        embeddings: o.embeddings ?? false, pooling: o.pooling as "mean" | "last" | undefined, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
         const stop = (sig: string) => { say(`${sig}: stopping`); server.close().then(resolve); };

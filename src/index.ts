@@ -12,6 +12,7 @@ export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, t
 export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
 export { ARCHITECTURES, REFUSED, architectureFor, type Architecture, type LayerRole } from "./model/arch.js";
 export { checkModelFile, nonFiniteTensors } from "./model/check.js";
+export { embedTokens, normalizeEmbedding, POOLINGS, type EmbeddingOptions, type Pooling } from "./embedding.js";
 export { generate, generateSteps, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 export { Sampler, SAMPLER_DEFAULTS, argmax, softmax, type SamplerOptions } from "./sampler.js";
 export { perplexity, logSoftmaxAt, type PerplexityOptions, type PerplexityResult } from "./perplexity.js";

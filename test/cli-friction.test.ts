@@ -1,7 +1,8 @@
 // The command-line friction points of issue 17, each as a user meets it: numeric options refused with their name
 // before anything is printed, prompts from stdin and files, --version, the timing lines on a line of their own
 // (also after Ctrl-C), ppl --json as the last line, requantization refused without --allow-requantize, and pull's
-// message when the network cannot be reached.
+// message when the network cannot be reached; and the server and library points not covered elsewhere: n_predict
+// honoured (not 16 tokens), serve --threads, skipLayers given as an array.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
@@ -11,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedPath } from "./support/paths.js";
 import { runCli as cli } from "./support/cli.js";
+import { Model } from "../src/model/model.js";
+import { greedyText, serve } from "./server-support.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const DEEP = sharedPath("models/stories-deep-16L.gguf");
@@ -149,6 +152,42 @@ test("pull without a network says why and how to pull offline", async () => {
     encoding: "utf8", env: { ...process.env, EDGEPRUNE_MIRROR: `http://127.0.0.1:${port}/models/` },
   });
   refused(r, /cannot download http:\/\/127\.0\.0\.1:\d+\/models\/stories260K\.gguf: nothing accepts connections at 127\.0\.0\.1:\d+ \[ECONNREFUSED\]\. Offline, set EDGEPRUNE_MIRROR/);
+});
+
+test("serve: n_predict is honoured (not the 16-token default) and wins over max_tokens, as in llama-server", async () => {
+  const s = await serve(["--quiet", "--warmup", "0", "--ctx", "256"]);
+  try {
+    const post = async (body: object) => (await fetch(`${s.url}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json() as
+      Promise<{ choices: { text: string }[]; usage: { completion_tokens: number } }>;
+    const a = await post({ prompt: "Once upon a time", n_predict: 40, temperature: 0, ignore_eos: true });
+    assert.is(a.usage.completion_tokens, 40);
+    assert.is(a.choices[0].text, greedyText("Once upon a time", 40).text);
+    const b = await post({ prompt: "Once upon a time", n_predict: 5, max_tokens: 30, temperature: 0 });
+    assert.is(b.usage.completion_tokens, 5);
+  } finally {
+    await s.kill();
+  }
+});
+
+test("serve --threads 2 runs its kernels on 2 threads (said at start-up), with the same greedy text", async () => {
+  const s = await serve(["--warmup", "0", "--ctx", "256", "--threads", "2"]);
+  try {
+    assert.match(s.log(), /model loaded in [\d.]+ s: 1 slot\(s\) of 256 tokens, 2 thread\(s\)/);
+    const r = await (await fetch(`${s.url}/v1/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "The dog", max_tokens: 24, temperature: 0 }) })).json() as { choices: { text: string }[] };
+    assert.is(r.choices[0].text, greedyText("The dog", 24).text);
+  } finally {
+    await s.kill();
+  }
+});
+
+test("library: skipLayers (and skipAttention, skipFfn) may be arrays; a bad index is an error naming the option", () => {
+  const m = Model.load(new Uint8Array(readFileSync(DEEP)), { contextSize: 32 });
+  const ids = m.tokenizer.encode("Once upon a time", { addBos: true });
+  const eval_ = (o: object) => Array.from(m.createContext({ contextSize: 32 }).eval(ids, o));
+  assert.equal(eval_({ skipLayers: [3, 7], skipFfn: [1] }), eval_({ skipLayers: new Set([3, 7]), skipFfn: new Set([1]) }));
+  assert.not.equal(eval_({ skipLayers: [3, 7] }), eval_({}));
+  assert.throws(() => eval_({ skipLayers: [16] }), /skipLayers: 16 is not a layer index \(0\.\.15\)/);
+  assert.throws(() => eval_({ skipAttention: 3 }), /skipAttention must be a Set or an array of layer indices/);
 });
 
 test.run();

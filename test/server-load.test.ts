@@ -1,6 +1,8 @@
-// Load on one `edgeprune serve` process on 127.0.0.1: 8 concurrent clients send 200 requests in all (completions
-// and chat, streamed and not, some cancelled mid-stream, some invalid or unauthorized). Every valid one must give
-// the greedy text, every invalid one its status, memory must stay flat, and /health must still answer.
+// Load on one `edgeprune serve --embeddings` process on 127.0.0.1: 8 concurrent clients send 300 requests in all
+// (completions and chat, streamed and not, some cancelled mid-stream, some invalid or unauthorized; log-probabilities,
+// JSON-schema output, embeddings, /tokenize, /detokenize, /props). Every valid one must give what the library
+// computes here (greedy text, embeddings, tokens), every invalid one its status, memory must stay flat, /health must
+// still answer, and 1000 requests for random paths must leave /metrics with the same series.
 //
 // Memory: the server process's RSS after the run must be within 10% of its RSS after the first client request; its
 // wasm memory (weights and the pooled KV caches) must not change at all. Both are read from /metrics. The server
@@ -8,21 +10,32 @@
 // first request is the first one this test sends. The server's own start-up warm-up (src/server/warmup.ts) has
 // already run by then, because /health answers 200 only after it. What keeps RSS flat (measured, docs/serving.md):
 // the serve command keeps V8's young generation at its start-up size (src/node/heap.ts), and the warm-up moves
-// the one-time growth of a fresh Node process (JIT-compiled code, the memory glibc keeps after compiling) before
-// the first request.
+// the one-time growth of a fresh Node process (JIT-compiled code, the memory glibc keeps after compiling, and
+// xgrammar's WebAssembly and vocabulary for JSON-schema output) before the first request.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import OpenAI from "openai";
+import { Ajv } from "ajv";
+import { embedTokens } from "../src/embedding.js";
 import { fallbackTranscript } from "../src/server/chat.js";
-import { greedyText, metric, serve, type ServerProcess } from "./server-support.js";
+import { greedyText, localModel, metric, serve, type ServerProcess } from "./server-support.js";
 
 const KEY = "load-test-key";
 const CLIENTS = 8;
-const REQUESTS = 200;
+const REQUESTS = 300;
 const PROMPTS = ["Once upon a time", "The dog", "Lily and Tom went to the park", "One day, a big bird"];
 
-type Kind = "bad-json" | "missing" | "too-long" | "no-key" | "completion" | "completion-stream" | "chat" | "chat-stream" | "cancel";
-const KINDS: Kind[] = ["bad-json", "completion", "completion-stream", "missing", "chat", "chat-stream", "too-long", "cancel", "no-key", "completion"];
+type Kind = "bad-json" | "missing" | "too-long" | "no-key" | "completion" | "completion-stream" | "chat" | "chat-stream" | "cancel" |
+  "logprobs" | "json" | "embeddings" | "tokenize" | "detokenize" | "props";
+const KINDS: Kind[] = [
+  "bad-json", "completion", "completion-stream", "missing", "chat", "chat-stream", "too-long", "cancel", "no-key", "completion",
+  "logprobs", "json", "embeddings", "tokenize", "detokenize", "props", "json", "embeddings", "chat", "logprobs",
+];
+const SCHEMA = {
+  type: "object", additionalProperties: false, required: ["name", "age", "pet"],
+  properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer", minimum: 1, maximum: 99 }, pet: { enum: ["cat", "dog", "bird"] } },
+};
+const validate = new Ajv().compile(SCHEMA);
 
 let s: ServerProcess;
 test.after(async () => { await s?.kill(); });
@@ -37,7 +50,16 @@ async function memory(): Promise<{ rss: number; wasm: number; heapUsed: number; 
 }
 
 test(`${CLIENTS} clients, ${REQUESTS} requests: valid ones correct, invalid ones refused, memory flat, still healthy`, async () => {
-  s = await serve(["--ctx", "256", "--parallel", "2", "--queue", "64", "--api-key", KEY, "--quiet"], { NODE_OPTIONS: "--expose-gc" });
+  s = await serve(["--ctx", "256", "--parallel", "2", "--queue", "64", "--api-key", KEY, "--quiet", "--embeddings"], { NODE_OPTIONS: "--expose-gc" });
+  const lm = localModel(), tok = lm.tokenizer;
+  const embCtx = lm.createContext({ contextSize: 256 });
+  const embeddings = new Map<string, number[]>();
+  const wantEmbedding = (p: string) => {
+    if (!embeddings.has(p)) embeddings.set(p, Array.from(embedTokens(embCtx, tok.encode(p, { addBos: tok.addBos }), { pooling: "last" })));
+    return embeddings.get(p)!;
+  };
+  const authed = (route: string, body?: unknown) => fetch(`${s.url}${route}`, body === undefined ? { headers: { Authorization: `Bearer ${KEY}` } } :
+    { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${KEY}` }, body: JSON.stringify(body) });
   const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: KEY, maxRetries: 0 });
   const expected = new Map<string, string>();
   const want = (prompt: string, n: number) => {
@@ -91,6 +113,45 @@ test(`${CLIENTS} clients, ${REQUESTS} requests: valid ones correct, invalid ones
         if (text !== want(fallbackTranscript(chatMessages(prompt)), n)) throw new Error(`streamed chat ${JSON.stringify(text)}`);
         return;
       }
+      case "logprobs": {
+        const r = await client.completions.create({ model: "m", prompt, max_tokens: n, temperature: 0, logprobs: 2 });
+        const lp = r.choices[0].logprobs!;
+        if (r.choices[0].text !== want(prompt, n)) throw new Error(`logprobs text ${JSON.stringify(r.choices[0].text)}`);
+        if (lp.tokens!.length !== r.usage!.completion_tokens || lp.token_logprobs!.some((x) => !(x <= 0)) || lp.top_logprobs!.some((t) => Object.keys(t).length < 1)) {
+          throw new Error(`logprobs ${JSON.stringify(lp).slice(0, 200)}`);
+        }
+        return;
+      }
+      case "json": {
+        const r = await client.chat.completions.create({
+          model: "m", messages: chatMessages(prompt), max_tokens: 48, temperature: 0.8, seed: i,
+          response_format: { type: "json_schema", json_schema: { name: "pet", schema: SCHEMA } },
+        });
+        const text = r.choices[0].message.content ?? "";
+        if (r.choices[0].finish_reason !== "stop" || !validate(JSON.parse(text))) throw new Error(`json ${text} (${r.choices[0].finish_reason})`);
+        return;
+      }
+      case "embeddings": {
+        const r = await client.embeddings.create({ model: "m", input: prompt, ...(i % 2 ? { encoding_format: "float" as const } : {}) });
+        if (JSON.stringify(r.data[0].embedding) !== JSON.stringify(wantEmbedding(prompt))) throw new Error("embedding differs from the library's");
+        return;
+      }
+      case "tokenize": {
+        const j = await (await authed("/tokenize", { content: prompt })).json() as { tokens: number[] };
+        if (JSON.stringify(j.tokens) !== JSON.stringify(tok.encode(prompt, { addBos: false }))) throw new Error(`tokens ${JSON.stringify(j)}`);
+        return;
+      }
+      case "detokenize": {
+        const ids = tok.encode(prompt, { addBos: false });
+        const j = await (await authed("/detokenize", { tokens: ids })).json() as { content: string };
+        if (j.content !== tok.decode(ids)) throw new Error(`content ${JSON.stringify(j)}`);
+        return;
+      }
+      case "props": {
+        const j = await (await authed("/props")).json() as { total_slots: number; default_generation_settings: { n_ctx: number } };
+        if (j.total_slots !== 2 || j.default_generation_settings.n_ctx !== 256) throw new Error(`props ${JSON.stringify(j).slice(0, 200)}`);
+        return;
+      }
       case "cancel": {
         const stream = await client.completions.create({ model: "m", prompt, max_tokens: 200, temperature: 0, stream: true });
         let got = 0;
@@ -135,6 +196,26 @@ test(`${CLIENTS} clients, ${REQUESTS} requests: valid ones correct, invalid ones
     `external ${mib(afterFirst.external)} → ${mib(after.external)} MiB; wasm ${mib(after.wasm)} MiB`);
   assert.is(after.wasm, afterFirst.wasm, "wasm memory (weights + pooled KV caches) unchanged");
   assert.ok(Math.abs(growth) <= 0.1, `RSS changed by ${(growth * 100).toFixed(1)}% from after the first request to after the run`);
+  for (const k of KINDS) assert.ok((counts.get(k) ?? 0) > 0, `${k} requests ran`);
+
+  // /metrics: one series per (route, status) from the fixed list; 1000 random paths add none
+  const series = async () => (await (await authed("/metrics")).text()).split("\n").filter((l) => l.startsWith("edgeprune_requests_total{")).map((l) => l.replace(/ \S+$/, ""));
+  const random = (j: number) => `/${Math.random().toString(36).slice(2)}/${j}${j % 3 ? "?x=1" : ""}`;
+  await fetch(`${s.url}${random(0)}`, { headers: { Authorization: `Bearer ${KEY}` } });
+  await fetch(`${s.url}${random(1)}`);
+  const before = await series();
+  for (const route of ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/tokenize", "/detokenize", "/props"]) {
+    assert.ok(before.some((l) => l.includes(`route="${route}",status="200"`)), `${route} has its own label`);
+  }
+  assert.ok(before.every((l) => /route="(\/health|\/metrics|\/v1\/models|\/v1\/completions|\/v1\/chat\/completions|\/tokenize|\/detokenize|\/props|\/v1\/embeddings|other)"/.test(l)), before.join("\n"));
+  for (let j = 0; j < 1000; j += 20) {
+    await Promise.all(Array.from({ length: 20 }, (_, k) => fetch(`${s.url}${random(j + k)}`, {
+      method: ["GET", "POST", "DELETE", "PUT"][k % 4], headers: k % 2 ? { Authorization: `Bearer ${KEY}` } : {},
+    }).then((r) => r.arrayBuffer())));
+  }
+  assert.equal(await series(), before, "1000 random paths add no series");
+  const total = (await (await authed("/metrics")).text()).match(/^edgeprune_requests_total\{route="other",status="404"\} (\d+)$/m);
+  assert.ok(total && Number(total[1]) >= 500, "the random paths were counted as other");
 });
 
 test.run();

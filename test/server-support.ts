@@ -44,7 +44,8 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv = {}, model =
     child, url, port: Number(new URL(url).port), log: () => err, exited,
     kill: async () => { if (child.exitCode === null && child.signalCode === null) { child.kill("SIGKILL"); await exited; } },
   };
-  for (let i = 0; i < 200; i++) {
+  // the start-up warm-up is bounded by CPU time (warmup.ts), so on a busy machine it can take several seconds of wall time
+  for (const t0 = Date.now(); Date.now() - t0 < 60_000;) {
     const r = await fetch(`${url}/health`).catch(() => undefined);
     if (r?.status === 200) return proc;
     await new Promise((r) => setTimeout(r, 25));

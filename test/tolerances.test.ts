@@ -2,7 +2,7 @@
 // drift loose enough to hide a real bug (issue 12's rule). Not a numerical test of the model.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { FAMILY_VS_LLAMACPP, KERNEL, ROUNDTRIP, VS_LLAMACPP } from "./tolerances.js";
+import { EMBEDDING_VS_LLAMACPP, FAMILY_VS_LLAMACPP, KERNEL, ROUNDTRIP, VS_LLAMACPP } from "./tolerances.js";
 
 test("every llama.cpp bound is at most 10× the measured difference or cross-backend spread, and above both", () => {
   for (const [name, t] of [...Object.entries(VS_LLAMACPP), ...Object.entries(FAMILY_VS_LLAMACPP)]) {
@@ -28,6 +28,13 @@ test("every round-trip bound is at most 10× its measured figure and above it (0
       if (b.measured === 0) assert.is(b.bound, 0, `${name} ${what}: an exact figure gets an exact bound`);
       else assert.ok(b.bound > b.measured && b.bound <= 10 * b.measured, `${name} ${what}: bound ${b.bound}, measured ${b.measured}`);
     }
+  }
+});
+
+test("every embedding bound is at most 10× its measured difference, and above it", () => {
+  for (const [name, t] of Object.entries(EMBEDDING_VS_LLAMACPP)) {
+    assert.ok(t.bound <= 10 * t.measured, `${name}: bound ${t.bound} is over 10× the measured ${t.measured}`);
+    assert.ok(t.bound > t.measured, `${name}: bound ${t.bound} does not cover the measured ${t.measured}`);
   }
 });
 

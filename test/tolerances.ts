@@ -227,3 +227,19 @@ export const CONVERT_VS_LLAMACPP = {
   gemma3: { bound: 5e-2, ours: { zen4: 7.05e-5, haswell: 4.56e-3, sse42: 8.95e-3 } }, // F16; GeGLU's f16 GELU table
   phi3: { bound: 0.5, ours: { zen4: 1.34e-5, haswell: 1.34e-5, sse42: 2.28e-1 } }, // Q4_0
 } as const satisfies Record<string, { bound: number; ours: Record<string, number> }>;
+
+/**
+ * Embeddings (src/embedding.ts, last and mean pooling, Euclidean-normalized) vs llama.cpp through node-llama-cpp
+ * 3.21.1 (the last token's final-normed state; the mean from each prefix's), max |Δ| per component over
+ * test/embeddings.test.ts's three texts, and the raw last state's |Δ| relative to its largest component; `measured`
+ * is the largest of the three. "-F32": a context with embeddings on and an F32 KV cache; "-default":
+ * node-llama-cpp's own embedding context, whose KV cache is llama.cpp's default F16 (the rounding of every cached
+ * key and value is what the figure shows). Measured 2026-12-03 on the AMD EPYC (Zen 4), llama.cpp's haswell
+ * backend (the one it loads here by default).
+ */
+export const EMBEDDING_VS_LLAMACPP = {
+  "stories260K-F32": { bound: 4e-6, measured: 4.41e-7 },
+  "stories-deep-16L-F32": { bound: 4e-6, measured: 4.41e-7 },
+  "stories260K-default": { bound: 2e-3, measured: 3.87e-4 },
+  "stories-deep-16L-default": { bound: 2e-3, measured: 6.57e-4 },
+} as const satisfies Record<string, { bound: number; measured: number }>;

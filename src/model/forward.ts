@@ -32,12 +32,12 @@ export type LinearObserver = (layer: number, site: LinearSite, x: number, n: num
 export interface ForwardOptions {
   /** which logits to compute: the last token's (default), every token's, or none (warming the cache) */
   logits?: "last" | "all" | "none";
-  /** layers to skip entirely, as if they were absent from the file */
-  skipLayers?: ReadonlySet<number>;
+  /** layers to skip entirely, as if they were absent from the file (a Set or an array of layer indices) */
+  skipLayers?: ReadonlySet<number> | readonly number[];
   /** layers whose attention half is skipped */
-  skipAttention?: ReadonlySet<number>;
+  skipAttention?: ReadonlySet<number> | readonly number[];
   /** layers whose FFN half is skipped */
-  skipFfn?: ReadonlySet<number>;
+  skipFfn?: ReadonlySet<number> | readonly number[];
   onLayer?: LayerObserver;
   onLinearInput?: LinearObserver;
   /** stop after this many layers (layers ≥ it are not run; no logits): calibration of early layers */
@@ -68,7 +68,16 @@ export interface ContextOptions {
   batchSize?: number;
 }
 
-const EMPTY = new Set<number>();
+const EMPTY: ReadonlySet<number> = new Set<number>();
+
+/** A skip option as a set of layer indices; anything else is an error naming the option. */
+function layerSet(v: ReadonlySet<number> | readonly number[] | undefined, name: string, nLayers: number): ReadonlySet<number> {
+  if (v === undefined || v === null) return EMPTY;
+  const set = v instanceof Set ? v : Array.isArray(v) ? new Set(v as number[]) : undefined;
+  if (!set) throw new Error(`${name} must be a Set or an array of layer indices, got ${typeof v}`);
+  for (const l of set) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new Error(`${name}: ${String(l)} is not a layer index (0..${nLayers - 1})`);
+  return set;
+}
 const F32 = 4;
 /** bytes per cached key or value (F32 today; issue 14's F16/Q8_0 caches change it here) */
 const KV_BYTES = 4;
@@ -83,7 +92,9 @@ function scratchWidths(c: ModelConfig) {
     xb: Math.max(c.dim, c.qDim), // normed input of a half; also the attention output (its values are dead by then)
     xb2: c.dim, // output of a half
     q: c.qDim,
-    qkv: fused ? qkv : 0, // a fused q|k|v projection before it is split
+    // a fused q|k|v projection before it is split; without one, the k and v rows of a batched decode (decodeBatch)
+    // before they go to their sequences' caches
+    qkv: fused ? qkv : 2 * c.kvDim,
     hb: ffnRows, // gate (or fused gate|up)
     hb2: c.hiddenDim, // up (or the fused GLU's output)
     /** the widest input a matmul converts */
@@ -145,7 +156,7 @@ class Workspace {
   readonly xb: number; // (batchSize, max(dim, qDim)) normed input of a half-layer
   readonly xb2: number; // (batchSize, dim) output of a half-layer
   readonly q: number; // (batchSize, qDim)
-  readonly qkv: number; // (batchSize, qDim + 2 kvDim) fused projection output (0 when no layer is fused)
+  readonly qkv: number; // (batchSize, qDim + 2 kvDim) fused projection output; (batchSize, 2 kvDim) without fused layers
   readonly att: number; // (batchSize, qDim); the same memory as xb, whose values are dead once q, k, v exist
   readonly hb: number; // (batchSize, hiddenDim, or 2 hiddenDim when gate and up are fused)
   readonly hb2: number; // (batchSize, hiddenDim)
@@ -407,7 +418,8 @@ export class Context {
     const need = mode === "all" ? n * c.vocabSize : mode === "last" ? c.vocabSize : 0;
     if (opts.out && opts.out.length < need) throw new Error(`eval: opts.out holds ${opts.out.length} floats, the logits need ${need}`);
     const out = !opts.out ? new Float32Array(need) : opts.out.length === need ? opts.out : opts.out.subarray(0, need);
-    const skipLayers = opts.skipLayers ?? EMPTY, skipAttention = opts.skipAttention ?? EMPTY, skipFfn = opts.skipFfn ?? EMPTY;
+    const skipLayers = layerSet(opts.skipLayers, "skipLayers", c.nLayers), skipAttention = layerSet(opts.skipAttention, "skipAttention", c.nLayers);
+    const skipFfn = layerSet(opts.skipFfn, "skipFfn", c.nLayers);
     const nRun = Math.min(c.nLayers, opts.stopAfterLayer ?? c.nLayers);
     const observe = opts.onLayer;
     for (let start = 0; start < n; start += this.batchSize) {
@@ -489,14 +501,113 @@ export class Context {
   /** Stage 3: final norm and classifier over the batch's last row or every row; a view of the logits, valid until the next call. */
   head(mode: "last" | "all"): Float32Array {
     const c = this.config, w = this.weights;
-    const ws = this.handOver(this.output), k = ws.k;
     const rowsOut = mode === "all" ? this.batchT : 1;
-    const from = ws.x + (this.batchT - rowsOut) * c.dim * F32;
-    k.rmsnorm(ws.xb, from, w.outputNorm.ptr, c.dim, c.rmsEps, rowsOut);
+    this.normed(mode);
+    const ws = this.output, k = ws.k;
     ws.newInput();
     ws.linear(this.logitsPtr, ws.xb, w.output, w.outputBias, rowsOut);
     if (c.finalSoftcap > 0) k.softcap(this.logitsPtr, c.finalSoftcap, rowsOut * c.vocabSize);
     return ws.rt.f32At(this.logitsPtr, rowsOut * c.vocabSize);
+  }
+
+  /**
+   * Stage 3 without the classifier: the final norm of the batch's last row or every row (dim floats each), what
+   * llama.cpp returns as a decoder's embeddings (its result_norm); a view, valid until the next call.
+   */
+  normed(mode: "last" | "all"): Float32Array {
+    const c = this.config;
+    const ws = this.handOver(this.output);
+    const rowsOut = mode === "all" ? this.batchT : 1;
+    const from = ws.x + (this.batchT - rowsOut) * c.dim * F32;
+    ws.k.rmsnorm(ws.xb, from, this.weights.outputNorm.ptr, c.dim, c.rmsEps, rowsOut);
+    return ws.rt.f32At(ws.xb, rowsOut * c.dim);
+  }
+
+  /**
+   * One decode step of several sequences at once: items[j].token at position items[j].ctx.nPast of its own
+   * context, its logits into items[j].out. Every matmul runs once over the N rows (the weights are read once
+   * per step, not once per sequence); RoPE and attention run per row, each against its own context's cache.
+   * Contexts of one model in one runtime (no shards) and of one context size go together, the first one's scratch
+   * carrying the batch; others are evaluated one after another. Equal, row for row, to each context's eval([token]).
+   */
+  static decodeBatch(items: readonly { ctx: Context; token: number; out: Float32Array }[]): void {
+    const n = items.length;
+    if (n === 0) return;
+    const lead = items[0].ctx, c = lead.config, w = lead.weights, ws = lead.input, k = ws.k;
+    const together = n > 1 && items.every(({ ctx: x }) => x.weights === w && x.input.rt === ws.rt && x.contextSize === lead.contextSize && x.slots.every((s) => s.ws === x.input));
+    if (!together) {
+      // one sequence, or contexts that cannot share scratch (another model, layers in shards): one after another
+      for (const it of items) it.ctx.eval([it.token], { out: it.out });
+      return;
+    }
+    if (n > lead.batchSize) throw new Error(`decodeBatch: ${n} sequences, more than the batch size ${lead.batchSize}`);
+    const seen = new Set<Context>();
+    for (const it of items) {
+      const x = it.ctx;
+      if (seen.has(x)) throw new Error("decodeBatch: a context appears twice");
+      seen.add(x);
+      if (x.nPast + 1 > x.contextSize) throw new Error(`context is full: ${x.nPast} cached + 1 new token > context size ${x.contextSize}`);
+      if (!Number.isInteger(it.token) || it.token < 0 || it.token >= c.vocabSize) throw new Error(`token id ${it.token} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      if (it.out.length < c.vocabSize) throw new Error(`decodeBatch: out holds ${it.out.length} floats, the logits need ${c.vocabSize}`);
+    }
+    // the embeddings of the N tokens (embed() would check the lead's cache for N positions; each sequence needs one)
+    const embd = w.tokenEmbd, embdRow = rowBytes(embd.format, c.dim);
+    for (let j = 0; j < n; j++) embd.format.dequantize!(ws.rt.u8At(embd.ptr + items[j].token * embdRow, embdRow), ws.rt.f32At(ws.x + j * c.dim * F32, c.dim));
+    if (c.embedScale !== 1) k.scale(ws.x, ws.x, c.embedScale, n * c.dim);
+    lead.current = ws;
+    lead.batchT = n;
+    const kvBytes = c.kvDim * F32, qBytes = c.qDim * F32, u8 = ws.rt.u8, neox = c.ropeStyle === "neox" ? 1 : 0;
+    for (let l = 0; l < c.nLayers; l++) {
+      const s = lead.slots[l], lw = s.w, r = s.rope;
+      if (lw.attnOutput) {
+        k.rmsnorm(ws.xb, ws.x, lw.attnNorm!.ptr, c.dim, c.rmsEps, n);
+        ws.newInput();
+        // k and v rows of the batch, then each into its own cache at its own position
+        let kSrc: number, vSrc: number, stride: number;
+        if (lw.attnQkv) {
+          ws.linear(ws.qkv, ws.xb, lw.attnQkv, lw.attnQkvBias, n);
+          stride = qBytes + 2 * kvBytes;
+          for (let j = 0; j < n; j++) u8.copyWithin(ws.q + j * qBytes, ws.qkv + j * stride, ws.qkv + j * stride + qBytes);
+          kSrc = ws.qkv + qBytes; vSrc = ws.qkv + qBytes + kvBytes;
+        } else {
+          ws.linear(ws.q, ws.xb, lw.attnQ!, lw.attnQBias, n);
+          ws.linear(ws.qkv, ws.xb, lw.attnK!, lw.attnKBias, n);
+          ws.linear(ws.qkv + n * kvBytes, ws.xb, lw.attnV!, lw.attnVBias, n);
+          stride = kvBytes;
+          kSrc = ws.qkv; vSrc = ws.qkv + n * kvBytes;
+        }
+        if (lw.attnQNorm) k.rmsnorm(ws.q, ws.q, lw.attnQNorm.ptr, c.headSize, c.rmsEps, n * c.nHeads);
+        for (let j = 0; j < n; j++) {
+          const x = items[j].ctx, sj = x.slots[l], pos = x.nPast;
+          const kRow = sj.kCache + pos * kvBytes, vRow = sj.vCache + pos * kvBytes;
+          u8.copyWithin(kRow, kSrc + j * stride, kSrc + j * stride + kvBytes);
+          u8.copyWithin(vRow, vSrc + j * stride, vSrc + j * stride + kvBytes);
+          if (lw.attnKNorm) k.rmsnorm(kRow, kRow, lw.attnKNorm.ptr, c.headSize, c.rmsEps, c.nKvHeads);
+          const q = ws.q + j * qBytes;
+          k.rope_ext(q, c.nHeads, c.headSize, c.ropeDim, pos, 1, neox, r.base, r.scale, c.rope.extFactor, c.rope.attnFactor, r.corrLow, r.corrHigh, r.factors);
+          k.rope_ext(kRow, c.nKvHeads, c.headSize, c.ropeDim, pos, 1, neox, r.base, r.scale, c.rope.extFactor, c.rope.attnFactor, r.corrLow, r.corrHigh, r.factors);
+        }
+        if (c.queryPrescale) k.scale(ws.q, ws.q, c.attnScale, n * c.qDim);
+        const scale = c.queryPrescale ? 1 : c.attnScale;
+        for (let j = 0; j < n; j++) {
+          const x = items[j].ctx, sj = x.slots[l], pos = x.nPast;
+          const att = ws.att + j * qBytes, q = ws.q + j * qBytes;
+          if (ws.pool) ws.pool.attention(att, q, sj.kCache, sj.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos, 1, scale, s.window, c.attnSoftcap);
+          else k.attention_ext(att, q, sj.kCache, sj.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos, 1, 0, c.nKvHeads, scale, s.window, c.attnSoftcap);
+        }
+        ws.newInput();
+        ws.linear(ws.xb2, ws.att, lw.attnOutput, lw.attnOutputBias, n);
+        if (lw.attnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, lw.attnPostNorm.ptr, c.dim, c.rmsEps, n);
+        k.add(ws.x, ws.x, ws.xb2, n * c.dim);
+      }
+      if (lw.ffnDown) lead.ffn(l, s, n);
+    }
+    const logits = lead.head("all");
+    for (let j = 0; j < n; j++) {
+      items[j].out.set(logits.subarray(j * c.vocabSize, (j + 1) * c.vocabSize));
+      items[j].ctx.nPast++;
+    }
+    lead.batchT = 0;
   }
 
   /** Close the batch: its tokens join the cache (positions advance). */

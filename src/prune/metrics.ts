@@ -85,7 +85,7 @@ export function orderByScore(scores: ArrayLike<number>): number[] {
 }
 
 /** Forward options that remove a set of units. */
-export function skipOptions(units: Iterable<Unit>): Pick<ForwardOptions, "skipLayers" | "skipAttention" | "skipFfn"> {
+export function skipOptions(units: Iterable<Unit>): { skipLayers: Set<number>; skipAttention: Set<number>; skipFfn: Set<number> } {
   const skipLayers = new Set<number>();
   const skipAttention = new Set<number>();
   const skipFfn = new Set<number>();

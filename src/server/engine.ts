@@ -2,7 +2,7 @@
 // bounded queue, and one loop that drives every active sequence: a prompt chunk at a time, then one token per
 // sequence per step, all decode steps of a round evaluated together. A new request reuses the longest common
 // token prefix its slot already holds (cache_prompt). Not HTTP (server.ts) and not the wire format (openai.ts).
-import type { Context } from "../model/forward.js";
+import { Context } from "../model/forward.js";
 import { logprobsOf, Sequence, type SequenceOptions, type SequenceStep, type StopReason, type TokenLogprob } from "../sequence.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import type { TokenConstraint } from "./grammar.js";
@@ -161,6 +161,12 @@ export const decodeOneByOne: DecodeBatch = (items) => {
   for (const it of items) it.ctx.eval([it.token], { out: it.out });
 };
 
+/** Every decode step of a round as one batch (Context.decodeBatch: one matmul over the N tokens), batchSize at a time. */
+export const decodeTogether: DecodeBatch = (items) => {
+  const size = items[0]?.ctx.batchSize ?? 1;
+  for (let i = 0; i < items.length; i += size) Context.decodeBatch(items.slice(i, i + size));
+};
+
 type State = "prefill" | "sample" | "decode" | "blocked" | "done";
 
 class Job {
@@ -205,7 +211,7 @@ export class Engine {
   private wake: (() => void) | undefined;
   private allLogits: Float32Array | undefined;
 
-  constructor(private readonly tokenizer: Tokenizer, private readonly decode: DecodeBatch = decodeOneByOne) {}
+  constructor(private readonly tokenizer: Tokenizer, private readonly decode: DecodeBatch = decodeTogether) {}
 
   /** Sequences running now. */
   get active(): number {

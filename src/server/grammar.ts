@@ -54,9 +54,23 @@ export interface TokenConstraint {
   dispose(): void;
 }
 
-/** Compiles response formats for one model's vocabulary (the vocabulary is prepared once, on first use). */
+/** Compiled schemas kept for reuse; the least recently used one not in use goes past this many. */
+export const SCHEMA_CACHE_SIZE = 16;
+
+/**
+ * Compiles response formats for one model's vocabulary (the vocabulary is prepared once, on first use). Compiled
+ * grammars are cached here, at most SCHEMA_CACHE_SIZE idle ones: xgrammar's own cache keeps every schema it was
+ * ever given, so a client sending new schemas would grow the server without bound.
+ */
 export class JsonConstraints {
   private compiler: Promise<XgCompiler> | undefined;
+  /** by schema text, least recently used first; `users` matchers hold each */
+  private readonly cache = new Map<string, { compiled: Promise<XgCompiled>; users: number }>();
+
+  /** Schemas compiled and kept (for tests). */
+  get cached(): number {
+    return this.cache.size;
+  }
 
   constructor(private readonly tokenizer: Tokenizer, private readonly vocabSize: number) {}
 
@@ -74,7 +88,7 @@ export class JsonConstraints {
         if (t.isEog(id)) stops.push(id);
       }
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, t.model === "gpt2" ? "byte_level" : "byte_fallback", false, this.vocabSize, stops);
-      return xg.GrammarCompiler.createGrammarCompiler(info, true);
+      return xg.GrammarCompiler.createGrammarCompiler(info, false);
     })();
   }
 
@@ -83,20 +97,54 @@ export class JsonConstraints {
     if (format.type === "text") return undefined;
     const compiler = await this.compilerFor();
     const schema = format.type === "json_object" ? { type: "object" } : format.schema;
+    const key = JSON.stringify(schema);
+    let entry = this.cache.get(key);
+    if (entry) this.cache.delete(key); // re-inserted below as the most recently used
+    else entry = { compiled: compiler.compileJSONSchema(key, LAYOUT.anyWhitespace, LAYOUT.indent, LAYOUT.separators, true), users: 0 };
+    this.cache.set(key, entry);
+    entry.users++;
+    const e = entry;
     let compiled: XgCompiled;
     try {
-      compiled = await compiler.compileJSONSchema(JSON.stringify(schema), LAYOUT.anyWhitespace, LAYOUT.indent, LAYOUT.separators, true);
-    } catch (e) {
-      throw new ApiError(400, `The JSON schema cannot be used: ${String((e as Error)?.message ?? e).slice(0, 500)}`, "invalid_request_error", param, "invalid_json_schema");
+      compiled = await e.compiled;
+    } catch (err) {
+      e.users--;
+      if (this.cache.get(key) === e) this.cache.delete(key);
+      throw new ApiError(400, `The JSON schema cannot be used: ${String((err as Error)?.message ?? err).slice(0, 500)}`, "invalid_request_error", param, "invalid_json_schema");
     }
     const xg = await loadXgrammar();
-    const matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled);
+    let matcher: XgMatcher;
+    try {
+      matcher = await xg.GrammarMatcher.createGrammarMatcher(compiled);
+    } catch (err) {
+      this.release(key, e);
+      throw err;
+    }
+    let disposed = false;
     return {
       mask: () => matcher.getNextTokenBitmask(),
       accept: (id) => {
         if (!matcher.acceptToken(id)) throw new Error(`the JSON matcher refused token ${id}, which its own mask allowed`);
       },
-      dispose: () => { matcher.dispose(); compiled.dispose(); },
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        matcher.dispose();
+        this.release(key, e);
+      },
     };
+  }
+
+  /** A matcher is done with its grammar: evict idle grammars past the cache's size, least recently used first. */
+  private release(key: string, e: { compiled: Promise<XgCompiled>; users: number }): void {
+    e.users--;
+    // a grammar evicted while in use is freed by its last user
+    if (this.cache.get(key) !== e && e.users === 0) void e.compiled.then((c) => c.dispose(), () => {});
+    for (const [k, v] of this.cache) {
+      if (this.cache.size <= SCHEMA_CACHE_SIZE) break;
+      if (v.users > 0) continue;
+      this.cache.delete(k);
+      void v.compiled.then((c) => c.dispose(), () => {});
+    }
   }
 }

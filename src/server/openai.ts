@@ -383,3 +383,68 @@ export function chatChunk(id: string, created: number, model: string, index: num
 export function usageChunk(id: string, created: number, model: string, object: string, u: Usage): object {
   return { id, object, created, model, choices: [], usage: u };
 }
+
+/** inputs one embeddings request may carry (OpenAI's limit) */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+export interface EmbeddingsRequest {
+  model?: string;
+  /** texts, or token-id arrays used as given */
+  input: (string | number[])[];
+  encoding: "float" | "base64";
+  /** llama-server's embd_normalize (2: Euclidean) */
+  normalize: number;
+}
+
+const EMBEDDING_FIELDS = new Set(["input", "content", "model", "encoding_format", "embd_normalize", "dimensions", "user"]);
+
+const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.every((v) => Number.isInteger(v) && v >= 0);
+
+/**
+ * POST /v1/embeddings: `input` (llama-server also takes `content`) as a string, an array of strings, an array of
+ * token ids, or an array of token-id arrays; `encoding_format` float or base64; `embd_normalize` as llama-server;
+ * `dimensions` only at the model's own width (checked by the server), `user` ignored.
+ */
+export function parseEmbeddings(b: Body): EmbeddingsRequest {
+  for (const key of Object.keys(b)) {
+    if (!EMBEDDING_FIELDS.has(key)) throw bad(key, `Unrecognized request argument supplied: ${key} (docs/serving.md lists the fields edgeprune knows).`);
+  }
+  if (b.model !== undefined && typeof b.model !== "string") throw bad("model", `'model' must be a string, got ${JSON.stringify(b.model)}.`);
+  if (b.input !== undefined && b.content !== undefined) throw bad("content", "Give either 'input' or 'content', not both.");
+  const key = b.input !== undefined ? "input" : "content";
+  const v = b[key];
+  if (v === undefined || v === null) throw bad("input", "You must provide an 'input'.");
+  let input: (string | number[])[];
+  const shape = `'${key}' must be a string, an array of strings, an array of token ids, or an array of token-id arrays.`;
+  if (typeof v === "string") input = [v];
+  else if (!Array.isArray(v) || v.length === 0) throw bad(key, shape);
+  else if (v.every((x) => typeof x === "string")) input = v as string[];
+  else if (isIds(v)) input = [v];
+  else if (v.every(isIds)) input = v as number[][];
+  else throw bad(key, shape);
+  if (input.length > MAX_EMBEDDING_INPUTS) throw bad(key, `'${key}' holds ${input.length} inputs; at most ${MAX_EMBEDDING_INPUTS} per request.`);
+  const fmt = b.encoding_format ?? "float";
+  if (fmt !== "float" && fmt !== "base64") throw bad("encoding_format", `'encoding_format' must be "float" or "base64", got ${JSON.stringify(fmt)}.`);
+  const normalize = optNumber(b, "embd_normalize", -1, 1000, true) ?? 2;
+  return { model: b.model as string | undefined, input, encoding: fmt, normalize };
+}
+
+/** OpenAI's embeddings list; base64 is the little-endian float32 bytes, as OpenAI and llama-server send them. */
+export function embeddingsBody(model: string, vectors: Float32Array[], encoding: "float" | "base64", promptTokens: number): object {
+  return {
+    object: "list",
+    data: vectors.map((v, index) => ({
+      object: "embedding", index,
+      embedding: encoding === "float" ? Array.from(v) : base64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)),
+    })),
+    model,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  };
+}
+
+/** Base64 of bytes, without Node's Buffer (this file is plain TypeScript). */
+function base64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}

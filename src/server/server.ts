@@ -16,7 +16,7 @@ import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
 import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
 import { Metrics } from "./metrics.js";
 import {
-  ApiError, chatBody, chatChunk, chatLogprobs, completionBody, completionChunk, completionLogprobs, parseChat, parseCompletion, parseJson, usage, usageChunk,
+  ApiError, chatBody, chatChunk, chatLogprobs, completionBody, completionChunk, completionLogprobs, embeddingsBody, parseChat, parseCompletion, parseEmbeddings, parseJson, usage, usageChunk,
   type Choice, type FinishReason, type SamplingParams, type WireLogprob,
 } from "./openai.js";
 import { RequestPolicy } from "./policy.js";
@@ -25,6 +25,7 @@ import { JsonConstraints } from "./grammar.js";
 import type { SequenceStep, StopReason } from "../sequence.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { warmUp } from "./warmup.js";
+import { embedTokens, POOLINGS, type Pooling } from "../embedding.js";
 
 export interface ServeOptions {
   /** a GGUF path (loaded after the server starts listening), a loaded Model, or a function that loads one */
@@ -51,6 +52,10 @@ export interface ServeOptions {
   graceMs?: number;
   /** requests the server sends itself before /health answers 200 (warmup.ts says why); 0: none */
   warmup?: number;
+  /** serve POST /v1/embeddings (llama-server's --embeddings); default false: a 501 says how to turn it on */
+  embeddings?: boolean;
+  /** how /v1/embeddings pools the hidden states (--pooling); default "last" */
+  pooling?: Pooling;
   /** one line per event (listening, loaded, each request); default: none */
   log?: (line: string) => void;
 }
@@ -67,7 +72,7 @@ export interface RunningServer {
 /** Defaults of the serve command live with the CLI's (one place); the server reads them from there. */
 const SERVE_DEFAULTS = DEFAULTS.serve;
 const WARMUP_HEADER = "x-edgeprune-warmup";
-/** the warm-up starts no request after this long: with a large model it would take long and matter little */
+/** the warm-up starts no request after this much CPU time: with a large model it would take long and matter little */
 const WARMUP_BUDGET_MS = 2000;
 /** an over-limit body is read and discarded up to this much (so the client sees the 413, not a reset), then cut */
 const DISCARD_LIMIT_BYTES = 4 * SERVE_DEFAULTS.maxBodyBytes;
@@ -83,6 +88,7 @@ const ROUTES: ReadonlyMap<string, readonly string[]> = new Map([
   ["/tokenize", ["POST"]],
   ["/detokenize", ["POST"]],
   ["/props", ["GET", "HEAD"]],
+  ["/v1/embeddings", ["POST"]],
 ]);
 
 interface InFlight {
@@ -106,6 +112,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!(Number.isInteger(warmupRequests) && warmupRequests >= 0)) throw new Error(`invalid --warmup ${warmupRequests}: expected an integer ≥ 0`);
   const modelId = opts.modelId ?? (typeof opts.model === "string" ? path.basename(opts.model).replace(/\.gguf$/i, "") : (opts.model as Model).name ?? "model");
   const policy = new RequestPolicy({ bindHost: host, cors: opts.cors });
+  const pooling = opts.pooling ?? "last";
+  if (!POOLINGS.includes(pooling)) throw new Error(`invalid --pooling ${JSON.stringify(pooling)}: expected ${POOLINGS.join(" or ")}`);
   const metrics = new Metrics(ROUTES.keys());
   const inflight = new Set<InFlight>();
   const created = Math.floor(Date.now() / 1000);
@@ -184,6 +192,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         if (!state) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
         return sendJson(res, 200, pathname === "/tokenize" ? tokenize(state.model.tokenizer, body, state.maxPromptBytes) : detokenize(state.model.tokenizer, body));
       }
+      case "/v1/embeddings": {
+        requireJson(req);
+        const body = parseJson(await readBody(req));
+        if (!opts.embeddings) throw new ApiError(501, "This server does not serve embeddings: start it with --embeddings (and --pooling mean|last).", "not_supported_error", null, "embeddings_disabled");
+        if (stopping) throw new ApiError(503, "The server is shutting down.", "server_error");
+        if (!state || (!serving && !internal)) throw new ApiError(503, "The model is still loading; retry when GET /health answers 200.", "server_error", null, "model_loading");
+        return embeddingsResponse(res, body, state, internal);
+      }
       default: {
         requireJson(req);
         const body = parseJson(await readBody(req));
@@ -207,6 +223,64 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       return sendJson(res, 503, { status: "busy", ...detail });
     }
     sendJson(res, 200, { status: "ok", ...detail });
+  }
+
+  /** POST /v1/embeddings: each input tokenized as llama-server does (BOS, special tokens parsed), pooled, normalized. */
+  async function embeddingsResponse(res: http.ServerResponse, body: Record<string, unknown>, s: NonNullable<typeof state>, internal: boolean): Promise<void> {
+    const { model, pool, contextSize, maxPromptBytes } = s;
+    const tok = model.tokenizer;
+    const r = parseEmbeddings(body);
+    const dims = body.dimensions;
+    if (dims !== undefined && dims !== null && dims !== model.config.dim) {
+      throw new ApiError(400, `'dimensions' must be this model's embedding width, ${model.config.dim} (shortened embeddings are not supported), got ${JSON.stringify(dims)}.`, "invalid_request_error", "dimensions");
+    }
+    const inputs = r.input.map((x, i) => {
+      const param = r.input.length > 1 ? `input[${i}]` : "input";
+      let ids: number[];
+      if (typeof x === "string") {
+        if (Buffer.byteLength(x) > maxPromptBytes) {
+          throw new ApiError(400, `This model's context is ${contextSize} tokens, but ${param} has ${Buffer.byteLength(x)} bytes, more than that many tokens can hold (${maxPromptBytes} bytes).`, "invalid_request_error", param, "context_length_exceeded");
+        }
+        ids = tok.encode(x, { addBos: tok.addBos, parseSpecial: true });
+      } else {
+        const badId = x.find((id) => id >= tok.vocabSize);
+        if (badId !== undefined) throw new ApiError(400, `Token id ${badId} in ${param} is outside the vocabulary (${tok.vocabSize} tokens).`, "invalid_request_error", param);
+        ids = x;
+      }
+      if (ids.length === 0) throw new ApiError(400, `${param} has no tokens.`, "invalid_request_error", param);
+      if (ids.length > contextSize) throw new ApiError(400, `This model's context is ${contextSize} tokens, but ${param} has ${ids.length}.`, "invalid_request_error", param, "context_length_exceeded");
+      return ids;
+    });
+    const abort = new AbortController();
+    res.on("close", () => { if (!res.writableEnded) abort.abort(); });
+    const slot = await pool.acquire(inputs[0], abort.signal);
+    const vectors: Float32Array[] = [];
+    let tokens = 0;
+    const t0 = performance.now();
+    try {
+      for (const ids of inputs) {
+        if (abort.signal.aborted || stopping) break;
+        try {
+          vectors.push(embedTokens(slot.ctx, ids, { pooling, normalize: r.normalize }));
+        } catch (e) {
+          slot.ctx.reset();
+          slot.tokens.length = 0;
+          throw e;
+        }
+        slot.tokens = ids.slice();
+        tokens += ids.length;
+        // between inputs, the other slots' generations and other clients go on
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      pool.release(slot);
+    }
+    if (!internal) metrics.countGeneration(tokens, 0, performance.now() - t0, 0);
+    if (vectors.length < inputs.length) {
+      if (res.destroyed) return;
+      throw new ApiError(503, "The server shut down before this request finished.", "server_error", null, "shutdown");
+    }
+    sendJson(res, 200, embeddingsBody(modelId, vectors, r.encoding, tokens));
   }
 
   async function generateResponse(res: http.ServerResponse, chat: boolean, body: Record<string, unknown>, s: NonNullable<typeof state>, internal: boolean): Promise<void> {
@@ -405,7 +479,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const w = await warmUp({
         host, port, apiKey: opts.apiKey, header: [WARMUP_HEADER, warmupToken], requests: warmupRequests,
         // more than the contexts so that some wait in the queue, but never more than the queue admits
-        concurrency: parallel + Math.min(queueLimit, parallel, 2), budgetMs: WARMUP_BUDGET_MS, stopped: () => stopping,
+        concurrency: parallel + Math.min(queueLimit, parallel, 2), budgetMs: WARMUP_BUDGET_MS, stopped: () => stopping, embeddings: opts.embeddings ?? false,
       });
       warmupToken = undefined;
       log(`warmed up with ${w.requests} request(s) in ${(w.ms / 1000).toFixed(2)} s` +

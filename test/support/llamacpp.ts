@@ -301,6 +301,11 @@ export async function disposeOracle(): Promise<void> {
     for (const c of await Promise.allSettled(pending)) {
       if (c.status === "fulfilled") await c.value.context.dispose();
     }
+    const pendingEmbedding = [...embeddingContexts.values()];
+    embeddingContexts.clear();
+    for (const c of await Promise.allSettled(pendingEmbedding)) {
+      if (c.status === "fulfilled") await c.value.dispose();
+    }
     const pendingModels = [...models.values()];
     models.clear();
     for (const m of await Promise.allSettled(pendingModels)) {
@@ -310,4 +315,54 @@ export async function disposeOracle(): Promise<void> {
     llamaPromise = undefined;
     if (llama != null) await (await llama.catch(() => undefined))?.dispose();
   });
+}
+
+const embeddingContexts = new Map<string, Promise<{ embed: (tokens: number[]) => Promise<Float64Array>; kv: string; dispose: () => Promise<void> }>>();
+
+/**
+ * What llama.cpp's embedding path returns for exact token ids, through node-llama-cpp. `kv: "default"` is
+ * node-llama-cpp's own embedding context (model.createEmbeddingContext: llama.cpp's default F16 KV cache); `kv:
+ * "F32"` is a context made the same way (embeddings on, `_embeddings: true`, as that class makes its own) with an
+ * F32 cache, evaluated as LlamaEmbeddingContext.getEmbeddingFor does, so that only the arithmetic differs. Either
+ * way llama.cpp uses the model's pooling type: a llama GGUF without `llama.pooling_type` has pooling NONE, and the
+ * addon then reads llama_get_embeddings_ith(ctx, -1), the final-normed hidden state (result_norm) of the last token,
+ * unnormalized. Tokens must start with BOS (node-llama-cpp adds it otherwise).
+ */
+export async function llamaCppEmbedding(modelPath: string, tokens: number[], opts: { kv?: "default" | "F32"; contextSize?: number } = {}): Promise<{ vector: Float64Array; kv: string }> {
+  checkTokens(tokens, "embedding input");
+  const kv = opts.kv ?? "default";
+  const contextSize = opts.contextSize ?? DEFAULT_CONTEXT_SIZE;
+  const key = `${path.resolve(modelPath)}\0${kv}\0${contextSize}`;
+  let entry = embeddingContexts.get(key);
+  if (entry == null) {
+    entry = getModel(modelPath).then(async (m) => {
+      if (kv === "default") {
+        const e = await m.createEmbeddingContext({ contextSize, threads: DEFAULT_THREADS });
+        const inner = (e as unknown as { _llamaContext: LlamaContext })._llamaContext;
+        return {
+          embed: async (t: number[]) => Float64Array.from((await e.getEmbeddingFor(t as Token[])).vector),
+          kv: `K=${inner.kvCacheKeyType ?? "llama.cpp default"} V=${inner.kvCacheValueType ?? "llama.cpp default"}`,
+          dispose: () => e.dispose(),
+        };
+      }
+      const context = await m.createContext({
+        contextSize, threads: DEFAULT_THREADS, sequences: 1, flashAttention: false,
+        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", _embeddings: true,
+      } as Parameters<LlamaModel["createContext"]>[0]);
+      const sequence = context.getSequence();
+      return {
+        embed: async (t: number[]) => {
+          await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+          for await (const _ of sequence.evaluate(t as Token[], { _noSampling: true } as never)) break;
+          return Float64Array.from((context as unknown as { _ctx: { getEmbedding(n: number): Float64Array } })._ctx.getEmbedding(t.length));
+        },
+        kv: `K=${context.kvCacheKeyType} V=${context.kvCacheValueType}`,
+        dispose: () => context.dispose(),
+      };
+    });
+    embeddingContexts.set(key, entry);
+    entry.catch(() => embeddingContexts.delete(key));
+  }
+  const e = await entry;
+  return serial(async () => ({ vector: await e.embed(tokens), kv: e.kv }));
 }
