@@ -167,6 +167,27 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
 }
 
 /**
+ * Stores lane 0 of v at o, a slot its kernel overwrites with the final result later. V8's scheduler hoists every
+ * load of a loop body above the arithmetic that consumes it; with four tokens' activations in flight that spills
+ * dozens of vectors to the stack (seen in --print-wasm-code). A store sits in the order of memory operations, so
+ * the arithmetic before it must run before the loads after it: one token's work at a time, in registers.
+ */
+// @ts-ignore: decorator
+@inline export function pin(o: usize, v: v128): void {
+  store<i32>(o, i32x4.extract_lane(v, 0));
+}
+
+/**
+ * Weight rows a matrix-matrix kernel (matmul_*_mm) takes at a time against one group of four tokens: as many as
+ * keep those rows and the group's activations within about 24 KiB of the 32 KiB L1, at least 1, at most 64.
+ */
+// @ts-ignore: decorator
+@inline export function mm_row_tile(wRowBytes: i32, xRowBytes: i32): i32 {
+  const room = 24 * 1024 - 4 * xRowBytes;
+  return min(64, max(1, room / max(wRowBytes, 1)));
+}
+
+/**
  * Integer dot of 32 weights already widened to i16 (w0..w3 = elements 0-7, 8-15, 16-23, 24-31) with the 32 int8
  * at q0 (elements 0-15) and q1 (16-31), as four i32 partial sums.
  */
@@ -268,25 +289,25 @@ export const Q8_KW_BSUMS: usize = 528;
 
 /** the first step of reduce4_i32: lanes (a0+a1, b0+b1, a2+a3, b2+b3) of a and b */
 // @ts-ignore: decorator
-@inline function fold2(a: v128, b: v128): v128 {
+@inline export function fold2(a: v128, b: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
 }
 
 /** the last step of reduce4_i32, on two fold2 results */
 // @ts-ignore: decorator
-@inline function fold4(ab: v128, cd: v128): v128 {
+@inline export function fold4(ab: v128, cd: v128): v128 {
   return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 
 /** fold2 on i16 lanes: each i32 lane of the result holds two i16 sums of two lanes each (a and b never mix) */
 // @ts-ignore: decorator
-@inline function fold2_i16(a: v128, b: v128): v128 {
+@inline export function fold2_i16(a: v128, b: v128): v128 {
   return i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
 }
 
 /** fold4 on i16 lanes: i32 lane k of the result holds two i16 sums of four lanes each, of input k */
 // @ts-ignore: decorator
-@inline function fold4_i16(ab: v128, cd: v128): v128 {
+@inline export function fold4_i16(ab: v128, cd: v128): v128 {
   return i16x8.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
 }
 

@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helper (only compiled in when ASC_FEATURE_RELAXED_SIMD) -------------------------------------
 
@@ -248,6 +248,160 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
       let j = j0;
       for (; j + 4 <= j1; j += 4) dot4_q4_0(o + <usize>j * os, os, wp, xq + <usize>j * xRow, xRow, nb);
       for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_q4_0(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}
+
+// ---- Q4_0 matrix-matrix (prefill) ---------------------------------------------------------------------------
+// matmul_q4_0_mm: the same numbers as matmul_q4_0 (the same Σu·x per block, the same step4 / step1 float order per
+// output), computed in tiles: mm_row_tile rows (common.ts) at a time against each group of four tokens, so those
+// rows and the group's activations stay in L1 while the group's four tokens share each row's unpacked weights.
+
+/** SIMD128: Σ of one block's four u16-lane operands (u0..u3, already masked) against its Q8_0W i16 at xb, i32x4 */
+// @ts-ignore: decorator
+@inline function q4dotu(u0: v128, u1: v128, u2: v128, u3: v128, xb: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(u0, v128.load(xb)), i32x4.dot_i16x8_s(u1, v128.load(xb, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(u2, v128.load(xb, 32)), i32x4.dot_i16x8_s(u3, v128.load(xb, 48))));
+}
+
+/**
+ * SIMD128: one Q4_0 row against four Q8_0W tokens (xs bytes apart). Unlike dot4_q4_0, which re-masks the packed
+ * nibbles for every token, each block is masked once (u0..u3) and its four operands meet all four tokens; the
+ * blocks' i32x4 sums are folded two at a time (fold2, then fold4: reduce4_i32's own steps), so the lanes and the
+ * shift by 8 are those of sum4.
+ */
+// @ts-ignore: decorator
+@inline function mm4_q4_0_simd(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  const so = q8x_s(0, nb);
+  let qb: usize = q8x_q(0, nb);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const sw = scales4(w, Q4_0_BYTES);
+    const bo = <usize>b << 2;
+    let q = v128.load(w, 2);
+    let u0 = v128.and(q, m0), u1 = v128.and(q, m1), u2 = v128.and(q, m2), u3 = i16x8.shr_u(q, 12);
+    q = v128.load(w, 20);
+    let v0 = v128.and(q, m0), v1 = v128.and(q, m1), v2 = v128.and(q, m2), v3 = i16x8.shr_u(q, 12);
+    const h0 = fold2(q4dotu(u0, u1, u2, u3, x + qb), q4dotu(v0, v1, v2, v3, x + qb + XB));
+    pin(o, h0);
+    const h1 = fold2(q4dotu(u0, u1, u2, u3, x1 + qb), q4dotu(v0, v1, v2, v3, x1 + qb + XB));
+    pin(o + os, h1);
+    const h2 = fold2(q4dotu(u0, u1, u2, u3, x2 + qb), q4dotu(v0, v1, v2, v3, x2 + qb + XB));
+    pin(o + 2 * os, h2);
+    const h3 = fold2(q4dotu(u0, u1, u2, u3, x3 + qb), q4dotu(v0, v1, v2, v3, x3 + qb + XB));
+    pin(o + 3 * os, h3);
+    q = v128.load(w, 38);
+    u0 = v128.and(q, m0); u1 = v128.and(q, m1); u2 = v128.and(q, m2); u3 = i16x8.shr_u(q, 12);
+    q = v128.load(w, 56);
+    v0 = v128.and(q, m0); v1 = v128.and(q, m1); v2 = v128.and(q, m2); v3 = i16x8.shr_u(q, 12);
+    const c = qb + 2 * XB, e = qb + 3 * XB;
+    const r0 = i32x4.shr_s(fold4(h0, fold2(q4dotu(u0, u1, u2, u3, x + c), q4dotu(v0, v1, v2, v3, x + e))), 8);
+    a0 = f32x4.add(a0, step4(r0, v128.load(x + so + bo), sw, v128.load(x + bo)));
+    pin(o, a0);
+    const r1 = i32x4.shr_s(fold4(h1, fold2(q4dotu(u0, u1, u2, u3, x1 + c), q4dotu(v0, v1, v2, v3, x1 + e))), 8);
+    a1 = f32x4.add(a1, step4(r1, v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
+    pin(o + os, a1);
+    const r2 = i32x4.shr_s(fold4(h2, fold2(q4dotu(u0, u1, u2, u3, x2 + c), q4dotu(v0, v1, v2, v3, x2 + e))), 8);
+    a2 = f32x4.add(a2, step4(r2, v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
+    pin(o + 2 * os, a2);
+    const r3 = i32x4.shr_s(fold4(h3, fold2(q4dotu(u0, u1, u2, u3, x3 + c), q4dotu(v0, v1, v2, v3, x3 + e))), 8);
+    a3 = f32x4.add(a3, step4(r3, v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
+    pin(o + 3 * os, a3);
+    w += 4 * Q4_0_BYTES; qb += 4 * XB;
+  }
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; b < nb; b++) {
+    const bo = <usize>b << 2;
+    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), m0, m1, m2);
+    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), m0, m1, m2);
+    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), m0, m1, m2);
+    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), m0, m1, m2);
+    w += Q4_0_BYTES; qb += XB;
+  }
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o + os, hsum_f32x4(a1) + t1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
+}
+
+/**
+ * relaxed: one Q4_0 row against four Q8_0X tokens, dot4_q4_0's arithmetic, with each token's step pinned (pin) so
+ * that its activations are loaded where they are used.
+ */
+// @ts-ignore: decorator
+@inline function mm4_q4_0_rel(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  const so = q8x_s(0, nb);
+  let qb: usize = q8x_q(0, nb);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const sw = scales4(w, Q4_0_BYTES);
+    const bo = <usize>b << 2;
+    let q = v128.load(w, 2);
+    const la = v128.and(q, m0), ha = v128.and(i16x8.shr_u(q, 4), m0);
+    q = v128.load(w, 20);
+    const lb = v128.and(q, m0), hb = v128.and(i16x8.shr_u(q, 4), m0);
+    q = v128.load(w, 38);
+    const lc = v128.and(q, m0), hc = v128.and(i16x8.shr_u(q, 4), m0);
+    q = v128.load(w, 56);
+    const ld = v128.and(q, m0), hd = v128.and(i16x8.shr_u(q, 4), m0);
+    a0 = f32x4.add(a0, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb, m1), v128.load(x + so + bo), sw, v128.load(x + bo)));
+    pin(o, a0);
+    a1 = f32x4.add(a1, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb, m1), v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
+    pin(o + os, a1);
+    a2 = f32x4.add(a2, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb, m1), v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
+    pin(o + 2 * os, a2);
+    a3 = f32x4.add(a3, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb, m1), v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
+    pin(o + 3 * os, a3);
+    w += 4 * Q4_0_BYTES; qb += 4 * XB;
+  }
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; b < nb; b++) {
+    const bo = <usize>b << 2;
+    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), m0, m1, m2);
+    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), m0, m1, m2);
+    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), m0, m1, m2);
+    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), m0, m1, m2);
+    w += Q4_0_BYTES; qb += XB;
+  }
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o + os, hsum_f32x4(a1) + t1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
+}
+
+/**
+ * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1). Rows in tiles of mm_row_tile;
+ * each tile meets each group of four tokens (relaxed: mm4_q4_0_rel; SIMD128: mm4_q4_0_simd); tokens past the last group of four one by one.
+ */
+export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK;
+  const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
+  const os = <usize>d << 2;
+  if (t < 4) { matmul_q4_0(out, xq, w, n, d, t); return; }
+  const rt = mm_row_tile(<i32>wRow, <i32>xRow);
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i0 = 0; i0 < d; i0 += rt) {
+      const i1 = min(d, i0 + rt);
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) {
+        const xj = xq + <usize>j * xRow, oj = out + <usize>j * os;
+        for (let i = i0; i < i1; i++) {
+          if (ASC_FEATURE_RELAXED_SIMD) mm4_q4_0_rel(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
+          else mm4_q4_0_simd(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
+        }
+      }
+      for (; j < j1; j++) {
+        for (let i = i0; i < i1; i++) store<f32>(out + <usize>j * os + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq + <usize>j * xRow, nb));
+      }
     }
   }
 }

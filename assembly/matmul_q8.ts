@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { STREAMS, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
+import { STREAMS, fold2, fold4, mm_row_tile, pin, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -295,6 +295,117 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
       let j = j0;
       for (; j + 4 <= j1; j += 4) dot4_q8_0(o + <usize>j * os, os, wp, xq + <usize>j * xRow, xRow, nb);
       for (; j < j1; j++) store<f32>(o + <usize>j * os, dot1_q8_0(wp, xq + <usize>j * xRow, nb));
+    }
+  }
+}
+
+// ---- matrix-matrix (prefill) ----------------------------------------------------------------------------------
+// matmul_q8_0_mm: matmul_q8_0's numbers bit for bit (the same integer dot per block, the same step4 / step1 float
+// order per output), in tiles of mm_row_tile rows (common.ts) against groups of four tokens. Each weight block is
+// prepared once for the four tokens (SIMD128: widened to i16; relaxed: |w| and w's sign mask, the sign then moved
+// onto x, which gives q8dot's products) instead of once per token, and each token's step is pinned (common.ts).
+
+/** the four prepared operands of one weight block (wq0 = elements 0-15, wq1 = 16-31), see q8dotp */
+// @ts-ignore: decorator
+@inline function wprep0(wq0: v128, wq1: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(wq0) : i16x8.extend_low_i8x16_s(wq0); }
+// @ts-ignore: decorator
+@inline function wprep1(wq0: v128, wq1: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? i8x16.abs(wq1) : i16x8.extend_high_i8x16_s(wq0); }
+// @ts-ignore: decorator
+@inline function wprep2(wq0: v128, wq1: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(wq0, i8x16.splat(0)) : i16x8.extend_low_i8x16_s(wq1); }
+// @ts-ignore: decorator
+@inline function wprep3(wq0: v128, wq1: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? i8x16.lt_s(wq1, i8x16.splat(0)) : i16x8.extend_high_i8x16_s(wq1); }
+
+/**
+ * the integer dot of one prepared weight block (p0..p3) with the 32 int8 at xq, as four i32 partial sums: the same
+ * products as q8dot. Relaxed: x·sign(w) (x is -127..127, so the negation never wraps) against |w| as the 0..127
+ * operand; SIMD128: x widened against the widened weights.
+ */
+// @ts-ignore: decorator
+@inline function q8dotp(p0: v128, p1: v128, p2: v128, p3: v128, xq: usize, ones: v128): v128 {
+  const xq0 = v128.load(xq), xq1 = v128.load(xq, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const s0 = i8x16.sub(v128.xor(xq0, p2), p2), s1 = i8x16.sub(v128.xor(xq1, p3), p3);
+    return i32x4.add(i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, p0), ones),
+                     i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, p1), ones));
+  }
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(p0, i16x8.extend_low_i8x16_s(xq0)), i32x4.dot_i16x8_s(p1, i16x8.extend_high_i8x16_s(xq0))),
+    i32x4.add(i32x4.dot_i16x8_s(p2, i16x8.extend_low_i8x16_s(xq1)), i32x4.dot_i16x8_s(p3, i16x8.extend_high_i8x16_s(xq1))));
+}
+
+/** one Q8_0 row against four Q8_0X tokens (xs bytes apart), results os bytes apart: dot4_q8_0's numbers */
+// @ts-ignore: decorator
+@inline function mm4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
+  const ones = v128.load(TABLE + T_ONES16);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
+  let qb: usize = q8x_q(0, nb);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const sw = scales4(w, Q8_0_BYTES);
+    const bo = <usize>b << 2;
+    let q0 = v128.load(w, 2), q1 = v128.load(w, 18);
+    let p0 = wprep0(q0, q1), p1 = wprep1(q0, q1), p2 = wprep2(q0, q1), p3 = wprep3(q0, q1);
+    q0 = v128.load(w, 36); q1 = v128.load(w, 52);
+    let r0 = wprep0(q0, q1), r1 = wprep1(q0, q1), r2 = wprep2(q0, q1), r3 = wprep3(q0, q1);
+    const h0 = fold2(q8dotp(p0, p1, p2, p3, x + qb, ones), q8dotp(r0, r1, r2, r3, x + qb + 32, ones));
+    pin(o, h0);
+    const h1 = fold2(q8dotp(p0, p1, p2, p3, x1 + qb, ones), q8dotp(r0, r1, r2, r3, x1 + qb + 32, ones));
+    pin(o + os, h1);
+    const h2 = fold2(q8dotp(p0, p1, p2, p3, x2 + qb, ones), q8dotp(r0, r1, r2, r3, x2 + qb + 32, ones));
+    pin(o + 2 * os, h2);
+    const h3 = fold2(q8dotp(p0, p1, p2, p3, x3 + qb, ones), q8dotp(r0, r1, r2, r3, x3 + qb + 32, ones));
+    pin(o + 3 * os, h3);
+    q0 = v128.load(w, 70); q1 = v128.load(w, 86);
+    p0 = wprep0(q0, q1); p1 = wprep1(q0, q1); p2 = wprep2(q0, q1); p3 = wprep3(q0, q1);
+    q0 = v128.load(w, 104); q1 = v128.load(w, 120);
+    r0 = wprep0(q0, q1); r1 = wprep1(q0, q1); r2 = wprep2(q0, q1); r3 = wprep3(q0, q1);
+    const c = qb + 64, e = qb + 96;
+    a0 = f32x4.add(a0, step4(fold4(h0, fold2(q8dotp(p0, p1, p2, p3, x + c, ones), q8dotp(r0, r1, r2, r3, x + e, ones))), sw, v128.load(x + bo)));
+    pin(o, a0);
+    a1 = f32x4.add(a1, step4(fold4(h1, fold2(q8dotp(p0, p1, p2, p3, x1 + c, ones), q8dotp(r0, r1, r2, r3, x1 + e, ones))), sw, v128.load(x1 + bo)));
+    pin(o + os, a1);
+    a2 = f32x4.add(a2, step4(fold4(h2, fold2(q8dotp(p0, p1, p2, p3, x2 + c, ones), q8dotp(r0, r1, r2, r3, x2 + e, ones))), sw, v128.load(x2 + bo)));
+    pin(o + 2 * os, a2);
+    a3 = f32x4.add(a3, step4(fold4(h3, fold2(q8dotp(p0, p1, p2, p3, x3 + c, ones), q8dotp(r0, r1, r2, r3, x3 + e, ones))), sw, v128.load(x3 + bo)));
+    pin(o + 3 * os, a3);
+    w += 4 * Q8_0_BYTES; qb += 4 * QK;
+  }
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (; b < nb; b++) {
+    const bo = <usize>b << 2;
+    t0 += step1(w, x + qb, load<f32>(x + bo), ones);
+    t1 += step1(w, x1 + qb, load<f32>(x1 + bo), ones);
+    t2 += step1(w, x2 + qb, load<f32>(x2 + bo), ones);
+    t3 += step1(w, x3 + qb, load<f32>(x3 + bo), ones);
+    w += Q8_0_BYTES; qb += QK;
+  }
+  store<f32>(o, hsum_f32x4(a0) + t0);
+  store<f32>(o + os, hsum_f32x4(a1) + t1);
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
+}
+
+/** out (t, d) f32 = xq @ w^T as matmul_q8_0, bit for bit, for prefill (t > 1; t < 4 runs matmul_q8_0) */
+export function matmul_q8_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  const nb = n / QK;
+  const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
+  const os = <usize>d << 2;
+  if (t < 4) { matmul_q8_0(out, xq, w, n, d, t); return; }
+  const rt = mm_row_tile(<i32>wRow, <i32>xRow);
+  const chunk = token_chunk(<i32>xRow);
+  for (let j0 = 0; j0 < t; j0 += chunk) {
+    const j1 = min(t, j0 + chunk);
+    for (let i0 = 0; i0 < d; i0 += rt) {
+      const i1 = min(d, i0 + rt);
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) {
+        const xj = xq + <usize>j * xRow, oj = out + <usize>j * os;
+        for (let i = i0; i < i1; i++) mm4_q8_0(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
+      }
+      for (; j < j1; j++) {
+        for (let i = i0; i < i1; i++) store<f32>(out + <usize>j * os + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq + <usize>j * xRow, nb));
+      }
     }
   }
 }

@@ -2,12 +2,14 @@
 // than the last-level cache (GB/s of weights streamed, GFLOP/s), as matrix-matrix with t = 64 (prefill), and the
 // streaming-read bandwidth of a plain SIMD sum measured in the same run for scale. The SIMD128 build runs first;
 // then the same file re-runs itself on the relaxed-SIMD build (node --experimental-wasm-relaxed-simd). Not a model
-// benchmark. Run: npm run build && node dist/bench/kernels.bench.js [--only q4_0,q8_0]
+// benchmark. Run: npm run build && node dist/bench/kernels.bench.js [--only q4_0,q8_0] [--prefill: only the prefill kernels]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
 import { convertActivations, WasmRuntime, type Kernels, type SimdBuild } from "../src/wasm.js";
 import { activationFormat, formatByName, FORMATS, rowBytes, type MatmulKernel, type QuantFormat } from "../src/quant/formats.js";
+import { DOT_OPS, dotPeakGops } from "./dot-peak.js";
+import { execFileSync } from "node:child_process";
 
 const MiB = 1 << 20;
 const N = 4096, D = 11008;       // LLaMA-7B FFN shape (rows = D, row length = N)
@@ -113,7 +115,43 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+/**
+ * The prefill kernels (formats.ts `prefill`) against the batched path of `matmul` on the TinyLlama-1.1B shapes
+ * (2048 x 2048 attention, 5632 x 2048 FFN down, 64 tokens): calls alternate old, new, old, ... and each gets the
+ * median; their ratio is the figure (the machine is shared: `uptime` is printed). Then the peak of the build's dot
+ * instruction (bench/dot-peak.ts) for scale.
+ */
+async function prefillKernels(): Promise<void> {
+  const T = 64, REPS = 21;
+  say("");
+  say(`prefill kernels, old (matmul, t = ${T}) vs new (prefill kernel), calls interleaved, medians of ${REPS}; ${execFileSync("uptime", { encoding: "utf8" }).trim()}`);
+  say("format  n x d         old GFLOP/s   new GFLOP/s   new/old   new % of dot peak");
+  const peak = dotPeakGops(BUILD);
+  for (const f of FORMATS.filter((x) => x.prefill && (!ONLY || ONLY.includes(x.name)))) {
+    for (const [n, d] of [[2048, 2048], [5632, 2048]]) {
+      const m = rt.mark();
+      const w = rt.alloc(rowBytes(f, n) * d);
+      fillWeights(f, w, n, d);
+      const x = makeActivations(f, n, T);
+      const out = rt.alloc(4 * d * T);
+      const old = k[f.matmul as MatmulKernel] as Kernels["matmul_f32"], neu = k[f.prefill as MatmulKernel] as Kernels["matmul_f32"];
+      const to: number[] = [], tn: number[] = [];
+      for (let r = 0; r < REPS + 2; r++) {
+        let t0 = performance.now(); old(out, x, w, n, d, T); const a = performance.now() - t0;
+        t0 = performance.now(); neu(out, x, w, n, d, T); const b = performance.now() - t0;
+        if (r >= 2) { to.push(a); tn.push(b); } // two rounds of tier-up
+      }
+      const med = (v: number[]) => v.slice().sort((p, q) => p - q)[v.length >> 1];
+      const gf = (ms: number) => (2 * n * d * T) / (ms * 1e6);
+      say(`${f.name.padEnd(6)}  ${`${n} x ${d}`.padEnd(12)}  ${gf(med(to)).toFixed(1).padStart(11)}   ${gf(med(tn)).toFixed(1).padStart(11)}   ${(med(to) / med(tn)).toFixed(2).padStart(7)}   ${(100 * gf(med(tn)) / peak).toFixed(0).padStart(8)}%`);
+      rt.release(m);
+    }
+  }
+  say(`peak of ${DOT_OPS[BUILD].name} (tight loop, ${DOT_OPS[BUILD].macs} multiply-adds, best of 41): ${peak.toFixed(1)} GOPS`);
+}
+
+if (process.argv.includes("--prefill")) await prefillKernels();
+else { await main(); await prefillKernels(); }
 if (BUILD === "simd128") {
   console.log("\n---- relaxed SIMD build (child: node --experimental-wasm-relaxed-simd) ----\n");
   const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", fileURLToPath(import.meta.url), ...process.argv.slice(2)],

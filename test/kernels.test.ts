@@ -226,6 +226,34 @@ for (const [name, fmt, act] of [
   });
 }
 
+for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["matmul_q8_0_mm", "matmul_q8_0", "Q8_0"]] as const) {
+  test(`${name} (prefill tiles) matches the reference and gives ${base}'s bits, on sizes off every tile`, () => {
+    // rows, tokens and blocks that are not multiples of the row tile (common.ts mm_row_tile), the group of four
+    // tokens, the four-block step or the token chunk (n = 4128: 50-token chunks, so t = 53 spans two)
+    const rand = rng(21);
+    const cases: [number, number, number][] = [];
+    for (const n of [160, 1056]) for (const d of [1, 5, 37]) for (const t of [4, 5, 7, 13]) cases.push([n, d, t]);
+    cases.push([4128, 3, 53], [1056, 67, 9], [32, 7, 6], [96, 2, 1], [96, 2, 3]);
+    for (const [n, d, t] of cases) scoped(() => {
+      const xf = normal(rand, n * t);
+      const xq = new Uint8Array(rowBytes(formatByName("Q8_0X")!, n) * t);
+      R.quantize_q8_0x(xq, xf, n, t);
+      const kx = put(buildLayout(fmt, xf, n, t, xq));
+      const w = put(quantWeights(rand, fmt, n, d));
+      const out = f32Out(d * t), want = f32Out(d * t);
+      k[name](out, kx, w, n, d, t);
+      k[base](want, kx, w, n, d, t);
+      const e = new Float32Array(d * t);
+      R[base](e, xq, rt.u8At(w, rowBytes(formatByName(fmt)!, n) * d).slice(), n, d, t);
+      const got = readF32(out, d * t), bits = readF32(want, d * t);
+      assertClose(got, e, { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol }, `${name} n=${n} d=${d} t=${t}`);
+      for (let i = 0; i < d * t; i++) {
+        if (!Object.is(got[i], bits[i])) assert.unreachable(`${name} n=${n} d=${d} t=${t}: element ${i} = ${got[i]}, ${base} gives ${bits[i]}`);
+      }
+    });
+  });
+}
+
 test("every matmul: a result does not depend on how the matmul is cut into calls (bit for bit)", () => {
   // threads split a matmul by rows or by tokens; int8 activations downstream turn a last-bit difference into a
   // flipped value, so every kernel path must do the same float arithmetic for a (row, token) pair
@@ -549,6 +577,7 @@ test("runtime: alloc aligns, grows memory, mark/release, views follow growth", (
 test("every format with a matmul kernel has that wasm export, and QK matches the table", () => {
   for (const f of FORMATS) {
     if (f.matmul) assert.type((k as unknown as Record<string, unknown>)[f.matmul], "function", `${f.name}: export ${f.matmul}`);
+    if (f.prefill) assert.type((k as unknown as Record<string, unknown>)[f.prefill], "function", `${f.name}: export ${f.prefill}`);
     if (f.blockSize > 1 && f.matmul) assert.is(f.blockSize === 256 ? k.qk_k() : k.qk(), f.blockSize, `${f.name} block size`);
   }
 });

@@ -219,11 +219,12 @@ class Workspace {
         this.actOf.set(a, x);
       }
     }
+    const kernel = t > 1 && f.prefill ? f.prefill : f.matmul!;
     if (this.pool) {
       const xRow = a === "F32" ? n * 4 : rowBytes(formatByName(a)!, n);
-      this.pool.matmul(f.matmul!, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
+      this.pool.matmul(kernel, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
     } else {
-      this.k[f.matmul!](out, act, w.ptr, n, d, t);
+      this.k[kernel](out, act, w.ptr, n, d, t);
     }
   }
 

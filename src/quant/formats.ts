@@ -8,7 +8,8 @@ export type FormatName =
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_KW";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
-export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K";
+export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K"
+  | "matmul_q4_0_mm" | "matmul_q8_0_mm";
 
 export interface QuantFormat {
   name: FormatName;
@@ -24,6 +25,8 @@ export interface QuantFormat {
   dequantize?: (src: Uint8Array, dst: Float32Array) => void;
   /** the wasm kernel that multiplies a matrix of this type by activations, if we can run it */
   matmul?: MatmulKernel;
+  /** the same product for many tokens (prefill), tiled; bit for bit `matmul`'s results (test/kernels.test.ts) */
+  prefill?: MatmulKernel;
   /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
   activation?: FormatName;
   /** the SIMD128 kernel build's activation format when it differs (see activationFormat) */
@@ -41,11 +44,11 @@ export interface QuantFormat {
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
-  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", activation: "Q8_0X", simd128Activation: "Q8_0W", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", prefill: "matmul_q4_0_mm", activation: "Q8_0X", simd128Activation: "Q8_0W", quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
   { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22, quantize: ref.quantizeQ5_0, dequantize: ref.dequantizeQ5_0, matmul: "matmul_q5_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
-  { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", activation: "Q8_0X", quantTarget: true },
+  { name: "Q8_0", ggmlType: 8, blockSize: 32, typeSize: 34, quantize: ref.quantizeQ8_0, dequantize: ref.dequantizeQ8_0, matmul: "matmul_q8_0", prefill: "matmul_q8_0_mm", activation: "Q8_0X", quantTarget: true },
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
