@@ -246,7 +246,7 @@ for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["ma
       const e = new Float32Array(d * t);
       R[base](e, xq, rt.u8At(w, rowBytes(formatByName(fmt)!, n) * d).slice(), n, d, t);
       const got = readF32(out, d * t), bits = readF32(want, d * t);
-      assertClose(got, e, { atol: TOL.QUANT_MATMUL.atol * maxAbs(e), rtol: TOL.QUANT_MATMUL.rtol }, `${name} n=${n} d=${d} t=${t}`);
+      assertClose(got, e, TOL.kernelTol(base, maxAbs(e)), `${name} n=${n} d=${d} t=${t}`);
       for (let i = 0; i < d * t; i++) {
         if (!Object.is(got[i], bits[i])) assert.unreachable(`${name} n=${n} d=${d} t=${t}: element ${i} = ${got[i]}, ${base} gives ${bits[i]}`);
       }
