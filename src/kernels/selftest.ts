@@ -140,7 +140,17 @@ export function relaxedSelfTest(opts: { forceFail?: boolean } = {}): RelaxedSelf
       for (let i = 0; i < w.length; i++) w[i] = r() * (1 + (i % 7));
       const rowB = formatBytes(f, n);
       const wBytes = new Uint8Array(rowB * d);
-      for (let row = 0; row < distinct; row++) f.quantize(w.subarray(row * n, (row + 1) * n), wBytes.subarray(row * rowB, (row + 1) * rowB));
+      if (f.quantizeKernel) {
+        // the K-quants' wasm quantizers (the same bytes as the JS ones, kquant-ref.test.ts), far cheaper before JIT warm-up
+        const mark = baseRt.mark();
+        const xp = baseRt.alloc(w.length * 4), out = baseRt.alloc(rowB * distinct);
+        baseRt.f32.set(w, xp >> 2);
+        for (let row = 0; row < distinct; row++) baseRt.k[f.quantizeKernel](out + row * rowB, xp + row * n * 4, n);
+        wBytes.set(baseRt.u8At(out, rowB * distinct));
+        baseRt.release(mark);
+      } else {
+        for (let row = 0; row < distinct; row++) f.quantize(w.subarray(row * n, (row + 1) * n), wBytes.subarray(row * rowB, (row + 1) * rowB));
+      }
       for (let row = distinct; row < d; row++) wBytes.copyWithin(row * rowB, (row % distinct) * rowB, (row % distinct + 1) * rowB);
       for (const t of [1, 5]) {
         const x = new Float32Array(n * t);
