@@ -11,6 +11,7 @@ if (!existsSync(cli)) {
 const rerun = await import(new URL("node/rerun.js", dist).href);
 if (rerun.takeRerunMarker()) {
   rerun.collapseDoubledSigint();
+  rerun.exitWithParent?.();
 } else if (rerun.rerunDecision().rerun) {
   const code = await rerun.rerunWithRelaxedSimd();
   if (code !== undefined) process.exit(code);

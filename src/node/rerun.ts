@@ -72,6 +72,17 @@ export function rerunWithRelaxedSimd(): Promise<number | undefined> {
 
 
 /**
+ * In the re-run process: dies (SIGKILL, as nothing can run after one) when the parent does, so that a SIGKILL of
+ * the command, which cannot be forwarded, leaves no orphan still writing its output (checked every 50 ms while the
+ * event loop runs; the unref'd timer never keeps the process alive).
+ */
+export function exitWithParent(): void {
+  const parent = process.ppid;
+  if (parent <= 1) return;
+  setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGKILL"); }, 50).unref();
+}
+
+/**
  * In the re-run process: a SIGINT arriving within `windowMs` of the previous one is the same Ctrl-C (the terminal's
  * and the parent's forwarded copy), so `chat`'s "twice at the prompt quits" still needs two key presses. Must run
  * before any SIGINT listener is added (Node binds process.emit when the first one is).
