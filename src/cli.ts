@@ -2,14 +2,14 @@
 // on stderr and a non-zero exit, never a stack trace (EDGEPRUNE_DEBUG=1 shows it). Node-only.
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
-import { checkContextOption, checkFile, drain, int, mib, num, peakRss, readPrompt, THREADS_RANGE } from "./commands/common.js";
+import { checkContextOption, checkFile, drain, int, mib, noteThreads, num, peakRss, readPrompt, startThreads, threadsAsked, threadsOption } from "./commands/common.js";
+import { threadedRuntime } from "./threads/pool.js";
 import { registerChatCommand } from "./commands/chat.js";
 import { registerConvertCommand } from "./commands/convert.js";
 import { registerPruneCommands } from "./commands/prune.js";
 import { registerQualityCommands } from "./commands/quality.js";
 import { registerStudyCommands } from "./commands/study.js";
 import { registerSynthCommand } from "./commands/synth.js";
-import { availableThreads } from "./threads/pool.js";
 import { generateSteps, type GenerateResult } from "./generate.js";
 import { metaString } from "./gguf/metadata.js";
 import type { GgufFile } from "./gguf/types.js";
@@ -23,6 +23,7 @@ import { expectedTensors } from "./model/weights.js";
 import { FileSource, openTensorFile, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
 import { ProgressBar } from "./node/progress.js";
+import { chooseCliKernels } from "./node/kernels.js";
 import { perplexity } from "./perplexity.js";
 import { ggufChunks, layoutGguf } from "./gguf/writer.js";
 import { parseQuantRecipe, quantizeModel, quantTargets } from "./quant/quantize.js";
@@ -46,6 +47,12 @@ export const DEFAULTS = {
   },
 } as const;
 
+/** The kernel build this process runs, why, and the self-test's findings (`info`). */
+function kernelsInfo(): { build: string; why: string; selfTestMs?: number; i32DotAddBaselineTierOk?: boolean } {
+  const k = chooseCliKernels();
+  return { build: k.build, why: k.why, selfTestMs: k.selfTest?.ms, i32DotAddBaselineTierOk: k.selfTest?.i32DotAddOk };
+}
+
 /** "Q4_K: 120, Q6_K: 30, F32: 40" — how many tensors of a plan end up in each type */
 function typeSummary(plan: { target: { name: string } }[]): string {
   const n = new Map<string, number>();
@@ -67,6 +74,11 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     .configureOutput({ outputError: (str, write) => write(`edgeprune: ${str.replace(/^error: /, "error: ")}`) });
   program.version(`edgeprune ${packageVersion()}`, "-V, --version", "print the version and exit");
+  // the kernel build (and its self-test) once, before any command runs; not for --help or --version
+  program.hook("preAction", () => {
+    const k = chooseCliKernels();
+    if (process.env.EDGEPRUNE_DEBUG) process.stderr.write(`edgeprune: kernels: ${k.build} (${k.why})\n`);
+  });
 
   program
     .command("info")
@@ -105,6 +117,7 @@ export function buildProgram(): Command {
         shards: shards?.map((s) => ({ layers: [s.start, s.end], embed: s.embed, head: s.head, bytes: s.bytes, weightBytes: s.weightBytes, kvBytes: s.kvBytes })),
         shardError,
         runnable: configError ? `no: ${configError}` : "yes",
+        kernels: kernelsInfo(),
       };
       if (o.json) { console.log(JSON.stringify(info, null, 2)); return; }
       console.log(`file          ${model} (GGUF v${file.version}, ${mib(file.fileSize)})`);
@@ -129,6 +142,7 @@ export function buildProgram(): Command {
       } else {
         console.log(`runnable      ${info.runnable}`);
       }
+      console.log(`kernels       ${info.kernels.build} (${info.kernels.why})`);
     });
 
   program
@@ -146,7 +160,7 @@ export function buildProgram(): Command {
     .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n", { min: 0 }), DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
     .option("--ctx <n>", "context size (KV cache length; at most the model's context length)", int("--ctx", { min: 1 }))
-    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
+    .addOption(threadsOption())
     .option("--no-bos", "do not add the BOS token")
     .option("--ignore-eos", "keep generating past end-of-sequence")
     .option("--json", "print one JSON object (text, tokens, prompt_tokens, timings) on stdout instead of streaming the text")
@@ -165,7 +179,8 @@ export function buildProgram(): Command {
       // the model's 2048-token default: loading plans for at most the prompt's UTF-8 bytes + BOS/EOS/space prefix
       // (no tokenizer yet), and the context is cut to the exact count once the prompt is tokenized.
       const bound = Buffer.byteLength(promptText) + 3 + o.tokens;
-      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, config.trainContext, 2048), threads: o.threads ?? await availableThreads() });
+      const asked = await threadsAsked(o);
+      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, config.trainContext, 2048), threads: asked });
       const prompt = m.tokenizer.encode(promptText, { addBos: o.bos && m.tokenizer.addBos });
       if (prompt.length === 0) throw new Error("the prompt is empty (and --no-bos leaves no token to start from)");
       const ctxSize = o.ctx ?? Math.min(prompt.length + o.tokens, config.trainContext, 2048);
@@ -176,7 +191,7 @@ export function buildProgram(): Command {
         temperature: o.temp, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, repeatLastN: o.repeatLastN, seed: o.seed,
       };
       validateSamplerOptions(sampling);
-      const threads = await m.startThreads();
+      const threads = await startThreads(m, asked);
       const ctx = m.createContext({ contextSize: ctxSize });
       // Ctrl-C stops the generation at the next token; the text gets its newline and the timings still print
       let interrupted = false;
@@ -233,8 +248,9 @@ export function buildProgram(): Command {
     .option("--act-order", "gptq: quantize columns by decreasing input energy (static groups)")
     .option("--damp <f>", "gptq: dampening, as a fraction of the mean of diag(H)", num("--damp", { min: 0 }), GPTQ_DEFAULTS.damp)
     .option("--allow-requantize", "quantize matrices that are already quantized (each rounding adds error: quantize the float original if you have it)")
+    .addOption(threadsOption("threads for the calibration passes and GPTQ's updates (with --calib; round-to-nearest without it runs on one)"))
     .requiredOption("-o, --output <file>", "output GGUF file")
-    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number; allowRequantize?: boolean }) => {
+    .action(async (model: string, o: { type: string; method: string; output: string; calib?: string; tokens: number; group: number; actOrder?: boolean; damp: number; allowRequantize?: boolean; threads?: number }) => {
       checkFile(model, "model");
       const target = parseQuantRecipe(o.type);
       const method = o.method as QuantMethod;
@@ -266,6 +282,9 @@ export function buildProgram(): Command {
         const cw = calibrationWindows(tokenizer, fs.readFileSync(o.calib, "utf8"), o.tokens, config.trainContext);
         checkGptqMemory(file, cw.windows, target, method, model, o.group);
         process.stderr.write(`calibration: ${cw.tokens} tokens in ${cw.windows.length} windows of ${cw.windows[0].length}, from the first ${cw.calibDocuments} of ${cw.documents} documents of ${o.calib}\n`);
+        const asked = await threadsAsked(o);
+        const runtime = await threadedRuntime(asked);
+        const threads = noteThreads(asked, runtime.pool?.size ?? 1);
         const bar = new ProgressBar(method, config.nLayers * 4);
         const t0 = performance.now();
         let out: ReturnType<typeof openTensorFile> | undefined;
@@ -273,19 +292,21 @@ export function buildProgram(): Command {
         try {
           r = quantizeGptq(file, src, cw.windows, target, {
             method, group: o.group, actOrder: o.actOrder, damp: o.damp, name: model, onProgress: (d, _t, note) => bar.update(d, note),
-            openSink: (spec) => (out = openTensorFile(o.output, spec, { inputs: [model, o.calib!] })),
+            openSink: (spec) => (out = openTensorFile(o.output, spec, { inputs: [model, o.calib!] })), runtime,
           });
           bar.done();
         } catch (e) {
           out?.abort();
           throw e;
+        } finally {
+          runtime.pool?.close();
         }
         const bytes = out!.commit();
         for (const p of r.plan) if (p.note) process.stderr.write(`note: ${p.note}\n`);
         const secs = ((performance.now() - t0) / 1000).toFixed(1);
         const changed = r.plan.filter((p) => p.target !== p.info.format).length;
         console.log(errorTable(r.errors, method, config.nLayers));
-        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors quantized (${typeSummary(r.plan)}; ${target.name}, ${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest; ${r.passes.full} full and ${r.passes.partial} partial layer passes), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s, peak RSS ${mib(peakRss())}\n`);
+        process.stderr.write(`wrote ${o.output}: ${changed} of ${r.plan.length} tensors quantized (${typeSummary(r.plan)}; ${target.name}, ${method}${method === "gptq" ? `, group ${o.group}${o.actOrder ? ", act-order" : ""}, damp ${o.damp}` : ""}; ${r.calibrated} calibrated, embeddings round-to-nearest; ${r.passes.full} full and ${r.passes.partial} partial layer passes), ${mib(file.fileSize)} → ${mib(bytes)} in ${secs} s on ${threads} thread${threads === 1 ? "" : "s"}, peak RSS ${mib(peakRss())}\n`);
       } finally {
         src.close();
       }
@@ -298,12 +319,15 @@ export function buildProgram(): Command {
     .requiredOption("-f, --file <text>", "UTF-8 text file")
     .option("--ctx <n>", "window length in tokens", int("--ctx", { min: 2 }), DEFAULTS.pplContext)
     .option("--chunks <n>", "score at most this many windows", int("--chunks", { min: 1 }))
+    .addOption(threadsOption())
     .option("--json", "print the result as one line of JSON on stdout (the perplexity line goes to stderr)")
-    .action((model: string, o: { file: string; ctx: number; chunks?: number; json?: boolean }) => {
+    .action(async (model: string, o: { file: string; ctx: number; chunks?: number; threads?: number; json?: boolean }) => {
       checkFile(model, "model");
       checkFile(o.file, "text file");
       checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
-      const m = loadModelFile(model, { contextSize: o.ctx });
+      const asked = await threadsAsked(o);
+      const m = loadModelFile(model, { contextSize: o.ctx, threads: asked });
+      const threads = await startThreads(m, asked);
       const text = fs.readFileSync(o.file, "utf8");
       const tokens = m.tokenizer.encode(text, { addBos: m.tokenizer.addBos });
       const total = Math.floor(tokens.length / o.ctx);
@@ -312,11 +336,12 @@ export function buildProgram(): Command {
       const r = perplexity(m, tokens, { contextSize: o.ctx, maxChunks: o.chunks, onProgress: (d) => bar.update(d) });
       bar.done();
       const secs = (performance.now() - t0) / 1000;
-      process.stderr.write(`${r.chunks} windows of ${r.contextSize} tokens, ${r.scoredTokens} tokens scored in ${secs.toFixed(1)} s\n`);
+      m.stopThreads();
+      process.stderr.write(`${r.chunks} windows of ${r.contextSize} tokens, ${r.scoredTokens} tokens scored in ${secs.toFixed(1)} s on ${threads} thread${threads === 1 ? "" : "s"} (${m.rt.simd} kernels)\n`);
       // with --json the JSON is the last line (scripts read it with tail -1); the human line goes to stderr then
       if (o.json) {
         process.stderr.write(`perplexity: ${r.perplexity.toFixed(4)}\n`);
-        console.log(JSON.stringify({ model, file: o.file, ...r }));
+        console.log(JSON.stringify({ model, file: o.file, ...r, threads, kernels: m.rt.simd }));
       } else {
         console.log(`perplexity: ${r.perplexity.toFixed(4)}`);
       }
@@ -339,7 +364,7 @@ export function buildProgram(): Command {
     .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
     .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue", { min: 0 }), DEFAULTS.serve.queue)
     .option("--ctx <n>", "context size per request (prompt + completion; at most the model's context length)", int("--ctx", { min: 1 }))
-    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
+    .addOption(threadsOption())
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace", { min: 0 }), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup", { min: 0 }), DEFAULTS.serve.warmup)
     .option("--embeddings", "serve POST /v1/embeddings (off by default, as llama-server's --embeddings)")
@@ -358,7 +383,7 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, threads: o.threads ?? await availableThreads(), graceMs: o.grace, warmup: o.warmup,
+        contextSize: o.ctx, threads: await threadsAsked(o), graceMs: o.grace, warmup: o.warmup,
         embeddings: o.embeddings ?? false, pooling: o.pooling as "mean" | "last" | undefined, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {

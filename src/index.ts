@@ -35,7 +35,9 @@ export { parseTasks, scoreTasks, type ChoiceTask, type ChoiceResult } from "./qu
 export { wilsonInterval } from "./quality/stats.js";
 export { splitDocuments, calibrationSplit, tokenizeDocuments, tokenWindows } from "./data/documents.js";
 export { tokenizerFromGguf, type Tokenizer } from "./tokenizer/index.js";
-export { WasmRuntime } from "./wasm.js";
+export { WasmRuntime, defaultSimdBuild, hasRelaxedSimd, type SimdBuild } from "./wasm.js";
+export { relaxedSelfTest, type RelaxedSelfTest } from "./kernels/selftest.js";
+export { threadedRuntime, type ThreadedRuntime } from "./threads/pool.js";
 
 export interface ModelSourceOptions extends LoadOptions {
   /** a URL's body may not be larger than this (default: WASM32_LIMIT, as no larger model fits in wasm memory) */

@@ -5,8 +5,10 @@
 import { KERNEL_BUILDS_BASE64 } from "./generated/kernels-wasm.js";
 import type { FormatName } from "./quant/formats.js";
 import { kernelImports } from "./wasm-imports.js";
+import { hasRelaxedSimd } from "./simd-features.js";
 
 export { kernelImports } from "./wasm-imports.js";
+export { hasRelaxedSimd } from "./simd-features.js";
 
 /** Every export of assembly/index.ts. Pointers are byte offsets; sizes are element counts. */
 export interface Kernels {
@@ -132,7 +134,6 @@ const MAX_PAGES = 65536; // 4 GiB: the wasm32 address space
 export type SimdBuild = "simd128" | "relaxed";
 
 const modules = new Map<string, WebAssembly.Module>();
-let relaxedSupported: boolean | undefined;
 let sharedSupported: boolean | undefined;
 
 /**
@@ -151,23 +152,6 @@ export function hasSharedMemory(): boolean {
   return sharedSupported;
 }
 
-/**
- * Whether this engine has relaxed SIMD, by validating a 48-byte module whose one function returns
- * i16x8.relaxed_dot_i8x16_i7x16_s of two constants (on in Chrome, Deno and Node >= 22; Node 20 needs
- * --experimental-wasm-relaxed-simd).
- */
-export function hasRelaxedSimd(): boolean {
-  if (relaxedSupported === undefined) {
-    const zeros = new Array<number>(16).fill(0);
-    const body = [0x00, 0xfd, 0x0c, ...zeros, 0xfd, 0x0c, ...zeros, 0xfd, 0x92, 0x02, 0x0b];
-    const bytes = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-      0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
-      0x03, 0x02, 0x01, 0x00, // one function of type 0
-      0x0a, body.length + 2, 0x01, body.length, ...body]);
-    try { relaxedSupported = WebAssembly.validate(bytes); } catch { relaxedSupported = false; }
-  }
-  return relaxedSupported;
-}
 
 /** The build create() uses unless told: EDGEPRUNE_SIMD=simd128|relaxed when a process env exists, else the best one. */
 export function defaultSimdBuild(): SimdBuild {

@@ -68,6 +68,36 @@ test("matmul chunks cover every row (or token) exactly once", () => {
   }
 });
 
+test("GPTQ's rank-1 and block updates split by rows across 3 threads: the one-thread bits, tails included", async () => {
+  const rt = WasmRuntime.create({ shared: true });
+  const pool = (await ThreadPool.start(rt, 3, { spinMs: 0.2 }))!;
+  assert.ok(pool);
+  try {
+    // odd sizes: rows not a multiple of the runs, columns with a 16-, 4- and 1-wide tail
+    for (const [rows, n, i1, i2] of [[301, 389, 0, 128], [97, 1031, 128, 256], [1000, 263, 7, 100]]) {
+      let seed = rows * 7919 + n;
+      const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32 - 0.5; };
+      const w0 = Float32Array.from({ length: rows * n }, rand);
+      const err = Float32Array.from({ length: rows * (i2 - i1) }, rand);
+      const h = Float32Array.from({ length: n * n }, rand);
+      const mark = rt.mark();
+      const wA = rt.alloc(w0.length * 4), wB = rt.alloc(w0.length * 4), e = rt.alloc(err.length * 4), hp = rt.alloc(h.length * 4);
+      rt.f32.set(w0, wA >> 2); rt.f32.set(w0, wB >> 2); rt.f32.set(err, e >> 2); rt.f32.set(h, hp >> 2);
+      rt.k.gptq_block_update(wA, e, hp, rows, n, i1, i2);
+      pool.gptqBlock(wB, e, hp, rows, n, i1, i2);
+      assert.ok(Buffer.from(rt.u8At(wA, w0.length * 4)).equals(Buffer.from(rt.u8At(wB, w0.length * 4))), `block update ${rows}×${n} [${i1}, ${i2})`);
+      assert.not.ok(Buffer.from(rt.u8At(wA, w0.length * 4)).equals(Buffer.from(new Uint8Array(w0.buffer))), "the update changed w");
+      // the rank-1 update of column i1 over columns i1 + 1 .. i2 (error per row: the first column of err)
+      rt.k.gptq_rank1_update(wA, e, hp + i1 * n * 4, rows, n, i1 + 1, n);
+      pool.gptqRank1(wB, e, hp + i1 * n * 4, rows, n, i1 + 1, n);
+      assert.ok(Buffer.from(rt.u8At(wA, w0.length * 4)).equals(Buffer.from(rt.u8At(wB, w0.length * 4))), `rank-1 update ${rows}×${n}`);
+      rt.release(mark);
+    }
+  } finally {
+    pool.close();
+  }
+});
+
 test("no shared memory: ThreadPool.start says why once and returns undefined (one thread)", () => {
   // in a fresh process, so that no earlier warning in this one can have used up the "once"
   const script = `

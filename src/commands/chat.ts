@@ -9,9 +9,8 @@ import { checkModelFile } from "../model/check.js";
 import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { validateSamplerOptions } from "../sampler.js";
 import { chatFormatter, stripBosText, type ChatMessage } from "../server/chat.js";
-import { availableThreads } from "../threads/pool.js";
 import { commonPrefix } from "../server/engine.js";
-import { checkContextOption, checkFile, int, num, THREADS_RANGE } from "./common.js";
+import { checkContextOption, checkFile, int, num, startThreads, threadsAsked, threadsOption } from "./common.js";
 import { SAMPLER_DEFAULTS } from "../sampler.js";
 
 /** The chat command's defaults (the sampler's are shared with generate and serve). */
@@ -39,7 +38,7 @@ export function registerChatCommand(program: Command): void {
     .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n", { min: 0 }), SAMPLER_DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
     .option("--ctx <n>", `context size: the conversation's tokens (default: the model's, at most ${CHAT.contextSize})`, int("--ctx", { min: 2 }))
-    .option("--threads <n>", "threads for the kernels (default: the cores available)", int("--threads", THREADS_RANGE))
+    .addOption(threadsOption())
     .option("--ignore-eos", "keep answering past end-of-sequence (until -n)")
     .option("--verbose", "after each answer, print its prompt, cache and speed figures to stderr")
     .action((model: string, o: ChatFlags) => chat(model, o));
@@ -53,8 +52,9 @@ async function chat(modelPath: string, o: ChatFlags): Promise<void> {
   validateSamplerOptions(sampling);
   const contextSize = o.ctx ?? Math.min(config.trainContext, CHAT.contextSize);
   if (o.tokens >= contextSize) throw new Error(`-n ${o.tokens} leaves no room for the conversation in a context of ${contextSize} tokens; use a smaller -n or a larger --ctx`);
-  const m = loadModelFile(modelPath, { contextSize, threads: o.threads ?? await availableThreads() });
-  await m.startThreads();
+  const asked = await threadsAsked(o);
+  const m = loadModelFile(modelPath, { contextSize, threads: asked });
+  await startThreads(m, asked);
   const tok = m.tokenizer;
   const formatter = await chatFormatter(m.file, tok, { timeoutMs: CHAT.templateMs, heapMb: CHAT.templateHeapMb });
   const ctx = m.createContext({ contextSize });

@@ -1,9 +1,10 @@
 // Helpers every CLI command shares: argument parsers that fail with the option's name, sizes for humans, file
 // checks and calibration/evaluation text loading. Node-only (CLI side).
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import * as fs from "node:fs";
 import { calibrationSplit, calibrationWindows as calibrationWindowsFromText, splitDocuments, tokenizeDocuments } from "../data/documents.js";
 import type { Model } from "../model/model.js";
+import { availableThreads } from "../threads/pool.js";
 
 /** Bounds a numeric option accepts (inclusive unless `above`: strictly greater than it). */
 export interface Range {
@@ -98,6 +99,30 @@ export function evaluationDocuments(model: Model, path: string, limit?: number):
 
 /** --threads: at least one; at most llama.cpp's own ceiling order of magnitude (more only queues work). */
 export const THREADS_RANGE: Range = { min: 1, max: 256 };
+
+/** The --threads option every command that runs kernels takes: checked (with its name) before anything runs. */
+export function threadsOption(what = "threads for the kernels"): Option {
+  return new Option("--threads <n>", `${what} (default: every core, os.availableParallelism())`).argParser(int("--threads", THREADS_RANGE));
+}
+
+/** --threads, or every core the OS gives this process. */
+export async function threadsAsked(o: { threads?: number }): Promise<number> {
+  return o.threads ?? await availableThreads();
+}
+
+/**
+ * Says on stderr when fewer threads run than were asked for (the pool already said why, once), so that what a
+ * command labels with a thread count is what ran. Returns `used`.
+ */
+export function noteThreads(asked: number, used: number): number {
+  if (used < asked) process.stderr.write(`edgeprune: running on ${used} thread${used === 1 ? "" : "s"}, not the ${asked} asked for\n`);
+  return used;
+}
+
+/** Starts a loaded model's threads (LoadOptions.threads = asked) and says when fewer run; returns how many run. */
+export async function startThreads(m: Model, asked: number): Promise<number> {
+  return noteThreads(asked, await m.startThreads());
+}
 
 /** A --ctx beyond what the model was trained for is refused (RoPE past it gives garbage), before anything is printed. */
 export function checkContextOption(ctx: number | undefined, trainContext: number, option = "--ctx"): void {

@@ -12,7 +12,8 @@ import { tokenizerFromGguf } from "../tokenizer/index.js";
 import { removeLayers } from "../prune/remove.js";
 import { HEAL_DEFAULTS, HEAL_METHODS, removeAndHeal, type HealedRun, type HealMethod } from "../prune/heal.js";
 import { barChart } from "../report/svg.js";
-import { calibrationWindows, checkFile, int, intList, mib, num } from "./common.js";
+import { calibrationWindows, checkFile, int, intList, mib, noteThreads, num, startThreads, threadsAsked, threadsOption } from "./common.js";
+import { threadedRuntime } from "../threads/pool.js";
 
 export const PRUNE_DEFAULTS = { window: 128, tokens: 8192, metric: "bi", granularity: "layer" } as const;
 
@@ -25,6 +26,7 @@ interface ScoringFlags {
   includeBos?: boolean;
   iterative?: boolean;
   seed: number;
+  threads?: number;
 }
 
 function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
@@ -38,28 +40,34 @@ function addScoringOptions(cmd: Command, calibRequired: boolean): Command {
     .option("--tokens <n>", "calibration tokens in all", int("--tokens", { min: 1 }), PRUNE_DEFAULTS.tokens)
     .option("--include-bos", "count the first (BOS) position of each window in the statistics")
     .option("--iterative", "remove one unit, rescore, repeat (SLEB-style)")
-    .option("--seed <n>", "seed for --metric random", int("--seed"), 0);
+    .option("--seed <n>", "seed for --metric random", int("--seed"), 0)
+    .addOption(threadsOption());
 }
 
 /**
  * What scoring reads: for the statistics metrics (bi, angular, relmag, block) the file layer by layer
- * (prune/stats.ts collectLayerStatsStream), so models past wasm32's 4 GiB are scored too; for the others the
- * model in memory (ppl runs it whole).
+ * (prune/stats.ts collectLayerStatsStream) in a runtime with --threads threads, so models past wasm32's 4 GiB are
+ * scored too; for the others the model in memory (ppl runs it whole), on --threads threads. `threads`: how many run.
  */
-function scoringInput(modelPath: string, metric: Metric, o: ScoringFlags, onProgress: (note: string) => void): { input: ScoringInput; close: () => void } {
+async function scoringInput(modelPath: string, metric: Metric, o: ScoringFlags, onProgress: (note: string) => void): Promise<{ input: ScoringInput; close: () => void; threads: number }> {
   const base = { granularity: o.granularity, includeBos: o.includeBos, seed: o.seed, onProgress };
+  const asked = await threadsAsked(o);
   if (metric === "bi" || metric === "angular" || metric === "relmag" || metric === "block") {
     const file = readGgufFileHeader(modelPath);
     const config = checkModelFile(file, modelPath);
     const windows = calibrationWindows({ tokenizer: tokenizerFromGguf(file.kv), config }, o.calib, o);
+    const runtime = await threadedRuntime(asked);
+    const threads = noteThreads(asked, runtime.pool?.size ?? 1);
     const src = new FileSource(modelPath);
     return {
-      input: { ...base, windows, nLayers: config.nLayers, collect: (opts) => collectLayerStatsStream(src, file, windows, { ...opts, name: modelPath }) },
-      close: () => src.close(),
+      input: { ...base, windows, nLayers: config.nLayers, collect: (opts) => collectLayerStatsStream(src, file, windows, { ...opts, name: modelPath, runtime }) },
+      close: () => { src.close(); runtime.pool?.close(); },
+      threads,
     };
   }
-  const model = loadModelFile(modelPath);
-  return { input: { ...base, model, nLayers: model.config.nLayers, windows: calibrationWindows(model, o.calib, o) }, close: () => {} };
+  const model = loadModelFile(modelPath, { threads: asked });
+  const threads = await startThreads(model, asked);
+  return { input: { ...base, model, nLayers: model.config.nLayers, windows: calibrationWindows(model, o.calib, o) }, close: () => model.stopThreads(), threads };
 }
 
 /** Scores that came out NaN or infinite, with the tensors of the file that hold NaN/Inf (if any) named. */
@@ -81,11 +89,12 @@ export function registerPruneCommands(program: Command): void {
     .argument("<model>", "GGUF file"), true)
     .option("--json", "print the scores as JSON instead of a table")
     .option("--plot <file.svg>", "draw the scores per layer as an SVG bar chart")
-    .action((modelPath: string, o: ScoringFlags & { json?: boolean; plot?: string }) => {
+    .action(async (modelPath: string, o: ScoringFlags & { json?: boolean; plot?: string }) => {
       checkFile(modelPath, "model");
       const metric = parseMetric(o.metric);
       const bar = new ProgressBar(`scoring (${metric})`, 1);
-      const { input, close } = scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
+      const t0 = performance.now();
+      const { input, close, threads } = await scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
       const { windows } = input;
       let ranking: Ranking, order: Unit[];
       try {
@@ -105,10 +114,11 @@ export function registerPruneCommands(program: Command): void {
         inputNorm: ranking.inputNorm?.[u.layer], removalRank: rank.get(unitName(u)) ?? null,
       }));
       const tokens = windows.reduce((a, w) => a + w.length, 0);
+      process.stderr.write(`scored ${ranking.units.length} units on ${tokens} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${threads} thread${threads === 1 ? "" : "s"}\n`);
       if (o.json) {
         console.log(JSON.stringify({
           model: modelPath, calib: o.calib, metric, description: METRIC_DESCRIPTIONS[metric], granularity: o.granularity,
-          iterative: Boolean(o.iterative), windows: windows.length, windowTokens: o.window, tokens, includeBos: Boolean(o.includeBos),
+          iterative: Boolean(o.iterative), windows: windows.length, windowTokens: o.window, tokens, includeBos: Boolean(o.includeBos), threads,
           units: rows, removalOrder: order.map(unitName),
         }, null, 2));
       } else {
@@ -169,7 +179,7 @@ export function registerPruneCommands(program: Command): void {
         const total = o.granularity === "layer" ? nLayers : 2 * nLayers;
         if (o.remove! >= total || o.remove! < 0) throw new Error(`cannot remove ${o.remove} ${o.granularity === "layer" ? "layers" : "half-layers"}: the model has ${total} and at least one must remain`);
         const bar = new ProgressBar(`choosing ${o.remove} (${metric})`, 1);
-        const { input, close } = scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
+        const { input, close } = await scoringInput(modelPath, metric, o, (n) => bar.update(0, n));
         try {
           units = selectForRemoval(metric, o.remove!, input, Boolean(o.iterative));
         } catch (e) {
@@ -185,11 +195,14 @@ export function registerPruneCommands(program: Command): void {
         let runs: HealedRun[] | undefined;
         let cut: Pick<ReturnType<typeof removeLayers>, "spec" | "tensorData" | "nLayers" | "notes">;
         if (o.heal === "lstsq") {
-          model ??= loadModelFile(modelPath);
+          const asked = await threadsAsked(o);
+          model ??= loadModelFile(modelPath, { threads: asked });
+          await startThreads(model, asked);
           windows ??= calibrationWindows(model, o.calib!, o);
           const bar = new ProgressBar("healing (lstsq)", windows.length);
           const healed = removeAndHeal(header, src, model, windows, layers, { ridge: o.healRidge, includeBos: o.includeBos, onProgress: (d) => bar.update(d) });
           bar.done();
+          model.stopThreads();
           cut = healed;
           runs = healed.runs;
         } else {

@@ -11,7 +11,7 @@ import { windowCount } from "../perplexity.js";
 import { parseTasks, scoreTasks, type Accuracy } from "../quality/choice.js";
 import { formatKldSummary } from "../quality/kld.js";
 import { kldAgainstBase, kldBaseFile, kldModels, type KldRunResult } from "../quality/kldeval.js";
-import { checkFile, int } from "./common.js";
+import { checkFile, int, startThreads, threadsAsked, threadsOption } from "./common.js";
 
 /**
  * The text a measurement reads: the whole file, or with heldOut only its last 20% of documents (the part
@@ -47,10 +47,13 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
     .option("--held-out", "read only the last 20% of the file's documents (the part --calib never sees)")
     .option("--save-base <file>", "write the base's distributions as a llama.cpp kl-divergence-base file")
     .option("--base <file>", "compare the candidate against a saved kl-divergence-base file (ours or llama-perplexity's)")
+    .addOption(threadsOption())
     .option("--json", "print the statistics as JSON (before the last line)")
-    .action(async (models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; json?: boolean }) => {
+    .action(async (models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; threads?: number; json?: boolean }) => {
       if (o.chunks !== undefined && !(o.chunks >= 1)) throw new Error(`--chunks must be at least 1, got ${o.chunks}`);
       for (const m of models) checkFile(m, "model");
+      const asked = await threadsAsked(o);
+      let threads = 1;
       let result: KldRunResult;
       let label: { base: string; candidate: string };
       if (o.base) {
@@ -59,10 +62,12 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
         checkFile(o.base, "kl-divergence base file");
         const src = new FileSource(o.base);
         try {
-          const candidate = loadModelFile(models[0]);
+          const candidate = loadModelFile(models[0], { threads: asked });
+          threads = await startThreads(candidate, asked);
           let bar: ProgressBar | undefined;
           result = kldAgainstBase(candidate, src, o.base, { maxChunks: o.chunks, onProgress: (d, t) => { bar ??= new ProgressBar("kld", t); bar.update(d); } });
           bar?.done();
+          candidate.stopThreads();
         } finally {
           src.close();
         }
@@ -72,7 +77,8 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
         if (models.length > 2) throw new Error(`give at most two models (BASE CANDIDATE), got ${models.length}`);
         if (models.length === 1 && !o.saveBase) throw new Error("one model needs --save-base FILE; to compare give BASE.gguf CANDIDATE.gguf, or CANDIDATE.gguf with --base FILE");
         const ctxSize = o.ctx ?? defaults.pplContext;
-        const base = loadModelFile(models[0], { contextSize: ctxSize });
+        const base = loadModelFile(models[0], { contextSize: ctxSize, threads: asked });
+        threads = await startThreads(base, asked);
         const tokens = base.tokenizer.encode(measurementText(o.file, Boolean(o.heldOut)), { addBos: base.tokenizer.addBos });
         const total = windowCount(tokens.length, ctxSize, o.chunks);
         if (o.saveBase) {
@@ -84,18 +90,22 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
           bar.done();
           process.stderr.write(`wrote ${o.saveBase}: ${total} windows of ${ctxSize} tokens, ${count} distributions over ${base.config.vocabSize} tokens (${(bytes / 2 ** 20).toFixed(2)} MiB)\n`);
           if (models.length === 1) {
+            base.stopThreads();
             console.log(`perplexity: ${Math.exp(nll / count).toFixed(4)}`);
             return;
           }
         }
-        const candidate = loadModelFile(models[1], { contextSize: ctxSize });
+        const candidate = loadModelFile(models[1], { contextSize: ctxSize, threads: asked });
+        threads = Math.min(threads, await startThreads(candidate, asked));
         const bar = new ProgressBar("kld", total);
         result = kldModels(base, candidate, tokens, { contextSize: ctxSize, maxChunks: o.chunks, onProgress: (d) => bar.update(d) });
         bar.done();
+        base.stopThreads();
+        candidate.stopThreads();
         label = { base: models[0], candidate: models[1] };
       }
       const s = result.summary;
-      process.stderr.write(`${result.chunks} windows of ${result.contextSize} tokens, ${s.count} positions compared\n`);
+      process.stderr.write(`${result.chunks} windows of ${result.contextSize} tokens, ${s.count} positions compared on ${threads} thread${threads === 1 ? "" : "s"}\n`);
       console.log(formatKldSummary(s));
       if (o.json) console.log(JSON.stringify({ ...label, chunks: result.chunks, contextSize: result.contextSize, ...s }));
       console.log(`mean KLD: ${figure(s.kld.mean)}`);
@@ -108,16 +118,21 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
     .requiredOption("--task <file>", "JSONL task: {\"context\", \"endings\", \"label\"} per line, or HellaSwag's layout")
     .option("--limit <n>", "score only the first n tasks", int("--limit"))
     .option("--ctx <n>", "window length in tokens (longer contexts lose their beginning)", int("--ctx"))
+    .addOption(threadsOption())
     .option("--json", "print the result as JSON (before the last line)")
-    .action((modelPath: string, o: { task: string; limit?: number; ctx?: number; json?: boolean }) => {
+    .action(async (modelPath: string, o: { task: string; limit?: number; ctx?: number; threads?: number; json?: boolean }) => {
       checkFile(modelPath, "model");
       checkFile(o.task, "task file");
       if (o.limit !== undefined && !(o.limit >= 1)) throw new Error(`--limit must be at least 1, got ${o.limit}`);
       const tasks = parseTasks(fs.readFileSync(o.task, "utf8"), o.task).slice(0, o.limit);
-      const model = loadModelFile(modelPath, { contextSize: o.ctx });
+      const asked = await threadsAsked(o);
+      const model = loadModelFile(modelPath, { contextSize: o.ctx, threads: asked });
+      const threads = await startThreads(model, asked);
       const bar = new ProgressBar("eval", tasks.length);
       const r = scoreTasks(model, tasks, { contextSize: o.ctx, onProgress: (d) => bar.update(d) });
       bar.done();
+      model.stopThreads();
+      process.stderr.write(`eval: ${r.tasks} tasks on ${threads} thread${threads === 1 ? "" : "s"}\n`);
       const counts = [...new Set(tasks.map((t) => t.endings.length))].sort((a, b) => a - b);
       console.log(`task ${o.task}: ${r.tasks} tasks, ${counts.join(" or ")} endings each; random chance ${(100 * r.chance).toFixed(2)}%${r.truncatedTasks ? `; ${r.truncatedTasks} contexts cut to fit the window` : ""}`);
       console.log(accuracyLine("acc", r.acc, "sum of log p over the ending's tokens"));

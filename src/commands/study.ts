@@ -10,7 +10,7 @@ import { parseTasks, type ChoiceTask } from "../quality/choice.js";
 import type { TaskAccuracy } from "../studies/measure.js";
 import { lineChart, scatterChart, type Series } from "../report/svg.js";
 import { runComposeStudy, type ComposeCell, type ComposeCheckpoint, type ComposeResult } from "../studies/compose.js";
-import { calibrationWindows, checkFile, evaluationDocuments, int } from "./common.js";
+import { calibrationWindows, checkFile, evaluationDocuments, int, startThreads, threadsAsked, threadsOption } from "./common.js";
 import { PRUNE_DEFAULTS } from "./prune.js";
 
 function fmtPpl(v: number): string {
@@ -303,9 +303,12 @@ export function registerStudyCommands(program: Command): Command {
     .option("--task <file>", "multiple-choice task (JSONL, as for eval): accuracy at every k")
     .option("--task-limit <n>", "score only the first n tasks", int("--task-limit", { min: 1 }))
     .option("--random-accuracy <n>", "random subsets per k whose task accuracy is measured", int("--random-accuracy", { min: 0 }), 5)
-    .action((modelPath: string, o: { calib: string; eval: string; evalDocs: number; ablation?: string[]; out: string; maxK?: number; random: number; seed: number; window: number; tokens: number; lossWindows: number; task?: string; taskLimit?: number; randomAccuracy: number }) => {
+    .addOption(threadsOption())
+    .action(async (modelPath: string, o: { calib: string; eval: string; evalDocs: number; ablation?: string[]; out: string; maxK?: number; random: number; seed: number; window: number; tokens: number; lossWindows: number; task?: string; taskLimit?: number; randomAccuracy: number; threads?: number }) => {
       checkFile(modelPath, "model");
-      const model = loadModelFile(modelPath);
+      const asked = await threadsAsked(o);
+      const model = loadModelFile(modelPath, { threads: asked });
+      const threads = await startThreads(model, asked);
       const L = model.config.nLayers;
       if (o.maxK !== undefined && (o.maxK < 0 || o.maxK >= L)) throw new Error(`--max-k ${o.maxK} is out of range: the model has ${L} layers, so k must be 0..${L - 1}`);
       if (!(o.random >= 1)) throw new Error(`--random must be at least 1, got ${o.random}`);
@@ -350,7 +353,8 @@ export function registerStudyCommands(program: Command): Command {
       writeTextFileAtomic(path.join(o.out, "prune-study.svg"), svg);
       writeTextFileAtomic(path.join(o.out, "prune-study.json"), JSON.stringify({ model: modelPath, calib: o.calib, eval: o.eval, seconds, ...result, ablation: abl }, null, 2));
       process.stdout.write(md);
-      process.stderr.write(`wrote ${o.out}/prune-study.{md,svg,json} in ${seconds.toFixed(0)} s\n`);
+      model.stopThreads();
+      process.stderr.write(`wrote ${o.out}/prune-study.{md,svg,json} in ${seconds.toFixed(0)} s on ${threads} thread${threads === 1 ? "" : "s"}\n`);
     });
   study
     .command("compose")

@@ -2,6 +2,7 @@
 // lazy block updates, error feedback, group scales at group start (static with act-order), GGUF blocks out.
 // Not calibration (calibrate.ts) and not the whole-model walk (model.ts).
 import type { WasmRuntime } from "../wasm.js";
+import type { ThreadPool } from "../threads/pool.js";
 import { GroupParams, type Codec } from "./codec.js";
 import { inverseCholeskyUpper } from "./linalg.js";
 
@@ -147,7 +148,9 @@ export interface GptqMatrixResult {
  * starting weights, again with the span's scale coded from those fits and each group refitted and coded against
  * it as the loop reaches it. With act-order, all scales come from the weights before any update (static groups).
  */
-export function gptqMatrix(rt: WasmRuntime, w: Float32Array, rows: number, n: number, hess: PreparedHessian, codec: Codec, opts: GptqOptions = {}): GptqMatrixResult {
+export function gptqMatrix(rt: WasmRuntime, w: Float32Array, rows: number, n: number, hess: PreparedHessian, codec: Codec, opts: GptqOptions = {},
+                           /** worker threads over rt's memory: the rank-1 and block updates are split by rows across them */
+                           pool?: ThreadPool): GptqMatrixResult {
   const bs = codec.format.blockSize;
   const G = codec.group ?? opts.group ?? GPTQ_DEFAULTS.group;
   const S = codec.span ?? G;
@@ -222,7 +225,10 @@ export function gptqMatrix(rt: WasmRuntime, w: Float32Array, rows: number, n: nu
           f[eBase + r] = e;
           f[errBase + r * nb + (i - i1)] = e;
         }
-        if (i + 1 < i2) k.gptq_rank1_update(wPtr, ePtr, hPtr + i * n * 4, rows, n, i + 1, i2);
+        if (i + 1 < i2) {
+          if (pool) pool.gptqRank1(wPtr, ePtr, hPtr + i * n * 4, rows, n, i + 1, i2);
+          else k.gptq_rank1_update(wPtr, ePtr, hPtr + i * n * 4, rows, n, i + 1, i2);
+        }
       }
     };
 
@@ -250,7 +256,10 @@ export function gptqMatrix(rt: WasmRuntime, w: Float32Array, rows: number, n: nu
           run(s0, s0 + S, i1, i2, "rechoose");
         }
       }
-      if (i2 < n) k.gptq_block_update(wPtr, errPtr, hPtr, rows, n, i1, i2);
+      if (i2 < n) {
+        if (pool) pool.gptqBlock(wPtr, errPtr, hPtr, rows, n, i1, i2);
+        else k.gptq_block_update(wPtr, errPtr, hPtr, rows, n, i1, i2);
+      }
     }
   } finally {
     rt.release(mark);

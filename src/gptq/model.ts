@@ -11,6 +11,8 @@ import type { GgufWriteSpec } from "../gguf/writer.js";
 import { configFromGguf } from "../model/config.js";
 import { siteKeys, type LinearSite } from "../model/arch.js";
 import { LayerStream, planStream } from "../model/layers.js";
+import type { ModelConfig } from "../model/config.js";
+import type { ThreadedRuntime } from "../threads/pool.js";
 import { WASM32_LIMIT } from "../model/model.js";
 import { describe, overLimit, size, type MemoryPart } from "../model/budget.js";
 import type { Tensor } from "../model/weights.js";
@@ -38,6 +40,11 @@ export interface GptqModelOptions extends GptqOptions {
   openSink?: (spec: GgufWriteSpec) => TensorSink;
   /** name for messages (a path) */
   name?: string;
+  /**
+   * a runtime with worker threads to run in (threads/pool.ts threadedRuntime): the calibration forward passes and
+   * GPTQ's rank-1 and block updates (split by rows, the same bits as one thread) use them. Default: one thread.
+   */
+  runtime?: ThreadedRuntime;
 }
 
 /** Reconstruction error of one matrix over its calibration inputs X (relative: ‖WX − ŴX‖ / ‖WX‖). */
@@ -97,12 +104,23 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
   };
   const kept = opts.openSink ? undefined : new Map<number, Uint8Array>();
   const index = new Map(plan.map((p, i) => [p.info.name, i]));
-  const planOf = (t: { name: string }) => plan[index.get(t.name)!];
   const calibrate = (p: TensorPlan) => method === "gptq" && hasCodec(p.target) && p.target !== p.info.format;
 
   // everything is planned (and refused, in one line) before the output is opened or a tensor read
   const extra = siteParts(layerMatrices);
-  const stream = LayerStream.open(src, file, { matrices: "f32", sequences: windows, batchSize: 64, name, extra, advice: tokenAdvice(file, config.dim, windows, extra) });
+  const stream = LayerStream.open(src, file, { matrices: "f32", sequences: windows, batchSize: 64, name, extra, advice: tokenAdvice(file, config.dim, windows, extra), runtime: opts.runtime });
+  try {
+    return gptqOverStream(stream, file, src, plan, layerMatrices, spec, kept, index, calibrate, config, opts);
+  } finally {
+    stream.close();
+  }
+}
+
+/** quantizeGptq's work on an open layer stream */
+function gptqOverStream(stream: LayerStream, file: GgufFile, src: ByteSource, plan: TensorPlan[], layerMatrices: TensorPlan[], spec: GgufWriteSpec,
+                        kept: Map<number, Uint8Array> | undefined, index: Map<string, number>, calibrate: (p: TensorPlan) => boolean,
+                        config: ModelConfig, opts: GptqModelOptions): GptqModelResult {
+  const planOf = (t: { name: string }) => plan[index.get(t.name)!];
   const sink = opts.openSink ? opts.openSink(spec) : memorySink(spec, kept!);
   const rt = stream.rt;
   const k = rt.k;
@@ -179,7 +197,7 @@ export function quantizeGptq(file: GgufFile, src: ByteSource, windows: number[][
             const weight = rt.f32At(t.ptr, rows * n).slice();
             const rtn = rtnMatrix(weight, rows, n, p.target);
             let chosen = rtn;
-            if (hess && calibrate(p)) chosen = gptqMatrix(rt, weight, rows, n, hess, codecFor(p.target), opts);
+            if (hess && calibrate(p)) chosen = gptqMatrix(rt, weight, rows, n, hess, codecFor(p.target), opts, stream.pool);
             // the error table's quadratic forms cost rows·n² each: on at most ERROR_ROWS evenly spaced rows
             const pick = sampleRows(rows);
             const form = (a: Float32Array) => quadraticForm(rt, h32Ptr, gatherRows(a, n, pick), pick.length, n);

@@ -9,6 +9,7 @@ import { TENSOR, type GlobalTensorKey } from "../gguf/names.js";
 import type { GgufFile, GgufTensorInfo } from "../gguf/types.js";
 import { formatByName, rowBytes, type QuantFormat } from "../quant/formats.js";
 import { WasmRuntime } from "../wasm.js";
+import type { ThreadedRuntime, ThreadPool } from "../threads/pool.js";
 import type { ModelConfig } from "./config.js";
 import { checkModelFile } from "./check.js";
 import { Context, contextBytes, type LayerObserver, type LayerOptions } from "./forward.js";
@@ -39,6 +40,12 @@ export interface LayerStreamOptions {
   extra?: MemoryPart[];
   /** what to tell the user to change when it does not fit (default: fewer calibration tokens) */
   advice?: string;
+  /**
+   * a runtime to allocate in (its memory grows as needed; close() gives the space back), with worker threads over
+   * it (threads/pool.ts threadedRuntime): the stream's matmuls and attention are split across them. Default: a
+   * runtime of the stream's own, one thread.
+   */
+  runtime?: ThreadedRuntime;
 }
 
 /** One layer-at-a-time run of a model over a set of sequences. */
@@ -55,12 +62,18 @@ export class LayerStream {
   private readonly arena: number;
   private loaded = -1;
   private readonly byName: Map<string, GgufTensorInfo>;
+  /** the worker threads the context's matmuls use (undefined: one thread) */
+  readonly pool: ThreadPool | undefined;
+  /** where this stream's allocations start in a supplied runtime */
+  private readonly base: number | undefined;
 
   private constructor(readonly src: ByteSource, readonly file: GgufFile, readonly opts: LayerStreamOptions, config: ModelConfig,
                       plan: StreamPlan) {
     this.config = config;
     this.byName = new Map(file.tensors.map((t) => [t.name, t]));
-    this.rt = WasmRuntime.create({ initialBytes: plan.total });
+    this.rt = opts.runtime?.rt ?? WasmRuntime.create({ initialBytes: plan.total });
+    this.pool = opts.runtime?.pool;
+    this.base = opts.runtime ? this.rt.mark() : undefined;
     this.weights = skeleton(file, config, opts.matrices, this.byName);
     this.arena = this.rt.alloc(plan.arena, 64);
     this.starts = [];
@@ -73,7 +86,12 @@ export class LayerStream {
       t.ptr = this.rt.alloc(t.byteSize, 64);
       this.read(t, this.rt.u8At(t.ptr, t.byteSize));
     }
-    this.ctx = new Context(this.rt, config, this.weights, { contextSize: plan.contextSize, batchSize: plan.batchSize });
+    this.ctx = new Context(this.rt, config, this.weights, { contextSize: plan.contextSize, batchSize: plan.batchSize }, this.pool);
+  }
+
+  /** Gives a supplied runtime its space back (nothing to do for a stream's own runtime); the stream is unusable after. */
+  close(): void {
+    if (this.base !== undefined && this.rt.mark() >= this.base) this.rt.release(this.base);
   }
 
   /**

@@ -9,6 +9,7 @@ import { LayerStream } from "../model/layers.js";
 import type { Model } from "../model/model.js";
 import { MAX_TYPED_ARRAY_BYTES, size } from "../model/budget.js";
 import type { WasmRuntime } from "../wasm.js";
+import type { ThreadedRuntime } from "../threads/pool.js";
 
 export interface StatsOptions {
   /** count the first position of each window (BOS, an attention sink with outsized activations); default false */
@@ -180,20 +181,37 @@ export function collectLayerStats(model: Model, windows: number[][], opts: Stats
   }
 }
 
+/** collectLayerStatsStream's options: Gromov's pairs, a name for messages, a runtime with threads to run in. */
+export interface StreamStatsOptions extends StatsOptions {
+  pairs?: boolean;
+  name?: string;
+  runtime?: ThreadedRuntime;
+}
+
 /**
  * collectLayerStats one layer at a time (model/layers.ts): only one layer of the file is in wasm memory at once,
  * so it runs on models the whole-model path cannot load, with the same results bit for bit. Without `pairs` only
  * adjacent boundaries are compared (what Block Influence, angular distance and relative magnitude need); with it,
  * every earlier boundary is kept (in JS memory, planned up front) for Gromov's block distance.
  */
-export function collectLayerStatsStream(src: ByteSource, file: GgufFile, windows: number[][], opts: StatsOptions & { pairs?: boolean; name?: string } = {}): LayerStats {
+export function collectLayerStatsStream(src: ByteSource, file: GgufFile, windows: number[][], opts: StreamStatsOptions = {}): LayerStats {
   if (windows.length === 0) throw new Error("no calibration windows: the calibration text is shorter than one window");
   const windowTokens = Math.max(...windows.map((w) => w.length));
   const stream = LayerStream.open(src, file, {
     matrices: "file", sequences: windows, batchSize: windowTokens, name: opts.name,
     extra: [{ what: "statistics scratch", bytes: 3 * windowTokens * 4 + 2 * windowTokens * file.tensors.length }],
-    advice: "use fewer calibration tokens (--tokens)",
+    advice: "use fewer calibration tokens (--tokens)", runtime: opts.runtime,
   });
+  try {
+    return statsOverStream(stream, windows, opts);
+  } finally {
+    stream.close();
+  }
+}
+
+/** collectLayerStatsStream's work on an open stream */
+function statsOverStream(stream: LayerStream, windows: number[][], opts: StreamStatsOptions): LayerStats {
+  const windowTokens = Math.max(...windows.map((w) => w.length));
   const c = stream.config, rt = stream.rt;
   const L = c.nLayers, dim = c.dim, B = L + 1;
   const first = opts.includeBos ? 0 : 1;

@@ -4,7 +4,7 @@
 // descheduled or parked only means the others do more. Workers spin for a short bound between jobs and then park
 // in Atomics.wait (wasm-facts.md: a wake costs ~40 µs, a spin ~1 µs).
 // Portable: Node worker_threads, or module Web Workers in browsers and Deno. Not a scheduler for anything else.
-import type { WasmRuntime } from "../wasm.js";
+import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { C, CONTROL_INTS, f32Bits, firstTicket, MATMUL_KERNELS, matmulChunks, OP, runChunks, type MatmulKernelName } from "./share.js";
 import type { WorkerInit } from "./worker.js";
 
@@ -61,6 +61,24 @@ async function defaultSpawn(): Promise<() => WorkerLike> {
     return () => new W(url, { type: "module" });
   }
   throw new Error("this engine has no Worker API");
+}
+
+/** A runtime and the worker threads over its memory (pool undefined: one thread), for layer streams (model/layers.ts). */
+export interface ThreadedRuntime {
+  rt: WasmRuntime;
+  pool?: ThreadPool;
+}
+
+/**
+ * A runtime for `threads` threads: over a shared memory with `threads - 1` workers started, or (no shared memory,
+ * or workers that do not start: said once, as ThreadPool.start does) an unshared one with no pool.
+ */
+export async function threadedRuntime(threads: number, opts: PoolOptions = {}): Promise<ThreadedRuntime> {
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`threads must be a positive integer, got ${threads}`);
+  const shared = threads > 1 && hasSharedMemory();
+  if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
+  const rt = WasmRuntime.create({ shared });
+  return { rt, pool: shared ? await ThreadPool.start(rt, threads, opts) : undefined };
 }
 
 export class ThreadPool {
@@ -152,6 +170,34 @@ export class ThreadPool {
     c[a + 6] = nHeads; c[a + 7] = nKvHeads; c[a + 8] = headSize; c[a + 9] = pos0; c[a + 10] = t;
     c[a + 11] = f32Bits(scale); c[a + 12] = window; c[a + 13] = f32Bits(softcap);
     this.run(nKvHeads);
+  }
+
+  /** gptq_rank1_update split by rows of w (bit-identical to one call: rows are independent); small ones run here. */
+  gptqRank1(w: number, e: number, hrow: number, rows: number, n: number, c0: number, c1: number): void {
+    if (rows * (c1 - c0) < MIN_PARALLEL_MACS || rows < 2 * this.size) {
+      this.rt.k.gptq_rank1_update(w, e, hrow, rows, n, c0, c1);
+      return;
+    }
+    this.rowJob(OP.gptqRank1, [w, e, hrow, rows, n, c0, c1], rows);
+  }
+
+  /** gptq_block_update split by rows of w (bit-identical to one call); small ones run here. */
+  gptqBlock(w: number, err: number, hinv: number, rows: number, n: number, i1: number, i2: number): void {
+    if (rows * (n - i2) * (i2 - i1) < MIN_PARALLEL_MACS || rows < 2 * this.size) {
+      this.rt.k.gptq_block_update(w, err, hinv, rows, n, i1, i2);
+      return;
+    }
+    this.rowJob(OP.gptqBlock, [w, err, hinv, rows, n, i1, i2], rows);
+  }
+
+  /** a job over `rows` rows in two runs per thread; args then the run length go into the control block */
+  private rowJob(op: number, args: number[], rows: number): void {
+    const c = this.c, a = C.args;
+    const size = Math.ceil(rows / (2 * this.size));
+    c[C.op] = op;
+    for (let i = 0; i < args.length; i++) c[a + i] = args[i];
+    c[a + args.length] = size;
+    this.run(Math.ceil(rows / size));
   }
 
   /** Stops and terminates the workers. */

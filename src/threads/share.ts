@@ -28,7 +28,13 @@ export const C = {
 } as const;
 export const CONTROL_INTS = 32;
 
-export const OP = { matmul: 1, attention: 2 } as const;
+export const OP = { matmul: 1, attention: 2, gptqRank1: 3, gptqBlock: 4 } as const;
+
+/** the rows of chunk `chunk` when `rows` rows are cut into runs of `size` */
+function rowRun(chunk: number, size: number, rows: number): [number, number] {
+  const r0 = chunk * size;
+  return [r0, Math.min(rows, r0 + size)];
+}
 
 /** Matmul kernels a job can name, by index (the index is what crosses to the workers). */
 export const MATMUL_KERNELS = [
@@ -91,6 +97,15 @@ function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void
     // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
     k.attention_ext(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
       c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1, bitsF32(c[a + 11]), c[a + 12], bitsF32(c[a + 13]));
+  } else if (c[C.op] === OP.gptqRank1) {
+    // rows of W are independent in both GPTQ updates: a run of rows is the same arithmetic as in the whole call
+    const w = c[a], e = c[a + 1], hrow = c[a + 2], rows = c[a + 3], n = c[a + 4], c0 = c[a + 5], c1 = c[a + 6];
+    const [r0, r1] = rowRun(chunk, c[a + 7], rows);
+    k.gptq_rank1_update(w + r0 * n * 4, e + r0 * 4, hrow, r1 - r0, n, c0, c1);
+  } else if (c[C.op] === OP.gptqBlock) {
+    const w = c[a], err = c[a + 1], hinv = c[a + 2], rows = c[a + 3], n = c[a + 4], i1 = c[a + 5], i2 = c[a + 6];
+    const [r0, r1] = rowRun(chunk, c[a + 7], rows);
+    k.gptq_block_update(w + r0 * n * 4, err + r0 * (i2 - i1) * 4, hinv, r1 - r0, n, i1, i2);
   } else {
     throw new Error(`thread job: unknown op ${c[C.op]}`);
   }
