@@ -7,7 +7,7 @@ import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { checkModelFile } from "./check.js";
 import type { LlamaConfig } from "./config.js";
-import { Context, contextBytes, kvCacheBytes, type ContextOptions } from "./forward.js";
+import { Context, contextBytes, kvCacheBytes, kvFormats, type ContextOptions } from "./forward.js";
 import { allocateWeights, weightBytes, weightTensors, type Weights } from "./weights.js";
 import { overLimit, size, type MemoryPart } from "./budget.js";
 
@@ -153,6 +153,7 @@ export class Model {
     } catch (e) {
       throw new Error(`${name}: ${(e as Error).message}`);
     }
+    kvFormats(config, opts); // a cache type the model cannot take is refused before anything is allocated
     const need = planBytes(file, config, opts);
     if (need > WASM32_LIMIT) throw loadLimitError(name, file, config, opts);
     const threads = opts.threads ?? 1;
@@ -160,7 +161,7 @@ export class Model {
     if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
     const rt = WasmRuntime.create({ initialBytes: need, shared });
     const weights = allocateWeights(rt, file, config, name);
-    const model = new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
+    const model = new Model(name, file, config, tokenizer, rt, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize, cacheTypeK: opts.cacheTypeK, cacheTypeV: opts.cacheTypeV }, shared ? threads : 1);
     const tensors = weightTensors(weights);
     return {
       model,
@@ -183,7 +184,9 @@ export class Model {
   acquireContext(opts: ContextOptions = {}): Context {
     const want = { ...this.defaultContext, ...opts };
     const contextSize = want.contextSize ?? Math.min(this.config.trainContext, 2048);
-    const i = this.idle.findIndex((c) => c.contextSize >= contextSize && (want.batchSize === undefined || c.batchSize === Math.min(want.batchSize, c.contextSize)));
+    const kv = kvFormats(this.config, want);
+    const i = this.idle.findIndex((c) => c.contextSize >= contextSize && (want.batchSize === undefined || c.batchSize === Math.min(want.batchSize, c.contextSize)) &&
+      c.kv.k === kv.k && c.kv.v === kv.v);
     const ctx = i >= 0 ? this.idle.splice(i, 1)[0] : this.createContext(opts);
     ctx.reset();
     return ctx;
@@ -228,6 +231,12 @@ function prefixSource(prefix: Uint8Array, size: number, shortBy: { need: number 
 
 export { kvCacheBytes } from "./forward.js";
 
+/** "F16" when K and V share a type, else "Q8_0 K / F16 V": how messages name a context's cache */
+export function kvCacheName(config: LlamaConfig, opts: ContextOptions): string {
+  const f = kvFormats(config, opts);
+  return f.k === f.v ? f.k.name : `${f.k.name} K / ${f.v.name} V`;
+}
+
 /** Weights plus the contexts asked for (one by default), in bytes: what loading will ask of wasm memory. */
 export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number } = {}): number {
   return loadParts(file, config, opts).reduce((a, p) => a + p.bytes, 0);
@@ -238,11 +247,11 @@ function loadParts(file: GgufFile, config: LlamaConfig, opts: ContextOptions & {
   const contextSize = opts.contextSize ?? Math.min(config.trainContext, 2048);
   const batchSize = Math.min(opts.batchSize ?? 64, contextSize);
   const n = opts.contexts ?? 1;
-  const kv = kvCacheBytes(config, contextSize);
-  const per = contextBytes(config, contextSize, batchSize);
+  const kv = kvCacheBytes(config, contextSize, opts);
+  const per = contextBytes(config, contextSize, batchSize, opts);
   return [
     { what: "weights", bytes: weightBytes(file, config) },
-    { what: `${n > 1 ? `${n} × ` : ""}the F32 KV cache of ${contextSize} tokens`, bytes: n * kv },
+    { what: `${n > 1 ? `${n} × ` : ""}the ${kvCacheName(config, opts)} KV cache of ${contextSize} tokens`, bytes: n * kv },
     { what: "scratch", bytes: n * (per - kv) + (1 << 16) },
   ];
 }
@@ -254,7 +263,7 @@ function loadParts(file: GgufFile, config: LlamaConfig, opts: ContextOptions & {
 function loadLimitError(name: string, file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number }): Error {
   const parts = loadParts(file, config, opts);
   const n = opts.contexts ?? 1;
-  const perToken = n * kvCacheBytes(config, 1);
+  const perToken = n * kvCacheBytes(config, 1, opts);
   const atOne = planBytes(file, config, { ...opts, contextSize: 1 });
   let advice: string;
   if (atOne + 64 * perToken > WASM32_LIMIT) {
@@ -265,7 +274,9 @@ function loadLimitError(name: string, file: GgufFile, config: LlamaConfig, opts:
       const mid = Math.ceil((lo + hi) / 2);
       if (planBytes(file, config, { ...opts, contextSize: mid }) <= WASM32_LIMIT) lo = mid; else hi = mid - 1;
     }
-    advice = `use --ctx ${lo} or less (the F32 KV cache takes ${size(perToken)} per token${n > 1 ? ` for ${n} contexts` : ""}; F16 and Q8_0 caches are not built yet)`;
+    const f = kvFormats(config, opts);
+    const smaller = f.k.name !== "Q8_0" || f.v.name !== "Q8_0" ? "; or a smaller cache type: --cache-type-k q8_0 --cache-type-v q8_0 (Q8_0 takes 34 bytes per 32 values, F16 64, F32 128)" : "";
+    advice = `use --ctx ${lo} or less (the ${kvCacheName(config, opts)} KV cache takes ${size(perToken)} per token${n > 1 ? ` for ${n} contexts` : ""})${smaller}`;
   }
   return overLimit(`${name}: loading it`, parts, WASM32_LIMIT, advice)!;
 }

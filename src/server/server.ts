@@ -12,6 +12,8 @@ import { KEY } from "../gguf/names.js";
 import { GgufStringArray } from "../gguf/types.js";
 import { WASM32_LIMIT, type Model } from "../index.js";
 import { contextBytes } from "../model/forward.js";
+import type { LoadOptions } from "../model/model.js";
+import type { KvCacheType } from "../quant/formats.js";
 import { loadModelFile } from "../node/load.js";
 import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
 import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
@@ -46,6 +48,9 @@ export interface ServeOptions {
   queue?: number;
   /** tokens per context (prompt + completion) */
   contextSize?: number;
+  /** KV cache types (default f16, as llama.cpp): --cache-type-k / --cache-type-v */
+  cacheTypeK?: KvCacheType;
+  cacheTypeV?: KvCacheType;
   /** threads the kernels run on (default 1) */
   threads?: number;
   /** on close(), how long in-flight requests may run before they are cancelled */
@@ -383,15 +388,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   const ready = (async () => {
     const t0 = performance.now();
-    const model = await obtainModel(opts.model, opts.contextSize, opts.threads);
+    const model = await obtainModel(opts.model, { contextSize: opts.contextSize, threads: opts.threads, cacheTypeK: opts.cacheTypeK, cacheTypeV: opts.cacheTypeV });
     await model.startThreads();
-    const first = model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {});
-    const perContext = contextBytes(model.config, first.contextSize, first.batchSize);
+    const kvOpts = { ...(opts.cacheTypeK ? { cacheTypeK: opts.cacheTypeK } : {}), ...(opts.cacheTypeV ? { cacheTypeV: opts.cacheTypeV } : {}) };
+    const first = model.createContext({ ...(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {}), ...kvOpts });
+    const perContext = contextBytes(model.config, first.contextSize, first.batchSize, { ...model.defaultContext, ...kvOpts });
     const need = model.memoryBytes + (parallel - 1) * perContext;
     if (need > WASM32_LIMIT) {
       throw new Error(`${model.name}: --parallel ${parallel} contexts of ${first.contextSize} tokens need ${(need / 1024 ** 3).toFixed(2)} GiB of wasm memory, over wasm32's 4 GiB; use a smaller --parallel or --ctx`);
     }
-    const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize }))];
+    const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize, ...kvOpts }))];
     let chat: ChatFormatter;
     try {
       chat = await chatFormatter(model.file, model.tokenizer, { timeoutMs: SERVE_DEFAULTS.templateMs, heapMb: SERVE_DEFAULTS.templateHeapMb });
@@ -445,7 +451,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return { url, port, ready, close };
 }
 
-async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined, threads: number | undefined): Promise<Model> {
+async function obtainModel(src: ServeOptions["model"], opts: LoadOptions): Promise<Model> {
   if (typeof src === "function") return src();
   if (typeof src !== "string") return src;
   // Read the file once asynchronously so the OS caches it while the event loop stays free to answer /health with
@@ -456,7 +462,7 @@ async function obtainModel(src: ServeOptions["model"], contextSize: number | und
     s.on("error", (e) => reject(new Error(`${src}: cannot read (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
     s.on("end", resolve);
   });
-  return loadModelFile(src, { contextSize, threads });
+  return loadModelFile(src, opts);
 }
 
 function finishReason(r: StopReason): FinishReason {
