@@ -119,7 +119,8 @@ test("a model that does not fit gets one line naming what it needs and what woul
   const out = join(tmp, "out.gguf");
   const lines = [
     oneLine(["generate", q13, "-p", "hi", "-n", "4"], /needs [\d.]+ GiB of wasm memory \(weights [\d.]+ GiB .*the weights alone need/, "13B Q4_0 generate"),
-    oneLine(["generate", q7, "-p", "hi", "-n", "4", "--ctx", "4096"], /KV cache of 4096 tokens 4\.00 GiB.*use --ctx \d+ or less/, "7B Q4_0 at 4096"),
+    oneLine(["generate", q7, "-p", "hi", "-n", "4", "--ctx", "4096"], /F16 KV cache of 4096 tokens 2\.00 GiB.*use --ctx \d+ or less.*--cache-type-k q8_0 --cache-type-v q8_0/, "7B Q4_0 at 4096"),
+    oneLine(["generate", q7, "-p", "hi", "-n", "4", "--ctx", "4096", "-ctk", "f32", "-ctv", "f32"], /F32 KV cache of 4096 tokens 4\.00 GiB.*use --ctx \d+ or less/, "7B Q4_0 at 4096, F32 cache"),
     oneLine(["ppl", q7, "-f", STORIES, "--ctx", "2048"], /use --ctx \d+ or less/, "7B Q4_0 ppl"),
     oneLine(["quantize", f13, "--type", "q4_0", "--method", "gptq", "--calib", STORIES, "-o", out], /widest site \(13824 inputs.*fewer calibration tokens cannot help/, "13B F16 GPTQ"),
     oneLine(["quantize", f7, "--type", "q4_0", "--method", "gptq", "--calib", STORIES, "--tokens", "65536", "-o", out], /residual streams of 65536 tokens.*use --tokens \d+ or fewer/, "7B F16 GPTQ with 65536 tokens"),
