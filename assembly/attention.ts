@@ -1,4 +1,5 @@
-// Causal grouped-query attention over one layer's KV cache (f32), for t query rows starting at position pos0.
+// Causal grouped-query attention over one layer's KV cache (f32, or f16 / q8_0 keys and values through
+// attention_kv), for t query rows starting at position pos0.
 // Scores are q.k / sqrt(headSize) (or q.k times a given scale, optionally soft-capped), softmaxed over positions
 // 0..pos (or the last `window` of them); the output is the score-weighted sum of v.
 // Not RoPE (applied before), not the cache write (the host copies k, v rows in).
@@ -8,7 +9,8 @@
 // chunks in registers while it walks the positions. The query heads of a kv group are handled together, so the
 // K rows of a block of positions are read from memory once and reused from L1 by every head of the group.
 import { exp_f32x4 } from "./math";
-import { fmadd } from "./common";
+import { fmadd, f16_at, hsum_f32x4, hsum_i32x4, QK, Q8_0_BYTES, TABLE, T_ONES16, T_F16MASK, T_F16SCALE, f16x8_even, f16x8_odd } from "./common";
+import { q8dot, xprep0, xprep1, xprep2, xprep3 } from "./matmul_q8";
 
 /** [sum a0, sum a1, sum a2, sum a3]: four horizontal sums with one 4x4 transpose */
 // @ts-ignore: decorator
@@ -242,4 +244,217 @@ export function attention_ext(out: usize, q: usize, kCache: usize, vCache: usize
 export function attention(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
                           nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32): void {
   attention_range(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads);
+}
+
+// ---- typed caches: attention_kv ----------------------------------------------------------------------------
+// What llama.cpp's CPU backend computes with that cache type (ggml mul_mat and soft_max, the non-flash graph of
+// build_attn_mha; a q8_0 V cache, which needs flash attention there, as flash_attn_ext_f16 does it):
+// - f16 K: q arrives rounded to f16 (F16's vec_dot_type is F16, so mul_mat converts q first); products of two
+//   f16 are exact in f32, summed in f32.
+// - q8_0 K: q arrives quantized to q8_0 blocks (quantize_row_q8_0); ggml_vec_dot_q8_0_q8_0: integer dot per
+//   block times d_k·d_q, summed in f32.
+// - f16 V: the softmax is normalized and rounded to f16 before kqv's mul_mat (again F16's vec_dot_type), then
+//   f16·f16 products summed in f32.
+// - q8_0 V: rows dequantized to f32 (d·q), weighted by exp(s − max) in f32, divided by the sum at the end.
+// The ggml type ids select the paths (0 F32, 1 F16, 8 Q8_0); q is in K's type: f32, f16 bits or block_q8_0 rows.
+
+const T_F32: i32 = 0;
+const T_F16: i32 = 1;
+const T_Q8_0: i32 = 8;
+
+/** bytes of one head's headSize values in a cache (or q) of ggml type ty */
+// @ts-ignore: decorator
+@inline function headBytesOf(ty: i32, headSize: i32): usize {
+  return ty == T_F16 ? <usize>headSize << 1 : ty == T_Q8_0 ? <usize>(headSize / QK) * Q8_0_BYTES : <usize>headSize << 2;
+}
+
+/** f16 bits in the low half of each i32 lane -> f32, exact for normal and subnormal values (common.ts f16_to_f32) */
+// @ts-ignore: decorator
+@inline function f16x4_to_f32(h: v128): v128 {
+  const o = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const normal = i32x4.ne(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0));
+  const sub = f32x4.sub(i32x4.add(o, i32x4.splat(0x38800000)), f32x4.splat(reinterpret<f32>(0x38800000)));
+  const f = v128.bitselect(i32x4.add(o, i32x4.splat(0x38000000)), sub, normal);
+  // exponent 31 (Inf, NaN) re-biased is 2^16·1.m: all ones make it Inf or NaN again
+  const special = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  return v128.or(v128.or(f, v128.and(special, i32x4.splat(0x7f800000))), i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/**
+ * Non-negative f32 lanes rounded to the nearest f16 (ties to even), returned as f32: the softmax weights as
+ * ggml's F32 -> F16 conversion leaves them (below 2^-14 f16 is subnormal: multiples of 2^-24, which adding and
+ * removing 0.5 rounds to; above, the mantissa is cut to 10 bits with ties to even).
+ */
+// @ts-ignore: decorator
+@inline function round_f16_pos(x: v128): v128 {
+  const half = f32x4.splat(0.5);
+  const tiny = f32x4.sub(f32x4.add(x, half), half);
+  const lsb = v128.and(i32x4.shr_u(x, 13), i32x4.splat(1));
+  const normal = v128.and(i32x4.add(x, i32x4.add(i32x4.splat(0x0fff), lsb)), i32x4.splat(0xffffe000));
+  return v128.bitselect(tiny, normal, f32x4.lt(x, f32x4.splat(reinterpret<f32>(0x38800000))));
+}
+
+/** q . k over headSize f16 (q and k as f16 bits), products exact, summed in f32 */
+// @ts-ignore: decorator
+@inline function dot_f16(q: usize, k: usize, headSize: i32, mask: v128, sc: v128): f32 {
+  let a = f32x4.splat(0), b = f32x4.splat(0);
+  let d = 0;
+  for (; d + 8 <= headSize; d += 8) {
+    const qv = v128.load(q + (<usize>d << 1)), kv = v128.load(k + (<usize>d << 1));
+    a = f32x4.add(a, f32x4.mul(f16x8_even(qv, mask, sc), f16x8_even(kv, mask, sc)));
+    b = f32x4.add(b, f32x4.mul(f16x8_odd(qv, mask, sc), f16x8_odd(kv, mask, sc)));
+  }
+  let s = hsum_f32x4(f32x4.add(a, b));
+  for (; d < headSize; d++) s += f16_at(q + (<usize>d << 1)) * f16_at(k + (<usize>d << 1));
+  return s;
+}
+
+/** q . k over headSize/32 block_q8_0 of each (ggml_vec_dot_q8_0_q8_0) */
+// @ts-ignore: decorator
+@inline function dot_q8_0(q: usize, k: usize, nb: i32, ones: v128): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const xq0 = v128.load(q, 2), xq1 = v128.load(q, 18);
+    const r = q8dot(v128.load(k, 2), v128.load(k, 18), xprep0(xq0, xq1), xprep1(xq0, xq1), xprep2(xq0, xq1), xprep3(xq0, xq1), ones);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.splat(f16_at(k) * f16_at(q))));
+    q += Q8_0_BYTES; k += Q8_0_BYTES;
+  }
+  return hsum_f32x4(acc);
+}
+
+/** sc[h·sp + p] = scale · q_h . k[p] for the group's heads, K of type kType (not F32), rows kvRow bytes apart */
+// @ts-ignore: decorator
+@inline function scores_typed(sc: usize, sp: usize, q: usize, qHead: usize, group: i32, k: usize, kvRow: usize,
+                              headSize: i32, np: i32, scale: f32, kType: i32): void {
+  const mask = v128.load(TABLE + T_F16MASK), s16 = v128.load(TABLE + T_F16SCALE), ones = v128.load(TABLE + T_ONES16);
+  const nb = headSize / QK;
+  for (let p = 0; p < np; p++) {
+    const kp = k + <usize>p * kvRow;
+    for (let h = 0; h < group; h++) {
+      const qh = q + <usize>h * qHead;
+      const s = kType == T_F16 ? dot_f16(qh, kp, headSize, mask, s16) : dot_q8_0(qh, kp, nb, ones);
+      store<f32>(sc + ((<usize>h * sp + <usize>p) << 2), s * scale);
+    }
+  }
+}
+
+/** o[0..headSize) = sum_p w[p] v[p] with f16 V rows (kvRow bytes apart) and weights already rounded to f16 */
+// @ts-ignore: decorator
+@inline function weighted_sum_f16(o: usize, w: usize, v: usize, kvRow: usize, headSize: i32, np: i32): void {
+  let d = 0;
+  for (; d + 8 <= headSize; d += 8) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+    let vp = v + (<usize>d << 1), wp = w;
+    for (let p = 0; p < np; p++) {
+      const ws = v128.load32_splat(wp);
+      const hv = v128.load(vp);
+      // products of two f16 are exact in f32: a multiply then an add is the same as a fused one
+      a0 = f32x4.add(a0, f32x4.mul(ws, f16x4_to_f32(i32x4.extend_low_i16x8_u(hv))));
+      a1 = f32x4.add(a1, f32x4.mul(ws, f16x4_to_f32(i32x4.extend_high_i16x8_u(hv))));
+      vp += kvRow; wp += 4;
+    }
+    v128.store(o + (<usize>d << 2), a0);
+    v128.store(o + (<usize>d << 2), a1, 16);
+  }
+  for (; d < headSize; d++) {
+    let a: f32 = 0;
+    let vp = v + (<usize>d << 1);
+    for (let p = 0; p < np; p++) {
+      a += load<f32>(w + (<usize>p << 2)) * f16_at(vp);
+      vp += kvRow;
+    }
+    store<f32>(o + (<usize>d << 2), a);
+  }
+}
+
+/** the 8 i8 at p (of a block_q8_0's 32) as two f32x4 times d */
+// @ts-ignore: decorator
+@inline function deq8(p: usize, dv: v128, hi: bool): v128 {
+  const w = i16x8.extend_low_i8x16_s(v128.load64_zero(p));
+  return f32x4.mul(f32x4.convert_i32x4_s(hi ? i32x4.extend_high_i16x8_s(w) : i32x4.extend_low_i16x8_s(w)), dv);
+}
+
+/** o[0..headSize) = inv · sum_p w[p] (d_p · q_p) with q8_0 V rows (headSize/32 blocks, rows kvRow bytes apart) */
+// @ts-ignore: decorator
+@inline function weighted_sum_q8_0(o: usize, w: usize, v: usize, kvRow: usize, headSize: i32, np: i32, inv: f32): void {
+  const nb = headSize / QK;
+  const iv = f32x4.splat(inv);
+  for (let b = 0; b < nb; b++) {
+    // one block (32 values) at a time in eight accumulators
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+    let vp = v + <usize>b * Q8_0_BYTES, wp = w;
+    for (let p = 0; p < np; p++) {
+      const ws = v128.load32_splat(wp);
+      const dv = f32x4.splat(f16_at(vp));
+      const qs = vp + 2;
+      a0 = fmadd(ws, deq8(qs, dv, false), a0); a1 = fmadd(ws, deq8(qs, dv, true), a1);
+      a2 = fmadd(ws, deq8(qs + 8, dv, false), a2); a3 = fmadd(ws, deq8(qs + 8, dv, true), a3);
+      a4 = fmadd(ws, deq8(qs + 16, dv, false), a4); a5 = fmadd(ws, deq8(qs + 16, dv, true), a5);
+      a6 = fmadd(ws, deq8(qs + 24, dv, false), a6); a7 = fmadd(ws, deq8(qs + 24, dv, true), a7);
+      vp += kvRow; wp += 4;
+    }
+    const op = o + (<usize>b * QK << 2);
+    v128.store(op, f32x4.mul(a0, iv), 0); v128.store(op, f32x4.mul(a1, iv), 16);
+    v128.store(op, f32x4.mul(a2, iv), 32); v128.store(op, f32x4.mul(a3, iv), 48);
+    v128.store(op, f32x4.mul(a4, iv), 64); v128.store(op, f32x4.mul(a5, iv), 80);
+    v128.store(op, f32x4.mul(a6, iv), 96); v128.store(op, f32x4.mul(a7, iv), 112);
+  }
+}
+
+/** s[0..np) <- round_f16(s · inv) in place (np rounded up to 4 lanes: the scratch rows are padded) */
+// @ts-ignore: decorator
+@inline function normalize_f16(s: usize, np: i32, inv: f32): void {
+  const iv = f32x4.splat(inv);
+  for (let p = 0; p < np; p += 4) {
+    const a = s + (<usize>p << 2);
+    v128.store(a, round_f16_pos(f32x4.mul(v128.load(a), iv)));
+  }
+}
+
+/**
+ * attention_ext() over caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0; Q8_0 needs headSize % 32 == 0)
+ * with q in K's type (f32 rows, f16 bits, or block_q8_0 rows of nHeads·headSize values). Both F32 is attention_ext.
+ */
+export function attention_kv(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
+                             nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32,
+                             scale: f32, window: i32, softcap: f32, kType: i32, vType: i32): void {
+  if (kType == T_F32 && vType == T_F32) {
+    attention_ext(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1, scale, window, softcap);
+    return;
+  }
+  const group = nHeads / nKvHeads;
+  const kHead = headBytesOf(kType, headSize), vHead = headBytesOf(vType, headSize);
+  const kRow = kHead * <usize>nKvHeads, vRow = vHead * <usize>nKvHeads;
+  const outHead = <usize>headSize << 2;
+  const first = softcap > 0 ? <f32>1.0 / softcap : scale;
+  for (let j = 0; j < t; j++) {
+    const end = pos0 + j + 1;
+    const start = window > 0 && end > window ? end - window : 0;
+    const np = end - start;
+    const sp = <usize>((np + 3) & ~3);
+    const kc = kCache + <usize>start * kRow, vc = vCache + <usize>start * vRow;
+    for (let g = g0; g < g1; g++) {
+      const qg = q + (<usize>(j * nHeads + g * group)) * kHead;
+      if (kType == T_F32) scores_group(scores, sp, qg, kHead, group, kc + <usize>g * kHead, kRow, headSize, np, first);
+      else scores_typed(scores, sp, qg, kHead, group, kc + <usize>g * kHead, kRow, headSize, np, first, kType);
+      if (softcap > 0) cap_scores(scores, sp, group, np, softcap, scale);
+      for (let h = 0; h < group; h++) {
+        const sc = scores + ((<usize>h * sp) << 2);
+        const o = out + (<usize>(j * nHeads + g * group + h)) * outHead;
+        const vg = vc + <usize>g * vHead;
+        const sum = exp_shift_sum(sc, np);
+        if (vType == T_F16) {
+          // ggml's soft_max scales by 1/sum in f32 (the sum itself in f64)
+          for (let p = np; p < <i32>sp; p++) store<f32>(sc + (<usize>p << 2), 0);
+          normalize_f16(sc, np, <f32>(1.0 / sum));
+          weighted_sum_f16(o, sc, vg, vRow, headSize, np);
+        } else if (vType == T_Q8_0) {
+          weighted_sum_q8_0(o, sc, vg, vRow, headSize, np, <f32>(1.0 / sum));
+        } else {
+          weighted_sum(o, sc, vg, vRow, headSize, np, <f32>(1.0 / sum));
+        }
+      }
+    }
+  }
 }

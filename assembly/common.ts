@@ -89,6 +89,7 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
  */
 // @ts-ignore: decorator
 @inline export function f16_to_f32(h: u32): f32 {
+  if ((h & 0x7c00) == 0x7c00) return reinterpret<f32>(((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13)); // Inf, NaN
   const o = (h & 0x7fff) << 13;
   const f = (h & 0x7c00) != 0
     ? reinterpret<f32>(o + 0x38000000)                                   // re-bias the exponent: 15 -> 127
@@ -151,11 +152,17 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
  */
 // @ts-ignore: decorator
 @inline export function f16x8_even(v: v128, mask: v128, scale: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v, 16), 3), mask), scale);
+  return f16_scaled(v128.and(i32x4.shr_s(i32x4.shl(v, 16), 3), mask), scale);
 }
 // @ts-ignore: decorator
 @inline export function f16x8_odd(v: v128, mask: v128, scale: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), mask), scale);
+  return f16_scaled(v128.and(i32x4.shr_s(v, 3), mask), scale);
+}
+/** the scaling step of f16x8_even/odd; f16 Inf and NaN (exponent 31, which the scale would make 2^16·1.m) stay Inf and NaN, as ggml's table keeps them */
+// @ts-ignore: decorator
+@inline function f16_scaled(t: v128, scale: v128): v128 {
+  const e = i32x4.splat(0x0f800000); // the f16 exponent's five bits where the shift put them
+  return v128.or(f32x4.mul(t, scale), v128.and(i32x4.eq(v128.and(t, e), e), i32x4.splat(0x7f800000)));
 }
 
 /** Number of tokens of activations (rows of xRowBytes) to keep hot in L2 while one weight tile streams past. */

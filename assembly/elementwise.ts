@@ -138,3 +138,35 @@ export function softcap(x: usize, cap: f32, n: i32): void {
     store<f32>(p, Mathf.tanh(load<f32>(p) * inv) * cap);
   }
 }
+
+/**
+ * x (rows of n, n a power of two) <- H x per row in place, H the orthonormal Walsh-Hadamard matrix in Sylvester
+ * order: scaled by 1/sqrt(n) first, then log2(n) butterfly passes (u + v, u - v), as ggml's fwht (the form
+ * llama.cpp's mul_mat takes for its KV-cache rotation), so every rounding is the same.
+ */
+export function hadamard(x: usize, n: i32, rows: i32): void {
+  const scale: f32 = <f32>1.0 / Mathf.sqrt(<f32>n);
+  const sv = f32x4.splat(scale);
+  for (let r = 0; r < rows; r++) {
+    const row = x + <usize>r * (<usize>n << 2);
+    let j = 0;
+    for (; j + 4 <= n; j += 4) v128.store(row + (<usize>j << 2), f32x4.mul(v128.load(row + (<usize>j << 2)), sv));
+    for (; j < n; j++) store<f32>(row + (<usize>j << 2), load<f32>(row + (<usize>j << 2)) * scale);
+    for (let len = 1; len < n; len <<= 1) {
+      for (let i = 0; i < n; i += len << 1) {
+        const a = row + (<usize>i << 2), b = a + (<usize>len << 2);
+        let k = 0;
+        for (; len >= 4 && k + 4 <= len; k += 4) {
+          const u = v128.load(a + (<usize>k << 2)), v = v128.load(b + (<usize>k << 2));
+          v128.store(a + (<usize>k << 2), f32x4.add(u, v));
+          v128.store(b + (<usize>k << 2), f32x4.sub(u, v));
+        }
+        for (; k < len; k++) {
+          const u = load<f32>(a + (<usize>k << 2)), v = load<f32>(b + (<usize>k << 2));
+          store<f32>(a + (<usize>k << 2), u + v);
+          store<f32>(b + (<usize>k << 2), u - v);
+        }
+      }
+    }
+  }
+}

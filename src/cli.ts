@@ -2,7 +2,7 @@
 // on stderr and a non-zero exit, never a stack trace (EDGEPRUNE_DEBUG=1 shows it). Node-only.
 import { Command, Option } from "commander";
 import * as fs from "node:fs";
-import { checkContextOption, checkFile, drain, int, mib, noteThreads, num, peakRss, readPrompt, startThreads, threadsAsked, threadsOption } from "./commands/common.js";
+import { cacheTypeK, cacheTypeV, cacheTypes, checkContextOption, checkFile, drain, expandShorthands, int, mib, noteThreads, num, peakRss, readPrompt, startThreads, threadsAsked, threadsOption, type CacheTypeFlags } from "./commands/common.js";
 import { threadedRuntime } from "./threads/pool.js";
 import { registerChatCommand } from "./commands/chat.js";
 import { registerConvertCommand } from "./commands/convert.js";
@@ -17,8 +17,9 @@ import type { QuantFormat } from "./quant/formats.js";
 import { KEY } from "./gguf/names.js";
 import { describeConfig } from "./model/config.js";
 import { checkModelFile } from "./model/check.js";
-import { kvCacheBytes, planBytes, shardPlan } from "./model/model.js";
+import { kvCacheBytes, kvCacheName, planBytes, shardPlan } from "./model/model.js";
 import { defaultShardBytes, describeShards, type Shard } from "./model/shards.js";
+import { kvFormats } from "./model/forward.js";
 import { expectedTensors } from "./model/weights.js";
 import { FileSource, openTensorFile, writeFileAtomic } from "./node/files.js";
 import { loadModelFile, readGgufFileHeader } from "./node/load.js";
@@ -85,8 +86,9 @@ export function buildProgram(): Command {
     .description("show a GGUF model's architecture, hyperparameters, tensor types, sizes and the memory it will need")
     .argument("<model>", "GGUF file")
     .option("--ctx <n>", "context size used to estimate memory (at most the model's context length)", int("--ctx", { min: 1 }))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .option("--json", "print JSON")
-    .action((model: string, o: { ctx?: number; json?: boolean }) => {
+    .action((model: string, o: { ctx?: number; json?: boolean } & CacheTypeFlags) => {
       checkFile(model, "model");
       const file = readGgufFileHeader(model);
       const types = new Map<string, { count: number; bytes: number }>();
@@ -103,17 +105,21 @@ export function buildProgram(): Command {
       // the loader's own checks: a file they refuse is described, with the reason, but not planned for
       try { config = checkModelFile(file, model); } catch (e) { configError = (e as Error).message; }
       if (config) checkContextOption(o.ctx, config.trainContext);
+      if (config) kvFormats(config, o); // a cache type the model cannot hold is refused here too
       const params = file.tensors.reduce((a, t) => a + t.nElements, 0);
-      const need = config ? planBytes(file, config, { contextSize: o.ctx }) : undefined;
+      const need = config ? planBytes(file, config, { contextSize: o.ctx, ...cacheTypes(o) }) : undefined;
+      const infoCtx = config ? (o.ctx ?? Math.min(config.trainContext, 2048)) : 0;
+      const kvBytes = config ? kvCacheBytes(config, infoCtx, o) : undefined;
       // how a load would spread it over wasm memories (or why it cannot)
       let shards: Shard[] | undefined, shardError: string | undefined;
-      if (config) try { shards = shardPlan(model, file, config, { contextSize: o.ctx }); } catch (e) { shardError = (e as Error).message; }
+      if (config) try { shards = shardPlan(model, file, config, { contextSize: o.ctx, ...cacheTypes(o) }); } catch (e) { shardError = (e as Error).message; }
       const info = {
         file: model, version: file.version, architecture: arch, name: metaString(file.kv, KEY.name, ""),
         fileBytes: file.fileSize, tensors: file.tensors.length, parameters: params,
         tensorTypes: Object.fromEntries(types),
         config: config && { ...config, arch: undefined, family: config.arch.models, removedAttention: [...config.removedAttention], removedFfn: [...config.removedFfn] },
-        contextSize: config ? (o.ctx ?? Math.min(config.trainContext, 2048)) : undefined, memoryBytes: need,
+        contextSize: config ? infoCtx : undefined, memoryBytes: need,
+        kvCache: config ? { typeK: kvFormats(config, o).k.name.toLowerCase(), typeV: kvFormats(config, o).v.name.toLowerCase(), bytes: kvBytes } : undefined,
         shards: shards?.map((s) => ({ layers: [s.start, s.end], embed: s.embed, head: s.head, bytes: s.bytes, weightBytes: s.weightBytes, kvBytes: s.kvBytes })),
         shardError,
         runnable: configError ? `no: ${configError}` : "yes",
@@ -132,6 +138,7 @@ export function buildProgram(): Command {
         for (const line of describeConfig(c)) console.log(line);
         if (c.removedAttention.size || c.removedFfn.size) console.log(`removed halves attention: [${[...c.removedAttention]}]  ffn: [${[...c.removedFfn]}]`);
         console.log(`tensors used  ${expectedTensors(c, (n) => names.has(n)).length} of ${file.tensors.length}`);
+        console.log(`KV cache      ${mib(kvBytes!)} at context ${info.contextSize}: K ${info.kvCache!.typeK}, V ${info.kvCache!.typeV} (--cache-type-k / --cache-type-v)`);
         console.log(`memory        ${mib(need!)} of wasm memory at context ${info.contextSize} (weights + KV cache + scratch)`);
         if (shards) {
           console.log(`shards        ${shards.length} wasm ${shards.length === 1 ? "memory" : "memories"} (at most ${mib(defaultShardBytes())} each${process.env.EDGEPRUNE_MAX_SHARD_MIB ? ", EDGEPRUNE_MAX_SHARD_MIB" : ""})`);
@@ -160,6 +167,7 @@ export function buildProgram(): Command {
     .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n", { min: 0 }), DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
     .option("--ctx <n>", "context size (KV cache length; at most the model's context length)", int("--ctx", { min: 1 }))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .addOption(threadsOption())
     .option("--no-bos", "do not add the BOS token")
     .option("--ignore-eos", "keep generating past end-of-sequence")
@@ -167,7 +175,7 @@ export function buildProgram(): Command {
     .action(async (model: string, o: {
       prompt?: string; file?: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number;
       repeatLastN: number; seed?: number; ctx?: number; threads?: number; bos: boolean; ignoreEos?: boolean; json?: boolean;
-    }) => {
+    } & CacheTypeFlags) => {
       checkFile(model, "model");
       const promptText = readPrompt(o);
       // every check that can fail does so before the prompt is echoed
@@ -180,7 +188,8 @@ export function buildProgram(): Command {
       // (no tokenizer yet), and the context is cut to the exact count once the prompt is tokenized.
       const bound = Buffer.byteLength(promptText) + 3 + o.tokens;
       const asked = await threadsAsked(o);
-      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, config.trainContext, 2048), threads: asked });
+      kvFormats(config, o);
+      const m = loadModelFile(model, { contextSize: o.ctx ?? Math.min(bound, config.trainContext, 2048), threads: asked, ...cacheTypes(o) });
       const prompt = m.tokenizer.encode(promptText, { addBos: o.bos && m.tokenizer.addBos });
       if (prompt.length === 0) throw new Error("the prompt is empty (and --no-bos leaves no token to start from)");
       const ctxSize = o.ctx ?? Math.min(prompt.length + o.tokens, config.trainContext, 2048);
@@ -219,7 +228,7 @@ export function buildProgram(): Command {
         console.log(JSON.stringify({
           model, text: r.text, tokens: r.tokens, prompt_tokens: prompt, stop_reason: r.stopReason,
           timings: { prompt_n: prompt.length, prompt_ms: r.prefillMs, prompt_per_second: pp, predicted_n: r.tokens.length, predicted_ms: r.decodeMs, predicted_per_second: tg },
-          threads, kernels: m.rt.simd, context_size: ctx.contextSize, shards: m.runtimes.length,
+          threads, kernels: m.rt.simd, context_size: ctx.contextSize, shards: m.runtimes.length, cache_type_k: ctx.kv.k.name.toLowerCase(), cache_type_v: ctx.kv.v.name.toLowerCase(),
         }));
       } else {
         // the timings start on a line of their own, whatever the text ended with (stdout and stderr often share a terminal)
@@ -229,7 +238,7 @@ export function buildProgram(): Command {
       process.stderr.write(
         `prefill: ${prompt.length} tokens in ${r.prefillMs.toFixed(1)} ms (${pp.toFixed(1)} tok/s)\n` +
         `decode: ${r.tokens.length} tokens in ${r.decodeMs.toFixed(1)} ms (${tg.toFixed(1)} tok/s), stopped by ${interrupted ? "Ctrl-C" : r.stopReason}\n` +
-        `memory: wasm ${mib(m.memoryBytes)}${m.runtimes.length > 1 ? ` in ${m.runtimes.length} memories` : ""} (KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
+        `memory: wasm ${mib(m.memoryBytes)}${m.runtimes.length > 1 ? ` in ${m.runtimes.length} memories` : ""} (${kvCacheName(m.config, m.defaultContext)} KV cache ${mib(kvCacheBytes(m.config, ctx.contextSize, m.defaultContext))} for ${ctx.contextSize} tokens), peak RSS ${mib(peakRss())}; ` +
         `${threads} thread${threads > 1 ? "s" : ""}, ${m.rt.simd} kernels\n`,
       );
       m.stopThreads();
@@ -318,15 +327,16 @@ export function buildProgram(): Command {
     .argument("<model>", "GGUF file")
     .requiredOption("-f, --file <text>", "UTF-8 text file")
     .option("--ctx <n>", "window length in tokens", int("--ctx", { min: 2 }), DEFAULTS.pplContext)
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .option("--chunks <n>", "score at most this many windows", int("--chunks", { min: 1 }))
     .addOption(threadsOption())
     .option("--json", "print the result as one line of JSON on stdout (the perplexity line goes to stderr)")
-    .action(async (model: string, o: { file: string; ctx: number; chunks?: number; threads?: number; json?: boolean }) => {
+    .action(async (model: string, o: { file: string; ctx: number; chunks?: number; threads?: number; json?: boolean } & CacheTypeFlags) => {
       checkFile(model, "model");
       checkFile(o.file, "text file");
       checkContextOption(o.ctx, checkModelFile(readGgufFileHeader(model), model).trainContext);
       const asked = await threadsAsked(o);
-      const m = loadModelFile(model, { contextSize: o.ctx, threads: asked });
+      const m = loadModelFile(model, { contextSize: o.ctx, threads: asked, ...cacheTypes(o) });
       const threads = await startThreads(m, asked);
       const text = fs.readFileSync(o.file, "utf8");
       const tokens = m.tokenizer.encode(text, { addBos: m.tokenizer.addBos });
@@ -364,13 +374,14 @@ export function buildProgram(): Command {
     .option("--parallel <n>", "requests generating at once (one KV cache each)", int("--parallel"), DEFAULTS.serve.parallel)
     .option("--queue <n>", "requests that may wait for a KV cache; more get 429", int("--queue", { min: 0 }), DEFAULTS.serve.queue)
     .option("--ctx <n>", "context size per request (prompt + completion; at most the model's context length)", int("--ctx", { min: 1 }))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .addOption(threadsOption())
     .option("--grace <ms>", "on SIGTERM, how long in-flight requests may finish before they are cancelled", int("--grace", { min: 0 }), DEFAULTS.serve.graceMs)
     .option("--warmup <n>", "requests the server sends itself before /health answers 200, so memory is steady from the first client request (0: none)", int("--warmup", { min: 0 }), DEFAULTS.serve.warmup)
     .option("--embeddings", "serve POST /v1/embeddings (off by default, as llama-server's --embeddings)")
     .option("--pooling <type>", "how /v1/embeddings pools a decoder's hidden states: mean or last (default last, the token node-llama-cpp's embedding context reads)")
     .option("--quiet", "do not log each request")
-    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; embeddings?: boolean; pooling?: string; quiet?: boolean }) => {
+    .action(async (model: string, o: { host: string; cors?: string; port: number; apiKey?: string; parallel: number; queue: number; ctx?: number; threads?: number; grace: number; warmup: number; embeddings?: boolean; pooling?: string; quiet?: boolean } & CacheTypeFlags) => {
       if (o.pooling !== undefined && o.pooling !== "mean" && o.pooling !== "last") throw new Error(`invalid --pooling ${JSON.stringify(o.pooling)}: expected mean or last (a decoder model has no CLS token; rank pooling needs a reranker)`);
       if (o.pooling !== undefined && !o.embeddings) throw new Error("--pooling applies to /v1/embeddings: add --embeddings");
       checkFile(model, "model");
@@ -383,7 +394,7 @@ export function buildProgram(): Command {
       const say = (line: string) => process.stderr.write(`edgeprune: ${line}\n`);
       const server = await startServer({
         model, host: o.host, cors, port: o.port, apiKey: o.apiKey ?? process.env.EDGEPRUNE_API_KEY, parallel: o.parallel, queue: o.queue,
-        contextSize: o.ctx, threads: await threadsAsked(o), graceMs: o.grace, warmup: o.warmup,
+        contextSize: o.ctx, ...cacheTypes(o), threads: await threadsAsked(o), graceMs: o.grace, warmup: o.warmup,
         embeddings: o.embeddings ?? false, pooling: o.pooling as "mean" | "last" | undefined, log: (line) => { if (!o.quiet || !/^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) /.test(line)) say(line); },
       });
       const stopped = new Promise<void>((resolve) => {
@@ -453,7 +464,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(expandShorthands(argv));
     // a command may set its own code (generate stopped by Ctrl-C: 130, as llama.cpp)
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {

@@ -106,6 +106,15 @@ export interface Kernels {
   attention_ext(out: number, q: number, kCache: number, vCache: number, scores: number,
                 nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number,
                 scale: number, window: number, softcap: number): void;
+  /**
+   * attention_ext over K and V caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0), q in K's type (f32,
+   * f16 bits, block_q8_0 rows); what llama.cpp's CPU backend computes with those cache types (attention.ts)
+   */
+  attention_kv(out: number, q: number, kCache: number, vCache: number, scores: number,
+               nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number,
+               scale: number, window: number, softcap: number, kType: number, vType: number): void;
+  /** x (rows of n, a power of two) <- Hx in place, H the orthonormal Walsh-Hadamard matrix (ggml's fwht) */
+  hadamard(x: number, n: number, rows: number): void;
   /** out (n) = exp(x), the vector polynomial softmax/swiglu/attention use (exposed for its ulp test) */
   exp_f32(out: number, x: number, n: number): void;
   /** GPTQ: H (n, n) f64, upper triangle (k ≥ i) += xᵀx for x (t, n) f32; f32 sums over t, f64 accumulation */

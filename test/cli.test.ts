@@ -47,12 +47,13 @@ test("info describes the model and the memory it needs", () => {
 });
 
 test("ppl ends with a perplexity line; --json makes the last line the details", () => {
-  const plain = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4");
+  // an F32 cache: the comparison with the float64 forward is at F32 tightness
+  const plain = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "-ctk", "f32", "-ctv", "f32");
   assert.is(plain.status, 0, plain.stderr);
   const lines = plain.stdout.trim().split("\n");
   const m = /^perplexity: (\d+\.\d+)$/.exec(lines[lines.length - 1]);
   assert.ok(m, lines[lines.length - 1]);
-  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json");
+  const r = cli("ppl", MODEL, "--file", TEXT, "--ctx", "128", "--chunks", "4", "--json", "--cache-type-k", "f32", "--cache-type-v", "f32");
   assert.is(r.status, 0, r.stderr);
   const jl = r.stdout.trim().split("\n");
   const j = JSON.parse(jl[jl.length - 1]);

@@ -27,6 +27,7 @@ import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { assertClose, normal, rng } from "./support/util.js";
 import * as TOL from "./tolerances.js";
+import { F32_CACHE } from "./support/compare.js";
 
 const rt = WasmRuntime.create();
 const k = rt.k;
@@ -216,7 +217,7 @@ test("a dead input column (always zero) gets zero weight and does not break the 
  * llama.cpp: teacher-forced probabilities within the file's measured bound, and 64 greedy tokens equal up to a tie.
  */
 async function agreesWithLlamaCpp(path: string, key: keyof typeof TOL.VS_LLAMACPP): Promise<string> {
-  const model = Model.load(new Uint8Array(readFileSync(path)));
+  const model = Model.load(new Uint8Array(readFileSync(path)), F32_CACHE);
   const seq = teacherSequence(model.tokenizer);
   const { bound } = TOL.VS_LLAMACPP[key];
   const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(path, seq), bound, key);

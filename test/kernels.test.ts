@@ -97,6 +97,32 @@ test("matmul_f16 and matmul_bf16 match the reference on the same bytes", () => {
   });
 });
 
+test("f16 Inf and NaN stay Inf and NaN through matmul_f16 and an F16 KV cache (as ggml's table keeps them)", () => {
+  for (const n of [8, 33]) scoped(() => {
+    const d = 3, x = new Uint16Array(n).fill(0x3c00); // 1.0
+    const w = new Uint16Array(n * d).fill(0x3c00);
+    w[1] = 0x7c00; // +Inf in row 0
+    w[n + 2] = 0x7e00; // NaN in row 1
+    w[2 * n + 5] = 0xfc00; // -Inf in row 2
+    const out = f32Out(d);
+    k.matmul_f16(out, put(x), put(w), n, d, 1);
+    const got = readF32(out, d);
+    assert.is(got[0], Infinity, `n=${n}: +Inf weight`);
+    assert.ok(Number.isNaN(got[1]), `n=${n}: NaN weight gives ${got[1]}`);
+    assert.is(got[2], -Infinity, `n=${n}: -Inf weight`);
+  });
+  scoped(() => {
+    // one head of 8, two cached positions; the second key holds a NaN: attention over an F16 cache is NaN
+    const headSize = 8, kc = new Uint16Array(2 * headSize).fill(0x3c00), vc = new Uint16Array(2 * headSize).fill(0x3c00);
+    kc[headSize + 3] = 0x7e00;
+    const q = new Uint16Array(headSize).fill(0x3c00);
+    const out = f32Out(headSize), sp = rt.alloc(attentionScratch(1, 1, 2));
+    const F16 = formatByName("F16")!.ggmlType;
+    k.attention_kv(out, put(q), put(kc), put(vc), sp, 1, 1, headSize, 1, 1, 0, 1, 1 / Math.sqrt(headSize), 0, 0, F16, F16);
+    assert.ok(readF32(out, headSize).every(Number.isNaN), `attention over a NaN key: ${readF32(out, headSize)}`);
+  });
+});
+
 /** a vector with exact .5 ties after scaling: amax = 127 makes id = 1, so 2.5 and -3.5 are ties */
 function tieBlock(rand: () => number, n: number): Float32Array {
   const x = new Float32Array(n);
@@ -505,6 +531,77 @@ test("attention_ext: a given scale, sliding windows and soft-capping match the r
       k.attention(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t);
       assertClose(readF32(out2, e.length), readF32(out, e.length), { atol: 0, rtol: 1e-7 }, `${label}: attention() is attention_ext with 1/sqrt(headSize)`);
     }
+  });
+});
+
+test("attention_kv: f16 and q8_0 K and V caches (every pairing) match the reference; F32/F32 is attention_ext; split by kv heads", () => {
+  const rand = rng(74);
+  const TYPES: [R.KvType, number][] = [["F32", 0], ["F16", 1], ["Q8_0", 8]];
+  // odd head counts, positions and windows; q8_0 needs whole blocks per head (32, 64, 96)
+  const shapes: [number, number, number, number, number][] = [
+    [1, 1, 32, 0, 1], [3, 1, 32, 6, 5], [4, 2, 64, 37, 3], [6, 3, 96, 9, 7], [8, 4, 32, 130, 2],
+  ];
+  const oddF16: [number, number, number, number, number][] = [[1, 1, 3, 0, 7], [4, 2, 31, 9, 7], [6, 1, 33, 40, 3], [8, 4, 8, 250, 6], [2, 1, 69, 17, 5]];
+  let heads = 0, flipped = 0;
+  for (const [kt, kid] of TYPES) for (const [vt, vid] of TYPES) {
+    const all = kt === "Q8_0" || vt === "Q8_0" ? shapes : [...shapes, ...oddF16];
+    for (const [nHeads, nKvHeads, headSize, pos0, t] of all) for (const [scale, window, cap] of [[1 / Math.sqrt(headSize), 0, 0], [0.3, 9, 5]]) scoped(() => {
+      const kvDim = nKvHeads * headSize, qDim = nHeads * headSize, np = pos0 + t;
+      const q = normal(rand, t * qDim, 2), kf = normal(rand, np * kvDim, 2), vf = normal(rand, np * kvDim);
+      const kc = R.toKv(kt, kf), vc = R.toKv(vt, vf);
+      // q in K's type, converted by the kernels the forward pass uses (their bytes are tested against the reference above)
+      const qf = put(q);
+      let qp = qf;
+      if (kt === "F16") { qp = rt.alloc(2 * t * qDim); k.convert_f16(qp, qf, t * qDim); }
+      if (kt === "Q8_0") { qp = rt.alloc(R.kvBytes("Q8_0", t * qDim)); k.quantize_q8_0(qp, qf, qDim, t); }
+      const kp = put(kc), vp = put(vc), sp = rt.alloc(attentionScratch(nHeads, nKvHeads, np));
+      const out = f32Out(t * qDim);
+      k.attention_kv(out, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap, kid, vid);
+      const e = new Float32Array(t * qDim);
+      R.attention_kv(e, q, kc, vc, kt, vt, nHeads, nKvHeads, headSize, pos0, t, { scale, window, softcap: cap });
+      const label = `attention_kv K=${kt} V=${vt} h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t} scale=${scale.toFixed(3)} window=${window} cap=${cap}`;
+      const got = readF32(out, e.length);
+      if (vt !== "F16") assertClose(got, e, TOL.kernelTol("attention_kv"), label);
+      else {
+        // an F16 V weighs it by the softmax rounded to f16: where our f32 softmax and the float64 one straddle an
+        // f16 rounding midpoint (a few f32 ulp apart), one weight moves by an f16 ulp (<= 2^-11) in that head
+        heads += t * nHeads;
+        for (let h = 0; h < t * nHeads; h++) {
+          const a = got.subarray(h * headSize, (h + 1) * headSize), b = e.subarray(h * headSize, (h + 1) * headSize);
+          const d = maxAbs(a.map((x, i) => x - b[i]));
+          if (d <= TOL.KERNEL.attention_kv.tol * (1 + maxAbs(b))) continue;
+          flipped++;
+          assert.ok(d <= 2 ** -11 * maxAbs(vf), `${label}: head row ${h} is ${d} away, more than one f16 step of one weight`);
+        }
+      }
+      if (kt === "F32" && vt === "F32") {
+        const out2 = f32Out(e.length);
+        k.attention_ext(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap);
+        assert.equal(readF32(out2, e.length), readF32(out, e.length), `${label}: attention_ext`);
+      }
+      if (nKvHeads > 1) {
+        const out2 = f32Out(e.length), mid = nKvHeads >> 1;
+        k.attention_kv(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, mid, scale, window, cap, kid, vid);
+        k.attention_kv(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, mid, nKvHeads, scale, window, cap, kid, vid);
+        assert.equal(readF32(out2, e.length), readF32(out, e.length), `${label}: two kv-head ranges equal one call`);
+      }
+    });
+  }
+  console.log(`    attention_kv, F16 V: ${flipped} of ${heads} head rows off by an f16 step of a weight`);
+  assert.ok(flipped <= TOL.F16_V_WEIGHT_FLIPS * heads, `${flipped} of ${heads} head rows differ by an f16 step: more than rounding near midpoints explains`);
+});
+
+test("hadamard: the orthonormal Walsh-Hadamard rotation of rows (as ggml's fwht) matches the matrix product; twice is the identity", () => {
+  const rand = rng(75);
+  for (const n of [1, 2, 4, 8, 64, 128, 256]) for (const rows of [1, 3, 7]) scoped(() => {
+    const x = normal(rand, n * rows);
+    const p = put(x);
+    k.hadamard(p, n, rows);
+    const e = x.slice();
+    R.hadamard(e, n, rows);
+    assertClose(readF32(p, n * rows), e, TOL.kernelTol("hadamard"), `hadamard n=${n} rows=${rows}`);
+    k.hadamard(p, n, rows);
+    assertClose(readF32(p, n * rows), x, TOL.kernelTol("hadamard"), `hadamard twice n=${n} rows=${rows}`);
   });
 });
 

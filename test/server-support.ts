@@ -6,6 +6,7 @@ import path from "node:path";
 import { generate } from "../src/generate.js";
 import { Model } from "../src/model/model.js";
 import { sharedPath } from "./support/paths.js";
+import type { ContextOptions } from "../src/model/forward.js";
 
 export const MODEL = sharedPath("models/stories260K.gguf");
 export const CLI = path.resolve("bin/edgeprune.js");
@@ -79,10 +80,10 @@ export function localModel(): Model {
 }
 
 /** The greedy continuation of BOS + text, as the library's generate() gives it. */
-export function greedyText(text: string, maxTokens: number): { text: string; tokens: number[] } {
+export function greedyText(text: string, maxTokens: number, kv: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = {}): { text: string; tokens: number[] } {
   const m = localModel();
   const ids = m.tokenizer.encode(text, { addBos: m.tokenizer.addBos });
-  const r = generate(m.createContext({ contextSize: 256 }), m.tokenizer, ids, { maxTokens, temperature: 0 });
+  const r = generate(m.createContext({ contextSize: 256, ...kv }), m.tokenizer, ids, { maxTokens, temperature: 0 });
   return { text: r.text, tokens: r.tokens };
 }
 

@@ -10,7 +10,7 @@ import { loadModelFile, readGgufFileHeader } from "../node/load.js";
 import { validateSamplerOptions } from "../sampler.js";
 import { chatFormatter, stripBosText, type ChatMessage } from "../server/chat.js";
 import { commonPrefix } from "../server/engine.js";
-import { checkContextOption, checkFile, int, num, startThreads, threadsAsked, threadsOption } from "./common.js";
+import { cacheTypeK, cacheTypeV, cacheTypes, checkContextOption, checkFile, int, num, startThreads, threadsAsked, threadsOption, type CacheTypeFlags } from "./common.js";
 import { SAMPLER_DEFAULTS } from "../sampler.js";
 
 /** The chat command's defaults (the sampler's are shared with generate and serve). */
@@ -21,6 +21,7 @@ const HELP = "commands: /reset forgets the conversation, /exit (or Ctrl-D) quits
 interface ChatFlags {
   system?: string; tokens: number; temp: number; topK: number; topP: number; minP: number; repeatPenalty: number; repeatLastN: number;
   seed?: number; ctx?: number; threads?: number; ignoreEos?: boolean; verbose?: boolean;
+  cacheTypeK?: CacheTypeFlags["cacheTypeK"]; cacheTypeV?: CacheTypeFlags["cacheTypeV"];
 }
 
 export function registerChatCommand(program: Command): void {
@@ -38,6 +39,7 @@ export function registerChatCommand(program: Command): void {
     .option("--repeat-last-n <n>", "tokens the penalty looks back over", int("--repeat-last-n", { min: 0 }), SAMPLER_DEFAULTS.repeatLastN)
     .option("-s, --seed <n>", "sampling seed (default: random)", int("--seed"))
     .option("--ctx <n>", `context size: the conversation's tokens (default: the model's, at most ${CHAT.contextSize})`, int("--ctx", { min: 2 }))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .addOption(threadsOption())
     .option("--ignore-eos", "keep answering past end-of-sequence (until -n)")
     .option("--verbose", "after each answer, print its prompt, cache and speed figures to stderr")
@@ -53,7 +55,7 @@ async function chat(modelPath: string, o: ChatFlags): Promise<void> {
   const contextSize = o.ctx ?? Math.min(config.trainContext, CHAT.contextSize);
   if (o.tokens >= contextSize) throw new Error(`-n ${o.tokens} leaves no room for the conversation in a context of ${contextSize} tokens; use a smaller -n or a larger --ctx`);
   const asked = await threadsAsked(o);
-  const m = loadModelFile(modelPath, { contextSize, threads: asked });
+  const m = loadModelFile(modelPath, { contextSize, threads: asked, ...cacheTypes(o) });
   await startThreads(m, asked);
   const tok = m.tokenizer;
   const formatter = await chatFormatter(m.file, tok, { timeoutMs: CHAT.templateMs, heapMb: CHAT.templateHeapMb });

@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import { calibrationSplit, calibrationWindows as calibrationWindowsFromText, splitDocuments, tokenizeDocuments } from "../data/documents.js";
 import type { Model } from "../model/model.js";
 import { availableThreads } from "../threads/pool.js";
+import { DEFAULT_KV_CACHE_TYPE, KV_CACHE_TYPES, type KvCacheType } from "../quant/formats.js";
 
 /** Bounds a numeric option accepts (inclusive unless `above`: strictly greater than it). */
 export interface Range {
@@ -42,6 +43,38 @@ export const num = (name: string, range: Range = {}) => (v: string): number => {
   if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
   return checkRange(name, v, n, range);
 };
+
+/** A parser for a KV cache type (llama.cpp's spelling: f16, q8_0, f32); anything else names the option and the choices. */
+export const kvType = (name: string) => (v: string): KvCacheType => {
+  const t = v.trim().toLowerCase();
+  if (!(KV_CACHE_TYPES as readonly string[]).includes(t)) throw new InvalidArgumentError(`${name} must be one of ${KV_CACHE_TYPES.join(", ")}, got "${v}"`);
+  return t as KvCacheType;
+};
+
+const cacheTypeHelp = (kv: string, short: string) => `type of the KV cache's ${kv}: ${KV_CACHE_TYPES.join(", ")} (default ${DEFAULT_KV_CACHE_TYPE}, as llama.cpp; ${short})`;
+/** --cache-type-k (llama.cpp's -ctk, see expandShorthands), for every command that takes --ctx */
+export const cacheTypeK = () => new Option("--cache-type-k <type>", cacheTypeHelp("keys", "-ctk")).argParser(kvType("--cache-type-k"));
+/** --cache-type-v (-ctv) */
+export const cacheTypeV = () => new Option("--cache-type-v <type>", cacheTypeHelp("values", "-ctv")).argParser(kvType("--cache-type-v"));
+
+/** The cache types a command's options hold, as LoadOptions / ContextOptions take them. */
+export interface CacheTypeFlags { cacheTypeK?: KvCacheType; cacheTypeV?: KvCacheType }
+export function cacheTypes(o: CacheTypeFlags): CacheTypeFlags {
+  return { cacheTypeK: o.cacheTypeK, cacheTypeV: o.cacheTypeV };
+}
+
+/**
+ * llama.cpp's shorthands -ctk and -ctv (also -ctk=TYPE) as their long names: commander's short flags are one
+ * letter. Arguments after "--" are left alone.
+ */
+export function expandShorthands(argv: string[]): string[] {
+  const end = argv.indexOf("--");
+  return argv.map((a, i) => {
+    if (end >= 0 && i > end) return a;
+    const m = /^-ct([kv])(=.*)?$/.exec(a);
+    return m ? `--cache-type-${m[1]}${m[2] ?? ""}` : a;
+  });
+}
 
 /** "3,7,12" → [3, 7, 12] */
 export const intList = (name: string) => (v: string): number[] => {

@@ -11,7 +11,7 @@ import { windowCount } from "../perplexity.js";
 import { parseTasks, scoreTasks, type Accuracy } from "../quality/choice.js";
 import { formatKldSummary } from "../quality/kld.js";
 import { kldAgainstBase, kldBaseFile, kldModels, type KldRunResult } from "../quality/kldeval.js";
-import { checkFile, int, startThreads, threadsAsked, threadsOption } from "./common.js";
+import { cacheTypeK, cacheTypeV, cacheTypes, checkFile, int, startThreads, threadsAsked, threadsOption, type CacheTypeFlags } from "./common.js";
 
 /**
  * The text a measurement reads: the whole file, or with heldOut only its last 20% of documents (the part
@@ -43,13 +43,14 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
     .argument("<models...>", "BASE.gguf CANDIDATE.gguf; or BASE.gguf with --save-base; or CANDIDATE.gguf with --base")
     .option("-f, --file <text>", "UTF-8 text file (as for ppl)")
     .option("--ctx <n>", "window length in tokens", int("--ctx"))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .option("--chunks <n>", "compare at most this many windows", int("--chunks"))
     .option("--held-out", "read only the last 20% of the file's documents (the part --calib never sees)")
     .option("--save-base <file>", "write the base's distributions as a llama.cpp kl-divergence-base file")
     .option("--base <file>", "compare the candidate against a saved kl-divergence-base file (ours or llama-perplexity's)")
     .addOption(threadsOption())
     .option("--json", "print the statistics as JSON (before the last line)")
-    .action(async (models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; threads?: number; json?: boolean }) => {
+    .action(async (models: string[], o: { file?: string; ctx?: number; chunks?: number; heldOut?: boolean; saveBase?: string; base?: string; threads?: number; json?: boolean } & CacheTypeFlags) => {
       if (o.chunks !== undefined && !(o.chunks >= 1)) throw new Error(`--chunks must be at least 1, got ${o.chunks}`);
       for (const m of models) checkFile(m, "model");
       const asked = await threadsAsked(o);
@@ -62,7 +63,7 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
         checkFile(o.base, "kl-divergence base file");
         const src = new FileSource(o.base);
         try {
-          const candidate = loadModelFile(models[0], { threads: asked });
+          const candidate = loadModelFile(models[0], { threads: asked, ...cacheTypes(o) });
           threads = await startThreads(candidate, asked);
           let bar: ProgressBar | undefined;
           result = kldAgainstBase(candidate, src, o.base, { maxChunks: o.chunks, onProgress: (d, t) => { bar ??= new ProgressBar("kld", t); bar.update(d); } });
@@ -77,7 +78,7 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
         if (models.length > 2) throw new Error(`give at most two models (BASE CANDIDATE), got ${models.length}`);
         if (models.length === 1 && !o.saveBase) throw new Error("one model needs --save-base FILE; to compare give BASE.gguf CANDIDATE.gguf, or CANDIDATE.gguf with --base FILE");
         const ctxSize = o.ctx ?? defaults.pplContext;
-        const base = loadModelFile(models[0], { contextSize: ctxSize, threads: asked });
+        const base = loadModelFile(models[0], { contextSize: ctxSize, threads: asked, ...cacheTypes(o) });
         threads = await startThreads(base, asked);
         const tokens = base.tokenizer.encode(measurementText(o.file, Boolean(o.heldOut)), { addBos: base.tokenizer.addBos });
         const total = windowCount(tokens.length, ctxSize, o.chunks);
@@ -95,7 +96,7 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
             return;
           }
         }
-        const candidate = loadModelFile(models[1], { contextSize: ctxSize, threads: asked });
+        const candidate = loadModelFile(models[1], { contextSize: ctxSize, threads: asked, ...cacheTypes(o) });
         threads = Math.min(threads, await startThreads(candidate, asked));
         const bar = new ProgressBar("kld", total);
         result = kldModels(base, candidate, tokens, { contextSize: ctxSize, maxChunks: o.chunks, onProgress: (d) => bar.update(d) });
@@ -118,15 +119,16 @@ export function registerQualityCommands(program: Command, defaults: { pplContext
     .requiredOption("--task <file>", "JSONL task: {\"context\", \"endings\", \"label\"} per line, or HellaSwag's layout")
     .option("--limit <n>", "score only the first n tasks", int("--limit"))
     .option("--ctx <n>", "window length in tokens (longer contexts lose their beginning)", int("--ctx"))
+    .addOption(cacheTypeK()).addOption(cacheTypeV())
     .addOption(threadsOption())
     .option("--json", "print the result as JSON (before the last line)")
-    .action(async (modelPath: string, o: { task: string; limit?: number; ctx?: number; threads?: number; json?: boolean }) => {
+    .action(async (modelPath: string, o: { task: string; limit?: number; ctx?: number; threads?: number; json?: boolean } & CacheTypeFlags) => {
       checkFile(modelPath, "model");
       checkFile(o.task, "task file");
       if (o.limit !== undefined && !(o.limit >= 1)) throw new Error(`--limit must be at least 1, got ${o.limit}`);
       const tasks = parseTasks(fs.readFileSync(o.task, "utf8"), o.task).slice(0, o.limit);
       const asked = await threadsAsked(o);
-      const model = loadModelFile(modelPath, { contextSize: o.ctx, threads: asked });
+      const model = loadModelFile(modelPath, { contextSize: o.ctx, threads: asked, ...cacheTypes(o) });
       const threads = await startThreads(model, asked);
       const bar = new ProgressBar("eval", tasks.length);
       const r = scoreTasks(model, tasks, { contextSize: o.ctx, onProgress: (d) => bar.update(d) });

@@ -381,6 +381,93 @@ export function attention(out: Float32Array, q: Float32Array, kCache: Float32Arr
   }
 }
 
+/** a KV cache type as attention_kv's reference takes it */
+export type KvType = "F32" | "F16" | "Q8_0";
+
+/** the values of n cached (or query) numbers of type ty at byte offset o of bytes */
+function kvValues(ty: KvType, bytes: Uint8Array, o: number, n: number): Float64Array {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    if (ty === "F32") out[i] = dv.getFloat32(o + 4 * i, true);
+    else if (ty === "F16") out[i] = f16ToF32(dv.getUint16(o + 2 * i, true));
+    else {
+      const b = o + Math.floor(i / QK) * 34;
+      out[i] = f16ToF32(dv.getUint16(b, true)) * dv.getInt8(b + 2 + (i % QK));
+    }
+  }
+  return out;
+}
+
+/** bytes of n values of type ty */
+export function kvBytes(ty: KvType, n: number): number {
+  return ty === "F32" ? 4 * n : ty === "F16" ? 2 * n : (n / QK) * 34;
+}
+
+/** n f32 values as type ty's bytes: f32, f16 round-to-nearest-even, or quantize_q8_0 (x86 rounding) */
+export function toKv(ty: KvType, x: Float32Array): Uint8Array {
+  const out = new Uint8Array(kvBytes(ty, x.length));
+  if (ty === "F32") out.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  else if (ty === "F16") { const h = new Uint16Array(x.length); convert_f16(h, x, x.length); out.set(new Uint8Array(h.buffer)); }
+  else quantize_q8_0(out, x, x.length, 1);
+  return out;
+}
+
+/**
+ * attention() over caches of types kType and vType (the bytes of (pos0 + t) rows of nKvHeads·headSize values),
+ * as llama.cpp's CPU backend computes it: q converted to K's type first (f16, or q8_0 blocks), dots of the
+ * decoded values; with an F16 V the softmax is normalized, rounded to f32 and then to f16 before it weighs V.
+ * Sums in float64.
+ */
+export function attention_kv(out: Float32Array, q: Float32Array, kCache: Uint8Array, vCache: Uint8Array, kType: KvType, vType: KvType,
+                             nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, o: AttentionOptions = {}): void {
+  const kvDim = nKvHeads * headSize, qDim = nHeads * headSize;
+  const group = nHeads / nKvHeads;
+  const scale = o.scale ?? 1 / Math.sqrt(headSize);
+  const window = o.window ?? 0, cap = o.softcap ?? 0;
+  const qc = toKv(kType, q);
+  const kRow = kvBytes(kType, kvDim), vRow = kvBytes(vType, kvDim), kHead = kvBytes(kType, headSize), vHead = kvBytes(vType, headSize);
+  for (let j = 0; j < t; j++) {
+    const np = pos0 + j + 1;
+    const start = window > 0 ? Math.max(0, np - window) : 0;
+    for (let h = 0; h < nHeads; h++) {
+      const g = Math.floor(h / group);
+      const qv = kvValues(kType, qc, kvBytes(kType, j * qDim + h * headSize), headSize);
+      const s = new Float64Array(np);
+      let m = -Infinity;
+      for (let p = start; p < np; p++) {
+        const kv = kvValues(kType, kCache, p * kRow + g * kHead, headSize);
+        let dot = 0;
+        for (let i = 0; i < headSize; i++) dot += qv[i] * kv[i];
+        s[p] = (cap > 0 ? cap * Math.tanh(dot / cap) : dot) * scale;
+        m = Math.max(m, s[p]);
+      }
+      let sum = 0;
+      for (let p = start; p < np; p++) { s[p] = Math.exp(s[p] - m); sum += s[p]; }
+      for (let p = start; p < np; p++) s[p] = vType === "F16" ? f16ToF32(f32ToF16(fr(s[p] / sum))) : s[p] / sum;
+      const acc = new Float64Array(headSize);
+      for (let p = start; p < np; p++) {
+        const vv = kvValues(vType, vCache, p * vRow + g * vHead, headSize);
+        for (let i = 0; i < headSize; i++) acc[i] += s[p] * vv[i];
+      }
+      for (let i = 0; i < headSize; i++) out[(j * nHeads + h) * headSize + i] = acc[i];
+    }
+  }
+}
+
+/** x (rows of n, a power of two) <- Hx, H the orthonormal Walsh-Hadamard matrix in Sylvester order, as a matrix product in float64 */
+export function hadamard(x: Float32Array, n: number, rows: number): void {
+  const h = (i: number, j: number) => { let b = i & j, s = 0; while (b) { s ^= b & 1; b >>= 1; } return s ? -1 : 1; };
+  for (let r = 0; r < rows; r++) {
+    const row = Float64Array.from(x.subarray(r * n, (r + 1) * n));
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      for (let j = 0; j < n; j++) acc += h(i, j) * row[j];
+      x[r * n + i] = acc / Math.sqrt(n);
+    }
+  }
+}
+
 /** gelu's tanh approximation in float64 */
 export function gelu(x: number): number {
   return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * x * (1 + 0.044715 * x * x)));

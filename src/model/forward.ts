@@ -8,7 +8,7 @@
 // Each layer runs through its LayerSlot: its kernels, scratch, weights, KV cache and RoPE constants in one place,
 // so a range of layers can live in another wasm runtime (issue 14's shards): the residual stream is handed over at
 // the boundary, a few KiB per token.
-import { activationFormat, formatByName, FormatName, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes } from "../quant/formats.js";
+import { activationFormat, DEFAULT_KV_CACHE_TYPE, formatByName, FormatName, kvCacheFormat, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes, type KvCacheType, type QuantFormat } from "../quant/formats.js";
 import { attentionScratch, convertActivations, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { ThreadPool } from "../threads/pool.js";
 import type { LinearSite } from "./arch.js";
@@ -66,6 +66,43 @@ export interface ContextOptions {
   contextSize?: number;
   /** tokens per forward call; longer inputs are split (default 64) */
   batchSize?: number;
+  /** type of the cached keys: "f16" (default, as llama.cpp's), "q8_0" or "f32" (llama.cpp's --cache-type-k) */
+  cacheTypeK?: KvCacheType;
+  /** type of the cached values (llama.cpp's --cache-type-v), as cacheTypeK */
+  cacheTypeV?: KvCacheType;
+}
+
+/** The K and V cache formats a context of these options uses, checked against the model's head size. */
+export interface KvFormats {
+  k: QuantFormat;
+  v: QuantFormat;
+  /**
+   * Walsh-Hadamard rotations (0: none) llama.cpp applies around a quantized cache (llama-kv-cache.cpp attn_rot_k /
+   * attn_rot_v, when the head size is a multiple of 64): q and k in chunks of kRot before K is stored (the largest
+   * power of two dividing the head size), v in chunks of vRot = 64 before V is stored and the attention output
+   * after. Rotations spread outliers over a block, so its quantization loses less; dot products are unchanged.
+   */
+  kRot: number;
+  vRot: number;
+}
+
+/**
+ * The cache formats of these options (F16 when not given), or a clear refusal: a block type needs whole blocks
+ * per head (llama.cpp refuses the same: "K cache type q8_0 with block size 32 does not divide n_embd_head_k").
+ */
+export function kvFormats(c: ModelConfig, opts: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = {}): KvFormats {
+  const pick = (type: string | undefined, option: string) => {
+    const f = kvCacheFormat(type ?? DEFAULT_KV_CACHE_TYPE, option);
+    if (c.headSize % f.blockSize !== 0) {
+      throw new Error(`${option} ${f.name.toLowerCase()}: its blocks of ${f.blockSize} values do not divide this model's head size ${c.headSize} (llama.cpp refuses it too); use f16 or f32`);
+    }
+    return f;
+  };
+  const k = pick(opts.cacheTypeK, "cacheTypeK (--cache-type-k)"), v = pick(opts.cacheTypeV, "cacheTypeV (--cache-type-v)");
+  const rotates = (f: QuantFormat) => f.blockSize > 1 && c.headSize % 64 === 0;
+  let kRot = 0;
+  if (rotates(k)) for (kRot = 64; c.headSize % (2 * kRot) === 0;) kRot *= 2;
+  return { k, v, kRot, vRot: rotates(v) ? 64 : 0 };
 }
 
 const EMPTY: ReadonlySet<number> = new Set<number>();
@@ -79,8 +116,6 @@ function layerSet(v: ReadonlySet<number> | readonly number[] | undefined, name: 
   return set;
 }
 const F32 = 4;
-/** bytes per cached key or value (F32 today; issue 14's F16/Q8_0 caches change it here) */
-const KV_BYTES = 4;
 
 /** The scratch one runtime needs for a batch, in floats per token row (shared by planning and allocation). */
 function scratchWidths(c: ModelConfig) {
@@ -102,34 +137,49 @@ function scratchWidths(c: ModelConfig) {
   };
 }
 
+/**
+ * The cache the tools that study a model use (Block Influence and the other metrics, healing, the layer stream of
+ * GPTQ and BI, the studies' evaluations): F32, so that their figures are the float64 references' up to float32
+ * noise whatever the serving default; a calibration window's cache is small.
+ */
+export const STUDY_CACHE = { cacheTypeK: "f32", cacheTypeV: "f32" } as const satisfies Pick<ContextOptions, "cacheTypeK" | "cacheTypeV">;
+
 /** Layers that have attention weights (only they need a KV cache). */
 function attentionLayers(c: ModelConfig): number {
   return c.nLayers - c.removedAttention.size;
+}
+
+/** Bytes of one position's keys (or values) in one layer's cache of format f. */
+export function kvRowBytes(c: ModelConfig, f: QuantFormat): number {
+  return rowBytes(f, c.kvDim);
 }
 
 /**
  * Bytes of the KV cache (keys and values of every layer with attention) a context of contextSize tokens allocates;
  * with `layers` [start, end), of those layers only (one shard's).
  */
-export function kvCacheBytes(c: ModelConfig, contextSize: number, layers?: readonly [number, number]): number {
+export function kvCacheBytes(c: ModelConfig, contextSize: number, types: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = {}, layers?: readonly [number, number]): number {
+  const f = kvFormats(c, types);
   let n = attentionLayers(c);
   if (layers) {
     n = 0;
     for (let l = layers[0]; l < layers[1]; l++) if (!c.removedAttention.has(l)) n++;
   }
-  return 2 * n * layerCacheBytes(c, contextSize);
+  return n * contextSize * (kvRowBytes(c, f.k) + kvRowBytes(c, f.v));
 }
 
-/** Bytes of one layer's keys (or values) for contextSize tokens. */
-function layerCacheBytes(c: ModelConfig, contextSize: number): number {
-  return contextSize * c.kvDim * KV_BYTES;
+/** Bytes of the scratch typed caches add per batch row: k and v in F32 before their conversion, q in K's type. */
+function kvScratchBytes(c: ModelConfig, f: KvFormats): number {
+  const typed = f.k.name !== "F32" || f.v.name !== "F32";
+  return (typed ? 2 * c.kvDim * F32 : 0) + (f.k.name !== "F32" ? rowBytes(f.k, c.qDim) : 0);
 }
 
 /** Bytes of one runtime's scratch for a context (its Workspace: batch buffers, traces, scores, activations), no cache or logits. */
-export function workspaceBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
+export function workspaceBytes(c: ModelConfig, contextSize: number, batchSize: number, types: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = {}): number {
   const w = scratchWidths(c);
   const rows = batchSize * F32;
-  let total = rows * (w.x + w.xb + w.xb2 + w.q + w.qkv + w.hb + w.hb2 + 3 * c.dim); // + the traces (when observed)
+  let total = batchSize * kvScratchBytes(c, kvFormats(c, types)) + 3 * 64;
+  total += rows * (w.x + w.xb + w.xb2 + w.q + w.qkv + w.hb + w.hb2 + 3 * c.dim); // + the traces (when observed)
   total += attentionScratch(c.nHeads, c.nKvHeads, contextSize); // scores
   total += Math.ceil(batchSize * w.actIn * MAX_ACTIVATION_BYTES_PER_VALUE) * 3 + 64 * 20; // activation buffers (upper bound) and alignment
   return total;
@@ -141,8 +191,8 @@ export function logitsBytes(c: ModelConfig, batchSize: number): number {
 }
 
 /** Bytes a context of this size needs in wasm memory in one runtime (for planning before the runtime exists). */
-export function contextBytes(c: ModelConfig, contextSize: number, batchSize: number): number {
-  return kvCacheBytes(c, contextSize) + workspaceBytes(c, contextSize, batchSize) + logitsBytes(c, batchSize);
+export function contextBytes(c: ModelConfig, contextSize: number, batchSize: number, types: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = {}): number {
+  return kvCacheBytes(c, contextSize, types) + workspaceBytes(c, contextSize, batchSize, types) + logitsBytes(c, batchSize);
 }
 
 /**
@@ -162,6 +212,11 @@ class Workspace {
   readonly hb2: number; // (batchSize, hiddenDim)
   readonly scores: number; // (threads, nHeads/nKvHeads, contextSize rounded up to 4) attention scratch
   readonly scoresStride: number; // bytes of one thread's scores scratch
+  // typed caches: (batchSize, kvDim) f32 k and v before they are converted into the cache (0 when both are F32),
+  // and (batchSize, qDim) q in K's type (0 for an F32 K cache)
+  readonly kNew: number;
+  readonly vNew: number;
+  readonly qK: number;
   // (batchSize, dim) residual entering a layer and between its halves, for observers: allocated by the first
   // layer() that traces (only Block Influence scoring does), so generation does not carry them. A caller that
   // releases wasm memory to a mark must create the context after that mark (prune/stats.ts does).
@@ -175,7 +230,7 @@ class Workspace {
   private readonly actOf = new Map<FormatName, number>();
 
   constructor(readonly rt: WasmRuntime, readonly c: ModelConfig, readonly batchSize: number, contextSize: number,
-              tensors: Tensor[], readonly pool?: ThreadPool) {
+              tensors: Tensor[], kv: KvFormats, readonly pool?: ThreadPool) {
     this.k = rt.k;
     const w = scratchWidths(c);
     const rows = (n: number) => (n > 0 ? rt.alloc(batchSize * n * F32) : 0);
@@ -189,6 +244,10 @@ class Workspace {
     this.hb2 = rows(w.hb2);
     this.scoresStride = attentionScratch(c.nHeads, c.nKvHeads, contextSize);
     this.scores = rt.alloc(this.scoresStride * (pool?.size ?? 1));
+    const typed = kv.k.name !== "F32" || kv.v.name !== "F32";
+    this.kNew = typed ? rows(c.kvDim) : 0;
+    this.vNew = typed ? rows(c.kvDim) : 0;
+    this.qK = kv.k.name !== "F32" ? rt.alloc(batchSize * rowBytes(kv.k, c.qDim)) : 0;
     for (const t of tensors) {
       const act = activationFormat(t.format, rt.simd);
       if (!act || act === "F32" || this.actBuf.has(act)) continue;
@@ -285,6 +344,12 @@ interface LayerSlot {
   window: number;
 }
 
+/** t rows of n f32 at src converted into format f at dst (ggml's set_rows: F16 round to nearest even, Q8_0 as quantize_row_q8_0); nothing for F32 */
+function storeKv(k: Kernels, f: QuantFormat, dst: number, src: number, n: number, t: number): void {
+  if (f.name === "F16") k.convert_f16(dst, src, n * t);
+  else if (f.name === "Q8_0") k.quantize_q8_0(dst, src, n, t);
+}
+
 /** ggml_rope_yarn_corr_dims: the pair range over which YaRN blends interpolated and extrapolated angles. */
 function yarnCorrDims(nDims: number, nCtxOrig: number, base: number, betaFast: number, betaSlow: number): [number, number] {
   const fr = Math.fround;
@@ -296,6 +361,8 @@ function yarnCorrDims(nDims: number, nCtxOrig: number, base: number, betaFast: n
 export class Context {
   readonly contextSize: number;
   readonly batchSize: number;
+  /** the K and V cache formats (F16, Q8_0 or F32) */
+  readonly kv: KvFormats;
   /** tokens already in the KV cache */
   nPast = 0;
 
@@ -328,6 +395,7 @@ export class Context {
     this.batchSize = Math.min(opts.batchSize ?? 64, this.contextSize);
     if (!(this.contextSize >= 1)) throw new Error(`context size must be at least 1, got ${opts.contextSize}`);
     if (!(this.batchSize >= 1)) throw new Error(`batch size must be at least 1, got ${opts.batchSize}`);
+    this.kv = kvFormats(c, opts);
     const shards: readonly ContextShard[] = Array.isArray(rt) ? rt : [{ rt: rt as WasmRuntime, pool, start: 0, end: c.nLayers }];
     shards.forEach((s, i) => {
       if (s.start !== (i === 0 ? 0 : shards[i - 1].end) || s.end < s.start) throw new Error(`shard ${i} holds layers ${s.start}..${s.end - 1}, not the next range`);
@@ -339,12 +407,12 @@ export class Context {
     this.workspaces = shards.map((s, i) => {
       const tensors = weights.layers.slice(s.start, s.end).flatMap((l) => Object.values(l) as Tensor[]);
       if (i === headShard) tensors.push(weights.output);
-      return new Workspace(s.rt, c, this.batchSize, this.contextSize, tensors, s.pool);
+      return new Workspace(s.rt, c, this.batchSize, this.contextSize, tensors, this.kv, s.pool);
     });
     this.input = this.current = this.workspaces[weights.tokenEmbd.shard ?? 0];
     this.output = this.workspaces[headShard];
     this.logitsPtr = this.output.rt.alloc(logitsBytes(c, this.batchSize));
-    const cacheBytes = layerCacheBytes(c, this.contextSize);
+    const kBytes = this.contextSize * kvRowBytes(c, this.kv.k), vBytes = this.contextSize * kvRowBytes(c, this.kv.v);
     this.slots = [];
     shards.forEach((s, i) => {
       const ws = this.workspaces[i], r = ws.rt;
@@ -352,8 +420,8 @@ export class Context {
         const hasAttention = !c.removedAttention.has(l);
         this.slots.push({
           ws, w: weights.layers[l],
-          kCache: hasAttention ? r.alloc(cacheBytes) : 0,
-          vCache: hasAttention ? r.alloc(cacheBytes) : 0,
+          kCache: hasAttention ? r.alloc(kBytes) : 0,
+          vCache: hasAttention ? r.alloc(vBytes) : 0,
           rope: this.layerRope(l, i),
           window: c.swaLayers[l] ? c.slidingWindow : 0,
         });
@@ -535,7 +603,8 @@ export class Context {
     const n = items.length;
     if (n === 0) return;
     const lead = items[0].ctx, c = lead.config, w = lead.weights, ws = lead.input, k = ws.k;
-    const together = n > 1 && items.every(({ ctx: x }) => x.weights === w && x.input.rt === ws.rt && x.contextSize === lead.contextSize && x.slots.every((s) => s.ws === x.input));
+    const kv = lead.kv;
+    const together = n > 1 && items.every(({ ctx: x }) => x.weights === w && x.input.rt === ws.rt && x.contextSize === lead.contextSize && x.slots.every((s) => s.ws === x.input) && x.kv.k.name === kv.k.name && x.kv.v.name === kv.v.name);
     if (!together) {
       // one sequence, or contexts that cannot share scratch (another model, layers in shards): one after another
       for (const it of items) it.ctx.eval([it.token], { out: it.out });
@@ -578,9 +647,11 @@ export class Context {
           kSrc = ws.qkv; vSrc = ws.qkv + n * kvBytes;
         }
         if (lw.attnQNorm) k.rmsnorm(ws.q, ws.q, lw.attnQNorm.ptr, c.headSize, c.rmsEps, n * c.nHeads);
+        // each row's k and v (in F32 where the cache is typed, straight into an F32 cache), as attention() does
+        const kRowAt = (j: number) => kv.k.name === "F32" ? items[j].ctx.slots[l].kCache + items[j].ctx.nPast * kvBytes : ws.kNew + j * kvBytes;
+        const vRowAt = (j: number) => kv.v.name === "F32" ? items[j].ctx.slots[l].vCache + items[j].ctx.nPast * kvBytes : ws.vNew + j * kvBytes;
         for (let j = 0; j < n; j++) {
-          const x = items[j].ctx, sj = x.slots[l], pos = x.nPast;
-          const kRow = sj.kCache + pos * kvBytes, vRow = sj.vCache + pos * kvBytes;
+          const pos = items[j].ctx.nPast, kRow = kRowAt(j), vRow = vRowAt(j);
           u8.copyWithin(kRow, kSrc + j * stride, kSrc + j * stride + kvBytes);
           u8.copyWithin(vRow, vSrc + j * stride, vSrc + j * stride + kvBytes);
           if (lw.attnKNorm) k.rmsnorm(kRow, kRow, lw.attnKNorm.ptr, c.headSize, c.rmsEps, c.nKvHeads);
@@ -590,12 +661,22 @@ export class Context {
         }
         if (c.queryPrescale) k.scale(ws.q, ws.q, c.attnScale, n * c.qDim);
         const scale = c.queryPrescale ? 1 : c.attnScale;
+        if (kv.kRot) k.hadamard(ws.q, kv.kRot, (n * c.qDim) / kv.kRot);
+        // q in K's type, as attention() converts it
+        const qIn = kv.k.name === "F32" ? ws.q : ws.qK, qInBytes = rowBytes(kv.k, c.qDim);
+        storeKv(k, kv.k, qIn, ws.q, c.qDim, n);
+        const kt = kv.k.ggmlType, vt = kv.v.ggmlType;
         for (let j = 0; j < n; j++) {
-          const x = items[j].ctx, sj = x.slots[l], pos = x.nPast;
-          const att = ws.att + j * qBytes, q = ws.q + j * qBytes;
-          if (ws.pool) ws.pool.attention(att, q, sj.kCache, sj.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos, 1, scale, s.window, c.attnSoftcap);
-          else k.attention_ext(att, q, sj.kCache, sj.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos, 1, 0, c.nKvHeads, scale, s.window, c.attnSoftcap);
+          const x = items[j].ctx, sj = x.slots[l], pos = x.nPast, kRow = kRowAt(j), vRow = vRowAt(j);
+          if (kv.kRot) k.hadamard(kRow, kv.kRot, c.kvDim / kv.kRot);
+          if (kv.vRot) k.hadamard(vRow, kv.vRot, c.kvDim / kv.vRot);
+          storeKv(k, kv.k, sj.kCache + pos * kvRowBytes(c, kv.k), kRow, c.kvDim, 1);
+          storeKv(k, kv.v, sj.vCache + pos * kvRowBytes(c, kv.v), vRow, c.kvDim, 1);
+          const att = ws.att + j * qBytes, q = qIn + j * qInBytes;
+          if (ws.pool) ws.pool.attention(att, q, sj.kCache, sj.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos, 1, scale, s.window, c.attnSoftcap, kt, vt);
+          else k.attention_kv(att, q, sj.kCache, sj.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos, 1, 0, c.nKvHeads, scale, s.window, c.attnSoftcap, kt, vt);
         }
+        if (kv.vRot) k.hadamard(ws.att, kv.vRot, (n * c.qDim) / kv.vRot);
         ws.newInput();
         ws.linear(ws.xb2, ws.att, lw.attnOutput, lw.attnOutputBias, n);
         if (lw.attnPostNorm) k.rmsnorm(ws.xb2, ws.xb2, lw.attnPostNorm.ptr, c.dim, c.rmsEps, n);
@@ -643,9 +724,11 @@ export class Context {
    */
   private attention(l: number, s: LayerSlot, t: number, linear?: LinearObserver, stop?: LinearSite): boolean {
     const c = this.config, { ws, w } = s, k = ws.k;
-    const pos0 = this.batchPos0;
-    const kRows = s.kCache + pos0 * c.kvDim * KV_BYTES;
-    const vRows = s.vCache + pos0 * c.kvDim * KV_BYTES;
+    const pos0 = this.batchPos0, kv = this.kv;
+    // an F32 cache takes k and v straight from the projections; a typed one converts them after RoPE (ggml's set_rows)
+    const kDst = s.kCache + pos0 * kvRowBytes(c, kv.k), vDst = s.vCache + pos0 * kvRowBytes(c, kv.v);
+    const kRows = kv.k.name === "F32" ? kDst : ws.kNew;
+    const vRows = kv.v.name === "F32" ? vDst : ws.vNew;
     k.rmsnorm(ws.xb, ws.x, w.attnNorm!.ptr, c.dim, c.rmsEps, t);
     ws.newInput();
     linear?.(l, "attn_qkv", ws.xb, c.dim, t);
@@ -665,8 +748,20 @@ export class Context {
     k.rope_ext(kRows, c.nKvHeads, c.headSize, c.ropeDim, pos0, t, neox, r.base, r.scale, c.rope.extFactor, c.rope.attnFactor, r.corrLow, r.corrHigh, r.factors);
     if (c.queryPrescale) k.scale(ws.q, ws.q, c.attnScale, t * c.qDim);
     const scale = c.queryPrescale ? 1 : c.attnScale;
-    if (ws.pool) ws.pool.attention(ws.att, ws.q, s.kCache, s.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t, scale, s.window, c.attnSoftcap);
-    else k.attention_ext(ws.att, ws.q, s.kCache, s.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t, 0, c.nKvHeads, scale, s.window, c.attnSoftcap);
+    if (kv.kRot) {
+      k.hadamard(ws.q, kv.kRot, (t * c.qDim) / kv.kRot);
+      k.hadamard(kRows, kv.kRot, (t * c.kvDim) / kv.kRot);
+    }
+    if (kv.vRot) k.hadamard(vRows, kv.vRot, (t * c.kvDim) / kv.vRot);
+    storeKv(k, kv.k, kDst, kRows, c.kvDim, t);
+    storeKv(k, kv.v, vDst, vRows, c.kvDim, t);
+    // q in K's type (ggml converts it to K's vec_dot_type before the dot products)
+    const q = kv.k.name === "F32" ? ws.q : ws.qK;
+    storeKv(k, kv.k, q, ws.q, c.qDim, t);
+    const kt = kv.k.ggmlType, vt = kv.v.ggmlType;
+    if (ws.pool) ws.pool.attention(ws.att, q, s.kCache, s.vCache, ws.scores, ws.scoresStride, c.nHeads, c.nKvHeads, c.headSize, pos0, t, scale, s.window, c.attnSoftcap, kt, vt);
+    else k.attention_kv(ws.att, q, s.kCache, s.vCache, ws.scores, c.nHeads, c.nKvHeads, c.headSize, pos0, t, 0, c.nKvHeads, scale, s.window, c.attnSoftcap, kt, vt);
+    if (kv.vRot) k.hadamard(ws.att, kv.vRot, (t * c.qDim) / kv.vRot);
     ws.newInput();
     linear?.(l, "attn_output", ws.att, c.qDim, t);
     if (stop === "attn_output") return false;

@@ -16,6 +16,7 @@ import { Context, contextBytes, type LayerObserver, type LayerOptions } from "./
 import { expectedTensors, layerTensorList, type LayerWeights, type Tensor, type Weights } from "./weights.js";
 import { WASM32_LIMIT } from "./model.js";
 import { fitsOrExplain, type MemoryPart } from "./budget.js";
+import { STUDY_CACHE } from "./forward.js";
 
 /** What one runLayer call skips, observes and keeps. */
 export interface RunLayerOptions extends Omit<LayerOptions, "trace"> {
@@ -86,7 +87,7 @@ export class LayerStream {
       t.ptr = this.rt.alloc(t.byteSize, 64);
       this.read(t, this.rt.u8At(t.ptr, t.byteSize));
     }
-    this.ctx = new Context(this.rt, config, this.weights, { contextSize: plan.contextSize, batchSize: plan.batchSize }, this.pool);
+    this.ctx = new Context(this.rt, config, this.weights, { contextSize: plan.contextSize, batchSize: plan.batchSize, ...STUDY_CACHE }, this.pool);
   }
 
   /** Gives a supplied runtime its space back (nothing to do for a stream's own runtime); the stream is unusable after. */
@@ -235,7 +236,7 @@ export function planStream(file: GgufFile, c: ModelConfig, opts: LayerStreamOpti
   const parts: MemoryPart[] = [
     { what: `one layer${opts.matrices === "f32" ? " in F32" : ""}`, bytes: arena },
     { what: `the residual streams of ${tokens} tokens`, bytes: tokens * c.dim * 4 + globals },
-    { what: `a ${contextSize}-token cache and scratch`, bytes: contextBytes(c, contextSize, batchSize) + (1 << 20) },
+    { what: `a ${contextSize}-token cache and scratch`, bytes: contextBytes(c, contextSize, batchSize, STUDY_CACHE) + (1 << 20) },
     ...(opts.extra ?? []),
   ];
   return { arena, contextSize, batchSize, tokens, parts, total: parts.reduce((a, p) => a + p.bytes, 0) };

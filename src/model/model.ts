@@ -7,7 +7,7 @@ import { hasSharedMemory, WasmRuntime } from "../wasm.js";
 import { ThreadPool, warnOnce, type PoolOptions } from "../threads/pool.js";
 import { checkModelFile } from "./check.js";
 import type { LlamaConfig } from "./config.js";
-import { Context, contextBytes, kvCacheBytes, logitsBytes, workspaceBytes, type ContextOptions, type ContextShard } from "./forward.js";
+import { Context, contextBytes, kvCacheBytes, kvFormats, logitsBytes, workspaceBytes, type ContextOptions, type ContextShard } from "./forward.js";
 import { allocateWeights, tensorPlaces, weightBytes, type Weights } from "./weights.js";
 import { size, type MemoryPart } from "./budget.js";
 import { checkShardBytes, defaultShardBytes, placementOf, planShards, ShardError, WASM32_LIMIT, type Shard } from "./shards.js";
@@ -178,13 +178,14 @@ export class Model {
     } catch (e) {
       throw new Error(`${name}: ${(e as Error).message}`);
     }
+    kvFormats(config, opts); // a cache type the model cannot take is refused before anything is allocated
     const shards = shardPlan(name, file, config, opts);
     const threads = opts.threads ?? 1;
     const shared = threads > 1 && hasSharedMemory();
     if (threads > 1 && !shared) warnOnce("SharedArrayBuffer is unavailable here (a page needs cross-origin isolation: COOP/COEP headers), so the model runs on one thread");
     const runtimes = shards.map((s) => WasmRuntime.create({ initialBytes: s.bytes, shared }));
     const weights = allocateWeights(runtimes, file, config, name, placementOf(shards));
-    const model = new Model(name, file, config, tokenizer, runtimes, shards, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize }, shared ? threads : 1);
+    const model = new Model(name, file, config, tokenizer, runtimes, shards, weights, { contextSize: opts.contextSize, batchSize: opts.batchSize, cacheTypeK: opts.cacheTypeK, cacheTypeV: opts.cacheTypeV }, shared ? threads : 1);
     const places = tensorPlaces(weights);
     return {
       model,
@@ -216,7 +217,7 @@ export class Model {
     const batchSize = Math.min(o.batchSize ?? 64, contextSize);
     for (let i = 0; i < this.runtimes.length; i++) {
       const s = this.shards[i];
-      const per = kvCacheBytes(this.config, contextSize, [s.start, s.end]) + workspaceBytes(this.config, contextSize, batchSize) + (s.head ? logitsBytes(this.config, batchSize) : 0);
+      const per = kvCacheBytes(this.config, contextSize, o, [s.start, s.end]) + workspaceBytes(this.config, contextSize, batchSize, o) + (s.head ? logitsBytes(this.config, batchSize) : 0);
       const need = this.runtimes[i].bytesUsed + count * per;
       if (need > WASM32_LIMIT) {
         const where = this.runtimes.length > 1 ? ` in shard ${i} (layers ${s.start}–${s.end - 1})` : "";
@@ -243,7 +244,9 @@ export class Model {
   acquireContext(opts: ContextOptions = {}): Context {
     const want = { ...this.defaultContext, ...opts };
     const contextSize = want.contextSize ?? Math.min(this.config.trainContext, 2048);
-    const i = this.idle.findIndex((c) => c.contextSize >= contextSize && (want.batchSize === undefined || c.batchSize === Math.min(want.batchSize, c.contextSize)));
+    const kv = kvFormats(this.config, want);
+    const i = this.idle.findIndex((c) => c.contextSize >= contextSize && (want.batchSize === undefined || c.batchSize === Math.min(want.batchSize, c.contextSize)) &&
+      c.kv.k === kv.k && c.kv.v === kv.v);
     const ctx = i >= 0 ? this.idle.splice(i, 1)[0] : this.createContext(opts);
     ctx.reset();
     return ctx;
@@ -288,6 +291,12 @@ function prefixSource(prefix: Uint8Array, size: number, shortBy: { need: number 
 
 export { kvCacheBytes } from "./forward.js";
 
+/** "F16" when K and V share a type, else "Q8_0 K / F16 V": how messages name a context's cache */
+export function kvCacheName(config: LlamaConfig, opts: ContextOptions): string {
+  const f = kvFormats(config, opts);
+  return f.k === f.v ? f.k.name : `${f.k.name} K / ${f.v.name} V`;
+}
+
 /** Weights plus the contexts asked for (one by default), in bytes, in one memory (the sum over shards is a little more). */
 export function planBytes(file: GgufFile, config: LlamaConfig, opts: ContextOptions & { contexts?: number } = {}): number {
   return loadParts(file, config, opts).reduce((a, p) => a + p.bytes, 0);
@@ -303,7 +312,7 @@ export function shardPlan(name: string, file: GgufFile, config: LlamaConfig, opt
   // one memory where it fits, exactly as planned for one runtime
   const one = planBytes(file, config, opts);
   if (one <= max) {
-    const kv = (opts.contexts ?? 1) * kvCacheBytes(config, opts.contextSize ?? Math.min(config.trainContext, 2048));
+    const kv = (opts.contexts ?? 1) * kvCacheBytes(config, opts.contextSize ?? Math.min(config.trainContext, 2048), opts);
     const w = weightBytes(file, config);
     return [{ start: 0, end: config.nLayers, embed: true, head: true, weightBytes: w, contextBytes: one - w, kvBytes: kv, bytes: one }];
   }
@@ -319,11 +328,11 @@ function loadParts(file: GgufFile, config: LlamaConfig, opts: ContextOptions & {
   const contextSize = opts.contextSize ?? Math.min(config.trainContext, 2048);
   const batchSize = Math.min(opts.batchSize ?? 64, contextSize);
   const n = opts.contexts ?? 1;
-  const kv = kvCacheBytes(config, contextSize);
-  const per = contextBytes(config, contextSize, batchSize);
+  const kv = kvCacheBytes(config, contextSize, opts);
+  const per = contextBytes(config, contextSize, batchSize, opts);
   return [
     { what: "weights", bytes: weightBytes(file, config) },
-    { what: `${n > 1 ? `${n} × ` : ""}the F32 KV cache of ${contextSize} tokens`, bytes: n * kv },
+    { what: `${n > 1 ? `${n} × ` : ""}the ${kvCacheName(config, opts)} KV cache of ${contextSize} tokens`, bytes: n * kv },
     { what: "scratch", bytes: n * (per - kv) + (1 << 16) },
   ];
 }

@@ -5,7 +5,7 @@
 import type { GgufFile } from "../gguf/types.js";
 import { size } from "./budget.js";
 import type { ModelConfig } from "./config.js";
-import { kvCacheBytes, logitsBytes, workspaceBytes } from "./forward.js";
+import { kvCacheBytes, logitsBytes, workspaceBytes, type ContextOptions } from "./forward.js";
 import { expectedTensors, type Placement } from "./weights.js";
 
 /** wasm32 can address 4 GiB (65536 pages of 64 KiB), the most V8 gives one memory. */
@@ -41,6 +41,9 @@ export interface Shard {
 export interface ShardPlanOptions {
   contextSize?: number;
   batchSize?: number;
+  /** the KV cache's types (ContextOptions'), which set its bytes per layer */
+  cacheTypeK?: ContextOptions["cacheTypeK"];
+  cacheTypeV?: ContextOptions["cacheTypeV"];
   /** contexts planned up front (default 1) */
   contexts?: number;
   /** most bytes one shard may hold (default DEFAULT_SHARD_BYTES; at most WASM32_LIMIT) */
@@ -107,11 +110,11 @@ export function planShards(file: GgufFile, c: ModelConfig, opts: ShardPlanOption
     else rope += b;
   }
   // per shard: the scratch of each context, the rope factors its layers read, the kernels' static data
-  const fixed = n * workspaceBytes(c, contextSize, batchSize) + rope + RUNTIME_BYTES;
+  const fixed = n * workspaceBytes(c, contextSize, batchSize, opts) + rope + RUNTIME_BYTES;
   const items: Item[] = [];
   if (!c.tiedOutput) items.push({ what: "the token embeddings", weights: embd, context: 0, kv: 0, embed: true });
   for (let l = 0; l < c.nLayers; l++) {
-    const kv = n * kvCacheBytes(c, contextSize, [l, l + 1]);
+    const kv = n * kvCacheBytes(c, contextSize, opts, [l, l + 1]);
     items.push({ what: `layer ${l}`, weights: layerWeights[l], context: kv, kv, layer: l });
   }
   items.push({
@@ -122,7 +125,7 @@ export function planShards(file: GgufFile, c: ModelConfig, opts: ShardPlanOption
   const shards: Shard[] = [];
   let cur: Shard | undefined;
   const open = (start: number): Shard => {
-    const s: Shard = { start, end: start, embed: false, head: false, weightBytes: rope, contextBytes: n * workspaceBytes(c, contextSize, batchSize), kvBytes: 0, bytes: fixed };
+    const s: Shard = { start, end: start, embed: false, head: false, weightBytes: rope, contextBytes: n * workspaceBytes(c, contextSize, batchSize, opts), kvBytes: 0, bytes: fixed };
     shards.push(s);
     return s;
   };

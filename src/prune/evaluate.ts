@@ -6,6 +6,7 @@ import type { ForwardOptions } from "../model/forward.js";
 import type { Model } from "../model/model.js";
 import { logSoftmaxAt } from "../perplexity.js";
 import { KldAccumulator, logSoftmaxRow, type BaseDistribution, type KldSummary } from "../quality/kld.js";
+import { STUDY_CACHE } from "../model/forward.js";
 
 /** Most reference logits a study keeps in memory (2 GiB of float32): more documents need a base file. */
 const MAX_REFERENCE_FLOATS = 2 ** 29;
@@ -48,7 +49,7 @@ export function evaluateDocuments(model: Model, docs: number[][], opts: {
     if (opts.referenceLogits.length !== used.length) throw new Error(`reference logits for ${opts.referenceLogits.length} documents, expected ${used.length}`);
     opts.referenceLogits.forEach((r, i) => { if (r.length !== (used[i].length - 1) * vocab) throw new Error(`reference logits of document ${i} do not match its length or the vocabulary`); });
   }
-  const ctx = model.createContext({ contextSize: maxTokens, batchSize: Math.min(64, maxTokens) });
+  const ctx = model.createContext({ contextSize: maxTokens, batchSize: Math.min(64, maxTokens), ...STUDY_CACHE });
   const argmax = new Int32Array(total);
   const kept: Float32Array[] = [];
   const kld = opts.referenceLogits ? new KldAccumulator(vocab) : undefined;

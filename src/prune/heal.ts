@@ -12,6 +12,7 @@ import type { GgufWriteSpec } from "../gguf/writer.js";
 import { choleskySolve } from "../gptq/linalg.js";
 import type { Model } from "../model/model.js";
 import { removeLayers } from "./remove.js";
+import { STUDY_CACHE } from "../model/forward.js";
 
 export const HEAL_METHODS = ["none", "lstsq"] as const;
 export type HealMethod = (typeof HEAL_METHODS)[number];
@@ -69,7 +70,7 @@ function streamLayers(model: Model, windows: number[][], until: number,
   onWindow?: (done: number) => void): void {
   const windowTokens = Math.max(...windows.map((w) => w.length));
   // batches of at most 64 rows: the f32 partial sums of gptq_accumulate_h stay short
-  const ctx = model.createContext({ contextSize: windowTokens, batchSize: Math.min(64, windowTokens) });
+  const ctx = model.createContext({ contextSize: windowTokens, batchSize: Math.min(64, windowTokens), ...STUDY_CACHE });
   windows.forEach((w, wi) => {
     let pos = 0;
     ctx.reset();

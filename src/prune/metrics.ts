@@ -7,6 +7,7 @@ import type { Model } from "../model/model.js";
 import { logSoftmaxAt } from "../perplexity.js";
 import { mulberry32 } from "../random.js";
 import { blockDistance, collectLayerStats, type LayerStats, type StatsOptions } from "./stats.js";
+import { STUDY_CACHE } from "../model/forward.js";
 
 export const METRICS = ["bi", "angular", "relmag", "ppl", "block", "last", "random"] as const;
 export type Metric = (typeof METRICS)[number];
@@ -97,7 +98,7 @@ export function skipOptions(units: Iterable<Unit>): { skipLayers: Set<number>; s
 export function windowsNll(model: Model, windows: number[][], removed: Iterable<Unit> = []): number {
   const vocab = model.config.vocabSize;
   const t = Math.max(...windows.map((w) => w.length));
-  const ctx = model.createContext({ contextSize: t, batchSize: Math.min(t, 64) });
+  const ctx = model.createContext({ contextSize: t, batchSize: Math.min(t, 64), ...STUDY_CACHE });
   const skip = skipOptions(removed);
   let nll = 0;
   let n = 0;

@@ -10,6 +10,7 @@ import type { Model } from "../model/model.js";
 import { MAX_TYPED_ARRAY_BYTES, size } from "../model/budget.js";
 import type { WasmRuntime } from "../wasm.js";
 import type { ThreadedRuntime } from "../threads/pool.js";
+import { STUDY_CACHE } from "../model/forward.js";
 
 export interface StatsOptions {
   /** count the first position of each window (BOS, an attention sink with outsized activations); default false */
@@ -141,7 +142,7 @@ export function collectLayerStats(model: Model, windows: number[][], opts: Stats
 
   const mark = model.mark();
   try {
-    const ctx = model.createContext({ contextSize: windowTokens, batchSize: windowTokens });
+    const ctx = model.createContext({ contextSize: windowTokens, batchSize: windowTokens, ...STUDY_CACHE });
     const sums = new StatsSums(rt, L, dim, windowTokens, first);
     // scratch: every boundary's stream for the current window
     const rowBytes = windowTokens * dim * 4;

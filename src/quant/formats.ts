@@ -108,3 +108,18 @@ export function formatBytes(f: QuantFormat, nElements: number): number {
 export function rowBytes(f: QuantFormat, rowLength: number): number {
   return formatBytes(f, rowLength);
 }
+
+/** KV cache types, spelled as llama.cpp's --cache-type-k / --cache-type-v take them (F16 is its default too). */
+export const KV_CACHE_TYPES = ["f16", "q8_0", "f32"] as const;
+export type KvCacheType = (typeof KV_CACHE_TYPES)[number];
+export const DEFAULT_KV_CACHE_TYPE: KvCacheType = "f16";
+
+/**
+ * The block format of a KV cache type (what `option` names in the error: "--cache-type-k", "cacheTypeK"), or a
+ * clear refusal of anything else.
+ */
+export function kvCacheFormat(type: string, option = "cache type"): QuantFormat {
+  const t = String(type).toLowerCase();
+  if (!(KV_CACHE_TYPES as readonly string[]).includes(t)) throw new Error(`invalid ${option} "${type}": expected one of ${KV_CACHE_TYPES.join(", ")}`);
+  return formatByName(t)!;
+}

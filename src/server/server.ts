@@ -11,6 +11,8 @@ import { metaArray, metaString } from "../gguf/metadata.js";
 import { KEY } from "../gguf/names.js";
 import { GgufStringArray } from "../gguf/types.js";
 import { type Model } from "../index.js";
+import type { LoadOptions } from "../model/model.js";
+import type { KvCacheType } from "../quant/formats.js";
 import { loadModelFile } from "../node/load.js";
 import { KEY as TOKENIZER_KEY } from "../tokenizer/vocab.js";
 import { chatFormatter, stripBosText, TemplateError, type ChatFormatter, type ChatMessage } from "./chat.js";
@@ -46,6 +48,9 @@ export interface ServeOptions {
   queue?: number;
   /** tokens per context (prompt + completion) */
   contextSize?: number;
+  /** KV cache types (default f16, as llama.cpp): --cache-type-k / --cache-type-v */
+  cacheTypeK?: KvCacheType;
+  cacheTypeV?: KvCacheType;
   /** threads the kernels run on (default 1) */
   threads?: number;
   /** on close(), how long in-flight requests may run before they are cancelled */
@@ -456,12 +461,13 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   const ready = (async () => {
     const t0 = performance.now();
-    const model = await obtainModel(opts.model, opts.contextSize, opts.threads, parallel);
+    const model = await obtainModel(opts.model, { contextSize: opts.contextSize, threads: opts.threads, contexts: parallel, cacheTypeK: opts.cacheTypeK, cacheTypeV: opts.cacheTypeV });
     await model.startThreads();
-    const first = model.createContext(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {});
-    const over = model.contextsFit(parallel - 1, { contextSize: first.contextSize, batchSize: first.batchSize });
+    const kvOpts = { ...(opts.cacheTypeK ? { cacheTypeK: opts.cacheTypeK } : {}), ...(opts.cacheTypeV ? { cacheTypeV: opts.cacheTypeV } : {}) };
+    const first = model.createContext({ ...(opts.contextSize !== undefined ? { contextSize: opts.contextSize } : {}), ...kvOpts });
+    const over = model.contextsFit(parallel - 1, { contextSize: first.contextSize, batchSize: first.batchSize, ...kvOpts });
     if (over) throw new Error(`${model.name}: --parallel ${parallel}: ${over}; use a smaller --parallel or --ctx`);
-    const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize }))];
+    const contexts = [first, ...Array.from({ length: parallel - 1 }, () => model.createContext({ contextSize: first.contextSize, ...kvOpts }))];
     let chat: ChatFormatter;
     try {
       chat = await chatFormatter(model.file, model.tokenizer, { timeoutMs: SERVE_DEFAULTS.templateMs, heapMb: SERVE_DEFAULTS.templateHeapMb });
@@ -515,7 +521,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return { url, port, ready, close };
 }
 
-async function obtainModel(src: ServeOptions["model"], contextSize: number | undefined, threads: number | undefined, contexts: number): Promise<Model> {
+async function obtainModel(src: ServeOptions["model"], opts: LoadOptions): Promise<Model> {
   if (typeof src === "function") return src();
   if (typeof src !== "string") return src;
   // Read the file once asynchronously so the OS caches it while the event loop stays free to answer /health with
@@ -526,8 +532,8 @@ async function obtainModel(src: ServeOptions["model"], contextSize: number | und
     s.on("error", (e) => reject(new Error(`${src}: cannot read (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
     s.on("end", resolve);
   });
-  // every slot's context planned up front: a sharded model places each slot's KV cache rows with its layers
-  return loadModelFile(src, { contextSize, threads, contexts });
+  // every slot's context planned up front (opts.contexts): a sharded model places each slot's KV cache rows with its layers
+  return loadModelFile(src, opts);
 }
 
 function finishReason(r: StopReason): FinishReason {

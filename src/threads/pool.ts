@@ -158,17 +158,18 @@ export class ThreadPool {
   }
 
   /**
-   * attention_ext() split by kv heads; scores holds `size` stretches of scoresStride bytes, one per thread. scale,
-   * window and softcap as attention_ext (1/sqrt(headSize), 0, 0 for plain causal attention).
+   * attention_kv() split by kv heads; scores holds `size` stretches of scoresStride bytes, one per thread. scale,
+   * window and softcap as attention_ext (1/sqrt(headSize), 0, 0 for plain causal attention), the cache types as
+   * attention_kv (ggml type ids, F32 by default).
    */
   attention(out: number, q: number, kCache: number, vCache: number, scores: number, scoresStride: number,
             nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number,
-            scale = Math.fround(1 / Math.fround(Math.sqrt(headSize))), window = 0, softcap = 0): void {
+            scale = Math.fround(1 / Math.fround(Math.sqrt(headSize))), window = 0, softcap = 0, kType = 0, vType = 0): void {
     const c = this.c, a = C.args;
     c[C.op] = OP.attention;
     c[a] = out; c[a + 1] = q; c[a + 2] = kCache; c[a + 3] = vCache; c[a + 4] = scores; c[a + 5] = scoresStride;
     c[a + 6] = nHeads; c[a + 7] = nKvHeads; c[a + 8] = headSize; c[a + 9] = pos0; c[a + 10] = t;
-    c[a + 11] = f32Bits(scale); c[a + 12] = window; c[a + 13] = f32Bits(softcap);
+    c[a + 11] = f32Bits(scale); c[a + 12] = window; c[a + 13] = f32Bits(softcap); c[a + 14] = kType; c[a + 15] = vType;
     this.run(nKvHeads);
   }
 

@@ -95,8 +95,8 @@ function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void
     }
   } else if (c[C.op] === OP.attention) {
     // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
-    k.attention_ext(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
-      c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1, bitsF32(c[a + 11]), c[a + 12], bitsF32(c[a + 13]));
+    k.attention_kv(c[a], c[a + 1], c[a + 2], c[a + 3], c[a + 4] + index * c[a + 5],
+      c[a + 6], c[a + 7], c[a + 8], c[a + 9], c[a + 10], chunk, chunk + 1, bitsF32(c[a + 11]), c[a + 12], bitsF32(c[a + 13]), c[a + 14], c[a + 15]);
   } else if (c[C.op] === OP.gptqRank1) {
     // rows of W are independent in both GPTQ updates: a run of rows is the same arithmetic as in the whole call
     const w = c[a], e = c[a + 1], hrow = c[a + 2], rows = c[a + 3], n = c[a + 4], c0 = c[a + 5], c1 = c[a + 6];

@@ -17,12 +17,13 @@ import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./llamacpp
 import { runCli } from "./cli.js";
 import { sharedPath } from "./paths.js";
 import { familyF32Bound, FAMILY_QUANT_VS_LLAMACPP } from "../tolerances.js";
+import { F32_CACHE } from "./compare.js";
 
 const TEXT = () => sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const N = 64;
 
 export function load(path: string): Model {
-  return Model.load(new Uint8Array(readFileSync(path)), { contextSize: FAMILY_CONTEXT });
+  return Model.load(new Uint8Array(readFileSync(path)), { ...F32_CACHE, contextSize: FAMILY_CONTEXT });
 }
 
 export function greedy(model: Model, prompt: number[], n = N): number[] {
@@ -133,7 +134,7 @@ export function familySuite(family: string, extra?: (file: (type: (typeof FAMILY
   });
 
   test(`${family}: generate --json gives the prompt's ids (BOS first) and llama.cpp's greedy tokens`, async () => {
-    const r = runCli("generate", file("f32"), "-p", "Once upon a time", "-n", "16", "--temp", "0", "--ignore-eos", "--json");
+    const r = runCli("generate", file("f32"), "-p", "Once upon a time", "-n", "16", "--temp", "0", "--ignore-eos", "--json", "-ctk", "f32", "-ctv", "f32");
     assert.is(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     const model = load(file("f32"));

@@ -86,6 +86,11 @@ export function prunedDeep(dir: string): { path: string; removed: number[] } {
 }
 
 /** Every file the cross-backend comparisons cover, by the name tolerances.ts uses. */
+/** The files the KV cache types are compared on: the two stories models (head size 8: F16 only) and an F32 synth file of head size 64 (Q8_0 too). */
+export function kvComparisonFiles(dir: string): Record<string, string> {
+  return { "stories260K": STORIES_260K(), "stories16L": STORIES_16L(), "synth-f32": synthFile(dir, "f32", WIDE_VOCAB_SHAPE(), "wide") };
+}
+
 export function comparisonFiles(dir: string): Record<string, string> {
   return {
     "stories260K-f32": STORIES_260K(),

@@ -1,4 +1,5 @@
-// Test oracle: native llama.cpp (through node-llama-cpp, CPU only, F32 KV cache unless asked, no flash attention)
+// Test oracle: native llama.cpp (through node-llama-cpp, CPU only, F32 KV cache unless asked, no flash attention
+// unless asked or a quantized V cache needs it)
 // evaluating exact token ids and returning greedy tokens and full next-token probability vectors, free-running or
 // teacher-forced at every position. It reports which ggml CPU backend it loaded, and EDGEPRUNE_LLAMA_CPU=<variant>
 // (haswell = AVX2, zen4, skylakex, icelake, sse42, x64, ...) forces one. Test support only, not a sampler.
@@ -12,12 +13,17 @@ export interface OracleOptions {
   threads?: number; // default 1
   contextSize?: number; // default 512; prompt + generated tokens must fit (context shift would change results)
   /** KV cache type (default F32); a quantized V cache needs llama.cpp's flash attention, which it then turns on */
-  kvType?: "F32" | "F16" | "Q8_0";
+  kvType?: KvType;
+  /** the V cache's type when it differs from kvType (the K cache's) */
+  kvTypeV?: KvType;
+  /** flash attention on or off (default: on exactly when the V cache is quantized, which needs it) */
+  flashAttention?: boolean;
 }
+type KvType = "F32" | "F16" | "Q8_0";
 
 const DEFAULT_THREADS = 1;
 const DEFAULT_CONTEXT_SIZE = 512;
-const GGML_TYPE: Record<NonNullable<OracleOptions["kvType"]>, number> = { F32: 0, F16: 1, Q8_0: 8 }; // ggml_type enum values
+const GGML_TYPE: Record<KvType, number> = { F32: 0, F16: 1, Q8_0: 8 }; // ggml_type enum values
 
 // Asks llama.cpp's sampler for the argmax token plus the softmax of the raw logits over the whole vocabulary.
 // temperature 0 selects node-llama-cpp's greedy chain (token bias, penalties, XTC, greedy): with none of
@@ -143,8 +149,9 @@ async function getContext(modelPath: string, opts: OracleOptions | undefined): P
   const contextSize = opts?.contextSize ?? DEFAULT_CONTEXT_SIZE;
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`oracle: threads must be a positive integer, got ${threads}`);
   if (!Number.isInteger(contextSize) || contextSize < 1) throw new Error(`oracle: contextSize must be a positive integer, got ${contextSize}`);
-  const kvType = opts?.kvType ?? "F32";
-  const key = `${path.resolve(modelPath)}\0${threads}\0${contextSize}\0${kvType}`;
+  const kvType = opts?.kvType ?? "F32", kvTypeV = opts?.kvTypeV ?? kvType;
+  const flash = opts?.flashAttention ?? kvTypeV === "Q8_0";
+  const key = `${path.resolve(modelPath)}\0${threads}\0${contextSize}\0${kvType}\0${kvTypeV}\0${flash}`;
   let cached = contexts.get(key);
   if (cached == null) {
     cached = (async () => {
@@ -154,13 +161,13 @@ async function getContext(modelPath: string, opts: OracleOptions | undefined): P
         threads,
         sequences: 1,
         // classic attention path (KQ, softmax and KQV in F32) unless the V cache is quantized, which needs flash attention
-        flashAttention: kvType === "Q8_0",
+        flashAttention: flash,
         experimentalKvCacheKeyType: kvType,
-        experimentalKvCacheValueType: kvType,
+        experimentalKvCacheValueType: kvTypeV,
       });
-      if (context.kvCacheKeyType !== GGML_TYPE[kvType] || context.kvCacheValueType !== GGML_TYPE[kvType]) {
+      if (context.kvCacheKeyType !== GGML_TYPE[kvType] || context.kvCacheValueType !== GGML_TYPE[kvTypeV] || context.flashAttention !== flash) {
         await context.dispose();
-        throw new Error(`oracle: expected a ${kvType} KV cache, got K=${context.kvCacheKeyType} V=${context.kvCacheValueType}`);
+        throw new Error(`oracle: expected a ${kvType}/${kvTypeV} KV cache (flash attention ${flash}), got K=${context.kvCacheKeyType} V=${context.kvCacheValueType} (${context.flashAttention})`);
       }
       return { context, sequence: context.getSequence() };
     })();

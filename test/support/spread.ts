@@ -3,16 +3,19 @@
 // variant (EDGEPRUNE_LLAMA_CPU), max |p_a - p_b| over every position and token. test/tolerances.ts quotes it.
 // A measuring tool, not a test:
 //
-//   node dist/test/support/spread.js [--variants zen4,haswell,skylakex,sse42] [--families] [--out spread.json]
+//   node dist/test/support/spread.js [--variants zen4,haswell,skylakex,sse42] [--families | --kv-files]
+//     [--kv f32|f16|q8_0] [--only name,name] [--out spread.json]
 //
-// --families measures the per-family synthetic files (test/support/families.ts) instead of the default set.
+// --families measures the per-family synthetic files (test/support/families.ts) instead of the default set;
+// --kv-files the KV-cache comparison files; --kv sets the KV cache type on both sides (default f32); --only
+// keeps the named files.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Model } from "../../src/model/model.js";
-import { comparisonFiles, teacherSequence } from "./fixtures.js";
+import { comparisonFiles, kvComparisonFiles, teacherSequence } from "./fixtures.js";
 import { familyComparisonFiles } from "./families.js";
 import { compareDistributions, ourTeacherForced } from "./compare.js";
 import { arrangeCpuBackend, disposeOracle, llamaCppBackend, llamaCppTeacherForced } from "./llamacpp.js";
@@ -33,11 +36,13 @@ function readProbs(path: string, positions: number): Float32Array[] {
   return Array.from({ length: positions }, (_, i) => all.slice(i * n, (i + 1) * n));
 }
 
+type Kv = "f32" | "f16" | "q8_0";
+
 /** child mode: one backend, every file, probabilities to <dir>/<variant>-<name>.f32 */
-async function child(dir: string, files: Record<string, string>): Promise<void> {
+async function child(dir: string, files: Record<string, string>, kv: Kv): Promise<void> {
   for (const [name, path] of Object.entries(files)) {
     const model = Model.load(new Uint8Array(readFileSync(path)));
-    const probs = await llamaCppTeacherForced(path, teacherSequence(model.tokenizer));
+    const probs = await llamaCppTeacherForced(path, teacherSequence(model.tokenizer), { kvType: kv.toUpperCase() as "F32" | "F16" | "Q8_0" });
     writeProbs(join(dir, `${process.env.EDGEPRUNE_LLAMA_CPU ?? "auto"}-${name}.f32`), probs);
   }
   console.log(llamaCppBackend());
@@ -47,18 +52,21 @@ async function child(dir: string, files: Record<string, string>): Promise<void> 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const opt = (flag: string, dflt: string) => { const i = args.indexOf(flag); return i >= 0 ? args[i + 1] : dflt; };
+  const kv = opt("--kv", "f32") as Kv;
   if (args[0] === "--child") {
     const dir = args[1];
-    await child(dir, JSON.parse(readFileSync(join(dir, "files.json"), "utf8")));
+    await child(dir, JSON.parse(readFileSync(join(dir, "files.json"), "utf8")), kv);
     return;
   }
   const variants = opt("--variants", "zen4,icelake,skylakex,haswell,sse42").split(",");
   const dir = mkdtempSync(join(tmpdir(), "edgeprune-spread-"));
-  const files = args.includes("--families") ? familyComparisonFiles(dir) : comparisonFiles(dir);
+  let files = args.includes("--families") ? familyComparisonFiles(dir) : args.includes("--kv-files") ? kvComparisonFiles(dir) : comparisonFiles(dir);
+  const only = opt("--only", "");
+  if (only) files = Object.fromEntries(Object.entries(files).filter(([n]) => only.split(",").includes(n)));
   writeFileSync(join(dir, "files.json"), JSON.stringify(files));
   const loaded: string[] = [];
   for (const v of variants) {
-    const r = spawnSync(process.execPath, [self, "--child", dir], { env: { ...process.env, EDGEPRUNE_LLAMA_CPU: v }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [self, "--child", dir, "--kv", kv], { env: { ...process.env, EDGEPRUNE_LLAMA_CPU: v }, encoding: "utf8" });
     if (r.status !== 0) { console.error(`${v}: not usable here (${(r.stderr || "").trim().split("\n").pop()})`); continue; }
     const got = r.stdout.trim().split("\n").pop();
     if (got !== v) { console.error(`${v}: llama.cpp loaded ${got} instead; skipped`); continue; }
@@ -68,12 +76,12 @@ async function main(): Promise<void> {
   delete process.env.EDGEPRUNE_LLAMA_CPU;
   arrangeCpuBackend();
   const report: Record<string, { backends: Record<string, number>; ours: Record<string, number> }> = {};
-  console.log(`CPU: ${cpus()[0]?.model}; backends: ${loaded.join(", ")}`);
+  console.log(`CPU: ${cpus()[0]?.model}; backends: ${loaded.join(", ")}; KV cache ${kv}`);
   console.log("file | max |Δp| between backends (pair) | ours vs each backend");
   for (const [name, path] of Object.entries(files)) {
     const model = Model.load(new Uint8Array(readFileSync(path)));
     const seq = teacherSequence(model.tokenizer);
-    const ours = ourTeacherForced(model, seq);
+    const ours = ourTeacherForced(model, seq, 0, undefined, { cacheTypeK: kv, cacheTypeV: kv });
     const probs = Object.fromEntries(loaded.map((v) => [v, readProbs(join(dir, `${v}-${name}.f32`), seq.length)]));
     const backends: Record<string, number> = {}, vsOurs: Record<string, number> = {};
     for (let i = 0; i < loaded.length; i++) {
