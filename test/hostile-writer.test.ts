@@ -102,6 +102,12 @@ test("a SIGKILL's temp file stays (nothing can run), and the next write to the s
   await exited;
   const left = temps(dir);
   assert.is(left.length, 1, "the killed run's temp file");
+  // on Node 20 the writer is the CLI's relaxed-SIMD re-run, a child of the killed process: it dies with its parent
+  // (as soon as its synchronous work yields or its next chunk is written), so wait for the pid the name carries
+  const writer = Number(/\.(\d+)\.[0-9a-f]{12}\.edgeprune-tmp$/.exec(left[0])![1]);
+  const alive = () => { try { process.kill(writer, 0); return true; } catch { return false; } };
+  for (let i = 0; i < 500 && alive(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.not.ok(alive(), `the writer ${writer} outlived its killed parent by 5 s`);
   // an unrelated hidden file is never touched, nor a temp file of a process that still runs
   fs.writeFileSync(path.join(dir, ".big.gguf.notes"), "mine");
   fs.writeFileSync(path.join(dir, `.big.gguf.${process.pid}.0123456789ab.edgeprune-tmp`), "a live writer's");

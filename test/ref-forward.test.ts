@@ -214,7 +214,7 @@ test("loading plans the memory a default context needs: it never grows afterward
     model.createContext();
     assert.is(model.memoryBytes, planned, `${path}: memory grew from ${planned} to ${model.memoryBytes}`);
     const used = model.rt.mark() - base;
-    const plan = planBytes(readGgufHeader(bytes), model.config);
+    const plan = planBytes(readGgufHeader(bytes), model.config, F32_CACHE);
     assert.ok(used <= plan && used >= 0.95 * plan, `${path}: ${used} bytes used of ${plan} planned`);
   }
 });

@@ -19,6 +19,7 @@ import { Ajv } from "ajv";
 import { embedTokens } from "../src/embedding.js";
 import { fallbackTranscript } from "../src/server/chat.js";
 import { greedyText, localModel, metric, serve, type ServerProcess } from "./server-support.js";
+import { defaultSimdBuild } from "../src/wasm.js";
 
 const KEY = "load-test-key";
 const CLIENTS = 8;
@@ -50,7 +51,7 @@ async function memory(): Promise<{ rss: number; wasm: number; heapUsed: number; 
 }
 
 test(`${CLIENTS} clients, ${REQUESTS} requests: valid ones correct, invalid ones refused, memory flat, still healthy`, async () => {
-  s = await serve(["--ctx", "256", "--parallel", "2", "--queue", "64", "--api-key", KEY, "--quiet", "--embeddings"], { NODE_OPTIONS: "--expose-gc" });
+  s = await serve(["--ctx", "256", "--parallel", "2", "--queue", "64", "--api-key", KEY, "--quiet", "--embeddings"], { NODE_OPTIONS: "--expose-gc", EDGEPRUNE_SIMD: defaultSimdBuild() }); // this process's kernels: embeddings compared bit for bit
   const lm = localModel(), tok = lm.tokenizer;
   const embCtx = lm.createContext({ contextSize: 256 });
   const embeddings = new Map<string, number[]>();

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ByteSource } from "../gguf/reader.js";
 import { layoutGguf, type GgufWriteSpec } from "../gguf/writer.js";
+import { exitIfParentGone } from "./rerun.js";
 
 /** A ByteSource that reads a file on demand; close() when done. */
 export class FileSource implements ByteSource {
@@ -170,6 +171,7 @@ export async function writeFileAtomic(target: string, chunks: Iterable<Uint8Arra
   try {
     fh = await fs.promises.open(tmp, "wx");
     for await (const c of chunks) {
+      exitIfParentGone();
       let off = 0;
       while (off < c.length) off += (await fh.write(c, off, c.length - off)).bytesWritten;
       written += c.length;
@@ -199,6 +201,7 @@ export function writeFileAtomicSync(target: string, chunks: Iterable<Uint8Array>
   try {
     fd = fs.openSync(tmp, "wx");
     for (const c of chunks) {
+      exitIfParentGone();
       let off = 0;
       while (off < c.length) off += fs.writeSync(fd, c, off, c.length - off);
       written += c.length;
@@ -242,6 +245,7 @@ export function openTensorFile(target: string, spec: GgufWriteSpec, o: WriteOpti
   let fd: number | undefined = fs.openSync(tmp, "wx");
   const written = new Float64Array(spec.tensors.length);
   const put = (bytes: Uint8Array, pos: number) => {
+    exitIfParentGone();
     let off = 0;
     while (off < bytes.length) off += fs.writeSync(fd!, bytes, off, bytes.length - off, pos + off);
   };

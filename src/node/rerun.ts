@@ -79,7 +79,19 @@ export function rerunWithRelaxedSimd(): Promise<number | undefined> {
 export function exitWithParent(): void {
   const parent = process.ppid;
   if (parent <= 1) return;
-  setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, "SIGKILL"); }, 50).unref();
+  watchedParent = parent;
+  setInterval(exitIfParentGone, 50).unref();
+}
+
+let watchedParent = 0;
+
+/**
+ * In the re-run process: dies as a SIGKILL'd process would (no cleanup: the killed parent could not run any) once
+ * the parent is gone. The timer of exitWithParent cannot fire during synchronous work (synth, a GPTQ layer), so the
+ * file writers call this between chunks too.
+ */
+export function exitIfParentGone(): void {
+  if (watchedParent > 1 && process.ppid !== watchedParent) process.kill(process.pid, "SIGKILL");
 }
 
 /**
