@@ -9,6 +9,8 @@
 //
 //   npm run bench:peers                      (= node dist/bench/peers.js)
 //   node dist/bench/peers.js --shapes llama-250m --types q4_0 --threads 1 --rounds 3
+//   node dist/bench/peers.js --shapes llama-2-7b --types q4_0 --threads 1 --runtimes edgeprune,native \
+//     --no-other-builds --prune-layers 21,22,23,24,25,26,27,28,29      (ShortGPT's nine layers of Llama-2-7B)
 // Results are saved after every run. --resume continues the newest session of <out>/peers.json if it started less
 // than 3 hours ago (never mixing sessions); rows of configurations not re-measured keep their own session's date.
 import { spawnSync } from "node:child_process";
@@ -30,13 +32,17 @@ interface Flags {
   resume: boolean;
   wllamaThreads?: number[];
   timeoutS: number;
+  /** the layers the pruned variant removes (default: a quarter, from the second half) */
+  pruneLayers?: number[];
+  /** at 1 thread, also the SIMD128 build in Node and the relaxed build in Deno */
+  otherBuilds: boolean;
 }
 
 function parseFlags(argv: string[]): Flags {
   const f: Flags = {
     shapes: ["llama-250m", "tinyllama-1.1b"], types: ["q4_0", "q8_0"], threads: [1, 2],
     runtimes: ["edgeprune", "native", "wllama"], rounds: 3, dir: "models/synth", out: "docs/speed", prune: true,
-    resume: false, timeoutS: 1800,
+    resume: false, timeoutS: 1800, otherBuilds: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
@@ -48,6 +54,8 @@ function parseFlags(argv: string[]): Flags {
     else if (a === "--dir") f.dir = v();
     else if (a === "--out") f.out = v();
     else if (a === "--no-prune") f.prune = false;
+    else if (a === "--prune-layers") f.pruneLayers = v().split(",").map(Number);
+    else if (a === "--no-other-builds") f.otherBuilds = false;
     else if (a === "--resume") f.resume = true;
     else if (a === "--wllama-threads") f.wllamaThreads = v().split(",").map(Number);
     else if (a === "--timeout-s") f.timeoutS = Number(v());
@@ -127,8 +135,8 @@ function pruneLayers(nLayers: number): number[] {
   return Array.from({ length: k }, (_, i) => start + i);
 }
 
-function ensurePruned(file: string, nLayers: number): { file: string; removed: number[] } {
-  const removed = pruneLayers(nLayers);
+function ensurePruned(file: string, nLayers: number, layers?: number[]): { file: string; removed: number[] } {
+  const removed = layers ?? pruneLayers(nLayers);
   const out = file.replace(/\.gguf$/, `-pruned${removed.length}.gguf`);
   if (!fs.existsSync(out)) {
     process.stderr.write(`prune ${out}\n`);
@@ -155,6 +163,8 @@ interface Row {
   threads: number;
   /** "" for the model itself, "pruned" for a quarter of its layers removed */
   variant: "" | "pruned";
+  /** the pruned variant's removed layers */
+  removed?: number[];
   session: string;
   series: Record<string, Series>;
 }
@@ -262,12 +272,14 @@ async function main(): Promise<void> {
     const file = ensureModel(f.dir, shape, type);
     for (const threads of f.threads) {
       const kinds = f.runtimes.filter((k) => k !== "wllama" || !f.wllamaThreads || f.wllamaThreads.includes(threads));
-      if (threads === 1 && kinds.includes("edgeprune")) kinds.push("edgeprune-simd128", "edgeprune-deno");
+      if (threads === 1 && f.otherBuilds && kinds.includes("edgeprune")) kinds.push("edgeprune-simd128", "edgeprune-deno");
       jobs.push({ row: rowFor(shape, type, threads, ""), file, kinds });
     }
     if (f.prune) {
-      const p = ensurePruned(file, SYNTH_SHAPES[shape].nLayers);
-      jobs.push({ row: rowFor(shape, type, 1, "pruned"), file: p.file, kinds: ["edgeprune", "native"].filter((x) => f.runtimes.includes(x)) });
+      const p = ensurePruned(file, SYNTH_SHAPES[shape].nLayers, f.pruneLayers);
+      const row = rowFor(shape, type, 1, "pruned");
+      row.removed = p.removed;
+      jobs.push({ row, file: p.file, kinds: ["edgeprune", "native"].filter((x) => f.runtimes.includes(x)) });
     }
   }
   save();
@@ -303,7 +315,7 @@ async function main(): Promise<void> {
   const rows = saved.rows;
   const sessionOf = (id: string) => saved.sessions.find((x) => x.id === id);
   const pruned = rows.filter((r) => r.variant === "pruned").flatMap((p) => Object.keys(p.series).map((runtime) => {
-    const nLayers = SYNTH_SHAPES[p.shape].nLayers, removed = pruneLayers(nLayers);
+    const nLayers = SYNTH_SHAPES[p.shape].nLayers, removed = p.removed ?? pruneLayers(nLayers);
     // the dense figure from the same session's rounds only
     const dense = rows.find((r) => r.shape === p.shape && r.type === p.type && r.threads === 1 && r.variant === "" && r.session === p.session);
     const d = med(dense?.series[runtime], "decodeTokS"), q = med(p.series[runtime], "decodeTokS");
@@ -320,7 +332,7 @@ async function main(): Promise<void> {
     "pp = prefill tokens/s (128-token prompt), tg = decode tokens/s (128 greedy tokens); medians over interleaved rounds (each runtime once per round, rotated order, a fresh process each); ratios are edgeprune's figure over the peer's, from the same rounds. Threads are as each runtime reports them (⚠ where that differs from the row's).",
     "edgeprune runs its relaxed-SIMD build in Node 20 (with --experimental-wasm-relaxed-simd; Chrome, Deno and Node ≥ 22 select it by themselves); two columns are its SIMD128 build in Node and its relaxed build in Deno (the `deno` devDependency, a newer V8), at 1 thread.",
     "", table(rows), "",
-    "Pruned (a quarter of the layers removed; decode at 1 thread; dense and pruned from the same rounds):", "",
+    "Pruned (a quarter of the layers removed unless --prune-layers names them; decode at 1 thread; dense and pruned from the same rounds):", "",
     "| model | type | runtime | layers removed | dense tg | pruned tg | speed-up | L/(L−k) | target 0.9·L/(L−k) |",
     "|---|---|---|---|---|---|---|---|---|",
     ...pruned.map((p) => `| ${p.shape} | ${p.type.toUpperCase()} | ${p.runtime} | ${p.removed.join(",")} | ${fmt(p.d)} | ${fmt(p.q)} | ${fmt(p.speedup, 2)}× | ${fmt(p.ideal, 2)} | ${fmt(p.target, 2)} |`),
