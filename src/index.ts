@@ -3,10 +3,10 @@
 // src/node/, src/server/ and src/cli.ts, which this file does not import).
 import { generateSteps, type GeneratedToken, type GenerateOptions, type GenerateResult } from "./generate.js";
 import type { ContextOptions } from "./model/forward.js";
-import { Model, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+import { MAX_MODEL_BYTES, Model, type LoadOptions } from "./model/model.js";
 import { describeValue, isByteSource, locate, type ModelSource } from "./source.js";
 
-export { Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
+export { MAX_MODEL_BYTES, Model, planBytes, WASM32_LIMIT, type LoadOptions } from "./model/model.js";
 export type { ModelSource } from "./source.js";
 export { Context, type ContextOptions, type ForwardOptions, type LayerOptions, type LayerObserver, type LinearObserver, type LinearSite } from "./model/forward.js";
 export { configFromGguf, type LlamaConfig, type ModelConfig, type RopeConfig } from "./model/config.js";
@@ -40,7 +40,7 @@ export { relaxedSelfTest, type RelaxedSelfTest } from "./kernels/selftest.js";
 export { threadedRuntime, type ThreadedRuntime } from "./threads/pool.js";
 
 export interface ModelSourceOptions extends LoadOptions {
-  /** a URL's body may not be larger than this (default: WASM32_LIMIT, as no larger model fits in wasm memory) */
+  /** a URL's body or a Blob may not be larger than this (default: MAX_MODEL_BYTES, 32 GiB; larger models are sharded) */
   maxBytes?: number;
 }
 
@@ -53,7 +53,7 @@ export interface ModelSourceOptions extends LoadOptions {
  * Blob larger than `maxBytes` is refused before it is read.
  */
 export async function loadModel(source: ModelSource, opts: ModelSourceOptions = {}): Promise<Model> {
-  const max = opts.maxBytes ?? WASM32_LIMIT;
+  const max = opts.maxBytes ?? MAX_MODEL_BYTES;
   if (ArrayBuffer.isView(source)) return Model.load(new Uint8Array(source.buffer, source.byteOffset, source.byteLength), opts);
   if (source instanceof ArrayBuffer || (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer)) {
     return Model.load(new Uint8Array(source), opts);

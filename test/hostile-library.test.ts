@@ -1,6 +1,6 @@
 // loadModel against hostile or odd inputs (issue 18 item 8): any typed array or DataView is bytes; anything else is
-// refused in one short line that never quotes the value; a URL whose body never ends, or is larger than it says or
-// than maxBytes, is cut off there. The body comes from a server on 127.0.0.1.
+// refused in one short line that never quotes the value; a URL whose body never ends, or is larger than it says, than
+// its tensors or than maxBytes, is cut off there. The body comes from a server on 127.0.0.1.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
@@ -60,13 +60,17 @@ test("anything else is refused in one short line that does not quote the value",
   }
 });
 
-test("a URL whose body never ends stops at maxBytes; one that sends more than its Content-Length is cut there", async () => {
+test("a URL whose body never ends stops past its last tensor, or at maxBytes; one that sends more than its Content-Length is cut there", async () => {
   mode = "endless";
-  const maxBytes = 8 * 2 ** 20;
-  const e = await loadModel(`${base}/endless.gguf`, { maxBytes }).then(() => undefined, (err: Error) => err);
-  console.log(`  endless body: stopped with ${sent} bytes sent (maxBytes ${maxBytes}, the rest in socket buffers)`);
-  assert.match(String(e?.message), /the body is larger than 8388608 bytes \(loadModel's maxBytes\); stopped reading/);
-  assert.ok(sent < maxBytes + 8 * 2 ** 20, `${sent} bytes were sent`);
+  // the model's bytes, then zeros without end and no Content-Length: refused just past the last tensor
+  let e = await loadModel(`${base}/endless.gguf`).then(() => undefined, (err: Error) => err);
+  console.log(`  endless body: stopped with ${sent} bytes sent (the file is ${bytes.length}, the rest in socket buffers)`);
+  assert.match(String(e?.message), /endless\.gguf: the file has bytes after its last tensor/);
+  assert.ok(sent < bytes.length + 8 * 2 ** 20, `${sent} bytes were sent`);
+  // a maxBytes below the file's size stops the read there
+  const maxBytes = 512 * 1024;
+  e = await loadModel(`${base}/endless.gguf`, { maxBytes }).then(() => undefined, (err: Error) => err);
+  assert.match(String(e?.message), /the body is larger than 524288 bytes \(loadModel's maxBytes\); stopped reading/);
   mode = "overlong";
   // undici ends the body at its Content-Length; the model loads from exactly that many bytes
   const m = await loadModel(`${base}/overlong.gguf`, { contextSize: 64 });

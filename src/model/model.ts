@@ -15,7 +15,7 @@ import { checkShardBytes, defaultShardBytes, placementOf, planShards, ShardError
 /** the most of a stream of unknown length read while looking for the end of its header */
 const MAX_UNSIZED_HEADER = 256 << 20;
 
-export { WASM32_LIMIT } from "./shards.js";
+export { MAX_MODEL_BYTES, WASM32_LIMIT } from "./shards.js";
 
 export interface LoadOptions extends ContextOptions {
   /** name used in error messages (a file path, a URL) */
@@ -156,15 +156,18 @@ export class Model {
     };
     place(prefix);
     prefix = new Uint8Array(0);
-    // to the end of the stream: a source that caps its length (loadModel's maxBytes) says so there
-    while (!ended) {
+    // to the end of the stream, but no further than a few bytes past the last tensor: a body that goes on (an
+    // endless or padded one) is refused there rather than read to loadModel's maxBytes
+    const end = dataEnd(file);
+    while (!ended && pos <= end) {
       const r = await reader.read();
       if (r.done) break;
       place(r.value);
     }
+    if (pos > end) await reader.cancel().catch(() => undefined);
     const short = spans.find((s) => s.filled !== s.end - s.start);
     if (short) throw new Error(`${name}: the file ends at byte ${pos}, inside tensor "${short.name}" (bytes ${short.start}..${short.end})`);
-    if (pos > dataEnd(file)) throw new Error(`${name}: the file has ${pos - dataEnd(file)} bytes after its last tensor; its types or shapes do not match its data`);
+    if (pos > end) throw new Error(`${name}: the file has ${ended ? `${pos - end} bytes` : "bytes"} after its last tensor; its types or shapes do not match its data`);
     return model;
   }
 

@@ -12,6 +12,12 @@ import { expectedTensors, type Placement } from "./weights.js";
 export const WASM32_LIMIT = 4 * 1024 ** 3;
 
 /**
+ * The largest file loadModel fetches or pull downloads by default: a 13B model in F16 (26 GiB) with room to spare.
+ * Shards hold any size; this only bounds what a server can make us read.
+ */
+export const MAX_MODEL_BYTES = 32 * 1024 ** 3;
+
+/**
  * The most one shard is planned to hold by default: 256 MiB under the 4 GiB a memory can have, room for a few
  * more contexts than were planned (a server's slots, a tool's scratch) before a shard's memory is full.
  */

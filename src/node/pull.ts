@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { WASM32_LIMIT } from "../model/model.js";
+import { MAX_MODEL_BYTES } from "../model/model.js";
 
 export interface ManifestEntry {
   name: string;
@@ -148,8 +148,8 @@ export async function pull(spec: string, o: PullOptions = {}): Promise<PullResul
   return { path: final, bytes: size, sha256: got, verified: t.sha256 !== null, cached: false, resumedFrom };
 }
 
-/** No model edgeprune can run is larger: its weights must fit in wasm32's 4 GiB. Also the cap when no size is known. */
-export const MAX_DOWNLOAD_BYTES = WASM32_LIMIT;
+/** The largest download (loadModel's default maxBytes); also the cap when the server states no size. */
+export const MAX_DOWNLOAD_BYTES = MAX_MODEL_BYTES;
 
 /**
  * What a .part file was fetched from, kept beside it (NAME.part.json): a resume asks the server for the rest only
@@ -235,7 +235,7 @@ class Download {
     }
     const total = bytes ?? announced;
     if (total !== undefined && total > MAX_DOWNLOAD_BYTES) {
-      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than any model edgeprune can run (its weights must fit in 4 GiB of wasm memory); nothing was kept`, false);
+      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than the ${MAX_DOWNLOAD_BYTES} bytes pull accepts (MAX_MODEL_BYTES); nothing was kept`, false);
     }
     return total;
   }
