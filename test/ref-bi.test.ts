@@ -18,7 +18,7 @@ import { STORIES_16L, STORIES_260K } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { PPL_SCORE_VS_F64, SCORE_VS_F64 } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const text = readFileSync(TEXT, "utf8");
@@ -31,7 +31,7 @@ interface Case { name: string; path: string; model: Model; ref: RefLlama; window
 const files: [string, string][] = QUICK ? [["stories260K", STORIES_260K()]] : [["stories260K", STORIES_260K()], ["stories-deep-16L", STORIES_16L()]];
 const cases: Case[] = files.map(([name, path]) => {
   const bytes = new Uint8Array(readFileSync(path));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const windows = refCalibrationWindows((s) => model.tokenizer.encode(s, { addBos: true }), model.tokenizer.bosId, text, QUICK ? 128 : 512, QUICK ? 32 : 64);
   return { name, path, model, ref: RefLlama.fromGguf(bytes), windows };
 });
