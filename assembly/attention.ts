@@ -188,18 +188,18 @@ import { q8dot, xprep0, xprep1, xprep2, xprep3 } from "./matmul_q8";
  */
 export function attention_range(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
                                 nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32): void {
-  attention_ext(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1,
+  attention_f32(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1,
     <f32>1.0 / Mathf.sqrt(<f32>headSize), 0, 0);
 }
 
 /**
- * attention_range() with its options: scores are q.k * scale (q.k * (1/softcap), tanh, times softcap, then times
- * scale when softcap > 0: Gemma 2's capping as llama.cpp orders it), and with window > 0 query position p sees
- * only positions p - window < p0 <= p (sliding-window layers).
+ * attention_range() with its options, over F32 caches (attention_kv's F32/F32 path): scores are q.k * scale
+ * (q.k * (1/softcap), tanh, times softcap, then times scale when softcap > 0: Gemma 2's capping as llama.cpp orders
+ * it), and with window > 0 query position p sees only positions p - window < p0 <= p (sliding-window layers).
  */
-export function attention_ext(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
-                              nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32,
-                              scale: f32, window: i32, softcap: f32): void {
+function attention_f32(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
+                       nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32,
+                       scale: f32, window: i32, softcap: f32): void {
   const group = nHeads / nKvHeads;
   const kvRow = (<usize>nKvHeads * headSize) << 2;
   const headBytes = <usize>headSize << 2;
@@ -413,14 +413,15 @@ const T_Q8_0: i32 = 8;
 }
 
 /**
- * attention_ext() over caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0; Q8_0 needs headSize % 32 == 0)
- * with q in K's type (f32 rows, f16 bits, or block_q8_0 rows of nHeads·headSize values). Both F32 is attention_ext.
+ * Causal GQA for the kv heads g0 <= g < g1 over caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0; Q8_0
+ * needs headSize % 32 == 0) with q in K's type (f32 rows, f16 bits, or block_q8_0 rows of nHeads·headSize values):
+ * scores q.k * scale, soft-capped at softcap (0: none), over the last window positions (0: all), as attention_f32.
  */
 export function attention_kv(out: usize, q: usize, kCache: usize, vCache: usize, scores: usize,
                              nHeads: i32, nKvHeads: i32, headSize: i32, pos0: i32, t: i32, g0: i32, g1: i32,
                              scale: f32, window: i32, softcap: f32, kType: i32, vType: i32): void {
   if (kType == T_F32 && vType == T_F32) {
-    attention_ext(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1, scale, window, softcap);
+    attention_f32(out, q, kCache, vCache, scores, nHeads, nKvHeads, headSize, pos0, t, g0, g1, scale, window, softcap);
     return;
   }
   const group = nHeads / nKvHeads;

@@ -27,7 +27,7 @@ export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
 export { rope_norm, rope_neox, rope_ext } from "./rope";
 export { softmax, swiglu, add, argmax, sum_f32, scale, add_rows, softcap, hadamard } from "./elementwise";
 export { glu } from "./glu";
-export { attention, attention_range, attention_ext, attention_kv } from "./attention";
+export { attention, attention_range, attention_kv } from "./attention";
 export { exp_f32 } from "./math";
 export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update, gptq_cholesky, gptq_trinv_lower, gptq_linalg_scratch } from "./gptq";
 

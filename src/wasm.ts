@@ -102,13 +102,10 @@ export interface Kernels {
   /** attention for kv heads g0 <= g < g1 (and their query heads) only: one thread's share */
   attention_range(out: number, q: number, kCache: number, vCache: number, scores: number,
                   nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number): void;
-  /** attention_range with the scores' scale, a sliding window (0: none) and Gemma 2's soft-capping (0: none) */
-  attention_ext(out: number, q: number, kCache: number, vCache: number, scores: number,
-                nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number,
-                scale: number, window: number, softcap: number): void;
   /**
-   * attention_ext over K and V caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0), q in K's type (f32,
-   * f16 bits, block_q8_0 rows); what llama.cpp's CPU backend computes with those cache types (attention.ts)
+   * attention_range with the scores' scale, a sliding window (0: none) and Gemma 2's soft-capping (0: none), over K
+   * and V caches of ggml types kType and vType (0 F32, 1 F16, 8 Q8_0), q in K's type (f32, f16 bits, block_q8_0
+   * rows); what llama.cpp's CPU backend computes with those cache types (attention.ts)
    */
   attention_kv(out: number, q: number, kCache: number, vCache: number, scores: number,
                nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number, g0: number, g1: number,

@@ -22,7 +22,7 @@ import { CONVERT_VS_LLAMACPP } from "./tolerances.js";
 import { sharedPath } from "./support/paths.js";
 import { refGreedy } from "./support/ref-hf-llama.js";
 import { runCli } from "./support/cli.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-convert-"));
 
@@ -51,7 +51,7 @@ test("tinystories-656k (HF llama): llama.cpp's greedy tokens on our GGUF = edgep
   assert.is(kv("tokenizer.ggml.bos_token_id"), 1);
   assert.is(kv("tokenizer.ggml.add_bos_token"), true);
 
-  const model = Model.load(new Uint8Array(readFileSync(out)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(out)), STUDY_CACHE);
   const text = "Once upon a time, there was a little girl named";
   const prompt = model.tokenizer.encode(text);
   assert.equal(prompt, await llamaCppTokenize(out, text, true), "prompt tokens: ours vs llama.cpp");
@@ -79,7 +79,7 @@ test("tinystories-656k through the CLI as Q8_0: llama.cpp and edgeprune agree on
   const r = runCli("convert", sharedPath("models", "tinystories-656k"), "-o", out, "--type", "q8_0");
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stderr, /wrote .*llama, 20 tensors \((5 F32, 15 Q8_0|15 Q8_0, 5 F32)\)/);
-  const model = Model.load(new Uint8Array(readFileSync(out)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(out)), STUDY_CACHE);
   const prompt = model.tokenizer.encode("Once upon a time");
   const ours = generate(model.createContext({ contextSize: 64 }), model.tokenizer, prompt, { maxTokens: 8, temperature: 0, stopAtEos: false }).tokens;
   const theirs = (await llamaCppGreedy(out, prompt, 8)).tokens;
@@ -165,7 +165,7 @@ for (const family of ["llama", "qwen2", "qwen3", "gemma3", "phi3"] as Family[]) 
     // and edgeprune reads the converted file as llama.cpp does: teacher-forced probabilities at 32 positions
     const seq = [bos];
     for (let i = 1; i < 32; i++) seq.push((bos + 7919 * i) % 4096);
-    const model = Model.load(new Uint8Array(readFileSync(out)), F32_CACHE);
+    const model = Model.load(new Uint8Array(readFileSync(out)), STUDY_CACHE);
     const ours = ourTeacherForced(model, seq);
     const theirs = await llamaCppTeacherForced(out, seq);
     // random folders give nearly one-hot distributions, so compare log-probabilities (the logits' own differences)

@@ -9,7 +9,7 @@ import OpenAI from "openai";
 import { embedTokens, normalizeEmbedding } from "../src/embedding.js";
 import { Model } from "../src/model/model.js";
 import { defaultSimdBuild } from "../src/wasm.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 import { disposeOracle, llamaCppEmbedding } from "./support/llamacpp.js";
 import { sharedPath } from "./support/paths.js";
 import { localModel, MODEL, serve, type ServerProcess } from "./server-support.js";
@@ -36,7 +36,7 @@ for (const [name, file] of Object.entries(FILES)) {
     test(`${name}: last and mean pooling equal ${label}, normalized as llama-server`, async () => {
       const model = Model.load(new Uint8Array(readFileSync(file)), { contextSize: 256 });
       // batches of 8: the mean spans several; the cache type llama.cpp's side has (its embedding context: F16)
-      const ctx = model.createContext({ contextSize: 256, batchSize: 8, ...(kv === "F32" ? F32_CACHE : {}) });
+      const ctx = model.createContext({ contextSize: 256, batchSize: 8, ...(kv === "F32" ? STUDY_CACHE : {}) });
       const bound = EMBEDDING_VS_LLAMACPP[`${name}-${kv}` as keyof typeof EMBEDDING_VS_LLAMACPP].bound;
       let worstLast = 0, worstMean = 0, worstRaw = 0, kvTypes = "";
       for (const text of TEXTS) {

@@ -29,13 +29,13 @@ import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/
 import { runCli } from "./support/cli.js";
 import { sharedPath } from "./support/paths.js";
 import { familyF32Bound } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-family-commands-"));
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const FAMILIES = Object.keys(FAMILY_FIXTURES).filter((f) => f !== "phi3-long");
 const files = new Map(FAMILIES.map((f) => [f, familyFile(tmp, f, "f32")]));
-const load = (path: string | Uint8Array) => Model.load(typeof path === "string" ? new Uint8Array(readFileSync(path)) : path, { ...F32_CACHE, contextSize: FAMILY_CONTEXT });
+const load = (path: string | Uint8Array) => Model.load(typeof path === "string" ? new Uint8Array(readFileSync(path)) : path, { ...STUDY_CACHE, contextSize: FAMILY_CONTEXT });
 
 function calibWindows(model: Model): number[][] {
   const docs = splitDocuments(readFileSync(TEXT, "utf8")).slice(0, 20);

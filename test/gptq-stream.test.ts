@@ -11,25 +11,23 @@ import { WasmRuntime } from "../src/wasm.js";
 import { codecFor } from "../src/gptq/codec.js";
 import { gptqMatrix, prepareHessian, prepareHessianWasm } from "../src/gptq/gptq.js";
 import { quantizeGptq, relativeError, type GptqModelResult } from "../src/gptq/model.js";
-import { calibrationWindows } from "../src/data/documents.js";
 import { formatByName } from "../src/quant/formats.js";
 import { parseQuantRecipe, quantizeModel } from "../src/quant/quantize.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { ggufChunks } from "../src/gguf/writer.js";
 import { writeFileAtomicSync } from "../src/node/files.js";
 import { Model } from "../src/model/model.js";
-import { tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { resolveShape, synthModel } from "../src/commands/synth.js";
 import { quantizeGptqRerun } from "./support/gptq-rerun.js";
 import { disposeOracle, llamaCppTeacherForced } from "./support/llamacpp.js";
 import { compareDistributions, ourTeacherForced } from "./support/compare.js";
-import { teacherSequence } from "./support/fixtures.js";
+import { storiesWindows, teacherSequence } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { normal, rng } from "./support/util.js";
+import { correlatedInputs, gram, outputError } from "./support/gptq-inputs.js";
 
 const rt = WasmRuntime.create();
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-gptqs-"));
-const STORIES = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const fmt = (n: string) => formatByName(n)!;
 
 /** H = XᵀX + a little of everything, for x (t, n) with some columns always zero */
@@ -37,13 +35,7 @@ function spd(seed: number, n: number, t: number, deadEvery = 0): Float64Array {
   const rand = rng(seed);
   const x = normal(rand, t * n);
   if (deadEvery) for (let j = 0; j < t; j++) for (let i = 0; i < n; i += deadEvery) x[j * n + i] = 0;
-  const h = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let k = i; k < n; k++) {
-    let s = 0;
-    for (let j = 0; j < t; j++) s += x[j * n + i] * x[j * n + k];
-    h[i * n + k] = s; h[k * n + i] = s;
-  }
-  return h;
+  return gram(x, n, t);
 }
 
 test("prepareHessianWasm (gptq_cholesky, gptq_trinv_lower) gives prepareHessian's bits on odd sizes, with act-order and dead columns", () => {
@@ -88,39 +80,10 @@ test("GPTQ with H = I into Q5_0, Q4_K and Q6_K is round-to-nearest: llama.cpp's 
   }
 });
 
-/** A layer whose inputs are strongly correlated (a few latent factors plus noise), as real activations are. */
-function correlated(seed: number, rows: number, n: number, t: number) {
-  const rand = rng(seed);
-  const latent = 8;
-  const mix = normal(rand, latent * n), z = normal(rand, t * latent), noise = normal(rand, t * n, 0.1);
-  const x = new Float32Array(t * n);
-  for (let j = 0; j < t; j++) for (let i = 0; i < n; i++) {
-    let s = noise[j * n + i];
-    for (let l = 0; l < latent; l++) s += z[j * latent + l] * mix[l * n + i];
-    x[j * n + i] = s;
-  }
-  const h = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let k = i; k < n; k++) {
-    let s = 0;
-    for (let j = 0; j < t; j++) s += x[j * n + i] * x[j * n + k];
-    h[i * n + k] = s; h[k * n + i] = s;
-  }
-  return { w: normal(rand, rows * n, 0.05), x, h };
-}
-
-function outputError(w: Float32Array, wq: Float32Array, x: Float32Array, rows: number, n: number, t: number): number {
-  let num = 0, den = 0;
-  for (let j = 0; j < t; j++) for (let r = 0; r < rows; r++) {
-    let y = 0, yq = 0;
-    for (let i = 0; i < n; i++) { y += w[r * n + i] * x[j * n + i]; yq += wq[r * n + i] * x[j * n + i]; }
-    num += (y - yq) ** 2; den += y * y;
-  }
-  return Math.sqrt(num / den);
-}
-
 test("correlated layer: GPTQ into Q5_0, Q4_K, Q6_K beats RTN (in order and with act-order), and the blocks decode to what GPTQ used", () => {
   const rows = 32, n = 512, t = 384;
-  const { w, x, h } = correlated(15, rows, n, t);
+  const { w, x } = correlatedInputs(15, rows, n, t);
+  const h = gram(x, n, t);
   const lines: string[] = [];
   for (const name of ["Q5_0", "Q4_K", "Q6_K"]) for (const actOrder of [false, true]) {
     const f = fmt(name);
@@ -139,15 +102,10 @@ test("correlated layer: GPTQ into Q5_0, Q4_K, Q6_K beats RTN (in order and with 
   console.log(`    ${lines.join("\n    ")}`);
 });
 
-function windowsFor(bytes: Uint8Array, tokens: number): number[][] {
-  const file = readGgufHeader(bytes);
-  return calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), tokens, 512).windows;
-}
-
 test("layer-streaming GPTQ writes the re-running driver's bytes (stories-deep-16L Q4_0; stories260K Q4_1 group 64 act-order), in 16 + 64 layer passes", () => {
   for (const [model, type, opts] of [["stories-deep-16L", "Q4_0", {}], ["stories260K", "Q4_1", { group: 64, actOrder: true }]] as const) {
     const bytes = new Uint8Array(readFileSync(sharedPath(`models/${model}.gguf`)));
-    const file = readGgufHeader(bytes), windows = windowsFor(bytes, 512);
+    const file = readGgufHeader(bytes), windows = storiesWindows(file, 512, 512);
     let t0 = performance.now();
     const stream = quantizeGptq(file, bytesSource(bytes), windows, fmt(type), opts);
     const ts = performance.now() - t0;
@@ -181,7 +139,7 @@ function write(r: GptqModelResult | ReturnType<typeof quantizeModel>, name: stri
 test("GPTQ Q4_K_M of a 256-wide model: Q4_K/Q6_K blocks with lower calibration error than RTN in every layer; llama.cpp runs it with our distributions", async () => {
   const bytes = synth256();
   const file = readGgufHeader(bytes);
-  const windows = windowsFor(bytes, 512);
+  const windows = storiesWindows(file, 512, 512);
   const r = quantizeGptq(file, bytesSource(bytes), windows, parseQuantRecipe("q4_k_m"));
   const types = new Set(r.plan.map((p) => p.target.name));
   assert.ok(types.has("Q4_K") && types.has("Q6_K"), `types ${[...types]}`);

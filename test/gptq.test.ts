@@ -11,28 +11,27 @@ import * as R from "../src/gptq/reference.js";
 import { inverseCholeskyUpper } from "../src/gptq/linalg.js";
 import { codecFor } from "../src/gptq/codec.js";
 import { gptqMatrix, prepareHessian, quadraticForm } from "../src/gptq/gptq.js";
-import { calibrationWindows } from "../src/data/documents.js";
 import { quantizeGptq, relativeError } from "../src/gptq/model.js";
 import { formatByName } from "../src/quant/formats.js";
 import { quantizeModel } from "../src/quant/quantize.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { Model } from "../src/model/model.js";
 import { generate } from "../src/generate.js";
-import { tokenizerFromGguf } from "../src/tokenizer/index.js";
 import { configFromGguf } from "../src/model/config.js";
 import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/llamacpp.js";
 import { assertDistributionsAgree, assertGreedyAgrees, ourTeacherForced } from "./support/compare.js";
-import { gptqFile, teacherSequence } from "./support/fixtures.js";
+import { gptqFile, STORIES_TEXT, storiesWindows, teacherSequence } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { assertClose, normal, rng } from "./support/util.js";
+import { correlatedInputs, outputError } from "./support/gptq-inputs.js";
 import * as TOL from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const rt = WasmRuntime.create();
 const k = rt.k;
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-gptq-"));
-const STORIES = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
+const STORIES = STORIES_TEXT();
 const DEEP = sharedPath("models/stories-deep-16L.gguf");
 const Q4_0 = formatByName("Q4_0")!, Q4_1 = formatByName("Q4_1")!, Q8_0 = formatByName("Q8_0")!;
 
@@ -139,29 +138,10 @@ test("GPTQ with H = I is round-to-nearest: the same bytes as ggml's reference qu
   }
 });
 
-/** A layer whose inputs are strongly correlated (a few latent factors plus noise), as real activations are. */
+/** A layer whose inputs are strongly correlated (gptq-inputs.ts), H through the wasm kernel. */
 function correlatedLayer(seed: number, rows: number, n: number, t: number) {
-  const rand = rng(seed);
-  const latent = 8;
-  const mix = normal(rand, latent * n), z = normal(rand, t * latent), noise = normal(rand, t * n, 0.1);
-  const x = new Float32Array(t * n);
-  for (let j = 0; j < t; j++) for (let i = 0; i < n; i++) {
-    let s = noise[j * n + i];
-    for (let l = 0; l < latent; l++) s += z[j * latent + l] * mix[l * n + i];
-    x[j * n + i] = s;
-  }
-  return { w: normal(rand, rows * n, 0.05), x, h: hessian(x, n, t) };
-}
-
-/** ‖WX − ŴX‖ / ‖WX‖ computed directly from the inputs (not from H), in float64. */
-function outputError(w: Float32Array, wq: Float32Array, x: Float32Array, rows: number, n: number, t: number): number {
-  let num = 0, den = 0;
-  for (let j = 0; j < t; j++) for (let r = 0; r < rows; r++) {
-    let y = 0, yq = 0;
-    for (let i = 0; i < n; i++) { y += w[r * n + i] * x[j * n + i]; yq += wq[r * n + i] * x[j * n + i]; }
-    num += (y - yq) ** 2; den += y * y;
-  }
-  return Math.sqrt(num / den);
+  const { w, x } = correlatedInputs(seed, rows, n, t);
+  return { w, x, h: hessian(x, n, t) };
 }
 
 test("synthetic correlated layer: GPTQ's output error is below RTN's, and the bytes decode to what GPTQ used", () => {
@@ -217,7 +197,7 @@ test("a dead input column (always zero) gets zero weight and does not break the 
  * llama.cpp: teacher-forced probabilities within the file's measured bound, and 64 greedy tokens equal up to a tie.
  */
 async function agreesWithLlamaCpp(path: string, key: keyof typeof TOL.VS_LLAMACPP): Promise<string> {
-  const model = Model.load(new Uint8Array(readFileSync(path)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(path)), STUDY_CACHE);
   const seq = teacherSequence(model.tokenizer);
   const { bound } = TOL.VS_LLAMACPP[key];
   const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(path, seq), bound, key);
@@ -253,8 +233,7 @@ test("sequential RTN (method rtn) writes exactly the bytes of the plain RTN quan
   const path = sharedPath("models/stories260K.gguf");
   const bytes = new Uint8Array(readFileSync(path));
   const file = readGgufHeader(bytes);
-  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES, "utf8"), 256, 512, 128);
-  const r = quantizeGptq(file, bytesSource(bytes), cw.windows, Q4_0, { method: "rtn" });
+  const r = quantizeGptq(file, bytesSource(bytes), storiesWindows(file, 256, 512, 128), Q4_0, { method: "rtn" });
   const plain = quantizeModel(file, bytesSource(bytes), Q4_0);
   for (let i = 0; i < plain.plan.length; i++) assert.equal(Array.from(r.tensorData(i)), Array.from(plain.tensorData(i)), plain.plan[i].info.name);
   assert.ok(r.plan.some((p) => p.note?.includes("ffn_down")), "stories260K's 172-long ffn_down rows stay F32");

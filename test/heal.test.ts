@@ -19,7 +19,7 @@ import { runCli } from "./support/cli.js";
 import { familyFile } from "./support/families.js";
 import { normal, rng } from "./support/util.js";
 import { HEAL_FIT, VS_LLAMACPP } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-heal-"));
@@ -83,7 +83,7 @@ test("the fold Tᵀ·W gives (x·Wᵀ)·T", () => {
 });
 
 test("the streamed fit equals least squares on X and Y collected in float64 from the forward pass", () => {
-  const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())), STUDY_CACHE);
   const docs = splitDocuments(readFileSync(TEXT, "utf8")).slice(0, 60);
   const windows = tokenWindows(tokenizeDocuments(model.tokenizer, docs), 96, 96 * 20, model.tokenizer.bosId);
   const fit = fitLstsq(model, windows, [2, 3]); // one run, layers 2–3, folded into layer 1
@@ -146,7 +146,7 @@ test("prune --remove 4 --heal lstsq on stories-deep-16L: same tensors, lower hel
   assert.ok(k1 < k0, `healed KLD ${k1} is not below ${k0}`);
   console.log(`    held-out KLD from the dense model: ${k0.toFixed(4)} removed, ${k1.toFixed(4)} removed and healed`);
 
-  const model = Model.load(new Uint8Array(readFileSync(healed)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(healed)), STUDY_CACHE);
   const seq = teacherSequence(model.tokenizer, 64);
   // the healed file is an F32 12-layer 16L like the pruned one, so it shares that file's bound
   const { bound } = VS_LLAMACPP["stories16L-pruned-12L"];

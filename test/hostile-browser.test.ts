@@ -4,44 +4,33 @@
 // simulated with Chromium's --host-resolver-rules) is refused by the Host check. Everything on 127.0.0.1.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import * as fs from "node:fs";
 import * as http from "node:http";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { chromium, type BrowserContext } from "playwright-core";
 import { greedyText, metric, serve, type ServerProcess } from "./server-support.js";
+import { launchChromium, type Chromium } from "./support/chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PROMPT = "Once upon a time";
 const servers: ServerProcess[] = [];
 let page: http.Server;
 let pageOrigin = "";
-let browser: BrowserContext | undefined;
-const profile = fs.mkdtempSync(path.join(tmpdir(), "edgeprune-chromium-hostile-"));
+let chromium: Chromium | undefined;
 
 test.before(async () => {
   // the attacker's page: any origin other than the server's own (here another port on 127.0.0.1)
   page = http.createServer((_req, res) => { res.writeHead(200, { "Content-Type": "text/html" }).end("<!doctype html><title>elsewhere</title><p>a page on another origin</p>"); });
   await new Promise<void>((r) => page.listen(0, "127.0.0.1", r));
   pageOrigin = `http://127.0.0.1:${(page.address() as { port: number }).port}`;
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing`);
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-      "--host-resolver-rules=MAP rebind.attacker.test 127.0.0.1"],
-  });
+  chromium = await launchChromium("hostile", ["--host-resolver-rules=MAP rebind.attacker.test 127.0.0.1"]);
 });
 test.after(async () => {
-  await browser?.close();
+  await chromium?.close();
   await Promise.all(servers.map((s) => s.kill()));
   page.closeAllConnections();
   page.close();
-  fs.rmSync(profile, { recursive: true, force: true });
 });
 
 /** What the page's three attempts got back (status, or the network error a blocked fetch gives). */
 async function attack(serverUrl: string): Promise<Record<string, string>> {
-  const tab = await browser!.newPage();
+  const tab = await chromium!.context.newPage();
   try {
     await tab.goto(`${pageOrigin}/`);
     return await tab.evaluate(async ({ url, prompt }) => {
@@ -96,7 +85,7 @@ test("with --cors naming the page's origin: its CORS fetch gets the greedy text;
 test("DNS rebinding: a page at a name that resolves to 127.0.0.1 is refused by the Host check", async () => {
   const s = await serve(["--ctx", "256", "--quiet", "--warmup", "0", "--cors", "*"]);
   servers.push(s);
-  const tab = await browser!.newPage();
+  const tab = await chromium!.context.newPage();
   try {
     const r = await tab.goto(`http://rebind.attacker.test:${s.port}/v1/models`);
     assert.is(r?.status(), 403);

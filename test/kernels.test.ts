@@ -511,7 +511,7 @@ test("attention matches the reference (causal, grouped-query), also split by kv-
   });
 });
 
-test("attention_ext: a given scale, sliding windows and soft-capping match the reference; the defaults are attention()", () => {
+test("attention_kv over F32 caches: a given scale, sliding windows and soft-capping match the reference; the defaults are attention()", () => {
   const rand = rng(73);
   const shapes: [number, number, number, number, number][] = [
     [1, 1, 3, 0, 7], [4, 2, 31, 9, 7], [6, 1, 33, 40, 3], [8, 4, 8, 250, 6], [2, 1, 69, 17, 5], [4, 4, 16, 0, 37],
@@ -521,20 +521,20 @@ test("attention_ext: a given scale, sliding windows and soft-capping match the r
     const q = normal(rand, t * nHeads * headSize, 2), kc = normal(rand, np * kvDim, 2), vc = normal(rand, np * kvDim);
     const out = f32Out(t * nHeads * headSize);
     const qp = put(q), kp = put(kc), vp = put(vc), sp = rt.alloc(attentionScratch(nHeads, nKvHeads, np));
-    k.attention_ext(out, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap);
+    k.attention_kv(out, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap, 0, 0);
     const e = new Float32Array(t * nHeads * headSize);
     R.attention(e, q, kc, vc, nHeads, nKvHeads, headSize, pos0, t, { scale, window, softcap: cap });
-    const label = `attention_ext h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t} scale=${scale} window=${window} cap=${cap}`;
-    assertClose(readF32(out, e.length), e, TOL.kernelTol("attention_ext"), label);
+    const label = `attention_kv_f32 h=${nHeads}/${nKvHeads} hs=${headSize} pos0=${pos0} t=${t} scale=${scale} window=${window} cap=${cap}`;
+    assertClose(readF32(out, e.length), e, TOL.kernelTol("attention_kv_f32"), label);
     if (window === 0 && cap === 0 && scale === 1 / Math.sqrt(headSize)) {
       const out2 = f32Out(e.length);
       k.attention(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t);
-      assertClose(readF32(out2, e.length), readF32(out, e.length), { atol: 0, rtol: 1e-7 }, `${label}: attention() is attention_ext with 1/sqrt(headSize)`);
+      assertClose(readF32(out2, e.length), readF32(out, e.length), { atol: 0, rtol: 1e-7 }, `${label}: attention() is attention_kv with F32 caches and 1/sqrt(headSize)`);
     }
   });
 });
 
-test("attention_kv: f16 and q8_0 K and V caches (every pairing) match the reference; F32/F32 is attention_ext; split by kv heads", () => {
+test("attention_kv: f16 and q8_0 K and V caches (every pairing) match the reference; split by kv heads", () => {
   const rand = rng(74);
   const TYPES: [R.KvType, number][] = [["F32", 0], ["F16", 1], ["Q8_0", 8]];
   // odd head counts, positions and windows; q8_0 needs whole blocks per head (32, 64, 96)
@@ -573,11 +573,6 @@ test("attention_kv: f16 and q8_0 K and V caches (every pairing) match the refere
           flipped++;
           assert.ok(d <= 2 ** -11 * maxAbs(vf), `${label}: head row ${h} is ${d} away, more than one f16 step of one weight`);
         }
-      }
-      if (kt === "F32" && vt === "F32") {
-        const out2 = f32Out(e.length);
-        k.attention_ext(out2, qp, kp, vp, sp, nHeads, nKvHeads, headSize, pos0, t, 0, nKvHeads, scale, window, cap);
-        assert.equal(readF32(out2, e.length), readF32(out, e.length), `${label}: attention_ext`);
       }
       if (nKvHeads > 1) {
         const out2 = f32Out(e.length), mid = nKvHeads >> 1;

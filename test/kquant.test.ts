@@ -14,13 +14,13 @@ import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./support/
 import { assertDistributionsAgree, assertGreedyAgrees, ourTeacherForced } from "./support/compare.js";
 import { synthFile, teacherSequence, WIDE_VOCAB_SHAPE } from "./support/fixtures.js";
 import { VS_LLAMACPP } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "edgeprune-kquant-"));
 const N = 32;
 
 async function agree(path: string, key: keyof typeof VS_LLAMACPP): Promise<string> {
-  const model = Model.load(new Uint8Array(readFileSync(path)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(path)), STUDY_CACHE);
   const seq = teacherSequence(model.tokenizer);
   const { bound } = VS_LLAMACPP[key];
   const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(path, seq), bound, key);
@@ -52,7 +52,7 @@ test("synth Q4_K_M: teacher-forced probabilities and greedy tokens agree with ll
 test("synth Q8_0 / Q4_0 / F16 (a 32000-token vocabulary, GQA): teacher-forced probabilities and greedy tokens agree with llama.cpp's", async () => {
   for (const type of ["q8_0", "q4_0", "f16"] as const) {
     const path = synthFile(tmp, type, WIDE_VOCAB_SHAPE(), "wide");
-    const model = Model.load(new Uint8Array(readFileSync(path)), F32_CACHE);
+    const model = Model.load(new Uint8Array(readFileSync(path)), STUDY_CACHE);
     assert.is(model.config.vocabSize, 32000);
     console.log(`    ${type}: ${await agree(path, `synth-${type}`)}`);
   }

@@ -18,7 +18,7 @@ import { sharedPath } from "./support/paths.js";
 import { assertDistributionsAgree, assertGreedyAgrees, ourTeacherForced, smallestTop2Gap } from "./support/compare.js";
 import { quantizedStories, teacherSequence, STORIES_16L } from "./support/fixtures.js";
 import { VS_LLAMACPP } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const MODEL = sharedPath("models/stories260K.gguf");
 const bytes = new Uint8Array(readFileSync(MODEL));
@@ -35,7 +35,7 @@ function greedy(model: Model, prompt: number[], n: number): number[] {
 const F32 = VS_LLAMACPP["stories260K-f32"].bound;
 
 test("stories260K F32: greedy 64 tokens equal llama.cpp's token for token, every step decisive", async () => {
-  const ours = greedy(Model.load(bytes, F32_CACHE), PROMPT, N);
+  const ours = greedy(Model.load(bytes, STUDY_CACHE), PROMPT, N);
   const ref = await llamaCppGreedy(MODEL, PROMPT, N);
   assert.equal(ours, ref.tokens);
   const gap = smallestTop2Gap(ref.probs);
@@ -43,7 +43,7 @@ test("stories260K F32: greedy 64 tokens equal llama.cpp's token for token, every
 });
 
 async function teacherForced(path: string, key: keyof typeof VS_LLAMACPP, minDecisive?: number): Promise<string> {
-  const model = Model.load(new Uint8Array(readFileSync(path)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(path)), STUDY_CACHE);
   const seq = teacherSequence(model.tokenizer);
   const { bound } = VS_LLAMACPP[key];
   const c = assertDistributionsAgree(ourTeacherForced(model, seq), await llamaCppTeacherForced(path, seq), bound, key, minDecisive);
@@ -63,7 +63,7 @@ for (const type of ["q8_0", "q4_0"] as const) {
     const path = quantizedStories(tmp, type);
     const key = `stories260K-${type}` as const;
     const tf = await teacherForced(path, key);
-    const ours = greedy(Model.load(new Uint8Array(readFileSync(path)), F32_CACHE), PROMPT, N);
+    const ours = greedy(Model.load(new Uint8Array(readFileSync(path)), STUDY_CACHE), PROMPT, N);
     const ref = await llamaCppGreedy(path, PROMPT, N);
     const how = assertGreedyAgrees(ours, ref.tokens, ref.probs, VS_LLAMACPP[key].bound, type);
     console.log(`    ${type}: ${tf}; greedy ${how}`);
@@ -71,7 +71,7 @@ for (const type of ["q8_0", "q4_0"] as const) {
 }
 
 test("the forward pass exposes each layer's residual stream in, between halves, and out", () => {
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const c = model.config;
   const ins: Float32Array[] = [];
   const outs: Float32Array[] = [];
@@ -94,12 +94,12 @@ test("the forward pass exposes each layer's residual stream in, between halves, 
 });
 
 test("skipping layer i gives the same logits as a model file without layer i", () => {
-  const dense = Model.load(bytes, F32_CACHE);
+  const dense = Model.load(bytes, STUDY_CACHE);
   const file = readGgufHeader(bytes);
   for (let i = 0; i < dense.config.nLayers; i++) {
     const skipped = dense.createContext().eval(PROMPT, { skipLayers: new Set([i]) });
     const { spec, tensorData } = removeLayers(file, bytesSource(bytes), { layers: [i] });
-    const pruned = Model.load(writeGgufBytes(spec, tensorData), F32_CACHE);
+    const pruned = Model.load(writeGgufBytes(spec, tensorData), STUDY_CACHE);
     assert.is(pruned.config.nLayers, dense.config.nLayers - 1);
     const logits = pruned.createContext().eval(PROMPT);
     assert.equal(Array.from(logits), Array.from(skipped), `layer ${i}`);
@@ -109,7 +109,7 @@ test("skipping layer i gives the same logits as a model file without layer i", (
 });
 
 test("eval writes into opts.out when given (the decode loop's one logits array) and refuses one too short", () => {
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const n = model.config.vocabSize;
   const fresh = model.createContext().eval(PROMPT, { logits: "all" });
   const ctx = model.createContext();
@@ -127,7 +127,7 @@ test("eval writes into opts.out when given (the decode loop's one logits array) 
 });
 
 test("generateStream reuses pooled KV caches: repeated calls give the same text and allocate nothing new", async () => {
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const run = async () => {
     let text = "";
     for await (const t of generateStream(model, "Once upon a time", { maxTokens: 16, temperature: 0 })) text += t.text;

@@ -24,7 +24,7 @@ import { RefLlama } from "./support/ref-forward.js";
 import { refOrder, refScores } from "./support/ref-bi.js";
 import { SCORE_VS_F64 } from "./tolerances.js";
 import { runCli } from "./support/cli.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const STORIES = sharedPath("models/stories260K.gguf");
 const DEEP = sharedPath("models/stories-deep-16L.gguf");
@@ -50,7 +50,7 @@ function withIdentityLayer(l: number): Uint8Array {
 
 test("a layer with f(x) = 0 has Block Influence 0, is removed first, and the pruned model equals the dense one", () => {
   const bytes = withIdentityLayer(3);
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const windows = calibWindows(model);
   const bi = blockInfluence(collectLayerStats(model, windows));
   assert.ok(Math.abs(bi[3]) < 1e-6, `BI of the identity layer is ${bi[3]}`);
@@ -59,7 +59,7 @@ test("a layer with f(x) = 0 has Block Influence 0, is removed first, and the pru
   assert.equal(chosen, [{ layer: 3, part: "layer" }]);
 
   const { spec, tensorData } = removeLayers(readGgufHeader(bytes), bytesSource(bytes), { layers: [3] });
-  const pruned = Model.load(writeGgufBytes(spec, tensorData), F32_CACHE);
+  const pruned = Model.load(writeGgufBytes(spec, tensorData), STUDY_CACHE);
   const a = pruned.createContext().eval(PROMPT);
   const b = model.createContext().eval(PROMPT, { skipLayers: new Set([3]) });
   const c = model.createContext().eval(PROMPT);
@@ -75,15 +75,15 @@ test("sub-block removal with halves dropped (--edgeprune-only) is recorded in th
   const g = readGgufHeader(out);
   assert.is(g.tensors.length, f.tensors.length - 5 - 4);
   assert.ok(!g.tensors.some((t) => t.name.startsWith("blk.1.attn_")));
-  const pruned = Model.load(out, F32_CACHE);
+  const pruned = Model.load(out, STUDY_CACHE);
   assert.equal([...pruned.config.removedAttention], [1]);
   assert.equal([...pruned.config.removedFfn], [3]);
-  const dense = Model.load(bytes, F32_CACHE);
+  const dense = Model.load(bytes, STUDY_CACHE);
   const want = dense.createContext().eval(PROMPT, { skipAttention: new Set([1]), skipFfn: new Set([3]) });
   assert.equal(Array.from(pruned.createContext().eval(PROMPT)), Array.from(want));
   // pruning a pruned file keeps the records, renumbered
   const again = removeLayers(g, bytesSource(out), { layers: [0], halves: "drop" });
-  const twice = Model.load(writeGgufBytes(again.spec, again.tensorData), F32_CACHE);
+  const twice = Model.load(writeGgufBytes(again.spec, again.tensorData), STUDY_CACHE);
   assert.equal([...twice.config.removedAttention], [0]);
   assert.equal([...twice.config.removedFfn], [2]);
 });
@@ -95,11 +95,11 @@ test("sub-block removal by default keeps the half as an identity: llama.cpp runs
   assert.match(r.stderr, /identities/);
   const g = readGgufHeader(new Uint8Array(readFileSync(out)));
   assert.is(g.tensors.length, readGgufHeader(new Uint8Array(readFileSync(STORIES))).tensors.length, "every tensor is kept");
-  const pruned = Model.load(new Uint8Array(readFileSync(out)), F32_CACHE);
+  const pruned = Model.load(new Uint8Array(readFileSync(out)), STUDY_CACHE);
   assert.equal([...pruned.config.removedAttention], [1]);
   assert.equal([...pruned.config.removedFfn], [3]);
   assert.is(pruned.weights.layers[1].attnQ, undefined, "the removed half is not loaded");
-  const dense = Model.load(new Uint8Array(readFileSync(STORIES)), F32_CACHE);
+  const dense = Model.load(new Uint8Array(readFileSync(STORIES)), STUDY_CACHE);
   const ours = generate(dense.createContext({ contextSize: 256 }), dense.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false });
   const skipped = dense.createContext({ contextSize: 256 });
   const want = generate(pruned.createContext({ contextSize: 256 }), pruned.tokenizer, PROMPT, { maxTokens: 64, temperature: 0, stopAtEos: false }).tokens;
@@ -113,12 +113,12 @@ test("sub-block removal by default keeps the half as an identity: llama.cpp runs
   assert.is(r2.status, 0, r2.stderr);
   assert.match(r2.stderr, /llama\.cpp cannot load this file/);
   assert.ok(readFileSync(only).length < readFileSync(out).length);
-  assert.equal(Array.from(Model.load(new Uint8Array(readFileSync(only)), F32_CACHE).createContext().eval(PROMPT)), Array.from(pruned.createContext().eval(PROMPT)));
+  assert.equal(Array.from(Model.load(new Uint8Array(readFileSync(only)), STUDY_CACHE).createContext().eval(PROMPT)), Array.from(pruned.createContext().eval(PROMPT)));
 });
 
 test("sublayer scores cover both halves and are the float64 reference's; the removal order is the reference's", () => {
   const bytes = new Uint8Array(readFileSync(STORIES));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const windows = calibWindows(model);
   const r = rankUnits("bi", { model, windows, granularity: "sublayer" });
   const ref = refScores(RefLlama.fromGguf(bytes), "bi", { windows, granularity: "sublayer" });
@@ -140,7 +140,7 @@ test("4 of 16 layers removed by BI: under 80% of the size, and llama.cpp agrees 
   const size = readFileSync(out).length;
   const original = readFileSync(DEEP).length;
   assert.ok(size < 0.8 * original, `${size} is not under 80% of ${original}`);
-  const model = Model.load(new Uint8Array(readFileSync(out)), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(out)), STUDY_CACHE);
   assert.is(model.config.nLayers, 12);
   const { bound } = VS_LLAMACPP["stories16L-pruned-12L"];
   const seq = teacherSequence(model.tokenizer);

@@ -25,7 +25,7 @@ import { quantizedStories, STORIES_260K, teacherSequence } from "./support/fixtu
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { KLD_VS_LLAMACPP } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const TASK = "tasks/tinystories-endings.jsonl";
@@ -124,8 +124,8 @@ test("kld of stories260K without layer 3 from the whole model equals the KLD of 
   const pruned = join(tmp, "260k-no3.gguf");
   const cut = removeLayers(readGgufHeader(bytes), bytesSource(bytes), { layers: [3] });
   writeFileAtomicSync(pruned, ggufChunks(cut.spec, cut.tensorData));
-  const base = Model.load(bytes, { ...F32_CACHE, name: "whole" });
-  const cand = Model.load(new Uint8Array(readFileSync(pruned)), { ...F32_CACHE, name: "pruned" });
+  const base = Model.load(bytes, { ...STUDY_CACHE, name: "whole" });
+  const cand = Model.load(new Uint8Array(readFileSync(pruned)), { ...STUDY_CACHE, name: "pruned" });
   const window = teacherSequence(base.tokenizer, 64);
   const ours = kldModels(base, cand, window, { contextSize: 64 }).summary;
   // positions 32 … 62 predict tokens 33 … 63 (the second half of the window, as llama-perplexity scores it)

@@ -18,7 +18,7 @@ import { STORIES_16L, STORIES_260K } from "./support/fixtures.js";
 import { sharedPath } from "./support/paths.js";
 import { runCli } from "./support/cli.js";
 import { PPL_SCORE_VS_F64, SCORE_VS_F64 } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const TEXT = sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const text = readFileSync(TEXT, "utf8");
@@ -31,7 +31,7 @@ interface Case { name: string; path: string; model: Model; ref: RefLlama; window
 const files: [string, string][] = QUICK ? [["stories260K", STORIES_260K()]] : [["stories260K", STORIES_260K()], ["stories-deep-16L", STORIES_16L()]];
 const cases: Case[] = files.map(([name, path]) => {
   const bytes = new Uint8Array(readFileSync(path));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const windows = refCalibrationWindows((s) => model.tokenizer.encode(s, { addBos: true }), model.tokenizer.bosId, text, QUICK ? 128 : 512, QUICK ? 32 : 64);
   return { name, path, model, ref: RefLlama.fromGguf(bytes), windows };
 });
@@ -200,11 +200,11 @@ if (!QUICK) test("bi --json: the CLI's per-layer scores (BOS excluded by default
 if (!QUICK) test("prune --remove 4 on stories-deep-16L removes exactly the reference's four lowest-BI layers", () => {
   const c = cases[1];
   const out = join(tmp, "deep-12L.gguf");
-  const r = runCli("prune", c.path, "--remove", "4", "--calib", TEXT, "--tokens", "2048", "-o", out);
+  // the windows of the tests above (512 tokens in windows of 64, BOS not counted), so that the reference's
+  // statistics are the ones already computed
+  const r = runCli("prune", c.path, "--remove", "4", "--calib", TEXT, "--tokens", "512", "--window", "64", "-o", out);
   assert.is(r.status, 0, r.stderr);
-  // the CLI's defaults: windows of 128, BOS not counted
-  const windows = refCalibrationWindows((s) => c.model.tokenizer.encode(s, { addBos: true }), c.model.tokenizer.bosId, text, 2048, 128);
-  const bi = refScores(c.ref, "bi", { windows }).scores;
+  const bi = refStatScores(refStats(c, false), "bi", refUnits(16, "layer"));
   const order = refOrder(bi);
   const lowest = order.slice(0, 4).sort((a, b) => a - b);
   const margin = bi[order[4]] - bi[order[3]];

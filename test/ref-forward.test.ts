@@ -9,13 +9,12 @@ import { Model, planBytes } from "../src/model/model.js";
 import { bytesSource, readGgufHeader } from "../src/gguf/reader.js";
 import { writeGgufBytes } from "../src/gguf/writer.js";
 import { parseQuantType, quantizeModel } from "../src/quant/quantize.js";
-import type { LinearSite } from "../src/model/forward.js";
+import { STUDY_CACHE, type LinearSite } from "../src/model/forward.js";
 import { RefLlama, refTeacherForced, type RefSkip } from "./support/ref-forward.js";
 import { STORIES_16L, STORIES_260K, teacherSequence } from "./support/fixtures.js";
 import { ourTeacherForced } from "./support/compare.js";
 import { sharedPath } from "./support/paths.js";
 import { PROB_VS_F64, Q_PROB_VS_F64, STREAM_VS_F64 } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
 
 const files = { stories260K: STORIES_260K(), "stories-deep-16L": STORIES_16L() };
 
@@ -53,7 +52,7 @@ function layerOutputs(model: Model, ref: RefLlama, tokens: number[], skip: RefSk
 for (const [name, path] of Object.entries(files)) {
   test(`${name} F32: teacher-forced probabilities and every layer's output agree with the float64 forward`, () => {
     const bytes = new Uint8Array(readFileSync(path));
-    const model = Model.load(bytes, F32_CACHE);
+    const model = Model.load(bytes, STUDY_CACHE);
     const ref = RefLlama.fromGguf(bytes);
     const seq = teacherSequence(model.tokenizer);
     const { diff, pos } = maxProbDiff(ourTeacherForced(model, seq), refTeacherForced(ref, seq));
@@ -68,7 +67,7 @@ for (const [name, path] of Object.entries(files)) {
 
 test("prefill cut into batches of 24, then decode token by token over the KV cache, gives the reference's distributions", () => {
   const bytes = new Uint8Array(readFileSync(STORIES_260K()));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const ref = RefLlama.fromGguf(bytes);
   const seq = model.tokenizer.encode(readFileSync(sharedPath("data/tinystories/tinystories-validation-first1000.txt"), "utf8").slice(0, 2000), { addBos: true }).slice(0, 90);
   assert.is(seq.length, 90);
@@ -94,7 +93,7 @@ test("prefill cut into batches of 24, then decode token by token over the KV cac
 
 test("skipped layers and halves: our outputs equal the float64 forward without them", () => {
   const bytes = new Uint8Array(readFileSync(STORIES_16L()));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const ref = RefLlama.fromGguf(bytes);
   const seq = teacherSequence(model.tokenizer, 48);
   const skip: RefSkip = { layers: new Set([2, 9]), attention: new Set([4, 15]), ffn: new Set([0, 11]) };
@@ -117,7 +116,7 @@ test("skipped layers and halves: our outputs equal the float64 forward without t
 
 test("the linear observer sees every site's input in order, and stopAfterLayer stops after that layer", () => {
   const bytes = new Uint8Array(readFileSync(STORIES_16L()));
-  const model = Model.load(bytes, F32_CACHE);
+  const model = Model.load(bytes, STUDY_CACHE);
   const ref = RefLlama.fromGguf(bytes);
   const seq = teacherSequence(model.tokenizer, 32);
   const ours: { l: number; site: LinearSite; x: Float32Array; n: number }[] = [];
@@ -138,7 +137,7 @@ for (const type of ["q8_0", "q4_0"]) {
     const dense = new Uint8Array(readFileSync(STORIES_16L()));
     const { spec, tensorData } = quantizeModel(readGgufHeader(dense), bytesSource(dense), parseQuantType(type));
     const bytes = writeGgufBytes(spec, tensorData);
-    const model = Model.load(bytes, F32_CACHE);
+    const model = Model.load(bytes, STUDY_CACHE);
     const seq = teacherSequence(model.tokenizer);
     const ours = ourTeacherForced(model, seq);
     // the reference dequantizes the same blocks and computes exactly: the difference is our activations' Q8 rounding
@@ -152,10 +151,10 @@ for (const type of ["q8_0", "q4_0"]) {
 }
 
 test("contexts: sizes, refusals, reset and truncate (a truncated cache continues as a fresh one would)", () => {
-  const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())), F32_CACHE);
+  const model = Model.load(new Uint8Array(readFileSync(STORIES_260K())), STUDY_CACHE);
   const v = model.config.vocabSize;
   assert.is(model.createContext().contextSize, 2048);
-  assert.is(Model.load(new Uint8Array(readFileSync(STORIES_16L())), F32_CACHE).createContext().contextSize, 512, "the model's context length when under 2048");
+  assert.is(Model.load(new Uint8Array(readFileSync(STORIES_16L())), STUDY_CACHE).createContext().contextSize, 512, "the model's context length when under 2048");
   assert.is(model.createContext({ contextSize: 1, batchSize: 1 }).eval([1]).length, v, "one token of context works");
   assert.is(model.createContext({ contextSize: 16, batchSize: 64 }).batchSize, 16);
   assert.is(model.createContext({ contextSize: 100 }).batchSize, 64);
@@ -208,13 +207,13 @@ test("contexts: sizes, refusals, reset and truncate (a truncated cache continues
 test("loading plans the memory a default context needs: it never grows afterwards, and the plan is not padded", () => {
   for (const path of [STORIES_260K(), STORIES_16L()]) {
     const bytes = new Uint8Array(readFileSync(path));
-    const model = Model.load(bytes, F32_CACHE);
+    const model = Model.load(bytes, STUDY_CACHE);
     const planned = model.memoryBytes;
     const base = model.rt.k.heap_base();
     model.createContext();
     assert.is(model.memoryBytes, planned, `${path}: memory grew from ${planned} to ${model.memoryBytes}`);
     const used = model.rt.mark() - base;
-    const plan = planBytes(readGgufHeader(bytes), model.config, F32_CACHE);
+    const plan = planBytes(readGgufHeader(bytes), model.config, STUDY_CACHE);
     assert.ok(used <= plan && used >= 0.95 * plan, `${path}: ${used} bytes used of ${plan} planned`);
   }
 });

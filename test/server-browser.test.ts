@@ -5,21 +5,18 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { chromium, type BrowserContext } from "playwright-core";
 import { fallbackTranscript } from "../src/server/chat.js";
 import { greedyText, serve, type ServerProcess } from "./server-support.js";
+import { launchChromium, type Chromium } from "./support/chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const OPENAI = path.resolve("node_modules/openai");
 const KEY = "browser-key";
 const PROMPT = "Once upon a time";
 const servers: ServerProcess[] = [];
 let page: http.Server;
 let pageOrigin = "";
-let browser: BrowserContext | undefined;
-const profile = fs.mkdtempSync(path.join(tmpdir(), "edgeprune-chromium-cors-"));
+let chromium: Chromium | undefined;
 
 test.before(async () => {
   // the page's own origin serves an empty page and the openai package's ESM files
@@ -33,23 +30,18 @@ test.before(async () => {
   });
   await new Promise<void>((r) => page.listen(0, "127.0.0.1", r));
   pageOrigin = `http://127.0.0.1:${(page.address() as { port: number }).port}`;
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing`);
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  chromium = await launchChromium("cors");
 });
 test.after(async () => {
-  await browser?.close();
+  await chromium?.close();
   await Promise.all(servers.map((s) => s.kill()));
   page.closeAllConnections();
   page.close();
-  fs.rmSync(profile, { recursive: true, force: true });
 });
 
 /** In a page at pageOrigin: a completion, a streamed chat, and a completion with logprobs, through the openai client. */
 async function fromPage(serverUrl: string): Promise<{ completion: string; chat: string; logprobs: number; error?: string }> {
-  const tab = await browser!.newPage();
+  const tab = await chromium!.context.newPage();
   try {
     await tab.goto(`${pageOrigin}/`);
     return await tab.evaluate(async ({ url, key, prompt }) => {

@@ -17,7 +17,7 @@ import { withChatTemplate } from "./support/crafted.js";
 import { refLogProb, RefLlama } from "./support/ref-forward.js";
 import { greedyText, localModel, MODEL, serve, type ServerProcess } from "./server-support.js";
 import { PROB_VS_F64 } from "./tolerances.js";
-import { F32_CACHE } from "./support/compare.js";
+import { STUDY_CACHE } from "../src/model/forward.js";
 
 const PROMPT = "Once upon a time";
 const servers: ServerProcess[] = [];
@@ -40,17 +40,17 @@ const prob = (lp: number) => Math.exp(lp);
 /** The library's sampled continuation with the server's defaults (what a seeded request must give). */
 function sampled(prompt: number[], maxTokens: number, seed: number, temperature = 1): string {
   const m = localModel();
-  return generate(m.createContext({ contextSize: 512, ...F32_CACHE }), m.tokenizer, prompt, { maxTokens, temperature, seed, topK: SAMPLER_DEFAULTS.topK, topP: SAMPLER_DEFAULTS.topP, minP: SAMPLER_DEFAULTS.minP }).text;
+  return generate(m.createContext({ contextSize: 512, ...STUDY_CACHE }), m.tokenizer, prompt, { maxTokens, temperature, seed, topK: SAMPLER_DEFAULTS.topK, topP: SAMPLER_DEFAULTS.topP, minP: SAMPLER_DEFAULTS.minP }).text;
 }
 
 test("logprobs: completions (with echo) and chat give the float64 reference's log-probabilities, in OpenAI's shapes", async () => {
   const tok = localModel().tokenizer;
   const r = await main.client.completions.create({ model: "m", prompt: PROMPT, max_tokens: 8, temperature: 0, logprobs: 3, echo: true });
   const c = r.choices[0];
-  assert.is(c.text, PROMPT + greedyText(PROMPT, 8, F32_CACHE).text);
+  assert.is(c.text, PROMPT + greedyText(PROMPT, 8, STUDY_CACHE).text);
   const lp = c.logprobs!;
   const ids = tok.encode(PROMPT, { addBos: true });
-  const all = [...ids, ...greedyText(PROMPT, 8, F32_CACHE).tokens];
+  const all = [...ids, ...greedyText(PROMPT, 8, STUDY_CACHE).tokens];
   // every token but BOS, each with its text and offset into the echoed text
   assert.is(lp.tokens!.length, all.length - 1);
   assert.is(lp.tokens!.join("").trimStart(), c.text);
@@ -153,7 +153,7 @@ test("chat with the GGUF's chat template (Llama 2's): the prompt is the rendered
   const eosAt = ids.indexOf(tok.eosId);
   assert.ok(eosAt > 0 && ids[eosAt + 1] === tok.bosId, "</s><s> inside the prompt are tokens");
   const m = localModel();
-  const want = generate(m.createContext({ contextSize: 512, ...F32_CACHE }), m.tokenizer, ids, { maxTokens: 24, temperature: 0 });
+  const want = generate(m.createContext({ contextSize: 512, ...STUDY_CACHE }), m.tokenizer, ids, { maxTokens: 24, temperature: 0 });
   const r = await client.chat.completions.create({ model: "m", messages, max_tokens: 24, temperature: 0 });
   assert.is(r.usage!.prompt_tokens, ids.length);
   assert.is(r.choices[0].message.content, want.text);
@@ -174,7 +174,7 @@ test("prompt cache: a request sharing a prefix reuses it (cached_tokens) and giv
   assert.ok(lcp > 150, `shared prefix ${lcp} tokens`);
   assert.is(reused.choices[0].text, fresh.choices[0].text);
   const m = localModel();
-  assert.is(reused.choices[0].text, generate(m.createContext({ contextSize: 512, ...F32_CACHE }), tok, tok.encode(again, { addBos: true }), { maxTokens: 16, temperature: 0 }).text);
+  assert.is(reused.choices[0].text, generate(m.createContext({ contextSize: 512, ...STUDY_CACHE }), tok, tok.encode(again, { addBos: true }), { maxTokens: 16, temperature: 0 }).text);
 });
 
 test("--parallel 4: four concurrent greedy requests give each the tokens it gets alone, and run at the same time", async () => {
@@ -188,7 +188,7 @@ test("--parallel 4: four concurrent greedy requests give each the tokens it gets
     spans[i] = [firstAt, performance.now()];
     return text;
   }));
-  texts.forEach((t, i) => assert.is(t, greedyText(prompts[i], 96, F32_CACHE).text, prompts[i]));
+  texts.forEach((t, i) => assert.is(t, greedyText(prompts[i], 96, STUDY_CACHE).text, prompts[i]));
   // every one had its first token before any of them finished: they were generated together
   const lastStart = Math.max(...spans.map((s) => s[0])), firstEnd = Math.min(...spans.map((s) => s[1]));
   assert.ok(lastStart < firstEnd, "the four generations overlapped");

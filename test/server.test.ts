@@ -191,7 +191,7 @@ test("invalid requests get 400 with an OpenAI error body", async () => {
 });
 
 test("--api-key: 401 without it on every route but /health", async () => {
-  const s = await server(["--ctx", "128", "--api-key", "sekret", "--quiet"]);
+  const s = await server(["--ctx", "128", "--api-key", "sekret", "--quiet", "--warmup", "0"]);
   assert.is((await fetch(`${s.url}/health`)).status, 200);
   for (const [method, p] of [["GET", "/v1/models"], ["GET", "/metrics"], ["POST", "/v1/completions"], ["POST", "/v1/chat/completions"]]) {
     const r = await fetch(`${s.url}${p}`, { method, body: method === "POST" ? "{}" : undefined });
@@ -208,7 +208,7 @@ test("--api-key: 401 without it on every route but /health", async () => {
 });
 
 test("bounded queue: 429 past it; a client that disconnects cancels its generation", async () => {
-  const s = await server(["--ctx", "512", "--parallel", "1", "--queue", "1", "--quiet"]);
+  const s = await server(["--ctx", "512", "--parallel", "1", "--queue", "1", "--quiet", "--warmup", "0"]);
   const long = { prompt: PROMPT, max_tokens: 500, temperature: 0, stream: true };
   const ac = new AbortController();
   const first = await post(`${s.url}/v1/completions`, long, {}).then((r) => r);
@@ -259,7 +259,7 @@ test("chat templates: a GGUF's tokenizer.chat_template is rendered with Jinja (i
 test("/health is 503 while the model loads, then 200", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const srv = await startServer({ model: async () => { await gate; return localModel(); }, port: 0, modelId: "gated" });
+  const srv = await startServer({ model: async () => { await gate; return localModel(); }, port: 0, modelId: "gated", warmup: 0 });
   try {
     const h = await fetch(`${srv.url}/health`);
     assert.is(h.status, 503);
@@ -276,7 +276,7 @@ test("/health is 503 while the model loads, then 200", async () => {
 });
 
 test("SIGTERM: in-flight requests finish, queued ones get 503, the process exits 0", async () => {
-  const s = await server(["--ctx", "512", "--parallel", "1", "--quiet"]);
+  const s = await server(["--ctx", "512", "--parallel", "1", "--quiet", "--warmup", "0"]);
   const first = await post(`${s.url}/v1/completions`, { prompt: PROMPT, max_tokens: 480, temperature: 0, stream: true });
   const reader = first.body!.getReader();
   await reader.read();
@@ -294,7 +294,7 @@ test("SIGTERM: in-flight requests finish, queued ones get 503, the process exits
 });
 
 test("SIGTERM with --grace 0: in-flight streams end with an error event, the process exits 0", async () => {
-  const s = await server(["--ctx", "512", "--parallel", "1", "--quiet", "--grace", "0"]);
+  const s = await server(["--ctx", "512", "--parallel", "1", "--quiet", "--grace", "0", "--warmup", "0"]);
   const first = await post(`${s.url}/v1/completions`, { prompt: PROMPT, max_tokens: 480, temperature: 0, stream: true });
   const reader = first.body!.getReader();
   await reader.read();

@@ -8,17 +8,16 @@ import * as assert from "uvu/assert";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { loadModel, generateStream, generate } from "../src/index.js";
 import { localModel, MODEL } from "./server-support.js";
 import { snippets, type Snippet } from "./support/snippets.js";
+import { launchChromium, type Chromium } from "./support/chromium.js";
 
 const ROOT = process.cwd();
 const OUT = path.resolve("test-output/snippets");
-const CHROMIUM = "/usr/bin/chromium";
 const PROMPT = "Once upon a time";
 
 /** The greedy continuation of the prompt with n new tokens (what every snippet must print). */
@@ -63,8 +62,7 @@ const named = (name: string) => docs.filter((s) => s.name === name);
 const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json", ".gguf": "application/octet-stream" };
 let server: http.Server;
 let base = "";
-let browser: BrowserContext | undefined;
-const profile = fs.mkdtempSync(path.join(tmpdir(), "edgeprune-chromium-snippets-"));
+let chromium: Chromium | undefined;
 
 test.before(async () => {
   server = http.createServer((req, res) => {
@@ -84,23 +82,18 @@ test.before(async () => {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing`);
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  chromium = await launchChromium("snippets");
 });
 
 test.after(async () => {
-  await browser?.close();
+  await chromium?.close();
   server?.closeAllConnections();
   server?.close();
-  fs.rmSync(profile, { recursive: true, force: true });
 });
 
 /** Open a page and collect its console and errors. */
 async function open(url: string): Promise<{ page: Page; logs: string[]; errors: string[] }> {
-  const page = await browser!.newPage();
+  const page = await chromium!.context.newPage();
   const logs: string[] = [], errors: string[] = [];
   page.on("console", (m) => (m.type() === "error" ? errors : logs).push(m.text()));
   page.on("pageerror", (e) => errors.push(e.message));

@@ -140,7 +140,8 @@ function scratchWidths(c: ModelConfig) {
 /**
  * The cache the tools that study a model use (Block Influence and the other metrics, healing, the layer stream of
  * GPTQ and BI, the studies' evaluations): F32, so that their figures are the float64 references' up to float32
- * noise whatever the serving default; a calibration window's cache is small.
+ * noise whatever the serving default; a calibration window's cache is small. The tests that compare at F32
+ * tightness (against the float64 references, or llama.cpp with its F32 cache) ask for it too.
  */
 export const STUDY_CACHE = { cacheTypeK: "f32", cacheTypeV: "f32" } as const satisfies Pick<ContextOptions, "cacheTypeK" | "cacheTypeV">;
 

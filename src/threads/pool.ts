@@ -159,8 +159,8 @@ export class ThreadPool {
 
   /**
    * attention_kv() split by kv heads; scores holds `size` stretches of scoresStride bytes, one per thread. scale,
-   * window and softcap as attention_ext (1/sqrt(headSize), 0, 0 for plain causal attention), the cache types as
-   * attention_kv (ggml type ids, F32 by default).
+   * window, softcap and the cache types as attention_kv (1/sqrt(headSize), 0, 0 for plain causal attention; ggml
+   * type ids, F32 by default).
    */
   attention(out: number, q: number, kCache: number, vCache: number, scores: number, scoresStride: number,
             nHeads: number, nKvHeads: number, headSize: number, pos0: number, t: number,

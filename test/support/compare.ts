@@ -3,10 +3,7 @@
 // every position and token, and argmax agreement wherever llama.cpp's top two candidates are further apart than
 // that bound (closer is a tie that another backend may break the other way). Test support only.
 import type { Model } from "../../src/model/model.js";
-import type { ContextOptions } from "../../src/model/forward.js";
-
-/** An F32 KV cache, the oracle's default (llamacpp.ts kvType): comparisons at F32 tightness ask for it. */
-export const F32_CACHE = { cacheTypeK: "f32", cacheTypeV: "f32" } as const satisfies ContextOptions;
+import { STUDY_CACHE, type ContextOptions } from "../../src/model/forward.js";
 
 /** Softmax in float64 of one row of logits, as float32 (what llama.cpp's addon hands back). */
 export function softmaxRow(logits: ArrayLike<number>, offset = 0, n = logits.length): Float32Array {
@@ -22,7 +19,7 @@ export function softmaxRow(logits: ArrayLike<number>, offset = 0, n = logits.len
 
 /** Our distribution after each prefix tokens[0..i] (i ≥ from), from one batched evaluation (an F32 KV cache unless `kv` says). */
 export function ourTeacherForced(model: Model, tokens: number[], from = 0, contextSize = Math.max(tokens.length, 16),
-                                 kv: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = F32_CACHE): Float32Array[] {
+                                 kv: Pick<ContextOptions, "cacheTypeK" | "cacheTypeV"> = STUDY_CACHE): Float32Array[] {
   const ctx = model.createContext({ contextSize, ...kv });
   const logits = ctx.eval(tokens, { logits: "all" });
   const v = model.config.vocabSize;

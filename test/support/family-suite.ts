@@ -17,13 +17,13 @@ import { disposeOracle, llamaCppGreedy, llamaCppTeacherForced } from "./llamacpp
 import { runCli } from "./cli.js";
 import { sharedPath } from "./paths.js";
 import { familyF32Bound, FAMILY_QUANT_VS_LLAMACPP } from "../tolerances.js";
-import { F32_CACHE } from "./compare.js";
+import { STUDY_CACHE } from "../../src/model/forward.js";
 
 const TEXT = () => sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 const N = 64;
 
 export function load(path: string): Model {
-  return Model.load(new Uint8Array(readFileSync(path)), { ...F32_CACHE, contextSize: FAMILY_CONTEXT });
+  return Model.load(new Uint8Array(readFileSync(path)), { ...STUDY_CACHE, contextSize: FAMILY_CONTEXT });
 }
 
 export function greedy(model: Model, prompt: number[], n = N): number[] {

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bytesSource, readGgufHeader } from "../../src/gguf/reader.js";
+import type { GgufFile } from "../../src/gguf/types.js";
 import { ggufChunks } from "../../src/gguf/writer.js";
 import { writeFileAtomicSync } from "../../src/node/files.js";
 import { parseQuantType, quantizeModel } from "../../src/quant/quantize.js";
@@ -61,13 +62,17 @@ export function synthFile(dir: string, type: SynthType, shape = KQUANT_SHAPE(), 
 
 export const STORIES_TEXT = () => sharedPath("data/tinystories/tinystories-validation-first1000.txt");
 
+/** The CLI's calibration windows (`--calib` the TinyStories file, `--tokens` tokens) for the model in file. */
+export function storiesWindows(file: GgufFile, tokens: number, contextLength: number, maxWindow?: number): number[][] {
+  return calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES_TEXT(), "utf8"), tokens, contextLength, maxWindow).windows;
+}
+
 /** GPTQ of a model on 512 calibration tokens of the first 800 stories (what gptq.test.ts runs), written to dir. */
 export function gptqFile(dir: string, model: string, type: "Q4_0" | "Q8_0" | "Q4_1", opts: GptqModelOptions = {}): { path: string; result: GptqModelResult } {
   const bytes = new Uint8Array(readFileSync(model));
   const file = readGgufHeader(bytes);
   const config = configFromGguf(file, model);
-  const cw = calibrationWindows(tokenizerFromGguf(file.kv), readFileSync(STORIES_TEXT(), "utf8"), 512, Math.min(512, config.trainContext));
-  const result = quantizeGptq(file, bytesSource(bytes), cw.windows, formatByName(type)!, opts);
+  const result = quantizeGptq(file, bytesSource(bytes), storiesWindows(file, 512, Math.min(512, config.trainContext)), formatByName(type)!, opts);
   const path = join(dir, `${model.split("/").pop()!.replace(/\.gguf$/, "")}-gptq-${type}${opts.group ? `-g${opts.group}` : ""}${opts.actOrder ? "-act" : ""}.gguf`);
   writeFileAtomicSync(path, ggufChunks(result.spec, result.tensorData));
   return { path, result };

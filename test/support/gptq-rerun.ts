@@ -5,9 +5,8 @@
 import { bytesSource, type ByteSource } from "../../src/gguf/reader.js";
 import type { GgufFile } from "../../src/gguf/types.js";
 import { writeGgufBytes, type GgufWriteSpec } from "../../src/gguf/writer.js";
-import type { Context, LinearSite } from "../../src/model/forward.js";
+import { STUDY_CACHE, type Context, type LinearSite } from "../../src/model/forward.js";
 import { Model } from "../../src/model/model.js";
-import { F32_CACHE } from "./compare.js";
 import type { LayerWeights, Tensor } from "../../src/model/weights.js";
 import { formatByName, type QuantFormat } from "../../src/quant/formats.js";
 import { convertTensor, quantizedKv } from "../../src/quant/quantize.js";
@@ -56,7 +55,7 @@ export function quantizeGptqRerun(file: GgufFile, src: ByteSource, windows: numb
   }
 
   const errors: TensorError[] = [];
-  const ctx = model.createContext({ contextSize, batchSize: 64, ...F32_CACHE }); // as the layer stream (STUDY_CACHE)
+  const ctx = model.createContext({ contextSize, batchSize: 64, ...STUDY_CACHE }); // as the layer stream (STUDY_CACHE)
   const total = c.nLayers * SITES.length;
   let done = 0;
   for (let l = 0; l < c.nLayers; l++) {
