@@ -29,6 +29,15 @@ export const Q8_0X_BYTES: i32 = 40;
  * and `q >> 12` each meet their activations in one i32x4.dot_i16x8_s, every product scaled by exactly 256.
  */
 export const Q8_0W_BYTES: i32 = 72; // q8x_d, q8x_s and q8x_q find its parts too (its i16 blocks are 64 bytes each)
+/**
+ * bytes per block of a group of four tokens in the Q8_0T layout (the relaxed build's prefill activations of Q4_0
+ * weights): block_q8_0's numbers for tokens 4g .. 4g + 3, per group nb f32x4 scales d (lane m = token m), nb
+ * i32x4 sums, then per block 128 int8 in eight 16-byte chunks. Chunk r < 4 holds in lane m (bytes 4m .. 4m + 3)
+ * token m's elements 4·((m + r) & 3) .. + 3, chunk 4 + r the same of elements 16 + 4·((m + r) & 3): a block_q4_0's
+ * low (high) nibbles rotated by r lanes meet all four tokens in one dot, and the eight dots of a block sum in i16
+ * lanes to each token's Σu·x without moving a lane across tokens. A group is 4·nb·40 bytes, four Q8_0X rows' worth.
+ */
+export const Q8_0T_BYTES: i32 = 160;
 /** bytes of block_q4_0 (f16 d + 16 bytes of nibbles) */
 export const Q4_0_BYTES: i32 = 18;
 /** bytes of block_q4_1 (f16 d, f16 m + 16 bytes of nibbles) */

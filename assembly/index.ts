@@ -16,7 +16,7 @@ export function init_tables(): void {
   fill_gelu_table();
 }
 
-export { quantize_q8_0, quantize_q8_0x, quantize_q8_0w, quantize_q8_1, matmul_q8_0, matmul_q8_0_mm } from "./matmul_q8";
+export { quantize_q8_0, quantize_q8_0x, quantize_q8_0w, quantize_q8_0t, quantize_q8_1, matmul_q8_0, matmul_q8_0_mm } from "./matmul_q8";
 export { convert_f16, convert_bf16, matmul_f16, matmul_bf16 } from "./matmul_f16";
 export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_0_mm, matmul_q4_1 } from "./matmul_q4";

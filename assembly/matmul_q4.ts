@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helper (only compiled in when ASC_FEATURE_RELAXED_SIMD) -------------------------------------
 
@@ -252,10 +252,11 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   }
 }
 
-// ---- Q4_0 matrix-matrix (prefill) ---------------------------------------------------------------------------
-// matmul_q4_0_mm: the same numbers as matmul_q4_0 (the same Σu·x per block, the same step4 / step1 float order per
-// output), computed in tiles: mm_row_tile rows (common.ts) at a time against each group of four tokens, so those
-// rows and the group's activations stay in L1 while the group's four tokens share each row's unpacked weights.
+// ---- Q4_0 matrix-matrix (prefill), SIMD128 -----------------------------------------------------------------
+// matmul_q4_0_mm in the SIMD128 build: the same numbers as matmul_q4_0 (the same Σu·x per block, the same step4 /
+// step1 float order per output), computed in tiles: mm_row_tile rows (common.ts) at a time against each group of
+// four tokens, so those rows and the group's activations stay in L1 while the four tokens share each row's masked
+// weights. The relaxed build's matmul_q4_0_mm is further down (Q8_0T).
 
 /** SIMD128: Σ of one block's four u16-lane operands (u0..u3, already masked) against its Q8_0W i16 at xb, i32x4 */
 // @ts-ignore: decorator
@@ -329,58 +330,10 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
 }
 
 /**
- * relaxed: one Q4_0 row against four Q8_0X tokens, dot4_q4_0's arithmetic, with each token's step pinned (pin) so
- * that its activations are loaded where they are used.
+ * SIMD128: matmul_q4_0_mm on Q8_0W rows. Rows in tiles of mm_row_tile; each tile meets each group of four tokens
+ * (mm4_q4_0_simd); tokens past the last group of four one by one, and t < 4 is matmul_q4_0's.
  */
-// @ts-ignore: decorator
-@inline function mm4_q4_0_rel(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
-  const m0 = mask0(), m1 = mask1(), m2 = mask2();
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  const x1 = x + xs, x2 = x1 + xs, x3 = x2 + xs;
-  const so = q8x_s(0, nb);
-  let qb: usize = q8x_q(0, nb);
-  let b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    const sw = scales4(w, Q4_0_BYTES);
-    const bo = <usize>b << 2;
-    let q = v128.load(w, 2);
-    const la = v128.and(q, m0), ha = v128.and(i16x8.shr_u(q, 4), m0);
-    q = v128.load(w, 20);
-    const lb = v128.and(q, m0), hb = v128.and(i16x8.shr_u(q, 4), m0);
-    q = v128.load(w, 38);
-    const lc = v128.and(q, m0), hc = v128.and(i16x8.shr_u(q, 4), m0);
-    q = v128.load(w, 56);
-    const ld = v128.and(q, m0), hd = v128.and(i16x8.shr_u(q, 4), m0);
-    a0 = f32x4.add(a0, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x + qb, m1), v128.load(x + so + bo), sw, v128.load(x + bo)));
-    pin(o, a0);
-    a1 = f32x4.add(a1, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x1 + qb, m1), v128.load(x1 + so + bo), sw, v128.load(x1 + bo)));
-    pin(o + os, a1);
-    a2 = f32x4.add(a2, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x2 + qb, m1), v128.load(x2 + so + bo), sw, v128.load(x2 + bo)));
-    pin(o + 2 * os, a2);
-    a3 = f32x4.add(a3, step4(tok4(la, ha, lb, hb, lc, hc, ld, hd, x3 + qb, m1), v128.load(x3 + so + bo), sw, v128.load(x3 + bo)));
-    pin(o + 3 * os, a3);
-    w += 4 * Q4_0_BYTES; qb += 4 * XB;
-  }
-  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
-  for (; b < nb; b++) {
-    const bo = <usize>b << 2;
-    t0 += step1(w, x + qb, load<i32>(x + so + bo), load<f32>(x + bo), m0, m1, m2);
-    t1 += step1(w, x1 + qb, load<i32>(x1 + so + bo), load<f32>(x1 + bo), m0, m1, m2);
-    t2 += step1(w, x2 + qb, load<i32>(x2 + so + bo), load<f32>(x2 + bo), m0, m1, m2);
-    t3 += step1(w, x3 + qb, load<i32>(x3 + so + bo), load<f32>(x3 + bo), m0, m1, m2);
-    w += Q4_0_BYTES; qb += XB;
-  }
-  store<f32>(o, hsum_f32x4(a0) + t0);
-  store<f32>(o + os, hsum_f32x4(a1) + t1);
-  store<f32>(o + 2 * os, hsum_f32x4(a2) + t2);
-  store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
-}
-
-/**
- * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1). Rows in tiles of mm_row_tile;
- * each tile meets each group of four tokens (relaxed: mm4_q4_0_rel; SIMD128: mm4_q4_0_simd); tokens past the last group of four one by one.
- */
-export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
   const os = <usize>d << 2;
@@ -394,16 +347,209 @@ export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, 
       let j = j0;
       for (; j + 4 <= j1; j += 4) {
         const xj = xq + <usize>j * xRow, oj = out + <usize>j * os;
-        for (let i = i0; i < i1; i++) {
-          if (ASC_FEATURE_RELAXED_SIMD) mm4_q4_0_rel(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
-          else mm4_q4_0_simd(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
-        }
+        for (let i = i0; i < i1; i++) mm4_q4_0_simd(oj + (<usize>i << 2), os, w + <usize>i * wRow, xj, xRow, nb);
       }
       for (; j < j1; j++) {
         for (let i = i0; i < i1; i++) store<f32>(out + <usize>j * os + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq + <usize>j * xRow, nb));
       }
     }
   }
+}
+
+// ---- Q4_0 against Q8_0T (relaxed prefill) -------------------------------------------------------------------
+// One weight row against groups of four tokens laid out as Q8_0T (common.ts): per block, the low and high nibbles
+// and their three lane rotations (W0..W7) meet the group's eight chunks in eight relaxed dots whose i16 sums add
+// lane-wise (each lane at most 8·2·15·127 = 30480); one i32x4.dot_i16x8_s with ones then gives Σu·x with lane m =
+// token m. No lane moves across blocks or tokens, so there is no reduction tree. The float step per block is
+// step4's, lane for lane (here lanes are tokens, there blocks), and the four-block accumulators a0..a3 and the
+// tail are summed as hsum_f32x4 + tail: matmul_q4_0's bits.
+
+/**
+ * relaxed: one Q4_0 block's Σu·x against a Q8_0T block of four tokens at xq (lane m = token m), from W0..W7. The
+ * low half's sum is pinned (common.ts) at o before the high half's chunks load: V8 would load all eight first and
+ * spill the rotated weights.
+ */
+// @ts-ignore: decorator
+@inline function q4t_dot(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, ones: v128, o: usize): v128 {
+  const d0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq), w0), d1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 16), w1);
+  const d2 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 32), w2), d3 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 48), w3);
+  const l = i16x8.add(i16x8.add(d0, d1), i16x8.add(d2, d3));
+  pin(o, l);
+  const d4 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 64), w4), d5 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 80), w5);
+  const d6 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 96), w6), d7 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq, 112), w7);
+  return i32x4.dot_i16x8_s(i16x8.add(l, i16x8.add(i16x8.add(d4, d5), i16x8.add(d6, d7))), ones);
+}
+
+/** one block's contribution for four tokens: r = their Σu·x, s = their sums of x, dw = the weight scale (splat), dx = theirs */
+// @ts-ignore: decorator
+@inline function q4t_step(r: v128, s: v128, dw: v128, dx: v128): v128 {
+  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, i32x4.shl(s, 3))), f32x4.mul(dw, dx));
+}
+
+/** the four tokens' results r (lane m) to o + m·os, the first nt of them */
+// @ts-ignore: decorator
+@inline function store_tokens(o: usize, os: usize, r: v128, nt: i32): void {
+  store<f32>(o, f32x4.extract_lane(r, 0));
+  if (nt > 1) store<f32>(o + os, f32x4.extract_lane(r, 1));
+  if (nt > 2) store<f32>(o + 2 * os, f32x4.extract_lane(r, 2));
+  if (nt > 3) store<f32>(o + 3 * os, f32x4.extract_lane(r, 3));
+}
+
+/** relaxed: one Q4_0 row (w) against one Q8_0T group (xg, nt of its four tokens real), results os bytes apart */
+// @ts-ignore: decorator
+@inline function mmt1_q4_0(o: usize, os: usize, w: usize, xg: usize, nb: i32, nt: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE), ones = v128.load(TABLE + T_ONES16);
+  const dT = xg, sT = xg + (<usize>nb << 4);
+  let qT = xg + (<usize>nb << 5);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const bo = <usize>b << 4;
+    a0 = f32x4.add(a0, mmt_block(o, w, qT, sT + bo, dT + bo, mask, ones));
+    a1 = f32x4.add(a1, mmt_block(o, w + Q4_0_BYTES, qT + 128, sT + bo + 16, dT + bo + 16, mask, ones));
+    a2 = f32x4.add(a2, mmt_block(o, w + 2 * Q4_0_BYTES, qT + 256, sT + bo + 32, dT + bo + 32, mask, ones));
+    a3 = f32x4.add(a3, mmt_block(o, w + 3 * Q4_0_BYTES, qT + 384, sT + bo + 48, dT + bo + 48, mask, ones));
+    w += 4 * Q4_0_BYTES; qT += 512;
+  }
+  let at = f32x4.splat(0);
+  for (; b < nb; b++) {
+    const bo = <usize>b << 4;
+    at = f32x4.add(at, mmt_block(o, w, qT, sT + bo, dT + bo, mask, ones));
+    w += Q4_0_BYTES; qT += 128;
+  }
+  store_tokens(o, os, f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), at), nt);
+}
+
+/** one Q4_0 block (at w) against one Q8_0T block (int8 at q, sums at s, scales at dx): its contribution */
+// @ts-ignore: decorator
+@inline function mmt_block(o: usize, w: usize, q: usize, s: usize, dx: usize, mask: v128, ones: v128): v128 {
+  const p = v128.load(w, 2);
+  const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+  const r = q4t_dot(lo, v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), v128.shuffle<i32>(lo, lo, 3, 0, 1, 2),
+                    hi, v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), v128.shuffle<i32>(hi, hi, 3, 0, 1, 2), q, ones, o);
+  return q4t_step(r, v128.load(s), f32x4.splat(f16_at(w)), v128.load(dx));
+}
+
+/**
+ * relaxed: one Q4_0 row against two Q8_0T groups (xa: four real tokens, results at o; xb: nb real of its four,
+ * results at ob): the row's nibbles and rotations shared by eight tokens
+ */
+// @ts-ignore: decorator
+@inline function mmt2_q4_0(o: usize, ob: usize, os: usize, w: usize, xa: usize, xb: usize, nb: i32, nt: i32): void {
+  const mask = v128.load(TABLE + T_NIBBLE), ones = v128.load(TABLE + T_ONES16);
+  const so = <usize>nb << 4;
+  let qo = <usize>nb << 5;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const bo = <usize>b << 4;
+    {
+      const p = v128.load(w, 2);
+      const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+      const w1 = v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), w2 = v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), w3 = v128.shuffle<i32>(lo, lo, 3, 0, 1, 2);
+      const w5 = v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), w6 = v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), w7 = v128.shuffle<i32>(hi, hi, 3, 0, 1, 2);
+      const dw = f32x4.splat(f16_at(w));
+      a0 = f32x4.add(a0, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xa + qo, ones, o), v128.load(xa + so + bo), dw, v128.load(xa + bo)));
+      pin(o, a0);
+      b0 = f32x4.add(b0, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xb + qo, ones, ob), v128.load(xb + so + bo), dw, v128.load(xb + bo)));
+      pin(ob, b0);
+    }
+    {
+      const p = v128.load(w + 1 * Q4_0_BYTES, 2);
+      const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+      const w1 = v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), w2 = v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), w3 = v128.shuffle<i32>(lo, lo, 3, 0, 1, 2);
+      const w5 = v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), w6 = v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), w7 = v128.shuffle<i32>(hi, hi, 3, 0, 1, 2);
+      const dw = f32x4.splat(f16_at(w + 1 * Q4_0_BYTES));
+      a1 = f32x4.add(a1, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xa + qo + 128, ones, o), v128.load(xa + so + bo + 16), dw, v128.load(xa + bo + 16)));
+      pin(o, a1);
+      b1 = f32x4.add(b1, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xb + qo + 128, ones, ob), v128.load(xb + so + bo + 16), dw, v128.load(xb + bo + 16)));
+      pin(ob, b1);
+    }
+    {
+      const p = v128.load(w + 2 * Q4_0_BYTES, 2);
+      const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+      const w1 = v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), w2 = v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), w3 = v128.shuffle<i32>(lo, lo, 3, 0, 1, 2);
+      const w5 = v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), w6 = v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), w7 = v128.shuffle<i32>(hi, hi, 3, 0, 1, 2);
+      const dw = f32x4.splat(f16_at(w + 2 * Q4_0_BYTES));
+      a2 = f32x4.add(a2, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xa + qo + 256, ones, o), v128.load(xa + so + bo + 32), dw, v128.load(xa + bo + 32)));
+      pin(o, a2);
+      b2 = f32x4.add(b2, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xb + qo + 256, ones, ob), v128.load(xb + so + bo + 32), dw, v128.load(xb + bo + 32)));
+      pin(ob, b2);
+    }
+    {
+      const p = v128.load(w + 3 * Q4_0_BYTES, 2);
+      const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+      const w1 = v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), w2 = v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), w3 = v128.shuffle<i32>(lo, lo, 3, 0, 1, 2);
+      const w5 = v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), w6 = v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), w7 = v128.shuffle<i32>(hi, hi, 3, 0, 1, 2);
+      const dw = f32x4.splat(f16_at(w + 3 * Q4_0_BYTES));
+      a3 = f32x4.add(a3, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xa + qo + 384, ones, o), v128.load(xa + so + bo + 48), dw, v128.load(xa + bo + 48)));
+      pin(o, a3);
+      b3 = f32x4.add(b3, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xb + qo + 384, ones, ob), v128.load(xb + so + bo + 48), dw, v128.load(xb + bo + 48)));
+      pin(ob, b3);
+    }
+    w += 4 * Q4_0_BYTES; qo += 512;
+  }
+  let at = f32x4.splat(0), bt = f32x4.splat(0);
+  for (; b < nb; b++) {
+    const bo = <usize>b << 4;
+    {
+      const p = v128.load(w, 2);
+      const lo = v128.and(p, mask), hi = v128.and(i16x8.shr_u(p, 4), mask);
+      const w1 = v128.shuffle<i32>(lo, lo, 1, 2, 3, 0), w2 = v128.shuffle<i32>(lo, lo, 2, 3, 0, 1), w3 = v128.shuffle<i32>(lo, lo, 3, 0, 1, 2);
+      const w5 = v128.shuffle<i32>(hi, hi, 1, 2, 3, 0), w6 = v128.shuffle<i32>(hi, hi, 2, 3, 0, 1), w7 = v128.shuffle<i32>(hi, hi, 3, 0, 1, 2);
+      const dw = f32x4.splat(f16_at(w));
+      at = f32x4.add(at, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xa + qo, ones, o), v128.load(xa + so + bo), dw, v128.load(xa + bo)));
+      pin(o, at);
+      bt = f32x4.add(bt, q4t_step(q4t_dot(lo, w1, w2, w3, hi, w5, w6, w7, xb + qo, ones, ob), v128.load(xb + so + bo), dw, v128.load(xb + bo)));
+      pin(ob, bt);
+    }
+    w += Q4_0_BYTES; qo += 128;
+  }
+  store_tokens(o, os, f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), at), 4);
+  store_tokens(ob, os, f32x4.add(f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)), bt), nt);
+}
+
+/**
+ * relaxed: matmul_q4_0_mm on Q8_0T groups (any t). Rows in tiles of mm_row_tile; each tile meets the groups of a
+ * token chunk two at a time (mmt2_q4_0), a last odd group alone (mmt1_q4_0).
+ */
+function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const nb = n / QK;
+    const wRow = <usize>nb * Q4_0_BYTES, gBytes = <usize>nb * Q8_0T_BYTES;
+    const os = <usize>d << 2;
+    const groups = (t + 3) >> 2;
+    const rt = mm_row_tile(<i32>wRow, nb * Q8_0X_BYTES);
+    const gchunk = token_chunk(nb * Q8_0X_BYTES) >> 2;
+    for (let g0 = 0; g0 < groups; g0 += gchunk) {
+      const g1 = min(groups, g0 + gchunk);
+      for (let i0 = 0; i0 < d; i0 += rt) {
+        const i1 = min(d, i0 + rt);
+        let g = g0;
+        for (; g + 2 <= g1; g += 2) {
+          const oa = out + (<usize>(g << 2) * os), ob = oa + 4 * os;
+          const xa = xq + <usize>g * gBytes, xb = xa + gBytes;
+          const nt = min(4, t - ((g + 1) << 2));
+          for (let i = i0; i < i1; i++) mmt2_q4_0(oa + (<usize>i << 2), ob + (<usize>i << 2), os, w + <usize>i * wRow, xa, xb, nb, nt);
+        }
+        for (; g < g1; g++) {
+          const oa = out + (<usize>(g << 2) * os), xa = xq + <usize>g * gBytes;
+          const nt = min(4, t - (g << 2));
+          for (let i = i0; i < i1; i++) mmt1_q4_0(oa + (<usize>i << 2), os, w + <usize>i * wRow, xa, nb, nt);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1). Activations: Q8_0T groups in the
+ * relaxed build (formats.ts prefillActivationFormat), Q8_0W rows in SIMD128.
+ */
+export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) mm_q4_0_relaxed(out, xq, w, n, d, t);
+  else mm_q4_0_simd128(out, xq, w, n, d, t);
 }
 
 // ---- Q4_1 ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { STREAMS, fold2, fold4, mm_row_tile, pin, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
+import { STREAMS, fold2, fold4, mm_row_tile, pin, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -91,6 +91,53 @@ export function quantize_q8_0w(out: usize, x: usize, n: i32, t: i32): void {
       x += QK * 4;
     }
     out += <usize>nb * Q8_0W_BYTES;
+  }
+}
+
+/**
+ * out: Q8_0T (common.ts; the relaxed build's prefill activations of Q4_0 weights) = x: t rows of n f32 (n % 32
+ * == 0), in groups of four tokens (a last group short of four is filled with zeros); the int8, d and sums of
+ * quantize_q8_0x, each token's 4-byte groups of a block placed in lane m of the chunks that meet its weights.
+ */
+export function quantize_q8_0t(out: usize, x: usize, n: i32, t: i32): void {
+  const nb = n / QK;
+  const groups = (t + 3) >> 2;
+  for (let g = 0; g < groups; g++) {
+    const base = out + <usize>g * <usize>nb * Q8_0T_BYTES;
+    const dT = base, sT = base + (<usize>nb << 4), qT = base + (<usize>nb << 5);
+    for (let m = 0; m < 4; m++) {
+      const j = (g << 2) + m;
+      const lane = <usize>m << 2;
+      const xr = x + <usize>j * <usize>n * 4;
+      for (let b = 0; b < nb; b++) {
+        const q = qT + (<usize>b << 7);
+        let lo = i32x4.splat(0), hi = i32x4.splat(0);
+        let d: f32 = 0, sum = 0;
+        if (j < t) {
+          const xb = xr + (<usize>b << 7);
+          const amax = amax32(xb);
+          d = amax / 127;
+          const id = f32x4.splat(amax != 0 ? 127 / amax : 0);
+          d = f16_to_f32(f32_to_f16(d));
+          const i0 = round4(xb, id), i1 = round4(xb + 16, id), i2 = round4(xb + 32, id), i3 = round4(xb + 48, id);
+          const i4 = round4(xb + 64, id), i5 = round4(xb + 80, id), i6 = round4(xb + 96, id), i7 = round4(xb + 112, id);
+          lo = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i0, i1), i16x8.narrow_i32x4_s(i2, i3));
+          hi = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i4, i5), i16x8.narrow_i32x4_s(i6, i7));
+          sum = hsum_i32x4(i32x4.add(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3)), i32x4.add(i32x4.add(i4, i5), i32x4.add(i6, i7))));
+        }
+        store<f32>(dT + (<usize>b << 4) + lane, d);
+        store<i32>(sT + (<usize>b << 4) + lane, sum);
+        // group G of token m goes to chunk (G - m) & 3 (low half) and 4 + ((G - m) & 3) (high half), at byte 4m
+        v128.store32_lane(q + (<usize>((0 - m) & 3) << 4) + lane, lo, 0);
+        v128.store32_lane(q + (<usize>((1 - m) & 3) << 4) + lane, lo, 1);
+        v128.store32_lane(q + (<usize>((2 - m) & 3) << 4) + lane, lo, 2);
+        v128.store32_lane(q + (<usize>((3 - m) & 3) << 4) + lane, lo, 3);
+        v128.store32_lane(q + 64 + (<usize>((0 - m) & 3) << 4) + lane, hi, 0);
+        v128.store32_lane(q + 64 + (<usize>((1 - m) & 3) << 4) + lane, hi, 1);
+        v128.store32_lane(q + 64 + (<usize>((2 - m) & 3) << 4) + lane, hi, 2);
+        v128.store32_lane(q + 64 + (<usize>((3 - m) & 3) << 4) + lane, hi, 3);
+      }
+    }
   }
 }
 

@@ -22,6 +22,8 @@ export interface Kernels {
   quantize_q8_0x(out: number, x: number, n: number, t: number): void;
   /** out: t rows of Q8_0W (quant/formats.ts; the SIMD128 build's Q4_0 activations) from x: t rows of n f32 */
   quantize_q8_0w(out: number, x: number, n: number, t: number): void;
+  /** out: Q8_0T (quant/formats.ts; the relaxed build's Q4_0 prefill activations), whole groups of four tokens, from x: t rows of n f32 */
+  quantize_q8_0t(out: number, x: number, n: number, t: number): void;
   /** fills the kernels' f16 -> f32 table (below heap_base); once per memory, before any matmul */
   init_tables(): void;
   /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
@@ -56,7 +58,7 @@ export interface Kernels {
   matmul_q8_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q4_0)^T */
   matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
-  /** matmul_q4_0 bit for bit, register- and L1-tiled for prefill (t > 1; t < 4 runs matmul_q4_0) */
+  /** matmul_q4_0 bit for bit, tiled for prefill (t > 1) on prefillActivationFormat's layout: Q8_0T groups (relaxed), Q8_0W rows (SIMD128; t < 4 runs matmul_q4_0) */
   matmul_q4_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
   matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;
@@ -197,6 +199,7 @@ export function convertActivations(k: Kernels, format: FormatName, out: number, 
   switch (format) {
     case "Q8_0X": k.quantize_q8_0x(out, x, n, t); break;
     case "Q8_0W": k.quantize_q8_0w(out, x, n, t); break;
+    case "Q8_0T": k.quantize_q8_0t(out, x, n, t); break;
     case "Q8_1": k.quantize_q8_1(out, x, n, t); break;
     case "Q8_K": k.quantize_q8_K(out, x, n, t); break;
     case "Q8_KW": k.quantize_q8_kw(out, x, n, t); break;

@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { WasmRuntime, attentionScratch, convertActivations, hasRelaxedSimd } from "../src/wasm.js";
 import * as R from "../src/kernels/reference.js";
 import * as ref from "../src/quant/ref.js";
-import { FORMATS, activationFormat, formatByName, rowBytes } from "../src/quant/formats.js";
+import { FORMATS, activationFormat, formatByName, prefillActivationFormat, rowBytes } from "../src/quant/formats.js";
 import { rng, normal, uniform, assertClose, maxAbs } from "./support/util.js";
 import * as TOL from "./tolerances.js";
 
@@ -185,6 +185,23 @@ for (const [name, fmt] of [["quantize_q8_0x", "Q8_0X"], ["quantize_q8_0w", "Q8_0
   });
 }
 
+test("quantize_q8_0t: the int8, scales and sums of quantize_q8_0x, laid out as Q8_0T groups of four tokens (a short last group zero)", () => {
+  const rand = rng(22);
+  for (const n of [...BLOCK_SIZES, 4096]) for (const t of [1, 3, 4, 5, 8, 13]) for (const kind of ["normal", "ties", "zeros"]) scoped(() => {
+    const src = kind === "normal" ? normal(rand, n * t) : kind === "ties" ? tieBlock(rand, n * t) : new Float32Array(n * t);
+    const bytes = Math.ceil(t / 4) * 4 * rowBytes(formatByName("Q8_0T")!, n);
+    const out = rt.alloc(bytes);
+    rt.u8.fill(0x5a, out, out + bytes); // the short group's padding must be written, not left
+    k.quantize_q8_0t(out, put(src), n, t);
+    const got = readU8(out, bytes);
+    const e = new Uint8Array(bytes);
+    R.quantize_q8_0t(e, src, n, t);
+    for (let i = 0; i < bytes; i++) {
+      if (got[i] !== e[i]) assert.unreachable(`quantize_q8_0t n=${n} t=${t} ${kind}: byte ${i} = ${got[i]}, want ${e[i]}`);
+    }
+  });
+});
+
 // the SIMD128 build's widened layouts hold the numbers of the layouts they are made from
 for (const [from, to, sizes] of [["Q8_0X", "Q8_0W", [32, 96, 4096]], ["Q8_K", "Q8_KW", [256, 1024]]] as const) {
   test(`${to} holds ${from}'s numbers: both dequantize to the same floats`, () => {
@@ -213,6 +230,15 @@ function buildLayout(fmt: string, xf: Float32Array, n: number, t: number, xq: Ui
   if (!quantize) return xq;
   const kx = new Uint8Array(rowBytes(formatByName(own)!, n) * t);
   quantize(kx, xf, n, t);
+  return kx;
+}
+
+/** the activations of weights `fmt` as this build's prefill kernel takes them (formats.ts prefillActivationFormat) */
+function buildPrefillLayout(fmt: string, xf: Float32Array, n: number, t: number, xq: Uint8Array): Uint8Array {
+  const own = prefillActivationFormat(formatByName(fmt)!, BUILD)!;
+  if (own !== "Q8_0T") return buildLayout(fmt, xf, n, t, xq);
+  const kx = new Uint8Array(Math.ceil(t / 4) * 4 * rowBytes(formatByName(own)!, n));
+  R.quantize_q8_0t(kx, xf, n, t);
   return kx;
 }
 
@@ -267,7 +293,7 @@ for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["ma
       const kx = put(buildLayout(fmt, xf, n, t, xq));
       const w = put(quantWeights(rand, fmt, n, d));
       const out = f32Out(d * t), want = f32Out(d * t);
-      k[name](out, kx, w, n, d, t);
+      k[name](out, put(buildPrefillLayout(fmt, xf, n, t, xq)), w, n, d, t);
       k[base](want, kx, w, n, d, t);
       const e = new Float32Array(d * t);
       R[base](e, xq, rt.u8At(w, rowBytes(formatByName(fmt)!, n) * d).slice(), n, d, t);

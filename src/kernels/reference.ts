@@ -37,6 +37,30 @@ export function quantize_q8_0w(out: Uint8Array, x: Float32Array, n: number, t: n
   out.set(q8_0ToQ8_0W(q8_0Rows(x, n, t), n, t));
 }
 
+/**
+ * quantize_q8_0 (the x86 path's rounding) into Q8_0T (assembly/common.ts): groups of four tokens, a short last
+ * group filled with zeros; per group the four tokens' d of each block, their sums, then per block eight 16-byte
+ * chunks whose lane m holds token m's elements 4·((m + r) & 3) .. + 3 (chunk r < 4) or 16 + the same (chunk 4 + r).
+ */
+export function quantize_q8_0t(out: Uint8Array, x: Float32Array, n: number, t: number): void {
+  const nb = n / QK, groups = Math.ceil(t / 4);
+  const src = new Uint8Array(nb * 40 * t);
+  quantize_q8_0x(src, x, n, t);
+  const sv = new DataView(src.buffer), ov = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  out.fill(0, 0, groups * nb * 160);
+  for (let j = 0; j < t; j++) {
+    const g = j >> 2, m = j & 3, base = g * nb * 160, row = j * nb * 40;
+    for (let b = 0; b < nb; b++) {
+      ov.setFloat32(base + b * 16 + m * 4, sv.getFloat32(row + b * 4, true), true);
+      ov.setInt32(base + nb * 16 + b * 16 + m * 4, sv.getInt32(row + nb * 4 + b * 4, true), true);
+      for (let e = 0; e < QK; e++) {
+        const half = e >> 4, grp = (e >> 2) & 3, r = (grp - m) & 3;
+        out[base + nb * 32 + b * 128 + (half * 4 + r) * 16 + m * 4 + (e & 3)] = src[row + nb * 8 + b * QK + e];
+      }
+    }
+  }
+}
+
 /** t rows of block_q8_0 from x, for the layouts above to rearrange */
 function q8_0Rows(x: Float32Array, n: number, t: number): Uint8Array {
   const blocks = new Uint8Array((n / QK) * 34 * t);

@@ -1,7 +1,7 @@
 // The relaxed-SIMD self-test: before a process trusts the relaxed kernel build, known answers for the relaxed
 // instructions the build uses and, in their first (baseline-tier, Liftoff in V8) calls, every relaxed matmul kernel
 // against the SIMD128 build on the same bytes. Portable (no Node built-ins). Not a kernel test (test/ does that).
-import { FORMATS, activationFormat, formatBytes, type QuantFormat } from "../quant/formats.js";
+import { FORMATS, activationFormat, activationRows, formatBytes, prefillActivationFormat, type QuantFormat } from "../quant/formats.js";
 import { convertActivations, hasRelaxedSimd, WasmRuntime } from "../wasm.js";
 
 export interface RelaxedSelfTest {
@@ -95,20 +95,21 @@ function rng(seed: number): () => number {
 }
 
 /** out (t, d) of `f`'s matmul kernel in `build` over weights w (d rows) and activations x (t, n f32). */
-function runMatmul(rt: WasmRuntime, f: QuantFormat, wBytes: Uint8Array, x: Float32Array, n: number, d: number, t: number): Float32Array {
+function runMatmul(rt: WasmRuntime, f: QuantFormat, wBytes: Uint8Array, x: Float32Array, n: number, d: number, t: number, prefill = false): Float32Array {
   const mark = rt.mark();
-  const act = activationFormat(f, rt.simd)!;
+  const act = (prefill ? prefillActivationFormat(f, rt.simd) : activationFormat(f, rt.simd))!;
   const w = rt.alloc(wBytes.length);
   rt.u8.set(wBytes, w);
   const xp = rt.alloc(x.length * 4);
   rt.f32.set(x, xp >> 2);
   let a = xp;
   if (act !== "F32") {
-    a = rt.alloc(t * formatBytes(FORMATS.find((g) => g.name === act)!, n) + 64);
+    const af = FORMATS.find((g) => g.name === act)!;
+    a = rt.alloc(activationRows(af, t) * formatBytes(af, n) + 64);
     convertActivations(rt.k, act, a, xp, n, t);
   }
   const out = rt.alloc(t * d * 4);
-  rt.k[f.matmul!](out, a, w, n, d, t);
+  rt.k[prefill ? f.prefill! : f.matmul!](out, a, w, n, d, t);
   const result = rt.f32At(out, t * d).slice();
   rt.release(mark);
   return result;
@@ -152,16 +153,18 @@ export function relaxedSelfTest(opts: { forceFail?: boolean } = {}): RelaxedSelf
         for (let row = 0; row < distinct; row++) f.quantize(w.subarray(row * n, (row + 1) * n), wBytes.subarray(row * rowB, (row + 1) * rowB));
       }
       for (let row = distinct; row < d; row++) wBytes.copyWithin(row * rowB, (row % distinct) * rowB, (row % distinct + 1) * rowB);
-      for (const t of [1, 5]) {
+      // t = 5 also through the prefill kernel (the relaxed build's has its own activation layout), against SIMD128's matmul
+      for (const [t, prefill] of [[1, false], [5, false], ...(f.prefill ? [[5, true] as const] : [])] as const) {
         const x = new Float32Array(n * t);
         for (let i = 0; i < x.length; i++) x[i] = r() * 4;
-        const relaxed = runMatmul(relaxedRt, f, wBytes, x, n, d, t);
+        const relaxed = runMatmul(relaxedRt, f, wBytes, x, n, d, t, prefill);
         const base = runMatmul(baseRt, f, wBytes, x, n, d, t);
         let scale = 0, diff = 0;
         for (let i = 0; i < base.length; i++) { scale = Math.max(scale, Math.abs(base[i])); diff = Math.max(diff, Math.abs(relaxed[i] - base[i])); }
         if (opts.forceFail && f.name === "Q4_0" && t === 1) diff = scale;
         worst = Math.max(worst, diff / scale);
-        if (!(diff <= 1e-5 * scale)) failures.push(`${f.matmul} (t = ${t}): differs from the SIMD128 build by ${diff.toPrecision(3)} (largest output ${scale.toPrecision(3)})`);
+        const name = prefill ? f.prefill : f.matmul;
+        if (!(diff <= 1e-5 * scale)) failures.push(`${name} (t = ${t}): differs from the SIMD128 build by ${diff.toPrecision(3)} (largest output ${scale.toPrecision(3)})`);
       }
     }
   } catch (e) {

@@ -8,9 +8,10 @@
 // Each layer runs through its LayerSlot: its kernels, scratch, weights, KV cache and RoPE constants in one place,
 // so a range of layers can live in another wasm runtime (issue 14's shards): the residual stream is handed over at
 // the boundary, a few KiB per token.
-import { activationFormat, DEFAULT_KV_CACHE_TYPE, formatByName, FormatName, kvCacheFormat, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes, type KvCacheType, type QuantFormat } from "../quant/formats.js";
+import { activationFormat, activationRows, prefillActivationFormat, DEFAULT_KV_CACHE_TYPE, formatByName, FormatName, kvCacheFormat, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes, type KvCacheType, type QuantFormat } from "../quant/formats.js";
 import { attentionScratch, convertActivations, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { ThreadPool } from "../threads/pool.js";
+import { splitsByRows } from "../threads/share.js";
 import type { LinearSite } from "./arch.js";
 import type { ModelConfig } from "./config.js";
 import type { LayerWeights, Tensor, Weights } from "./weights.js";
@@ -250,12 +251,16 @@ class Workspace {
     this.vNew = typed ? rows(c.kvDim) : 0;
     this.qK = kv.k.name !== "F32" ? rt.alloc(batchSize * rowBytes(kv.k, c.qDim)) : 0;
     for (const t of tensors) {
-      const act = activationFormat(t.format, rt.simd);
-      if (!act || act === "F32" || this.actBuf.has(act)) continue;
-      const f = formatByName(act)!;
-      // a row of actIn values in the activation format; the widths are multiples of the block whenever a weight needs it
-      const bytes = Math.ceil(w.actIn / f.blockSize) * f.typeSize;
-      this.actBuf.set(act, rt.alloc(batchSize * bytes));
+      // the matrix-vector kernel's format, and the prefill kernel's when it differs (only a batch of tokens uses it)
+      const formats = [activationFormat(t.format, rt.simd)];
+      if (t.format.prefill && batchSize > 1) formats.push(prefillActivationFormat(t.format, rt.simd));
+      for (const act of formats) {
+        if (!act || act === "F32" || this.actBuf.has(act)) continue;
+        const f = formatByName(act)!;
+        // a row of actIn values in the activation format; the widths are multiples of the block whenever a weight needs it
+        const bytes = Math.ceil(w.actIn / f.blockSize) * f.typeSize;
+        this.actBuf.set(act, rt.alloc(activationRows(f, batchSize) * bytes));
+      }
     }
   }
 
@@ -271,7 +276,12 @@ class Workspace {
     const [d, n] = w.shape;
     const f = w.format;
     let act = x;
-    const a = activationFormat(f, this.rt.simd)!;
+    // the prefill kernel for a batch, unless threads would cut this matmul by rows (one token per call: the
+    // matrix-vector kernel's job, on its own layout; a batch laid out in token groups is cut between groups)
+    const pa = t > 1 && f.prefill ? prefillActivationFormat(f, this.rt.simd)! : undefined;
+    const group = pa ? formatByName(pa)!.tokenGroup ?? 1 : 1;
+    const prefill = !!pa && !(this.pool && splitsByRows(Math.ceil(t / group), this.pool.size));
+    const a = (prefill ? pa : activationFormat(f, this.rt.simd))!;
     if (a !== "F32") {
       act = this.actBuf.get(a)!;
       if (this.actOf.get(a) !== x) {
@@ -279,10 +289,11 @@ class Workspace {
         this.actOf.set(a, x);
       }
     }
-    const kernel = t > 1 && f.prefill ? f.prefill : f.matmul!;
+    const kernel = prefill ? f.prefill! : f.matmul!;
     if (this.pool) {
-      const xRow = a === "F32" ? n * 4 : rowBytes(formatByName(a)!, n);
-      this.pool.matmul(kernel, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow);
+      const af = formatByName(a)!;
+      const xRow = a === "F32" ? n * 4 : rowBytes(af, n);
+      this.pool.matmul(kernel, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow, af.tokenGroup ?? 1);
     } else {
       this.k[kernel](out, act, w.ptr, n, d, t);
     }

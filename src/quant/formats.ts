@@ -5,7 +5,7 @@ import * as ref from "./ref.js";
 
 export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
-  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_KW";
+  | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_0T" | "Q8_KW";
 
 /** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
 export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K"
@@ -25,12 +25,16 @@ export interface QuantFormat {
   dequantize?: (src: Uint8Array, dst: Float32Array) => void;
   /** the wasm kernel that multiplies a matrix of this type by activations, if we can run it */
   matmul?: MatmulKernel;
-  /** the same product for many tokens (prefill), tiled; bit for bit `matmul`'s results (test/kernels.test.ts) */
+  /** the same product for many tokens (prefill), tiled; bit for bit `matmul`'s results (test/kernels.test.ts), on prefillActivationFormat's layout */
   prefill?: MatmulKernel;
   /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
   activation?: FormatName;
   /** the SIMD128 kernel build's activation format when it differs (see activationFormat) */
   simd128Activation?: FormatName;
+  /** the relaxed build's activation format for `prefill` when it differs from its `activation` (see prefillActivationFormat) */
+  prefillActivation?: FormatName;
+  /** activation layouts only: tokens are laid out in groups of this many (buffers hold whole groups, splits cut between them) */
+  tokenGroup?: number;
   /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
   quantTarget?: boolean;
   /** a wasm kernel giving `quantize`'s bytes, faster (quant/fast.ts uses it for whole models) */
@@ -44,7 +48,7 @@ export interface QuantFormat {
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
-  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", prefill: "matmul_q4_0_mm", activation: "Q8_0X", simd128Activation: "Q8_0W", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", prefill: "matmul_q4_0_mm", activation: "Q8_0X", simd128Activation: "Q8_0W", prefillActivation: "Q8_0T", quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
   { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22, quantize: ref.quantizeQ5_0, dequantize: ref.dequantizeQ5_0, matmul: "matmul_q5_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
@@ -62,6 +66,9 @@ export const FORMATS: readonly QuantFormat[] = [
   // Q8_0X's numbers, the int8 widened to i16, reordered and pre-scaled for block_q4_0's nibbles read as u16 lanes
   // (assembly/common.ts): the SIMD128 build's Q4_0 activations, 72 bytes per 32 values
   { name: "Q8_0W", ggmlType: -1, blockSize: 32, typeSize: 72, quantize: ref.quantizeQ8_0W, dequantize: ref.dequantizeQ8_0W },
+  // Q8_0X's numbers for groups of four tokens, interleaved so that one dot meets four tokens (assembly/common.ts):
+  // the relaxed build's prefill activations of Q4_0, 40 bytes per 32 values per token, in whole groups of four
+  { name: "Q8_0T", ggmlType: -1, blockSize: 32, typeSize: 40, tokenGroup: 4 },
   // Q8_K's numbers laid out the same way for block_q4_K's nibbles (assembly/common.ts): the SIMD128 build's Q4_K
   // activations, 560 bytes per 256 values
   { name: "Q8_KW", ggmlType: -1, blockSize: 256, typeSize: 560, quantize: ref.quantizeQ8_KW, dequantize: ref.dequantizeQ8_KW },
@@ -90,11 +97,25 @@ export function activationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): F
 }
 
 /**
+ * The activation format the `prefill` kernel of format f takes in this kernel build: the relaxed build may lay out
+ * a batch of tokens for it differently (prefillActivation); otherwise activationFormat's.
+ */
+export function prefillActivationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): FormatName | undefined {
+  return simd === "relaxed" && f.prefillActivation ? f.prefillActivation : activationFormat(f, simd);
+}
+
+/** rows of a buffer holding t tokens' activations in format a: whole groups of its tokenGroup */
+export function activationRows(a: QuantFormat, t: number): number {
+  const g = a.tokenGroup ?? 1;
+  return Math.ceil(t / g) * g;
+}
+
+/**
  * Most bytes per value of any converted activation format a kernel takes (F32 activations are the input itself,
  * no buffer), for planning buffers before the model is known.
  */
 export const MAX_ACTIVATION_BYTES_PER_VALUE = Math.max(...FORMATS.flatMap((f) =>
-  [f.activation, f.simd128Activation].filter((a): a is FormatName => !!a && a !== "F32").map((a) => {
+  [f.activation, f.simd128Activation, f.prefillActivation].filter((a): a is FormatName => !!a && a !== "F32").map((a) => {
     const af = FORMATS.find((x) => x.name === a)!;
     return af.typeSize / af.blockSize;
   })));

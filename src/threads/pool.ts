@@ -142,14 +142,14 @@ export class ThreadPool {
     }
   }
 
-  /** out (t, d) = x · wᵀ with `kernel`, split across the threads (small ones run here alone). */
-  matmul(kernel: MatmulKernelName, out: number, x: number, w: number, n: number, d: number, t: number, wRowBytes: number, xRowBytes: number): void {
+  /** out (t, d) = x · wᵀ with `kernel`, split across the threads (small ones run here alone); tokenGroup: x's (formats.ts) */
+  matmul(kernel: MatmulKernelName, out: number, x: number, w: number, n: number, d: number, t: number, wRowBytes: number, xRowBytes: number, tokenGroup = 1): void {
     if (n * d * t < MIN_PARALLEL_MACS) {
       (this.rt.k[kernel] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, x, w, n, d, t);
       return;
     }
     const c = this.c, a = C.args;
-    const cut = matmulChunks(d, t, this.size);
+    const cut = matmulChunks(d, t, this.size, tokenGroup);
     c[C.op] = OP.matmul;
     c[a] = MATMUL_KERNELS.indexOf(kernel);
     c[a + 1] = out; c[a + 2] = x; c[a + 3] = w; c[a + 4] = n; c[a + 5] = d; c[a + 6] = t; c[a + 7] = wRowBytes; c[a + 8] = xRowBytes;

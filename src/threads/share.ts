@@ -55,16 +55,22 @@ export function firstTicket(gen: number): number {
  * its rows into 4 or 8 equal runs and does the few left over one by one); with many, into runs of `size`
  * tokens, each streaming the whole matrix with its activations hot.
  */
-export function matmulChunks(d: number, t: number, threads: number): { byRows: boolean; size: number; count: number } {
-  if (t < 2 * threads) {
+export function matmulChunks(d: number, t: number, threads: number, tokenGroup = 1): { byRows: boolean; size: number; count: number } {
+  if (splitsByRows(Math.ceil(t / tokenGroup), threads)) {
     // two chunks per thread: each chunk starts the kernel's streams afresh, and the hardware prefetcher has to
     // ramp up on every one (TinyLlama-shape Q4_0 decode at 2 threads, tok/s: 31.3 with 8 chunks per thread, 32.8
     // with 4, 36.3 with 2, 35.4 with 1); two still let a thread that starts late be covered by the others
     const size = Math.max(4, Math.ceil(d / (2 * threads) / 4) * 4);
     return { byRows: true, size, count: Math.ceil(d / size) };
   }
-  const size = Math.max(1, Math.ceil(t / (2 * threads)));
+  // runs of whole token groups when the activations are laid out in groups (formats.ts tokenGroup)
+  const size = Math.ceil(Math.max(1, Math.ceil(t / (2 * threads))) / tokenGroup) * tokenGroup;
   return { byRows: false, size, count: Math.ceil(t / size) };
+}
+
+/** true when matmulChunks cuts a matmul of t tokens (or groups of tokens) by rows, each call then taking one token */
+export function splitsByRows(t: number, threads: number): boolean {
+  return t < 2 * threads;
 }
 
 const bitsView = new DataView(new ArrayBuffer(4));
