@@ -14,6 +14,12 @@ export function matvecStreamsFor(model: string): number {
 
 /** Applies this machine's settings to every kernel runtime created afterwards (wasm.ts). */
 export function applyCpuSettings(): void {
-  const cpus = os.cpus();
-  setCpuMatvecStreams(matvecStreamsFor(cpus.length > 0 ? cpus[0].model : ""));
+  let model = "";
+  try {
+    const cpus = os.cpus();
+    if (cpus.length > 0) model = cpus[0].model;
+  } catch {
+    // Deno without --allow-sys refuses os.cpus(): the defaults then
+  }
+  setCpuMatvecStreams(matvecStreamsFor(model));
 }
