@@ -67,9 +67,16 @@ export const T_ONES16: usize = 112;
 // An f16 -> f32 table (ggml keeps the same one, ggml_table_f32_f16): four scales become four loads instead of
 // twenty integer ops. It sits right after the static data; heap_base() (index.ts) starts the host's allocations
 // after it, and init_tables() fills it once per memory (workers sharing that memory read the same table).
+/**
+ * address of the kernels' settings, 64 bytes just below the f16 table: i32 at 0 = the matrix-vector streams
+ * (mv_streams). In memory, not in a global, so that one store by the host reaches every instance over the memory
+ * (kernel workers); never written by a data segment, so a worker's instantiation does not reset it.
+ */
+// @ts-ignore: decorator
+@inline export function settings(): usize { return (__heap_base + 63) & ~(<usize>63); }
 /** address of the f16 -> f32 table: 65536 f32, entry h = f16_to_f32(h) */
 // @ts-ignore: decorator
-@inline export function f16_table(): usize { return (__heap_base + 63) & ~(<usize>63); }
+@inline export function f16_table(): usize { return settings() + 64; }
 export const F16_TABLE_BYTES: usize = 65536 * 4;
 
 /** f32 of the f16 at p, from the table */
@@ -224,6 +231,19 @@ export const F16_TABLE_BYTES: usize = 65536 * 4;
  * into fewer runs (F32, F16 and BF16 four). A row's rounding does not depend on the rows beside it.
  */
 export const STREAMS: i32 = 8;
+
+/**
+ * Runs per matrix-vector pass for the quantized kernels that can vary it (Q4_0, Q8_0, Q4_K, Q6_K): 2, 4 or STREAMS,
+ * as set_matvec_streams stored it in settings() (anything else, such as the 0 of a fresh memory, means STREAMS).
+ * How many long streams read best depends on the CPU's prefetchers: the Intel Xeon of docs/speed.md gained from
+ * two to eight, the AMD EPYC Zen 3 there reads faster with fewer (docs/speed.md, Zen 3 decode). A row's rounding
+ * does not depend on the rows beside it, so every setting gives the same bits.
+ */
+// @ts-ignore: decorator
+@inline export function mv_streams(): i32 {
+  const s = load<i32>(settings());
+  return s == 2 || s == 4 ? s : STREAMS;
+}
 
 /** the eight results of a STREAMS pass: hsum of each accumulator, to o, o + os, ... o + 7·os */
 // @ts-ignore: decorator

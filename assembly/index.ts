@@ -1,7 +1,7 @@
 // The kernel ABI: every export here is callable from src/wasm.ts (typed in its `Kernels` interface).
 // Pointers are byte offsets into the host-owned memory; output first, inputs next, sizes last.
 
-import { QK, QK_K, f16_table, f16_to_f32 } from "./common";
+import { QK, QK_K, STREAMS, f16_table, f16_to_f32, mv_streams, settings } from "./common";
 import { fill_gelu_table, gelu_table, GELU_TABLE_BYTES } from "./glu";
 
 /** first byte the host may allocate: after the module's static data, its f16 -> f32 table (common.ts) and GELU table (glu.ts) */
@@ -30,6 +30,16 @@ export { glu } from "./glu";
 export { attention, attention_range, attention_kv } from "./attention";
 export { exp_f32 } from "./math";
 export { gptq_accumulate_h, gptq_rank1_update, gptq_block_update, gptq_cholesky, gptq_trinv_lower, gptq_linalg_scratch } from "./gptq";
+
+/** sets the runs per matrix-vector pass (2, 4 or 8; anything else means 8) for every instance over this memory (common.ts, mv_streams) */
+export function set_matvec_streams(s: i32): void {
+  store<i32>(settings(), s == 2 || s == 4 ? s : STREAMS);
+}
+
+/** the runs per matrix-vector pass the kernels use now */
+export function matvec_streams(): i32 {
+  return mv_streams();
+}
 
 /** elements per quantized block, so the host can check it against src/quant/formats.ts */
 export function qk(): i32 {

@@ -2,7 +2,7 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { STREAMS, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, rdot_nib,
+import { mv_streams, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, rdot_nib,
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, Q8_KW_BYTES, Q8_KW_BSUMS, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
@@ -269,6 +269,38 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
+/** four weight rows (ws bytes apart) against one activation row: dot8_k with four streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot4r_k(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32, q6: bool): void {
+  const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
+    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6));
+    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6));
+    w += wblock(q6); x += xblock(q6);
+  }
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o + os, hsum_f32x4(a1));
+  store<f32>(o + 2 * os, hsum_f32x4(a2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3));
+}
+
+/** two weight rows (ws bytes apart) against one activation row: dot8_k with two streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot2r_k(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32, q6: bool): void {
+  const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
+    w += wblock(q6); x += xblock(q6);
+  }
+  store<f32>(o, hsum_f32x4(a0));
+  store<f32>(o + os, hsum_f32x4(a1));
+}
+
 /** out (t, d) f32 = xq (t activation rows) @ w (d rows of n/256 super-blocks) ^T */
 // @ts-ignore: decorator
 @inline function matmul_k(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, q6: bool): void {
@@ -276,9 +308,15 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   const wRow = <usize>nb * wblock(q6), xRow = <usize>nb * xblock(q6);
   const os = <usize>d << 2;
   if (t == 1) {
-    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
-    for (let i = 0; i < seg; i++) dot8_k(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb, q6);
-    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot_k(w + <usize>i * wRow, xq, nb, q6));
+    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
+    const so = <usize>seg << 2, sw = <usize>seg * wRow;
+    for (let i = 0; i < seg; i++) {
+      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+      if (s == 8) dot8_k(o, so, wp, sw, xq, nb, q6);
+      else if (s == 4) dot4r_k(o, so, wp, sw, xq, nb, q6);
+      else dot2r_k(o, so, wp, sw, xq, nb, q6);
+    }
+    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot_k(w + <usize>i * wRow, xq, nb, q6));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

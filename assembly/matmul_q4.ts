@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helper (only compiled in when ASC_FEATURE_RELAXED_SIMD) -------------------------------------
 
@@ -161,6 +161,48 @@ import { STREAMS, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, f
   store<f32>(o + 7 * os, hsum_f32x4(a7) + tail_q4_0(wp + 7 * ws, xq, xs, xd, b, nb, m0, m1, m2));
 }
 
+/** four Q4_0 weight rows (ws bytes apart) against one activation row: dot8_q4_0 with four streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot4r_q4_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
+  const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
+  let xq = q8x_q(x, nb);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let wp = w;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
+    a0 = row_step4(a0, wp, xq, s, dx, m0, m1, m2);
+    a1 = row_step4(a1, wp + ws, xq, s, dx, m0, m1, m2);
+    a2 = row_step4(a2, wp + 2 * ws, xq, s, dx, m0, m1, m2);
+    a3 = row_step4(a3, wp + 3 * ws, xq, s, dx, m0, m1, m2);
+    wp += 4 * Q4_0_BYTES; xq += 4 * XB;
+  }
+  store<f32>(o, hsum_f32x4(a0) + tail_q4_0(wp, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q4_0(wp + ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + tail_q4_0(wp + 2 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + tail_q4_0(wp + 3 * ws, xq, xs, xd, b, nb, m0, m1, m2));
+}
+
+/** two Q4_0 weight rows (ws bytes apart) against one activation row: dot8_q4_0 with two streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot2r_q4_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const m0 = mask0(), m1 = mask1(), m2 = mask2();
+  const xd = q8x_d(x, nb), xs = q8x_s(x, nb);
+  let xq = q8x_q(x, nb);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let wp = w;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
+    a0 = row_step4(a0, wp, xq, s, dx, m0, m1, m2);
+    a1 = row_step4(a1, wp + ws, xq, s, dx, m0, m1, m2);
+    wp += 4 * Q4_0_BYTES; xq += 4 * XB;
+  }
+  store<f32>(o, hsum_f32x4(a0) + tail_q4_0(wp, xq, xs, xd, b, nb, m0, m1, m2));
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q4_0(wp + ws, xq, xs, xd, b, nb, m0, m1, m2));
+}
+
 /** relaxed: one token's four-block Σu·x against nibbles already unpacked (la/ha .. ld/hd) from the row at xq */
 // @ts-ignore: decorator
 @inline function tok4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, xq: usize, ones: v128): v128 {
@@ -234,9 +276,15 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
   const os = <usize>d << 2;
   if (t == 1) {
-    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
-    for (let i = 0; i < seg; i++) dot8_q4_0(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
-    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
+    const so = <usize>seg << 2, sw = <usize>seg * wRow;
+    for (let i = 0; i < seg; i++) {
+      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+      if (s == 8) dot8_q4_0(o, so, wp, sw, xq, nb);
+      else if (s == 4) dot4r_q4_0(o, so, wp, sw, xq, nb);
+      else dot2r_q4_0(o, so, wp, sw, xq, nb);
+    }
+    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

@@ -2,7 +2,7 @@
 // multiply by 127/amax, round half to even) and matmul_q8_0 (ggml_vec_dot_q8_0_q8_0: integer dot per block,
 // times d_w*d_x, summed in f32). SIMD128 widens i8 to i16 for i32x4.dot_i16x8_s; the relaxed build's matrix-vector
 // path uses i16x8.relaxed_dot_i8x16_i7x16_s on |x| and w·sign(x).
-import { STREAMS, fold2, fold4, mm_row_tile, pin, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
+import { STREAMS, mv_streams, fold2, fold4, mm_row_tile, pin, f16_to_f32, f32_to_f16, hmax_f32x4, hsum_f32x4, hsum_i32x4, reduce4_i32, scales4, f16_at, token_chunk, QK, Q8_0_BYTES, Q8_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_ONES16 } from "./common";
 
 /** max |x| over the 32 floats at x */
 // @ts-ignore: decorator
@@ -288,6 +288,48 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   store<f32>(o + 7 * os, hsum_f32x4(a7) + tail_q8_0(wp + 7 * ws, xq, xd, b, nb, ones));
 }
 
+/** four Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row: dot8_q8_0 with four streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot4r_q8_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const ones = v128.load(TABLE + T_ONES16);
+  const xd = q8x_d(x, nb);
+  let xq = q8x_q(x, nb);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let wp = w;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const dx = v128.load(xd + (<usize>b << 2));
+    a0 = row_step4(a0, wp, xq, dx, ones);
+    a1 = row_step4(a1, wp + ws, xq, dx, ones);
+    a2 = row_step4(a2, wp + 2 * ws, xq, dx, ones);
+    a3 = row_step4(a3, wp + 3 * ws, xq, dx, ones);
+    wp += 4 * Q8_0_BYTES; xq += 4 * QK;
+  }
+  store<f32>(o, hsum_f32x4(a0) + tail_q8_0(wp, xq, xd, b, nb, ones));
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q8_0(wp + ws, xq, xd, b, nb, ones));
+  store<f32>(o + 2 * os, hsum_f32x4(a2) + tail_q8_0(wp + 2 * ws, xq, xd, b, nb, ones));
+  store<f32>(o + 3 * os, hsum_f32x4(a3) + tail_q8_0(wp + 3 * ws, xq, xd, b, nb, ones));
+}
+
+/** two Q8_0 weight rows (ws bytes apart) against one Q8_0X activation row: dot8_q8_0 with two streams (mv_streams) */
+// @ts-ignore: decorator
+@inline function dot2r_q8_0(o: usize, os: usize, w: usize, ws: usize, x: usize, nb: i32): void {
+  const ones = v128.load(TABLE + T_ONES16);
+  const xd = q8x_d(x, nb);
+  let xq = q8x_q(x, nb);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let wp = w;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const dx = v128.load(xd + (<usize>b << 2));
+    a0 = row_step4(a0, wp, xq, dx, ones);
+    a1 = row_step4(a1, wp + ws, xq, dx, ones);
+    wp += 4 * Q8_0_BYTES; xq += 4 * QK;
+  }
+  store<f32>(o, hsum_f32x4(a0) + tail_q8_0(wp, xq, xd, b, nb, ones));
+  store<f32>(o + os, hsum_f32x4(a1) + tail_q8_0(wp + ws, xq, xd, b, nb, ones));
+}
+
 /** one Q8_0 weight row against four Q8_0X activation rows (xs bytes apart) */
 // @ts-ignore: decorator
 @inline function dot4_q8_0(o: usize, os: usize, w: usize, x: usize, xs: usize, nb: i32): void {
@@ -328,9 +370,15 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
   const os = <usize>d << 2;
   if (t == 1) {
-    const seg = d / STREAMS;   // rows i, i + seg, ... i + 7·seg side by side: eight long streams (common.ts)
-    for (let i = 0; i < seg; i++) dot8_q8_0(out + (<usize>i << 2), <usize>seg << 2, w + <usize>i * wRow, <usize>seg * wRow, xq, nb);
-    for (let i = seg * STREAMS; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
+    const so = <usize>seg << 2, sw = <usize>seg * wRow;
+    for (let i = 0; i < seg; i++) {
+      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+      if (s == 8) dot8_q8_0(o, so, wp, sw, xq, nb);
+      else if (s == 4) dot4r_q8_0(o, so, wp, sw, xq, nb);
+      else dot2r_q8_0(o, so, wp, sw, xq, nb);
+    }
+    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
     return;
   }
   const chunk = token_chunk(<i32>xRow);

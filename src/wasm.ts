@@ -26,6 +26,10 @@ export interface Kernels {
   quantize_q8_0t(out: number, x: number, n: number, t: number): void;
   /** fills the kernels' f16 -> f32 table (below heap_base); once per memory, before any matmul */
   init_tables(): void;
+  /** runs per matrix-vector pass (2, 4 or 8; else 8) for every instance over this memory (assembly/common.ts mv_streams) */
+  set_matvec_streams(s: number): void;
+  /** the runs per matrix-vector pass in use */
+  matvec_streams(): number;
   /** out: t rows of n/32 block_q8_1 from x: t rows of n f32 */
   quantize_q8_1(out: number, x: number, n: number, t: number): void;
   /** elements per K-quant super-block (256) */
@@ -173,6 +177,30 @@ export function defaultSimdBuild(): SimdBuild {
   return hasRelaxedSimd() ? "relaxed" : "simd128";
 }
 
+let streamsForCpu = 8;
+
+/**
+ * Sets the runs per matrix-vector pass that create() uses from now on unless EDGEPRUNE_MATVEC_STREAMS says
+ * otherwise: for a host that knows its CPU (src/node/cpu.ts). 2, 4 or 8.
+ */
+export function setCpuMatvecStreams(s: number): void {
+  streamsForCpu = s === 2 || s === 4 ? s : 8;
+}
+
+/**
+ * Runs per matrix-vector pass create() sets: EDGEPRUNE_MATVEC_STREAMS=2|4|8 when a process env exists, else the
+ * CPU's (setCpuMatvecStreams), else 8, the Intel Xeon's best (docs/speed.md has what each CPU measured).
+ */
+export function defaultMatvecStreams(): number {
+  let env: string | undefined;
+  try {
+    env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.EDGEPRUNE_MATVEC_STREAMS;
+  } catch {
+    // Deno without --allow-env: no override
+  }
+  return env === "2" || env === "4" || env === "8" ? Number(env) : streamsForCpu;
+}
+
 /** A kernel build (over its own memory, or over a shared one for threads), decoded and compiled once per process. */
 export function kernelModule(build: SimdBuild, shared = false): WebAssembly.Module {
   const key = shared ? (`${build}-shared` as const) : build;
@@ -254,6 +282,7 @@ export class WasmRuntime {
     const want = k.heap_base() + (opts.initialBytes ?? 0);
     if (have < want) memory.grow(Math.ceil((want - have) / PAGE));
     k.init_tables(); // workers instantiated later over this memory read the same tables
+    k.set_matvec_streams(defaultMatvecStreams()); // and the same setting (it lives in memory)
     return new WasmRuntime(memory, k, simd, module);
   }
 

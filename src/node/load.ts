@@ -4,6 +4,9 @@ import type { GgufFile } from "../gguf/types.js";
 import { Model, type LoadOptions } from "../model/model.js";
 import { fileURLToPath } from "node:url";
 import { FileSource } from "./files.js";
+import { applyCpuSettings } from "./cpu.js";
+
+applyCpuSettings(); // every model loaded through this module gets this CPU's kernel settings
 
 /** Load a model from a path or a file: URL (Node, and Deno, which runs node:fs too). */
 export function loadModelFile(file: string | URL, opts: LoadOptions = {}): Model {
