@@ -9,7 +9,7 @@ import { codecFor } from "../src/gptq/codec.js";
 import { GPTQ_DEFAULTS, gptqMatrix, prepareHessian } from "../src/gptq/gptq.js";
 import { formatByName } from "../src/quant/formats.js";
 import { decodeBlocks, refGptq, refRelativeError, type RefGptqFormat } from "./support/ref-gptq.js";
-import { normal, rng } from "./support/util.js";
+import { correlatedInputs, gram } from "./support/gptq-inputs.js";
 import { GPTQ_CODE_TIE, GPTQ_ERROR_RATIO, GPTQ_SCALE_TIE } from "./tolerances.js";
 
 const rt = WasmRuntime.create();
@@ -20,23 +20,8 @@ const ROWS = QUICK ? 16 : 64, N = 576, T = QUICK ? 256 : 1024;
 const BLOCK = GPTQ_DEFAULTS.blockSize;
 
 /** inputs from 8 latent factors plus noise (as real activations are correlated), H = Σ xxᵀ in float64, weights */
-const { h, w } = (() => {
-  const rand = rng(21);
-  const latent = 8;
-  const mix = normal(rand, latent * N), z = normal(rand, T * latent), noise = normal(rand, T * N, 0.1);
-  const x = new Float64Array(T * N);
-  for (let j = 0; j < T; j++) for (let i = 0; i < N; i++) {
-    let s = noise[j * N + i];
-    for (let l = 0; l < latent; l++) s += z[j * latent + l] * mix[l * N + i];
-    x[j * N + i] = Math.fround(s);
-  }
-  const h = new Float64Array(N * N);
-  for (let j = 0; j < T; j++) for (let a = 0; a < N; a++) {
-    const xa = x[j * N + a];
-    for (let b = 0; b < N; b++) h[a * N + b] += xa * x[j * N + b];
-  }
-  return { h, w: normal(rand, ROWS * N, 0.05) };
-})();
+const { w, x } = correlatedInputs(21, ROWS, N, T);
+const h = gram(x, N, T);
 
 test(`the test matrix spans at least four lazy-batch blocks of ${BLOCK} columns`, () => {
   assert.ok(N >= 4 * BLOCK, `${N} columns, blocks of ${BLOCK}`);
