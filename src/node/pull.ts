@@ -148,9 +148,6 @@ export async function pull(spec: string, o: PullOptions = {}): Promise<PullResul
   return { path: final, bytes: size, sha256: got, verified: t.sha256 !== null, cached: false, resumedFrom };
 }
 
-/** The largest download (loadModel's default maxBytes); also the cap when the server states no size. */
-export const MAX_DOWNLOAD_BYTES = MAX_MODEL_BYTES;
-
 /**
  * What a .part file was fetched from, kept beside it (NAME.part.json): a resume asks the server for the rest only
  * if the file is still this one (If-Range), and checks the answer against it, so two versions are never spliced.
@@ -172,7 +169,7 @@ class DownloadError extends Error {
 
 /**
  * The one downloader: HTTP(S) or a file: mirror into `part`, never more than the expected size (the manifest's,
- * else what the server announced, else MAX_DOWNLOAD_BYTES), resumed only from the same upstream version.
+ * else what the server announced, else MAX_MODEL_BYTES), resumed only from the same upstream version.
  */
 class Download {
   private readonly sourceFile: string;
@@ -234,8 +231,8 @@ class Download {
       throw new DownloadError(`${this.t.from}: the server announces ${announced} bytes (${how}), but ${this.t.file} has ${bytes} (models/manifest.json); nothing was kept`, false);
     }
     const total = bytes ?? announced;
-    if (total !== undefined && total > MAX_DOWNLOAD_BYTES) {
-      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than the ${MAX_DOWNLOAD_BYTES} bytes pull accepts (MAX_MODEL_BYTES); nothing was kept`, false);
+    if (total !== undefined && total > MAX_MODEL_BYTES) {
+      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than the ${MAX_MODEL_BYTES} bytes pull accepts (MAX_MODEL_BYTES, loadModel's default maxBytes); nothing was kept`, false);
     }
     return total;
   }
@@ -332,7 +329,7 @@ class Download {
   /** Append the body to the part file, stopping (and deleting it) at the first byte past the expected size. */
   private async copy(body: AsyncIterable<Uint8Array>, offset: number, total: number | undefined, resumable: boolean): Promise<void> {
     const { from } = this.t;
-    const limit = total ?? MAX_DOWNLOAD_BYTES;
+    const limit = total ?? MAX_MODEL_BYTES;
     const again = resumable ? "run the same pull again to resume" : "run the same pull again to start over (this server cannot resume it)";
     const fh = await fs.promises.open(this.part, offset > 0 ? "a" : "w");
     let done = offset;
