@@ -272,9 +272,13 @@ import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i
  * @ w (d rows of n/32 block_q4_0) ^T.
  */
 export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  mv_q4_0(out, xq, w, n, d, t, <usize>d << 2);
+}
+
+/** matmul_q4_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output) */
+function mv_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, os: usize): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
-  const os = <usize>d << 2;
   if (t == 1) {
     const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
     const so = <usize>seg << 2, sw = <usize>seg * wRow;
@@ -381,11 +385,11 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
  * SIMD128: matmul_q4_0_mm on Q8_0W rows. Rows in tiles of mm_row_tile; each tile meets each group of four tokens
  * (mm4_q4_0_simd); tokens past the last group of four one by one, and t < 4 is matmul_q4_0's.
  */
-function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
-  const os = <usize>d << 2;
-  if (t < 4) { matmul_q4_0(out, xq, w, n, d, t); return; }
+  const os = <usize>ldo << 2;
+  if (t < 4) { mv_q4_0(out, xq, w, n, d, t, os); return; }
   const rt = mm_row_tile(<i32>wRow, <i32>xRow);
   const chunk = token_chunk(<i32>xRow);
   for (let j0 = 0; j0 < t; j0 += chunk) {
@@ -562,11 +566,11 @@ function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32
  * relaxed: matmul_q4_0_mm on Q8_0T groups (any t). Rows in tiles of mm_row_tile; each tile meets the groups of a
  * token chunk two at a time (mmt2_q4_0), a last odd group alone (mmt1_q4_0).
  */
-function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const nb = n / QK;
     const wRow = <usize>nb * Q4_0_BYTES, gBytes = <usize>nb * Q8_0T_BYTES;
-    const os = <usize>d << 2;
+    const os = <usize>ldo << 2;
     const groups = (t + 3) >> 2;
     const rt = mm_row_tile(<i32>wRow, nb * Q8_0X_BYTES);
     const gchunk = token_chunk(nb * Q8_0X_BYTES) >> 2;
@@ -592,12 +596,13 @@ function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32
 }
 
 /**
- * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1). Activations: Q8_0T groups in the
- * relaxed build (formats.ts prefillActivationFormat), Q8_0W rows in SIMD128.
+ * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1), token j's d results at out + 4·ldo·j
+ * (ldo = d for a whole matmul; threads that cut it by rows give each run of rows the whole output's ldo).
+ * Activations: Q8_0T groups in the relaxed build (formats.ts prefillActivationFormat), Q8_0W rows in SIMD128.
  */
-export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD) mm_q4_0_relaxed(out, xq, w, n, d, t);
-  else mm_q4_0_simd128(out, xq, w, n, d, t);
+export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) mm_q4_0_relaxed(out, xq, w, n, d, t, ldo);
+  else mm_q4_0_simd128(out, xq, w, n, d, t, ldo);
 }
 
 // ---- Q4_1 ------------------------------------------------------------------------------------------------

@@ -366,9 +366,13 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 /** out (t, d) f32 = xq (t rows of Q8_0X activations, common.ts) @ w (d rows of n/32 block_q8_0) ^T. */
 export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  mv_q8_0(out, xq, w, n, d, t, <usize>d << 2);
+}
+
+/** matmul_q8_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output) */
+function mv_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, os: usize): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
-  const os = <usize>d << 2;
   if (t == 1) {
     const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
     const so = <usize>seg << 2, sw = <usize>seg * wRow;
@@ -481,12 +485,15 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
 }
 
-/** out (t, d) f32 = xq @ w^T as matmul_q8_0, bit for bit, for prefill (t > 1; t < 4 runs matmul_q8_0) */
-export function matmul_q8_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+/**
+ * out (t, d) f32 = xq @ w^T as matmul_q8_0, bit for bit, for prefill (t > 1; t < 4 runs matmul_q8_0's loops),
+ * token j's d results at out + 4·ldo·j (ldo = d for a whole matmul, the whole output's for a run of its rows)
+ */
+export function matmul_q8_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
-  const os = <usize>d << 2;
-  if (t < 4) { matmul_q8_0(out, xq, w, n, d, t); return; }
+  const os = <usize>ldo << 2;
+  if (t < 4) { mv_q8_0(out, xq, w, n, d, t, os); return; }
   const rt = mm_row_tile(<i32>wRow, <i32>xRow);
   const chunk = token_chunk(<i32>xRow);
   for (let j0 = 0; j0 < t; j0 += chunk) {

@@ -7,9 +7,14 @@ export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_0T" | "Q8_KW";
 
-/** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
-export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K"
-  | "matmul_q4_0_mm" | "matmul_q8_0_mm";
+/**
+ * Names of the wasm matmul kernels: each is `(out, x, w, n, d, t)`, and a prefill kernel (a format's `prefill`)
+ * `(out, x, w, n, d, t, ldo)`, token j's d results at out + 4·ldo·j (ldo = d for a whole matmul; a run of its rows
+ * keeps the whole output's). Callers may pass ldo to any of them: the matrix-vector kernels ignore it.
+ */
+export type MatmulKernel = MatvecKernel | PrefillKernel;
+export type MatvecKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K";
+export type PrefillKernel = "matmul_q4_0_mm" | "matmul_q8_0_mm";
 
 export interface QuantFormat {
   name: FormatName;
@@ -24,9 +29,9 @@ export interface QuantFormat {
   /** reference row dequantizer: the inverse layout of `quantize` */
   dequantize?: (src: Uint8Array, dst: Float32Array) => void;
   /** the wasm kernel that multiplies a matrix of this type by activations, if we can run it */
-  matmul?: MatmulKernel;
+  matmul?: MatvecKernel;
   /** the same product for many tokens (prefill), tiled; bit for bit `matmul`'s results (test/kernels.test.ts), on prefillActivationFormat's layout */
-  prefill?: MatmulKernel;
+  prefill?: PrefillKernel;
   /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
   activation?: FormatName;
   /** the SIMD128 kernel build's activation format when it differs (see activationFormat) */
@@ -103,6 +108,17 @@ export function activationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): F
 export function prefillActivationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): FormatName | undefined {
   return simd === "relaxed" && f.prefillActivation ? f.prefillActivation : activationFormat(f, simd);
 }
+
+/** true when `kernel` is some format's prefill kernel (it takes ldo, and a run of rows takes every token at once) */
+export function isPrefillKernel(kernel: MatmulKernel): boolean {
+  return FORMATS.some((f) => f.prefill === kernel);
+}
+
+/**
+ * Tokens the prefill kernels take at a time (assembly: each weight row meets groups of four tokens): threads that
+ * cut a batch by tokens cut it between such groups, and one smaller than two groups per thread by rows.
+ */
+export const PREFILL_TOKEN_GROUP = 4;
 
 /** rows of a buffer holding t tokens' activations in format a: whole groups of its tokenGroup */
 export function activationRows(a: QuantFormat, t: number): number {
