@@ -275,20 +275,31 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   mv_q4_0(out, xq, w, n, d, t, <usize>d << 2);
 }
 
-/** matmul_q4_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output) */
+/** one token's d results at out: rows i, i + seg, ... side by side, s long streams (common.ts mv_streams) */
+// @ts-ignore: decorator
+@inline function mv1_q4_0(out: usize, xq: usize, w: usize, nb: i32, d: i32, wRow: usize): void {
+  const s = mv_streams(), seg = d / s;
+  const so = <usize>seg << 2, sw = <usize>seg * wRow;
+  for (let i = 0; i < seg; i++) {
+    const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+    if (s == 8) dot8_q4_0(o, so, wp, sw, xq, nb);
+    else if (s == 4) dot4r_q4_0(o, so, wp, sw, xq, nb);
+    else dot2r_q4_0(o, so, wp, sw, xq, nb);
+  }
+  for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+}
+
+/**
+ * matmul_q4_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output). Fewer
+ * than four tokens take the matrix-vector path once each: one weight row against one token at a time is a single
+ * dependent chain, where s streams keep s in flight (kernels.bench --small-batch: t = 2 and 3 in 1.12-1.26x the
+ * time of t matrix-vector passes on a thread's run of rows, SIMD128, weights cold).
+ */
 function mv_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, os: usize): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
-  if (t == 1) {
-    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
-    const so = <usize>seg << 2, sw = <usize>seg * wRow;
-    for (let i = 0; i < seg; i++) {
-      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
-      if (s == 8) dot8_q4_0(o, so, wp, sw, xq, nb);
-      else if (s == 4) dot4r_q4_0(o, so, wp, sw, xq, nb);
-      else dot2r_q4_0(o, so, wp, sw, xq, nb);
-    }
-    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+  if (t < 4) {
+    for (let j = 0; j < t; j++) mv1_q4_0(out + <usize>j * os, xq + <usize>j * xRow, w, nb, d, wRow);
     return;
   }
   const chunk = token_chunk(<i32>xRow);
