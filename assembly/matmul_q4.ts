@@ -272,19 +272,34 @@ import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i
  * @ w (d rows of n/32 block_q4_0) ^T.
  */
 export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  mv_q4_0(out, xq, w, n, d, t, <usize>d << 2);
+}
+
+/** one token's d results at out: rows i, i + seg, ... side by side, s long streams (common.ts mv_streams) */
+// @ts-ignore: decorator
+@inline function mv1_q4_0(out: usize, xq: usize, w: usize, nb: i32, d: i32, wRow: usize): void {
+  const s = mv_streams(), seg = d / s;
+  const so = <usize>seg << 2, sw = <usize>seg * wRow;
+  for (let i = 0; i < seg; i++) {
+    const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+    if (s == 8) dot8_q4_0(o, so, wp, sw, xq, nb);
+    else if (s == 4) dot4r_q4_0(o, so, wp, sw, xq, nb);
+    else dot2r_q4_0(o, so, wp, sw, xq, nb);
+  }
+  for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+}
+
+/**
+ * matmul_q4_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output). Fewer
+ * than four tokens take the matrix-vector path once each: one weight row against one token at a time is a single
+ * dependent chain, where s streams keep s in flight (kernels.bench --small-batch: t = 2 and 3 in 1.12-1.26x the
+ * time of t matrix-vector passes on a thread's run of rows, SIMD128, weights cold).
+ */
+function mv_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, os: usize): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
-  const os = <usize>d << 2;
-  if (t == 1) {
-    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
-    const so = <usize>seg << 2, sw = <usize>seg * wRow;
-    for (let i = 0; i < seg; i++) {
-      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
-      if (s == 8) dot8_q4_0(o, so, wp, sw, xq, nb);
-      else if (s == 4) dot4r_q4_0(o, so, wp, sw, xq, nb);
-      else dot2r_q4_0(o, so, wp, sw, xq, nb);
-    }
-    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q4_0(w + <usize>i * wRow, xq, nb));
+  if (t < 4) {
+    for (let j = 0; j < t; j++) mv1_q4_0(out + <usize>j * os, xq + <usize>j * xRow, w, nb, d, wRow);
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -381,11 +396,11 @@ export function matmul_q4_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
  * SIMD128: matmul_q4_0_mm on Q8_0W rows. Rows in tiles of mm_row_tile; each tile meets each group of four tokens
  * (mm4_q4_0_simd); tokens past the last group of four one by one, and t < 4 is matmul_q4_0's.
  */
-function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q4_0_BYTES, xRow = <usize>nb * XROW;
-  const os = <usize>d << 2;
-  if (t < 4) { matmul_q4_0(out, xq, w, n, d, t); return; }
+  const os = <usize>ldo << 2;
+  if (t < 4) { mv_q4_0(out, xq, w, n, d, t, os); return; }
   const rt = mm_row_tile(<i32>wRow, <i32>xRow);
   const chunk = token_chunk(<i32>xRow);
   for (let j0 = 0; j0 < t; j0 += chunk) {
@@ -562,11 +577,11 @@ function mm_q4_0_simd128(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32
  * relaxed: matmul_q4_0_mm on Q8_0T groups (any t). Rows in tiles of mm_row_tile; each tile meets the groups of a
  * token chunk two at a time (mmt2_q4_0), a last odd group alone (mmt1_q4_0).
  */
-function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const nb = n / QK;
     const wRow = <usize>nb * Q4_0_BYTES, gBytes = <usize>nb * Q8_0T_BYTES;
-    const os = <usize>d << 2;
+    const os = <usize>ldo << 2;
     const groups = (t + 3) >> 2;
     const rt = mm_row_tile(<i32>wRow, nb * Q8_0X_BYTES);
     const gchunk = token_chunk(nb * Q8_0X_BYTES) >> 2;
@@ -592,12 +607,13 @@ function mm_q4_0_relaxed(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32
 }
 
 /**
- * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1). Activations: Q8_0T groups in the
- * relaxed build (formats.ts prefillActivationFormat), Q8_0W rows in SIMD128.
+ * out (t, d) f32 = xq @ w^T as matmul_q4_0, bit for bit, for prefill (t > 1), token j's d results at out + 4·ldo·j
+ * (ldo = d for a whole matmul; threads that cut it by rows give each run of rows the whole output's ldo).
+ * Activations: Q8_0T groups in the relaxed build (formats.ts prefillActivationFormat), Q8_0W rows in SIMD128.
  */
-export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD) mm_q4_0_relaxed(out, xq, w, n, d, t);
-  else mm_q4_0_simd128(out, xq, w, n, d, t);
+export function matmul_q4_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) mm_q4_0_relaxed(out, xq, w, n, d, t, ldo);
+  else mm_q4_0_simd128(out, xq, w, n, d, t, ldo);
 }
 
 // ---- Q4_1 ------------------------------------------------------------------------------------------------

@@ -366,19 +366,34 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
 
 /** out (t, d) f32 = xq (t rows of Q8_0X activations, common.ts) @ w (d rows of n/32 block_q8_0) ^T. */
 export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+  mv_q8_0(out, xq, w, n, d, t, <usize>d << 2);
+}
+
+/** one token's d results at out: rows i, i + seg, ... side by side, s long streams (common.ts mv_streams) */
+// @ts-ignore: decorator
+@inline function mv1_q8_0(out: usize, xq: usize, w: usize, nb: i32, d: i32, wRow: usize): void {
+  const s = mv_streams(), seg = d / s;
+  const so = <usize>seg << 2, sw = <usize>seg * wRow;
+  for (let i = 0; i < seg; i++) {
+    const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
+    if (s == 8) dot8_q8_0(o, so, wp, sw, xq, nb);
+    else if (s == 4) dot4r_q8_0(o, so, wp, sw, xq, nb);
+    else dot2r_q8_0(o, so, wp, sw, xq, nb);
+  }
+  for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+}
+
+/**
+ * matmul_q8_0 with token j's results at out + j·os (the prefill kernel's fallback writes into a wider output). Fewer
+ * than four tokens take the matrix-vector path once each: one weight row against one token at a time is a single
+ * dependent chain, where s streams keep s in flight (kernels.bench --small-batch: t = 2 and 3 in 1.12-1.26x the
+ * time of t matrix-vector passes on a thread's run of rows, SIMD128, weights cold).
+ */
+function mv_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, os: usize): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
-  const os = <usize>d << 2;
-  if (t == 1) {
-    const s = mv_streams(), seg = d / s;   // rows i, i + seg, ... side by side: s long streams (common.ts)
-    const so = <usize>seg << 2, sw = <usize>seg * wRow;
-    for (let i = 0; i < seg; i++) {
-      const o = out + (<usize>i << 2), wp = w + <usize>i * wRow;
-      if (s == 8) dot8_q8_0(o, so, wp, sw, xq, nb);
-      else if (s == 4) dot4r_q8_0(o, so, wp, sw, xq, nb);
-      else dot2r_q8_0(o, so, wp, sw, xq, nb);
-    }
-    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot1_q8_0(w + <usize>i * wRow, xq, nb));
+  if (t < 4) {
+    for (let j = 0; j < t; j++) mv1_q8_0(out + <usize>j * os, xq + <usize>j * xRow, w, nb, d, wRow);
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -481,12 +496,15 @@ export function matmul_q8_0(out: usize, xq: usize, w: usize, n: i32, d: i32, t: 
   store<f32>(o + 3 * os, hsum_f32x4(a3) + t3);
 }
 
-/** out (t, d) f32 = xq @ w^T as matmul_q8_0, bit for bit, for prefill (t > 1; t < 4 runs matmul_q8_0) */
-export function matmul_q8_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32): void {
+/**
+ * out (t, d) f32 = xq @ w^T as matmul_q8_0, bit for bit, for prefill (t > 1; t < 4 runs matmul_q8_0's loops),
+ * token j's d results at out + 4·ldo·j (ldo = d for a whole matmul, the whole output's for a run of its rows)
+ */
+export function matmul_q8_0_mm(out: usize, xq: usize, w: usize, n: i32, d: i32, t: i32, ldo: i32): void {
   const nb = n / QK;
   const wRow = <usize>nb * Q8_0_BYTES, xRow = <usize>nb * Q8_0X_BYTES;
-  const os = <usize>d << 2;
-  if (t < 4) { matmul_q8_0(out, xq, w, n, d, t); return; }
+  const os = <usize>ldo << 2;
+  if (t < 4) { mv_q8_0(out, xq, w, n, d, t, os); return; }
   const rt = mm_row_tile(<i32>wRow, <i32>xRow);
   const chunk = token_chunk(<i32>xRow);
   for (let j0 = 0; j0 < t; j0 += chunk) {

@@ -3,6 +3,7 @@
 // streaming-read bandwidth of a plain SIMD sum measured in the same run for scale. The SIMD128 build runs first;
 // then the same file re-runs itself on the relaxed-SIMD build (node --experimental-wasm-relaxed-simd). Not a model
 // benchmark. Run: npm run build && node dist/bench/kernels.bench.js [--only q4_0,q8_0] [--prefill: only the prefill kernels]
+// [--small-batch: only t = 1..5 on a thread's run of rows, matrix-vector per token vs one prefill call]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
@@ -134,11 +135,11 @@ async function prefillKernels(): Promise<void> {
       fillWeights(f, w, n, d);
       const x = makeActivations(f, n, T), xp = makeActivations(f, n, T, true);
       const out = rt.alloc(4 * d * T);
-      const old = k[f.matmul as MatmulKernel] as Kernels["matmul_f32"], neu = k[f.prefill as MatmulKernel] as Kernels["matmul_f32"];
+      const old = k[f.matmul as MatmulKernel] as Kernels["matmul_f32"], neu = k[f.prefill!];
       const to: number[] = [], tn: number[] = [];
       for (let r = 0; r < REPS + 2; r++) {
         let t0 = performance.now(); old(out, x, w, n, d, T); const a = performance.now() - t0;
-        t0 = performance.now(); neu(out, xp, w, n, d, T); const b = performance.now() - t0;
+        t0 = performance.now(); neu(out, xp, w, n, d, T, d); const b = performance.now() - t0;
         if (r >= 2) { to.push(a); tn.push(b); } // two rounds of tier-up
       }
       const med = (v: number[]) => v.slice().sort((p, q) => p - q)[v.length >> 1];
@@ -150,8 +151,53 @@ async function prefillKernels(): Promise<void> {
   say(`peak of ${DOT_OPS[BUILD].name} (tight loop, ${DOT_OPS[BUILD].macs} multiply-adds, best of 41): ${peak.toFixed(1)} GOPS`);
 }
 
+/**
+ * A small batch (t = 1..5) on one thread's run of rows as threads cut it (a quarter of the rows: 2 threads, two
+ * runs each, share.ts matmulChunks) with the weights cold, as in a decode step of several sequences: the
+ * matrix-vector kernel once per token (t calls, each streaming the run) against the prefill kernel once for all
+ * t (ldo = d). Calls interleave; medians; times relative to one matrix-vector call (one token).
+ */
+async function smallBatches(): Promise<void> {
+  const REPS = 41;
+  say("");
+  say(`small batches on a run of rows (d/4 of d x n, weights cold), t x matrix-vector vs one prefill call, medians of ${REPS}; ${execFileSync("uptime", { encoding: "utf8" }).trim()}`);
+  say("format  n x rows     t   matvec ms (x one)   prefill ms (x one)   prefill/matvec");
+  const med = (v: number[]) => v.slice().sort((p, q) => p - q)[v.length >> 1];
+  for (const f of FORMATS.filter((x) => x.prefill && (!ONLY || ONLY.includes(x.name)))) {
+    for (const [n, d] of [[2048, 5632], [5632, 2048]]) {
+      const rows = d / 4;
+      const m = rt.mark();
+      const wb = rowBytes(f, n) * rows;
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / wb));
+      const ws: number[] = [];
+      for (let c = 0; c < copies; c++) { const p = rt.alloc(wb); fillWeights(f, p, n, rows); ws.push(p); }
+      const x = makeActivations(f, n, 5), xp = makeActivations(f, n, 5, true), xRow = rowBytes(formatByName(activationFormat(f, rt.simd)!)!, n);
+      const out = rt.alloc(4 * d * 5);
+      const mv = k[f.matmul!] as Kernels["matmul_f32"], mm = k[f.prefill!];
+      let c = 0, base = 0;
+      for (let r = 0; r < 8; r++) { mv(out, x, ws[c], n, rows, 1); mm(out, xp, ws[c], n, rows, 4, d); c = (c + 1) % copies; } // tier-up
+      for (let t = 1; t <= 5; t++) {
+        const a: number[] = [], b: number[] = [];
+        for (let r = 0; r < REPS + 2; r++) {
+          let t0 = performance.now();
+          for (let j = 0; j < t; j++) mv(out + 4 * d * j, x + xRow * j, ws[c], n, rows, 1);
+          const ta = performance.now() - t0;
+          c = (c + 1) % copies;
+          t0 = performance.now(); mm(out, xp, ws[c], n, rows, t, d); const tb = performance.now() - t0;
+          c = (c + 1) % copies;
+          if (r >= 2) { a.push(ta); b.push(tb); }
+        }
+        if (t === 1) base = med(a);
+        say(`${f.name.padEnd(6)}  ${`${n} x ${rows}`.padEnd(11)}  ${t}   ${med(a).toFixed(3).padStart(8)} (${(med(a) / base).toFixed(2)})   ${med(b).toFixed(3).padStart(9)} (${(med(b) / base).toFixed(2)})   ${(med(b) / med(a)).toFixed(2).padStart(12)}`);
+      }
+      rt.release(m);
+    }
+  }
+}
+
 if (process.argv.includes("--prefill")) await prefillKernels();
-else { await main(); await prefillKernels(); }
+else if (process.argv.includes("--small-batch")) await smallBatches();
+else { await main(); await prefillKernels(); await smallBatches(); }
 if (BUILD === "simd128") {
   console.log("\n---- relaxed SIMD build (child: node --experimental-wasm-relaxed-simd) ----\n");
   const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", fileURLToPath(import.meta.url), ...process.argv.slice(2)],

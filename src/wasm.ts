@@ -58,12 +58,15 @@ export interface Kernels {
   matmul_bf16(out: number, x: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q8_0)^T */
   matmul_q8_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
-  /** matmul_q8_0 bit for bit, tiled for prefill (t > 1; t < 4 runs matmul_q8_0) */
-  matmul_q8_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** matmul_q8_0 bit for bit, tiled for prefill (t > 1; t < 4 runs matmul_q8_0's loops); token j's d results at out + 4·ldo·j */
+  matmul_q8_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number, ldo: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q4_0)^T */
   matmul_q4_0(out: number, xq: number, w: number, n: number, d: number, t: number): void;
-  /** matmul_q4_0 bit for bit, tiled for prefill (t > 1) on prefillActivationFormat's layout: Q8_0T groups (relaxed), Q8_0W rows (SIMD128; t < 4 runs matmul_q4_0) */
-  matmul_q4_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /**
+   * matmul_q4_0 bit for bit, tiled for prefill (t > 1) on prefillActivationFormat's layout: Q8_0T groups (relaxed),
+   * Q8_0W rows (SIMD128; t < 4 runs matmul_q4_0's loops); token j's d results at out + 4·ldo·j
+   */
+  matmul_q4_0_mm(out: number, xq: number, w: number, n: number, d: number, t: number, ldo: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_1) @ w (d rows of Q4_1)^T */
   matmul_q4_1(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_0X) @ w (d rows of Q5_0)^T */

@@ -294,7 +294,7 @@ for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["ma
       const kx = put(buildLayout(fmt, xf, n, t, xq));
       const w = put(quantWeights(rand, fmt, n, d));
       const out = f32Out(d * t), want = f32Out(d * t);
-      k[name](out, put(buildPrefillLayout(fmt, xf, n, t, xq)), w, n, d, t);
+      k[name](out, put(buildPrefillLayout(fmt, xf, n, t, xq)), w, n, d, t, d);
       k[base](want, kx, w, n, d, t);
       const e = new Float32Array(d * t);
       R[base](e, xq, rt.u8At(w, rowBytes(formatByName(fmt)!, n) * d).slice(), n, d, t);
@@ -303,6 +303,53 @@ for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["ma
       for (let i = 0; i < d * t; i++) {
         if (!Object.is(got[i], bits[i])) assert.unreachable(`${name} n=${n} d=${d} t=${t}: element ${i} = ${got[i]}, ${base} gives ${bits[i]}`);
       }
+    });
+  });
+}
+
+for (const [name, base, fmt] of [["matmul_q4_0_mm", "matmul_q4_0", "Q4_0"], ["matmul_q8_0_mm", "matmul_q8_0", "Q8_0"]] as const) {
+  test(`${name} cut into runs of rows (ldo = d, as threads call it): ${base}'s bits for t = 2..9, odd d`, () => {
+    // runs of 12 rows and a 1-row tail (share.ts matmulChunks at 2 threads on 37 rows), and runs of 5 (off the
+    // four- and eight-row steps); t < 4 is the Q8_0 kernel's (and SIMD128 Q4_0's) matrix-vector fallback
+    const rand = rng(22);
+    for (const [n, d] of [[160, 37], [1056, 37], [96, 13]]) for (let t = 2; t <= 9; t++) for (const run of [12, 5]) scoped(() => {
+      const xf = normal(rand, n * t);
+      const xq = new Uint8Array(rowBytes(formatByName("Q8_0X")!, n) * t);
+      R.quantize_q8_0x(xq, xf, n, t);
+      const kx = put(buildLayout(fmt, xf, n, t, xq)), px = put(buildPrefillLayout(fmt, xf, n, t, xq));
+      const w = put(quantWeights(rand, fmt, n, d));
+      const wRow = rowBytes(formatByName(fmt)!, n);
+      const want = f32Out(d * t), got = f32Out(d * t);
+      k[base](want, kx, w, n, d, t);
+      rt.f32At(got, d * t).fill(NaN);
+      for (let d0 = 0; d0 < d; d0 += run) k[name](got + 4 * d0, px, w + wRow * d0, n, Math.min(run, d - d0), t, d);
+      const a = readF32(got, d * t), b = readF32(want, d * t);
+      for (let i = 0; i < d * t; i++) {
+        if (!Object.is(a[i], b[i])) assert.unreachable(`${name} n=${n} d=${d} t=${t} runs of ${run}: element ${i} (token ${Math.floor(i / d)}, row ${i % d}) = ${a[i]}, ${base} gives ${b[i]}`);
+      }
+    });
+  });
+
+  test(`${name} writes token j's results at out + 4·ldo·j and nothing between them (ldo > d)`, () => {
+    // a kernel that ignored ldo would write token j at out + 4·d·j: over the gaps and short of the later rows
+    const rand = rng(23);
+    const n = 160, d = 7, ldo = 11, SENTINEL = -12345.5;
+    for (const t of [2, 3, 4, 5, 9]) scoped(() => {
+      const xf = normal(rand, n * t);
+      const xq = new Uint8Array(rowBytes(formatByName("Q8_0X")!, n) * t);
+      R.quantize_q8_0x(xq, xf, n, t);
+      const w = put(quantWeights(rand, fmt, n, d));
+      const want = f32Out(d * t), got = f32Out(ldo * t + 1);
+      k[base](want, put(buildLayout(fmt, xf, n, t, xq)), w, n, d, t);
+      rt.f32At(got, ldo * t + 1).fill(SENTINEL);
+      k[name](got, put(buildPrefillLayout(fmt, xf, n, t, xq)), w, n, d, t, ldo);
+      const a = readF32(got, ldo * t + 1), b = readF32(want, d * t);
+      for (let j = 0; j < t; j++) for (let i = 0; i < ldo; i++) {
+        const v = a[j * ldo + i];
+        if (i < d && !Object.is(v, b[j * d + i])) assert.unreachable(`${name} t=${t}: token ${j} row ${i} = ${v}, ${base} gives ${b[j * d + i]}`);
+        if (i >= d && v !== SENTINEL) assert.unreachable(`${name} t=${t}: the gap after token ${j}'s rows was written (column ${i}: ${v})`);
+      }
+      assert.is(a[ldo * t], SENTINEL, `${name} t=${t}: wrote past the last token's row`);
     });
   });
 }
@@ -730,10 +777,14 @@ test("runtime: alloc aligns, grows memory, mark/release, views follow growth", (
   assert.throws(() => r.alloc(5 * 2 ** 30), /4 GiB/);
 });
 
-test("every format with a matmul kernel has that wasm export, and QK matches the table", () => {
+test("every format with a matmul kernel has that wasm export with the ABI's parameters, and QK matches the table", () => {
+  const exports = k as unknown as Record<string, unknown>;
   for (const f of FORMATS) {
-    if (f.matmul) assert.type((k as unknown as Record<string, unknown>)[f.matmul], "function", `${f.name}: export ${f.matmul}`);
-    if (f.prefill) assert.type((k as unknown as Record<string, unknown>)[f.prefill], "function", `${f.name}: export ${f.prefill}`);
+    if (f.matmul) assert.type(exports[f.matmul], "function", `${f.name}: export ${f.matmul}`);
+    if (f.prefill) assert.type(exports[f.prefill], "function", `${f.name}: export ${f.prefill}`);
+    // a wasm export's length is its parameter count: (out, x, w, n, d, t), prefill kernels then ldo (formats.ts MatmulKernel)
+    if (f.matmul) assert.is((exports[f.matmul] as () => void).length, 6, `${f.name}: ${f.matmul}'s parameters`);
+    if (f.prefill) assert.is((exports[f.prefill] as () => void).length, 7, `${f.name}: ${f.prefill}'s parameters`);
     if (f.blockSize > 1 && f.matmul) assert.is(f.blockSize === 256 ? k.qk_k() : k.qk(), f.blockSize, `${f.name} block size`);
   }
 });

@@ -6,7 +6,8 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Model } from "../src/model/model.js";
-import { WasmRuntime, hasSharedMemory } from "../src/wasm.js";
+import { WasmRuntime, convertActivations, hasSharedMemory } from "../src/wasm.js";
+import { activationRows, FORMATS, formatByName, PREFILL_TOKEN_GROUP, prefillActivationFormat, rowBytes } from "../src/quant/formats.js";
 import { ThreadPool } from "../src/threads/pool.js";
 import { matmulChunks } from "../src/threads/share.js";
 import { synthModel, resolveShape } from "../src/commands/synth.js";
@@ -65,6 +66,42 @@ test("matmul chunks cover every row (or token) exactly once", () => {
     assert.ok(cut.size * (cut.count - 1) < total && cut.size * cut.count >= total, `d=${d} t=${t} threads=${threads}: ${JSON.stringify(cut)}`);
     if (cut.byRows) assert.is(cut.size % 4, 0);
     assert.ok(cut.count < 0x10000);
+  }
+});
+
+test("prefill kernels cut by rows across 2 and 3 threads (every token per run of rows): one call's bits, t = 2..9, odd d", async () => {
+  const rt = WasmRuntime.create({ shared: true });
+  for (const threads of [2, 3]) {
+    const pool = (await ThreadPool.start(rt, threads, { spinMs: 0.2 }))!;
+    assert.ok(pool);
+    try {
+      for (const f of FORMATS.filter((x) => x.prefill)) for (const [n, d] of [[1056, 37], [2048, 101]]) for (let t = 2; t <= 9; t++) {
+        // past MIN_PARALLEL_MACS and below two token groups per thread: matmulChunks cuts these by rows
+        assert.ok(matmulChunks(d, t, threads, PREFILL_TOKEN_GROUP).byRows, `${f.name} d=${d} t=${t}: cut by rows`);
+        const mark = rt.mark();
+        let seed = n * 31 + d * 7 + t;
+        const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32 - 0.5; };
+        const wRow = rowBytes(f, n);
+        const w = rt.alloc(wRow * d);
+        const src = Float32Array.from({ length: n }, rand);
+        for (let i = 0; i < d; i++) { for (let c = 0; c < n; c++) src[c] = rand(); f.quantize!(src, rt.u8At(w + i * wRow, wRow)); }
+        const af = formatByName(prefillActivationFormat(f, rt.simd)!)!;
+        const x = rt.alloc(n * t * 4), xq = rt.alloc(activationRows(af, t) * rowBytes(af, n));
+        rt.f32At(x, n * t).set(Float32Array.from({ length: n * t }, rand));
+        convertActivations(rt.k, af.name, xq, x, n, t);
+        const one = rt.alloc(d * t * 4), many = rt.alloc(d * t * 4);
+        rt.k[f.prefill!](one, xq, w, n, d, t, d);
+        rt.f32At(many, d * t).fill(NaN);
+        pool.matmul(f.prefill!, many, xq, w, n, d, t, wRow, rowBytes(af, n), af.tokenGroup ?? 1);
+        const a = rt.f32At(one, d * t), b = rt.f32At(many, d * t);
+        for (let i = 0; i < d * t; i++) {
+          if (!Object.is(a[i], b[i])) assert.unreachable(`${f.prefill} ${threads} threads n=${n} d=${d} t=${t}: element ${i} = ${b[i]}, one call gives ${a[i]}`);
+        }
+        rt.release(mark);
+      }
+    } finally {
+      pool.close();
+    }
   }
 });
 

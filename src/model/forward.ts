@@ -8,10 +8,9 @@
 // Each layer runs through its LayerSlot: its kernels, scratch, weights, KV cache and RoPE constants in one place,
 // so a range of layers can live in another wasm runtime (issue 14's shards): the residual stream is handed over at
 // the boundary, a few KiB per token.
-import { activationFormat, activationRows, prefillActivationFormat, DEFAULT_KV_CACHE_TYPE, formatByName, FormatName, kvCacheFormat, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes, type KvCacheType, type QuantFormat } from "../quant/formats.js";
+import { activationFormat, activationRows, prefillActivationFormat, DEFAULT_KV_CACHE_TYPE, formatByName, FormatName, kvCacheFormat, MAX_ACTIVATION_BYTES_PER_VALUE, rowBytes, usesPrefill, type KvCacheType, type QuantFormat } from "../quant/formats.js";
 import { attentionScratch, convertActivations, type Kernels, type WasmRuntime } from "../wasm.js";
 import type { ThreadPool } from "../threads/pool.js";
-import { splitsByRows } from "../threads/share.js";
 import type { LinearSite } from "./arch.js";
 import type { ModelConfig } from "./config.js";
 import type { LayerWeights, Tensor, Weights } from "./weights.js";
@@ -276,12 +275,10 @@ class Workspace {
     const [d, n] = w.shape;
     const f = w.format;
     let act = x;
-    // the prefill kernel for a batch, unless threads would cut this matmul by rows (one token per call: the
-    // matrix-vector kernel's job, on its own layout; a batch laid out in token groups is cut between groups)
-    const pa = t > 1 && f.prefill ? prefillActivationFormat(f, this.rt.simd)! : undefined;
-    const group = pa ? formatByName(pa)!.tokenGroup ?? 1 : 1;
-    const prefill = !!pa && !(this.pool && splitsByRows(Math.ceil(t / group), this.pool.size));
-    const a = (prefill ? pa : activationFormat(f, this.rt.simd))!;
+    // the prefill kernel for a batch (formats.ts usesPrefill; threads cut it by rows or between token groups,
+    // pool.ts), else the matrix-vector kernel
+    const prefill = usesPrefill(f, t, this.rt.simd);
+    const a = (prefill ? prefillActivationFormat(f, this.rt.simd) : activationFormat(f, this.rt.simd))!;
     if (a !== "F32") {
       act = this.actBuf.get(a)!;
       if (this.actOf.get(a) !== x) {
@@ -295,7 +292,7 @@ class Workspace {
       const xRow = a === "F32" ? n * 4 : rowBytes(af, n);
       this.pool.matmul(kernel, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow, af.tokenGroup ?? 1);
     } else {
-      this.k[kernel](out, act, w.ptr, n, d, t);
+      this.k[kernel](out, act, w.ptr, n, d, t, d);
     }
   }
 

@@ -7,9 +7,14 @@ export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_0T" | "Q8_KW";
 
-/** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
-export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K"
-  | "matmul_q4_0_mm" | "matmul_q8_0_mm";
+/**
+ * Names of the wasm matmul kernels: each is `(out, x, w, n, d, t)`, and a prefill kernel (a format's `prefill`)
+ * `(out, x, w, n, d, t, ldo)`, token j's d results at out + 4·ldo·j (ldo = d for a whole matmul; a run of its rows
+ * keeps the whole output's). Callers may pass ldo to any of them: the matrix-vector kernels ignore it.
+ */
+export type MatmulKernel = MatvecKernel | PrefillKernel;
+export type MatvecKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K";
+export type PrefillKernel = "matmul_q4_0_mm" | "matmul_q8_0_mm";
 
 export interface QuantFormat {
   name: FormatName;
@@ -24,15 +29,17 @@ export interface QuantFormat {
   /** reference row dequantizer: the inverse layout of `quantize` */
   dequantize?: (src: Uint8Array, dst: Float32Array) => void;
   /** the wasm kernel that multiplies a matrix of this type by activations, if we can run it */
-  matmul?: MatmulKernel;
+  matmul?: MatvecKernel;
   /** the same product for many tokens (prefill), tiled; bit for bit `matmul`'s results (test/kernels.test.ts), on prefillActivationFormat's layout */
-  prefill?: MatmulKernel;
+  prefill?: PrefillKernel;
   /** the format the activations are converted to before `matmul` (ggml's vec_dot_type) */
   activation?: FormatName;
   /** the SIMD128 kernel build's activation format when it differs (see activationFormat) */
   simd128Activation?: FormatName;
   /** the relaxed build's activation format for `prefill` when it differs from its `activation` (see prefillActivationFormat) */
   prefillActivation?: FormatName;
+  /** the fewest tokens `prefill` takes on prefillActivation's layout (see usesPrefill); default 2 */
+  prefillMinTokens?: number;
   /** activation layouts only: tokens are laid out in groups of this many (buffers hold whole groups, splits cut between them) */
   tokenGroup?: number;
   /** true when a tensor of this type can be written by our quantizer (`edgeprune quantize --type`) */
@@ -48,7 +55,7 @@ export interface QuantFormat {
 export const FORMATS: readonly QuantFormat[] = [
   { name: "F32", ggmlType: 0, blockSize: 1, typeSize: 4, quantize: ref.quantizeF32, dequantize: ref.dequantizeF32, matmul: "matmul_f32", activation: "F32" },
   { name: "F16", ggmlType: 1, blockSize: 1, typeSize: 2, quantize: ref.quantizeF16, dequantize: ref.dequantizeF16, matmul: "matmul_f16", activation: "F16", quantTarget: true },
-  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", prefill: "matmul_q4_0_mm", activation: "Q8_0X", simd128Activation: "Q8_0W", prefillActivation: "Q8_0T", quantTarget: true },
+  { name: "Q4_0", ggmlType: 2, blockSize: 32, typeSize: 18, quantize: ref.quantizeQ4_0, dequantize: ref.dequantizeQ4_0, matmul: "matmul_q4_0", prefill: "matmul_q4_0_mm", activation: "Q8_0X", simd128Activation: "Q8_0W", prefillActivation: "Q8_0T", prefillMinTokens: 3, quantTarget: true },
   { name: "Q4_1", ggmlType: 3, blockSize: 32, typeSize: 20, quantize: ref.quantizeQ4_1, dequantize: ref.dequantizeQ4_1, matmul: "matmul_q4_1", activation: "Q8_1", quantTarget: true },
   { name: "Q5_0", ggmlType: 6, blockSize: 32, typeSize: 22, quantize: ref.quantizeQ5_0, dequantize: ref.dequantizeQ5_0, matmul: "matmul_q5_0", activation: "Q8_0X", quantTarget: true },
   { name: "Q5_1", ggmlType: 7, blockSize: 32, typeSize: 24 },
@@ -102,6 +109,29 @@ export function activationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): F
  */
 export function prefillActivationFormat(f: QuantFormat, simd: "simd128" | "relaxed"): FormatName | undefined {
   return simd === "relaxed" && f.prefillActivation ? f.prefillActivation : activationFormat(f, simd);
+}
+
+/** true when `kernel` is some format's prefill kernel (it takes ldo, and a run of rows takes every token at once) */
+export function isPrefillKernel(kernel: MatmulKernel): boolean {
+  return FORMATS.some((f) => f.prefill === kernel);
+}
+
+/**
+ * Tokens the prefill kernels take at a time (assembly: each weight row meets groups of four tokens): threads that
+ * cut a batch by tokens cut it between such groups, and one smaller than two groups per thread by rows.
+ */
+export const PREFILL_TOKEN_GROUP = 4;
+
+/**
+ * Whether a batch of t tokens on weights f runs f's prefill kernel (else the matrix-vector kernel): from 2 tokens,
+ * or prefillMinTokens where the relaxed build lays the batch out for it (prefillActivation). There a group of four
+ * tokens costs the same with 2 of them real: Q4_0 on a thread's run of rows, weights cold (kernels.bench
+ * --small-batch), t = 2 takes 1.28-1.32x the time of two matrix-vector passes, t = 3 0.86-0.90x, t = 4 0.63-0.65x.
+ * Elsewhere a prefill kernel runs fewer than four tokens as the matrix-vector path once each.
+ */
+export function usesPrefill(f: QuantFormat, t: number, simd: "simd128" | "relaxed"): boolean {
+  if (!f.prefill || t < 2) return false;
+  return !(simd === "relaxed" && f.prefillActivation) || t >= (f.prefillMinTokens ?? 2);
 }
 
 /** rows of a buffer holding t tokens' activations in format a: whole groups of its tokenGroup */

@@ -5,6 +5,7 @@
 // in Atomics.wait (wasm-facts.md: a wake costs ~40 µs, a spin ~1 µs).
 // Portable: Node worker_threads, or module Web Workers in browsers and Deno. Not a scheduler for anything else.
 import { hasSharedMemory, WasmRuntime } from "../wasm.js";
+import { isPrefillKernel, PREFILL_TOKEN_GROUP } from "../quant/formats.js";
 import { C, CONTROL_INTS, f32Bits, firstTicket, MATMUL_KERNELS, matmulChunks, OP, runChunks, type MatmulKernelName } from "./share.js";
 import type { WorkerInit } from "./worker.js";
 
@@ -142,18 +143,23 @@ export class ThreadPool {
     }
   }
 
-  /** out (t, d) = x · wᵀ with `kernel`, split across the threads (small ones run here alone); tokenGroup: x's (formats.ts) */
+  /**
+   * out (t, d) = x · wᵀ with `kernel`, split across the threads (small ones run here alone); tokenGroup: x's
+   * (formats.ts). A prefill kernel cut by rows takes every token on its rows in one call; cut by tokens, whole
+   * groups of PREFILL_TOKEN_GROUP.
+   */
   matmul(kernel: MatmulKernelName, out: number, x: number, w: number, n: number, d: number, t: number, wRowBytes: number, xRowBytes: number, tokenGroup = 1): void {
     if (n * d * t < MIN_PARALLEL_MACS) {
-      (this.rt.k[kernel] as (o: number, x: number, w: number, n: number, d: number, t: number) => void)(out, x, w, n, d, t);
+      this.rt.k[kernel](out, x, w, n, d, t, d);
       return;
     }
+    const prefill = isPrefillKernel(kernel);
     const c = this.c, a = C.args;
-    const cut = matmulChunks(d, t, this.size, tokenGroup);
+    const cut = matmulChunks(d, t, this.size, prefill ? Math.max(tokenGroup, PREFILL_TOKEN_GROUP) : tokenGroup);
     c[C.op] = OP.matmul;
     c[a] = MATMUL_KERNELS.indexOf(kernel);
     c[a + 1] = out; c[a + 2] = x; c[a + 3] = w; c[a + 4] = n; c[a + 5] = d; c[a + 6] = t; c[a + 7] = wRowBytes; c[a + 8] = xRowBytes;
-    c[a + 9] = cut.byRows ? 1 : 0; c[a + 10] = cut.size;
+    c[a + 9] = cut.byRows ? 1 : 0; c[a + 10] = cut.size; c[a + 11] = prefill ? 1 : 0;
     this.run(cut.count);
   }
 

@@ -43,7 +43,8 @@ export const MATMUL_KERNELS = [
 ] as const;
 export type MatmulKernelName = (typeof MATMUL_KERNELS)[number];
 
-type MatmulFn = (out: number, x: number, w: number, n: number, d: number, t: number) => void;
+/** a matmul kernel; ldo (f32s between tokens' output rows) is read by the prefill kernels only (formats.ts MatmulKernel) */
+type MatmulFn = (out: number, x: number, w: number, n: number, d: number, t: number, ldo: number) => void;
 
 /** the counter value that opens a job of generation `gen` at chunk 0 */
 export function firstTicket(gen: number): number {
@@ -51,9 +52,9 @@ export function firstTicket(gen: number): number {
 }
 
 /**
- * How a matmul is cut: with few tokens, into runs of `size` weight rows (a multiple of 4: a matvec kernel cuts
- * its rows into 4 or 8 equal runs and does the few left over one by one); with many, into runs of `size`
- * tokens, each streaming the whole matrix with its activations hot.
+ * How a matmul is cut: with few tokens (or groups of tokenGroup), into runs of `size` weight rows (a multiple of
+ * 4: a matvec kernel cuts its rows into 4 or 8 equal runs and does the few left over one by one); with many, into
+ * runs of `size` tokens (whole groups), each streaming the whole matrix with its activations hot.
  */
 export function matmulChunks(d: number, t: number, threads: number, tokenGroup = 1): { byRows: boolean; size: number; count: number } {
   if (splitsByRows(Math.ceil(t / tokenGroup), threads)) {
@@ -68,7 +69,10 @@ export function matmulChunks(d: number, t: number, threads: number, tokenGroup =
   return { byRows: false, size, count: Math.ceil(t / size) };
 }
 
-/** true when matmulChunks cuts a matmul of t tokens (or groups of tokens) by rows, each call then taking one token */
+/**
+ * true when matmulChunks cuts a matmul of t tokens (or groups of tokens) by rows: a run of rows then takes every
+ * token in one call of a prefill kernel, or one token per call of a matrix-vector kernel
+ */
 export function splitsByRows(t: number, threads: number): boolean {
   return t < 2 * threads;
 }
@@ -90,14 +94,15 @@ function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void
   if (c[C.op] === OP.matmul) {
     const fn = k[MATMUL_KERNELS[c[a]]] as MatmulFn;
     const out = c[a + 1], x = c[a + 2], w = c[a + 3], n = c[a + 4], d = c[a + 5], t = c[a + 6];
-    const wRow = c[a + 7], xRow = c[a + 8], byRows = c[a + 9], size = c[a + 10];
+    const wRow = c[a + 7], xRow = c[a + 8], byRows = c[a + 9], size = c[a + 10], prefill = c[a + 11];
     if (byRows) {
+      // a prefill kernel writes its rows of every token's output (ldo = d), reading each weight row once
       const d0 = chunk * size, d1 = Math.min(d, d0 + size);
-      if (t === 1) fn(out + d0 * 4, x, w + d0 * wRow, n, d1 - d0, 1);
-      else for (let j = 0; j < t; j++) fn(out + (j * d + d0) * 4, x + j * xRow, w + d0 * wRow, n, d1 - d0, 1);
+      if (t === 1 || prefill) fn(out + d0 * 4, x, w + d0 * wRow, n, d1 - d0, t, d);
+      else for (let j = 0; j < t; j++) fn(out + (j * d + d0) * 4, x + j * xRow, w + d0 * wRow, n, d1 - d0, 1, d);
     } else {
       const j0 = chunk * size, j1 = Math.min(t, j0 + size);
-      fn(out + j0 * d * 4, x + j0 * xRow, w, n, d, j1 - j0);
+      fn(out + j0 * d * 4, x + j0 * xRow, w, n, d, j1 - j0, d);
     }
   } else if (c[C.op] === OP.attention) {
     // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
