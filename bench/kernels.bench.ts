@@ -134,11 +134,11 @@ async function prefillKernels(): Promise<void> {
       fillWeights(f, w, n, d);
       const x = makeActivations(f, n, T), xp = makeActivations(f, n, T, true);
       const out = rt.alloc(4 * d * T);
-      const old = k[f.matmul as MatmulKernel] as Kernels["matmul_f32"], neu = k[f.prefill as MatmulKernel] as Kernels["matmul_f32"];
+      const old = k[f.matmul as MatmulKernel] as Kernels["matmul_f32"], neu = k[f.prefill as MatmulKernel] as Kernels["matmul_q4_K_mm"];
       const to: number[] = [], tn: number[] = [];
       for (let r = 0; r < REPS + 2; r++) {
         let t0 = performance.now(); old(out, x, w, n, d, T); const a = performance.now() - t0;
-        t0 = performance.now(); neu(out, xp, w, n, d, T); const b = performance.now() - t0;
+        t0 = performance.now(); neu(out, xp, w, n, d, T, d); const b = performance.now() - t0;
         if (r >= 2) { to.push(a); tn.push(b); } // two rounds of tier-up
       }
       const med = (v: number[]) => v.slice().sort((p, q) => p - q)[v.length >> 1];

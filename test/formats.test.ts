@@ -105,7 +105,7 @@ test("every format with a matmul: dot through the wasm kernel is within ggml's d
     const wp = rt.alloc(w.length), xp = rt.alloc(x.length), out = rt.alloc(4);
     rt.u8.set(w, wp);
     rt.u8.set(x, xp);
-    rt.k[f.matmul](out, xp, wp, N, 1, 1);
+    rt.k[f.matmul](out, xp, wp, N, 1, 1, 1);
     const err = Math.abs(rt.f32[out / 4] - exact) / N;
     assert.ok(err <= (roundTrip(f.name).dot?.bound ?? -1), `${f.name} x ${act.name}: dot error ${err}`);
     rt.release(m);

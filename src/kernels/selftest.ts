@@ -109,7 +109,7 @@ function runMatmul(rt: WasmRuntime, f: QuantFormat, wBytes: Uint8Array, x: Float
     convertActivations(rt.k, act, a, xp, n, t);
   }
   const out = rt.alloc(t * d * 4);
-  rt.k[prefill ? f.prefill! : f.matmul!](out, a, w, n, d, t);
+  rt.k[prefill ? f.prefill! : f.matmul!](out, a, w, n, d, t, d);
   const result = rt.f32At(out, t * d).slice();
   rt.release(mark);
   return result;

@@ -295,7 +295,7 @@ class Workspace {
       const xRow = a === "F32" ? n * 4 : rowBytes(af, n);
       this.pool.matmul(kernel, out, act, w.ptr, n, d, t, rowBytes(f, n), xRow, af.tokenGroup ?? 1);
     } else {
-      this.k[kernel](out, act, w.ptr, n, d, t);
+      this.k[kernel](out, act, w.ptr, n, d, t, d);
     }
   }
 

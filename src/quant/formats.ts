@@ -7,9 +7,9 @@ export type FormatName =
   | "F32" | "F16" | "BF16" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q8_1"
   | "Q2_K" | "Q3_K" | "Q4_K" | "Q5_K" | "Q6_K" | "Q8_K" | "Q8_0X" | "Q8_0W" | "Q8_0T" | "Q8_KW";
 
-/** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`. */
+/** Names of the wasm matmul kernels; each is `(out, x, w, n, d, t)`, the K-quant prefill kernels `(out, x, w, n, d, t, ldo)` (ldo: f32s between tokens' output rows; callers pass d). */
 export type MatmulKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K"
-  | "matmul_q4_0_mm" | "matmul_q8_0_mm";
+  | "matmul_q4_0_mm" | "matmul_q8_0_mm" | "matmul_q4_K_mm" | "matmul_q6_K_mm";
 
 export interface QuantFormat {
   name: FormatName;
@@ -56,9 +56,9 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", prefill: "matmul_q4_K_mm", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
-  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", prefill: "matmul_q6_K_mm", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
   // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
   // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.

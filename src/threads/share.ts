@@ -39,11 +39,11 @@ function rowRun(chunk: number, size: number, rows: number): [number, number] {
 /** Matmul kernels a job can name, by index (the index is what crosses to the workers). */
 export const MATMUL_KERNELS = [
   "matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q8_0", "matmul_q4_0", "matmul_q4_1", "matmul_q5_0", "matmul_q4_K", "matmul_q6_K",
-  "matmul_q4_0_mm", "matmul_q8_0_mm",
+  "matmul_q4_0_mm", "matmul_q8_0_mm", "matmul_q4_K_mm", "matmul_q6_K_mm",
 ] as const;
 export type MatmulKernelName = (typeof MATMUL_KERNELS)[number];
 
-type MatmulFn = (out: number, x: number, w: number, n: number, d: number, t: number) => void;
+type MatmulFn = (out: number, x: number, w: number, n: number, d: number, t: number, ldo?: number) => void;
 
 /** the counter value that opens a job of generation `gen` at chunk 0 */
 export function firstTicket(gen: number): number {
@@ -97,7 +97,7 @@ function runChunk(k: Kernels, c: Int32Array, index: number, chunk: number): void
       else for (let j = 0; j < t; j++) fn(out + (j * d + d0) * 4, x + j * xRow, w + d0 * wRow, n, d1 - d0, 1);
     } else {
       const j0 = chunk * size, j1 = Math.min(t, j0 + size);
-      fn(out + j0 * d * 4, x + j0 * xRow, w, n, d, j1 - j0);
+      fn(out + j0 * d * 4, x + j0 * xRow, w, n, d, j1 - j0, d);
     }
   } else if (c[C.op] === OP.attention) {
     // one kv head (and its query heads) per chunk; each thread has its own stretch of scores scratch
