@@ -22,6 +22,7 @@ export { matmul_f32 } from "./matmul_f32";
 export { matmul_q4_0, matmul_q4_0_mm, matmul_q4_1 } from "./matmul_q4";
 export { matmul_q5_0 } from "./matmul_q5";
 export { quantize_q8_K, quantize_q8_kw, matmul_q4_K, matmul_q6_K } from "./matmul_k";
+export { matmul_q4_K_mm, matmul_q6_K_mm } from "./matmul_k_mm";
 export { quantize_q4_K, quantize_q6_K } from "./quantize_k";
 export { rmsnorm, l2norm_rows, cosine_rows } from "./norm";
 export { rope_norm, rope_neox, rope_ext } from "./rope";

@@ -6,14 +6,14 @@ import { mv_streams, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, 
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, Q8_KW_BYTES, Q8_KW_BSUMS, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
-const KTABLE: usize = memory.data<u8>([
+export const KTABLE: usize = memory.data<u8>([
   0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, // 0: 0x30 (bits 4-5)
   0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,                                          // 16: scale order
 ], 16);
 
 /** four bytes of u (little-endian) as an i32x4 */
 // @ts-ignore: decorator
-@inline function bytes4(u: u32): v128 {
+@inline export function bytes4(u: u32): v128 {
   return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(i32x4.splat(u)));
 }
 
@@ -100,13 +100,13 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
 
 /** bytes of one block of this build's Q4_K activations, and the offset of its bsums */
 // @ts-ignore: decorator
-@inline const XK: i32 = ASC_FEATURE_RELAXED_SIMD ? Q8_K_BYTES : Q8_KW_BYTES;
+@inline export const XK: i32 = ASC_FEATURE_RELAXED_SIMD ? Q8_K_BYTES : Q8_KW_BYTES;
 // @ts-ignore: decorator
-@inline const XK_BSUMS: usize = ASC_FEATURE_RELAXED_SIMD ? 260 : Q8_KW_BSUMS;
+@inline export const XK_BSUMS: usize = ASC_FEATURE_RELAXED_SIMD ? 260 : Q8_KW_BSUMS;
 
 /** SIMD128: sub-block A (2p) of nibble bytes q0, q1 (32p .. 32p + 31) against its Q8_KW i16 at xw, ×256, i32x4 */
 // @ts-ignore: decorator
-@inline function kw_a(q0: v128, q1: v128, xw: usize, m0: v128, m2: v128): v128 {
+@inline export function kw_a(q0: v128, q1: v128, xw: usize, m0: v128, m2: v128): v128 {
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(q0, m0), v128.load(xw)), i32x4.dot_i16x8_s(v128.and(q0, m2), v128.load(xw, 32))),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(q1, m0), v128.load(xw, 64)), i32x4.dot_i16x8_s(v128.and(q1, m2), v128.load(xw, 96))));
@@ -114,7 +114,7 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
 
 /** SIMD128: sub-block B (2p + 1) of the same bytes, ×256 */
 // @ts-ignore: decorator
-@inline function kw_b(q0: v128, q1: v128, xw: usize, m1: v128): v128 {
+@inline export function kw_b(q0: v128, q1: v128, xw: usize, m1: v128): v128 {
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(q0, m1), v128.load(xw, 16)), i32x4.dot_i16x8_s(i16x8.shr_u(q0, 12), v128.load(xw, 48))),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(q1, m1), v128.load(xw, 80)), i32x4.dot_i16x8_s(i16x8.shr_u(q1, 12), v128.load(xw, 112))));
@@ -122,11 +122,11 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
 
 /** the masks block_q4_K takes, loaded once per call: relaxed, the nibble mask (m0); SIMD128, the u16 lane masks */
 // @ts-ignore: decorator
-@inline function kmask0(): v128 { return v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)); }
+@inline export function kmask0(): v128 { return v128.load(TABLE + (ASC_FEATURE_RELAXED_SIMD ? T_NIBBLE : T_U16_N0)); }
 // @ts-ignore: decorator
-@inline function kmask1(): v128 { return v128.load(TABLE + T_U16_N1); }
+@inline export function kmask1(): v128 { return v128.load(TABLE + T_U16_N1); }
 // @ts-ignore: decorator
-@inline function kmask2(): v128 { return v128.load(TABLE + T_U16_N2); }
+@inline export function kmask2(): v128 { return v128.load(TABLE + T_U16_N2); }
 
 /** f32x4 partial sums of one Q4_K super-block at w against one block of this build's activations at x */
 // @ts-ignore: decorator

@@ -46,6 +46,10 @@ export interface Kernels {
   matmul_q4_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
   /** out (t, d) f32 = xq (t rows of Q8_K) @ w (d rows of Q6_K)^T */
   matmul_q6_K(out: number, xq: number, w: number, n: number, d: number, t: number): void;
+  /** matmul_q4_K bit for bit, for prefill (t > 1), on its activations; token j's row of d results at out + 4·ldo·j */
+  matmul_q4_K_mm(out: number, xq: number, w: number, n: number, d: number, t: number, ldo: number): void;
+  /** matmul_q6_K bit for bit, for prefill (t > 1), on its activations; token j's row of d results at out + 4·ldo·j */
+  matmul_q6_K_mm(out: number, xq: number, w: number, n: number, d: number, t: number, ldo: number): void;
   /** out (n) f16 bits from x (n) f32 */
   convert_f16(out: number, x: number, n: number): void;
   /** out (n) bf16 bits from x (n) f32 */

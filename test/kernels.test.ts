@@ -430,6 +430,42 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
   });
 }
 
+for (const [name, base, fmt] of [["matmul_q4_K_mm", "matmul_q4_K", "Q4_K"], ["matmul_q6_K_mm", "matmul_q6_K", "Q6_K"]] as const) {
+  test(`${name} (prefill) gives ${base}'s bits, on sizes off every tile, with ldo = d and ldo > d`, () => {
+    // t = 1..9 covers one to two groups of four tokens with every remainder; n = 5632 (22 super-blocks) makes
+    // token chunks of 40 (Q8_K) or 20 (Q8_KW) tokens, so t = 45 spans two or three; d = 37 and 67 are off the row
+    // tile. Weights with outliers give uneven scales and mins across sub-blocks (as in the test above)
+    const rand = rng(29);
+    const f = formatByName(fmt)!;
+    const act = formatByName(activationFormat(f, BUILD)!)!;
+    const cases: [number, number, number][] = [];
+    for (const n of [256, 512, 1280]) for (const d of [1, 5, 37]) for (let t = 1; t <= 9; t++) cases.push([n, d, t]);
+    cases.push([5632, 3, 45], [2048, 67, 13]);
+    for (const [n, d, t] of cases) scoped(() => {
+      const xq = rt.alloc(rowBytes(act, n) * t);
+      convertActivations(k, act.name, xq, put(normal(rand, n * t)), n, t);
+      const wf = normal(rand, n * d, 0.05);
+      for (let i = 0; i < wf.length; i += 97) wf[i] *= 8;
+      const wb = new Uint8Array(rowBytes(f, n) * d);
+      f.quantize!(wf, wb);
+      const w = put(wb);
+      const want = f32Out(d * t);
+      k[base](want, xq, w, n, d, t);
+      const bits = readF32(want, d * t);
+      for (const ldo of [d, d + 3]) {
+        const out = f32Out(ldo * t);
+        rt.f32At(out, ldo * t).fill(-7.5); // what the kernel must not touch: the gap after each token's d results
+        k[name](out, xq, w, n, d, t, ldo);
+        const got = readF32(out, ldo * t);
+        for (let j = 0; j < t; j++) for (let i = 0; i < ldo; i++) {
+          const g = got[j * ldo + i], e = i < d ? bits[j * d + i] : -7.5;
+          if (!Object.is(g, e)) assert.unreachable(`${name} n=${n} d=${d} t=${t} ldo=${ldo}: token ${j} row ${i} = ${g}, want ${e}${i < d ? ` (${base})` : " (untouched)"}`);
+        }
+      }
+    });
+  });
+}
+
 test("every matrix-vector stream setting (2, 4 or 8 runs per pass) gives the same bits; other values mean 8", () => {
   // the runs per pass depend on the CPU (common.ts mv_streams, src/node/cpu.ts) and live in memory; d = 67 leaves
   // rows past the runs of every setting, and the other tests check the default setting against the reference

@@ -14,7 +14,7 @@ export type FormatName =
  */
 export type MatmulKernel = MatvecKernel | PrefillKernel;
 export type MatvecKernel = "matmul_f32" | "matmul_f16" | "matmul_bf16" | "matmul_q8_0" | "matmul_q4_0" | "matmul_q4_1" | "matmul_q5_0" | "matmul_q4_K" | "matmul_q6_K";
-export type PrefillKernel = "matmul_q4_0_mm" | "matmul_q8_0_mm";
+export type PrefillKernel = "matmul_q4_0_mm" | "matmul_q8_0_mm" | "matmul_q4_K_mm" | "matmul_q6_K_mm";
 
 export interface QuantFormat {
   name: FormatName;
@@ -63,9 +63,9 @@ export const FORMATS: readonly QuantFormat[] = [
   { name: "Q8_1", ggmlType: 9, blockSize: 32, typeSize: 36, quantize: ref.quantizeQ8_1, dequantize: ref.dequantizeQ8_1 },
   { name: "Q2_K", ggmlType: 10, blockSize: 256, typeSize: 84 },
   { name: "Q3_K", ggmlType: 11, blockSize: 256, typeSize: 110 },
-  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
+  { name: "Q4_K", ggmlType: 12, blockSize: 256, typeSize: 144, quantize: ref.quantizeQ4_K, dequantize: ref.dequantizeQ4_K, matmul: "matmul_q4_K", prefill: "matmul_q4_K_mm", activation: "Q8_K", simd128Activation: "Q8_KW", quantTarget: true, quantizeKernel: "quantize_q4_K" },
   { name: "Q5_K", ggmlType: 13, blockSize: 256, typeSize: 176 },
-  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
+  { name: "Q6_K", ggmlType: 14, blockSize: 256, typeSize: 210, quantize: ref.quantizeQ6_K, dequantize: ref.dequantizeQ6_K, matmul: "matmul_q6_K", prefill: "matmul_q6_K_mm", activation: "Q8_K", quantTarget: true, quantizeKernel: "quantize_q6_K" },
   { name: "Q8_K", ggmlType: 15, blockSize: 256, typeSize: 292, quantize: ref.quantizeQ8_K, dequantize: ref.dequantizeQ8_K },
   // Activations only (assembly/common.ts): block_q8_0's int8 and scales, rearranged per row as f32 d[nb], i32
   // sum[nb], int8 q[32·nb] so the Q4_0 / Q8_0 kernels load aligned vectors and decode no f16 per weight row.
@@ -127,7 +127,8 @@ export const PREFILL_TOKEN_GROUP = 4;
  * or prefillMinTokens where the relaxed build lays the batch out for it (prefillActivation). There a group of four
  * tokens costs the same with 2 of them real: Q4_0 on a thread's run of rows, weights cold (kernels.bench
  * --small-batch), t = 2 takes 1.28-1.32x the time of two matrix-vector passes, t = 3 0.86-0.90x, t = 4 0.63-0.65x.
- * Elsewhere a prefill kernel runs fewer than four tokens as the matrix-vector path once each.
+ * Elsewhere Q4_0's and Q8_0's prefill kernels run fewer than four tokens as the matrix-vector path once each (the
+ * K-quant ones, tokens left over from groups of four, one at a time in their own loop).
  */
 export function usesPrefill(f: QuantFormat, t: number, simd: "simd128" | "relaxed"): boolean {
   if (!f.prefill || t < 2) return false;

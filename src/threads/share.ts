@@ -39,7 +39,7 @@ function rowRun(chunk: number, size: number, rows: number): [number, number] {
 /** Matmul kernels a job can name, by index (the index is what crosses to the workers). */
 export const MATMUL_KERNELS = [
   "matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q8_0", "matmul_q4_0", "matmul_q4_1", "matmul_q5_0", "matmul_q4_K", "matmul_q6_K",
-  "matmul_q4_0_mm", "matmul_q8_0_mm",
+  "matmul_q4_0_mm", "matmul_q8_0_mm", "matmul_q4_K_mm", "matmul_q6_K_mm",
 ] as const;
 export type MatmulKernelName = (typeof MATMUL_KERNELS)[number];
 
