@@ -383,6 +383,43 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
   });
 }
 
+test("every matrix-vector stream setting (2, 4 or 8 runs per pass) gives the same bits; other values mean 8", () => {
+  // the runs per pass depend on the CPU (common.ts mv_streams, src/node/cpu.ts) and live in memory; d = 67 leaves
+  // rows past the runs of every setting, and the other tests check the default setting against the reference
+  const rand = rng(23);
+  const before = k.matvec_streams();
+  try {
+    for (const [name, fmt, sizes] of [["matmul_q4_0", "Q4_0", [96, 1056]], ["matmul_q8_0", "Q8_0", [96, 1056]],
+      ["matmul_q4_K", "Q4_K", [256, 1280]], ["matmul_q6_K", "Q6_K", [256, 1280]]] as const) {
+      for (const n of sizes) for (const d of [67, 16]) scoped(() => {
+        const act = activationFormat(formatByName(fmt)!, BUILD)!;
+        const xq = rt.alloc(rowBytes(formatByName(act)!, n));
+        convertActivations(k, act, xq, put(normal(rand, n)), n, 1);
+        const w = put(quantWeights(rand, fmt, n, d));
+        const outs = [2, 4, 8].map((s) => {
+          k.set_matvec_streams(s);
+          assert.is(k.matvec_streams(), s);
+          const o = f32Out(d);
+          k[name](o, xq, w, n, d, 1);
+          return readF32(o, d);
+        });
+        for (let i = 0; i < d; i++) {
+          if (!Object.is(outs[0][i], outs[2][i]) || !Object.is(outs[1][i], outs[2][i])) {
+            assert.unreachable(`${name} n=${n} d=${d}: row ${i}: ${outs[0][i]} (2 runs), ${outs[1][i]} (4), ${outs[2][i]} (8)`);
+          }
+        }
+      });
+    }
+    for (const s of [0, 1, 3, 16]) { k.set_matvec_streams(s); assert.is(k.matvec_streams(), 8, `setting ${s}`); }
+    assert.is(matvecStreamsFor("AMD EPYC"), 2);
+    assert.is(matvecStreamsFor("AMD Ryzen 9 7950X 16-Core Processor"), 2);
+    assert.is(matvecStreamsFor("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"), 8);
+    assert.is(matvecStreamsFor(""), 8);
+  } finally {
+    k.set_matvec_streams(before);
+  }
+});
+
 /**
  * matmul_q4_K / matmul_q6_K's float arithmetic, lane by lane, on Q8_K activations xq: per super-block four exact
  * i32 lane sums (lane l of Q4_K: sub-blocks l and 4 + l with their scales, and their mins' terms from the bsums;
@@ -471,43 +508,6 @@ for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as 
     }
   });
 }
-
-test("every matrix-vector stream setting (2, 4 or 8 runs per pass) gives the same bits; other values mean 8", () => {
-  // the runs per pass depend on the CPU (common.ts mv_streams, src/node/cpu.ts) and live in memory; d = 67 leaves
-  // rows past the runs of every setting, and the other tests check the default setting against the reference
-  const rand = rng(23);
-  const before = k.matvec_streams();
-  try {
-    for (const [name, fmt, sizes] of [["matmul_q4_0", "Q4_0", [96, 1056]], ["matmul_q8_0", "Q8_0", [96, 1056]],
-      ["matmul_q4_K", "Q4_K", [256, 1280]], ["matmul_q6_K", "Q6_K", [256, 1280]]] as const) {
-      for (const n of sizes) for (const d of [67, 16]) scoped(() => {
-        const act = activationFormat(formatByName(fmt)!, BUILD)!;
-        const xq = rt.alloc(rowBytes(formatByName(act)!, n));
-        convertActivations(k, act, xq, put(normal(rand, n)), n, 1);
-        const w = put(quantWeights(rand, fmt, n, d));
-        const outs = [2, 4, 8].map((s) => {
-          k.set_matvec_streams(s);
-          assert.is(k.matvec_streams(), s);
-          const o = f32Out(d);
-          k[name](o, xq, w, n, d, 1);
-          return readF32(o, d);
-        });
-        for (let i = 0; i < d; i++) {
-          if (!Object.is(outs[0][i], outs[2][i]) || !Object.is(outs[1][i], outs[2][i])) {
-            assert.unreachable(`${name} n=${n} d=${d}: row ${i}: ${outs[0][i]} (2 runs), ${outs[1][i]} (4), ${outs[2][i]} (8)`);
-          }
-        }
-      });
-    }
-    for (const s of [0, 1, 3, 16]) { k.set_matvec_streams(s); assert.is(k.matvec_streams(), 8, `setting ${s}`); }
-    assert.is(matvecStreamsFor("AMD EPYC"), 2);
-    assert.is(matvecStreamsFor("AMD Ryzen 9 7950X 16-Core Processor"), 2);
-    assert.is(matvecStreamsFor("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"), 8);
-    assert.is(matvecStreamsFor(""), 8);
-  } finally {
-    k.set_matvec_streams(before);
-  }
-});
 
 test("rmsnorm matches the reference (also in place)", () => {
   const rand = rng(6);
