@@ -2,7 +2,7 @@
 // (ggml_vec_dot_q4_K_q8_K) and matmul_q6_K (ggml_vec_dot_q6_K_q8_K). Per 256-value super-block the integer sums
 // are exact: sub-block dots are reduced four at a time with one transpose and multiplied by their 6/8-bit scales
 // in i32, and the min/offset terms come from the activations' 16-value bsums. Not a K-quant quantizer.
-import { mv_streams, store8_f32x4, f16_at, reduce4_i32, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, rdot_nib,
+import { mv_streams, store8_f32x4, f16_at, reduce4_i32, fold2, fold2_i16, fold4_i16, pin, hmax_f32x4, hsum_f32x4, hsum_i32x4, token_chunk, dot_u7_i8, rdot_nib,
   QK_K, Q4_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, Q8_KW_BYTES, Q8_KW_BSUMS, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2 } from "./common";
 
 // byte masks and the Q6_K scale order, loaded once per call (wasm-facts.md: constants in memory stay in registers)
@@ -128,48 +128,79 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
 // @ts-ignore: decorator
 @inline export function kmask2(): v128 { return v128.load(TABLE + T_U16_N2); }
 
+// the relaxed build's Q4_K scale masks (block_q4_K): 0x3f for the bytes of u0 and u1, 0x0f for u2 and u2 >> 4;
+// 0x30 for the top two bits of u0 and u1 moved to bits 4-5 under them
+const RKTABLE: usize = memory.data<u32>([
+  0x3f3f3f3f, 0x3f3f3f3f, 0x0f0f0f0f, 0x0f0f0f0f, //  0
+  0, 0, 0x30303030, 0x30303030,                   // 16
+], 16);
+
 /** f32x4 partial sums of one Q4_K super-block at w against one block of this build's activations at x */
 // @ts-ignore: decorator
-@inline function block_q4_K(w: usize, x: usize, m0: v128, m1: v128, m2: v128): v128 {
+@inline function block_q4_K(w: usize, x: usize, m0: v128, m1: v128, m2: v128, pa: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // m1, m2: RKTABLE's scale masks. Sub-block j's eight i16 partial dots P_j (lanes <= 4·15·127) fold four
+    // sub-blocks at a time in i16 (four lanes summed, <= 30480) so that i32 lane k holds sub-block k's dot as two
+    // i16 halves; one dot_i16x8_s with that sub-block's scale in both halves gives scale·dot, exactly the i32
+    // products of the widened sums. Each pin (common.ts) ends one 64-value step before the next one's loads.
+    const mask = m0;
+    const q = w + 16, xq = x + 4;
+    let qa = v128.load(q, 0), qb = v128.load(q, 16);
+    const p01 = fold2_i16(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 0), v128.load(xq, 16)),
+                          rdot_nib(v128.and(i16x8.shr_u(qa, 4), mask), v128.and(i16x8.shr_u(qb, 4), mask), v128.load(xq, 32), v128.load(xq, 48)));
+    pin(pa, p01);
+    qa = v128.load(q, 32); qb = v128.load(q, 48);
+    const p23 = fold2_i16(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 64), v128.load(xq, 80)),
+                          rdot_nib(v128.and(i16x8.shr_u(qa, 4), mask), v128.and(i16x8.shr_u(qb, 4), mask), v128.load(xq, 96), v128.load(xq, 112)));
+    const fa = fold4_i16(p01, p23);
+    pin(pa, fa);
+    qa = v128.load(q, 64); qb = v128.load(q, 80);
+    const p45 = fold2_i16(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 128), v128.load(xq, 144)),
+                          rdot_nib(v128.and(i16x8.shr_u(qa, 4), mask), v128.and(i16x8.shr_u(qb, 4), mask), v128.load(xq, 160), v128.load(xq, 176)));
+    pin(pa, p45);
+    qa = v128.load(q, 96); qb = v128.load(q, 112);
+    const p67 = fold2_i16(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 192), v128.load(xq, 208)),
+                          rdot_nib(v128.and(i16x8.shr_u(qa, 4), mask), v128.and(i16x8.shr_u(qb, 4), mask), v128.load(xq, 224), v128.load(xq, 240)));
+    const fb = fold4_i16(p45, p67);
+    // scales and mins: lanes 0-1 of v & 0x3f are sub-blocks 0-3's scales and mins; lanes 2-3 are those of 4-7,
+    // low (high) nibbles of u2 under bits 6-7 of u0 (u1) moved to bits 4-5
+    const v = v128.load(w, 4);
+    const all = v128.or(v128.and(v128.shuffle<i32>(v, i32x4.shr_u(v, 4), 0, 1, 2, 6), m1),
+                        v128.and(i32x4.shr_u(v128.shuffle<i32>(v, v, 0, 1, 0, 1), 2), m2));
+    const lo = i16x8.extend_low_i8x16_u(all), hi = i16x8.extend_high_i8x16_u(all);
+    const isum = i32x4.add(i32x4.dot_i16x8_s(fa, v128.shuffle<i16>(lo, lo, 0, 0, 1, 1, 2, 2, 3, 3)),
+                           i32x4.dot_i16x8_s(fb, v128.shuffle<i16>(hi, hi, 0, 0, 1, 1, 2, 2, 3, 3)));
+    // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
+    const msum = i32x4.add(i32x4.dot_i16x8_s(v128.load(x + XK_BSUMS), v128.shuffle<i16>(lo, lo, 4, 4, 5, 5, 6, 6, 7, 7)),
+                           i32x4.dot_i16x8_s(v128.load(x + XK_BSUMS, 16), v128.shuffle<i16>(hi, hi, 4, 4, 5, 5, 6, 6, 7, 7)));
+    return k_float(w, x, isum, msum);
+  }
   // eight 6-bit scales and mins (ggml's utmp shuffle of the 12 bytes at w+4)
   const u0 = load<u32>(w, 4), u1 = load<u32>(w, 8), u2 = load<u32>(w, 12);
   const scA = bytes4(u0 & 0x3f3f3f3f);
   const scB = bytes4((u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4));
   const mnA = bytes4(u1 & 0x3f3f3f3f);
   const mnB = bytes4(((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4));
-  let isum: v128;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const mask = m0;
-    const q = w + 16, xq = x + 4;
-    let qa = v128.load(q, 0), qb = v128.load(q, 16);
-    const d0 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 0), v128.load(xq, 16)));
-    const d1 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 32), v128.load(xq, 48)));
-    qa = v128.load(q, 32); qb = v128.load(q, 48);
-    const d2 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 64), v128.load(xq, 80)));
-    const d3 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 96), v128.load(xq, 112)));
-    qa = v128.load(q, 64); qb = v128.load(q, 80);
-    const e0 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 128), v128.load(xq, 144)));
-    const e1 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 160), v128.load(xq, 176)));
-    qa = v128.load(q, 96); qb = v128.load(q, 112);
-    const e2 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(v128.and(qa, mask), v128.and(qb, mask), v128.load(xq, 192), v128.load(xq, 208)));
-    const e3 = i32x4.extadd_pairwise_i16x8_s(rdot_nib(i8x16.shr_u(qa, 4), i8x16.shr_u(qb, 4), v128.load(xq, 224), v128.load(xq, 240)));
-    isum = i32x4.add(i32x4.mul(reduce4_i32(d0, d1, d2, d3), scA), i32x4.mul(reduce4_i32(e0, e1, e2, e3), scB));
-  } else {
-    const xw = x + 16;
-    let q0 = v128.load(w, 16), q1 = v128.load(w, 32);
-    const d0 = kw_a(q0, q1, xw, m0, m2), d1 = kw_b(q0, q1, xw, m1);
-    q0 = v128.load(w, 48); q1 = v128.load(w, 64);
-    const d2 = kw_a(q0, q1, xw + 128, m0, m2), d3 = kw_b(q0, q1, xw + 128, m1);
-    q0 = v128.load(w, 80); q1 = v128.load(w, 96);
-    const e0 = kw_a(q0, q1, xw + 256, m0, m2), e1 = kw_b(q0, q1, xw + 256, m1);
-    q0 = v128.load(w, 112); q1 = v128.load(w, 128);
-    const e2 = kw_a(q0, q1, xw + 384, m0, m2), e3 = kw_b(q0, q1, xw + 384, m1);
-    // the sub-block sums are exact multiples of 256, so the shifts are exact
-    isum = i32x4.add(i32x4.mul(i32x4.shr_s(reduce4_i32(d0, d1, d2, d3), 8), scA), i32x4.mul(i32x4.shr_s(reduce4_i32(e0, e1, e2, e3), 8), scB));
-  }
+  const xw = x + 16;
+  let q0 = v128.load(w, 16), q1 = v128.load(w, 32);
+  const d0 = kw_a(q0, q1, xw, m0, m2), d1 = kw_b(q0, q1, xw, m1);
+  q0 = v128.load(w, 48); q1 = v128.load(w, 64);
+  const d2 = kw_a(q0, q1, xw + 128, m0, m2), d3 = kw_b(q0, q1, xw + 128, m1);
+  q0 = v128.load(w, 80); q1 = v128.load(w, 96);
+  const e0 = kw_a(q0, q1, xw + 256, m0, m2), e1 = kw_b(q0, q1, xw + 256, m1);
+  q0 = v128.load(w, 112); q1 = v128.load(w, 128);
+  const e2 = kw_a(q0, q1, xw + 384, m0, m2), e3 = kw_b(q0, q1, xw + 384, m1);
+  // the sub-block sums are exact multiples of 256, so the shifts are exact
+  const isum = i32x4.add(i32x4.mul(i32x4.shr_s(reduce4_i32(d0, d1, d2, d3), 8), scA), i32x4.mul(i32x4.shr_s(reduce4_i32(e0, e1, e2, e3), 8), scB));
   // mins: sub-block j's activation sum is bsums[2j] + bsums[2j+1]
   const msum = i32x4.add(i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x + XK_BSUMS)), mnA),
                          i32x4.mul(i32x4.extadd_pairwise_i16x8_s(v128.load(x + XK_BSUMS, 16)), mnB));
+  return k_float(w, x, isum, msum);
+}
+
+/** a Q4_K super-block's f32x4 from its integer sums: isum·d·dx − msum·dmin·dx, lane by lane */
+// @ts-ignore: decorator
+@inline function k_float(w: usize, x: usize, isum: v128, msum: v128): v128 {
   const dx = load<f32>(x);
   const dd = f32x4.splat(f16_at(w) * dx), dm = f32x4.splat(f16_at(w + 2) * dx);
   return f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(isum), dd), f32x4.mul(f32x4.convert_i32x4_s(msum), dm));
@@ -194,18 +225,64 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   return i32x4.mul(r, sc);
 }
 
+/**
+ * Relaxed build: the dots of half a q6_group, its k and k + 2 (k = 0: the low bits from ql (a), the high bits from
+ * qh (hh) as they are; k = 1: from ql + 32 and qh >> 2), against the activations at xp and xp + 64, times their
+ * scales. The i16 dots (lanes <= 2·63·127) fold in pairs (<= 32004), so that lanes 0 and 2 hold k's dot and 1
+ * and 3 k + 2's, each as two i16 halves; one dot_i16x8_s multiplies them by s (k's scale in both halves of lanes
+ * 0 and 2, k + 2's in 1 and 3). fold2 of the k = 0 and k = 1 sums gives q6_group's i32, and adding over the groups
+ * before it changes no integer.
+ */
+// @ts-ignore: decorator
+@inline function q6_half(a: v128, hh: v128, xp: usize, m4: v128, m30: v128, s: v128): v128 {
+  const lo = v128.or(v128.and(a, m4), v128.and(i16x8.shl(hh, 4), m30));
+  const hi = v128.or(v128.and(i16x8.shr_u(a, 4), m4), v128.and(hh, m30));
+  return i32x4.dot_i16x8_s(fold2_i16(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp), lo),
+                                     i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp, 64), hi)), s);
+}
+
+/** Relaxed build: block_q6_K's integer sum before the offset (q6_half; both sums pinned to pa after each group) */
+// @ts-ignore: decorator
+@inline function q6_isum_r(w: usize, x: usize, m4: v128, m30: v128, order: v128, pa: usize): v128 {
+  // so: scales in q6_group's order (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15); u0 = the first four, as i32
+  // lanes each holding its scale in both i16 halves, and so on
+  const so = i8x16.relaxed_swizzle(v128.load(w, 192), order);
+  const sa = i16x8.extend_low_i8x16_s(so), sb = i16x8.extend_high_i8x16_s(so);
+  let u = v128.shuffle<i16>(sa, sa, 0, 0, 1, 1, 2, 2, 3, 3);
+  let x0 = q6_half(v128.load(w), v128.load(w, 128), x + 4, m4, m30, v128.shuffle<i32>(u, u, 0, 2, 0, 2));
+  let x1 = q6_half(v128.load(w, 32), i16x8.shr_u(v128.load(w, 128), 2), x + 36, m4, m30, v128.shuffle<i32>(u, u, 1, 3, 1, 3));
+  pin(pa, x0); pin(pa, x1);
+  u = v128.shuffle<i16>(sa, sa, 4, 4, 5, 5, 6, 6, 7, 7);
+  x0 = i32x4.add(x0, q6_half(v128.load(w, 16), v128.load(w, 144), x + 20, m4, m30, v128.shuffle<i32>(u, u, 0, 2, 0, 2)));
+  x1 = i32x4.add(x1, q6_half(v128.load(w, 48), i16x8.shr_u(v128.load(w, 144), 2), x + 52, m4, m30, v128.shuffle<i32>(u, u, 1, 3, 1, 3)));
+  pin(pa, x0); pin(pa, x1);
+  u = v128.shuffle<i16>(sb, sb, 0, 0, 1, 1, 2, 2, 3, 3);
+  x0 = i32x4.add(x0, q6_half(v128.load(w, 64), v128.load(w, 160), x + 132, m4, m30, v128.shuffle<i32>(u, u, 0, 2, 0, 2)));
+  x1 = i32x4.add(x1, q6_half(v128.load(w, 96), i16x8.shr_u(v128.load(w, 160), 2), x + 164, m4, m30, v128.shuffle<i32>(u, u, 1, 3, 1, 3)));
+  pin(pa, x0); pin(pa, x1);
+  u = v128.shuffle<i16>(sb, sb, 4, 4, 5, 5, 6, 6, 7, 7);
+  x0 = i32x4.add(x0, q6_half(v128.load(w, 80), v128.load(w, 176), x + 148, m4, m30, v128.shuffle<i32>(u, u, 0, 2, 0, 2)));
+  x1 = i32x4.add(x1, q6_half(v128.load(w, 112), i16x8.shr_u(v128.load(w, 176), 2), x + 180, m4, m30, v128.shuffle<i32>(u, u, 1, 3, 1, 3)));
+  return fold2(x0, x1);
+}
+
 /** f32x4 partial sums of one Q6_K super-block at w against one block_q8_K at x (m4, m30, order: KTABLE's) */
 // @ts-ignore: decorator
-@inline function block_q6_K(w: usize, x: usize, m4: v128, m30: v128, order: v128): v128 {
-  // scales in the order the groups produce their dots: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
+@inline function block_q6_K(w: usize, x: usize, m4: v128, m30: v128, order: v128, pa: usize): v128 {
   const sc8 = v128.load(w, 192);
-  const so = i8x16.swizzle(sc8, order);
-  const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
-  // the 16-bit shifts move bits across byte lanes; the masks keep only each byte's own bits
-  let isum = q6_group(w, x, 0, 0, m4, m30, i32x4.extend_low_i16x8_s(so16a));
-  isum = i32x4.add(isum, q6_group(w, x, 0, 16, m4, m30, i32x4.extend_high_i16x8_s(so16a)));
-  isum = i32x4.add(isum, q6_group(w, x, 1, 0, m4, m30, i32x4.extend_low_i16x8_s(so16b)));
-  isum = i32x4.add(isum, q6_group(w, x, 1, 16, m4, m30, i32x4.extend_high_i16x8_s(so16b)));
+  let isum: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    isum = q6_isum_r(w, x, m4, m30, order, pa);
+  } else {
+    // scales in the order the groups produce their dots: (0,2,4,6) (1,3,5,7) (8,10,12,14) (9,11,13,15)
+    const so = i8x16.swizzle(sc8, order);
+    const so16a = i16x8.extend_low_i8x16_s(so), so16b = i16x8.extend_high_i8x16_s(so);
+    // the 16-bit shifts move bits across byte lanes; the masks keep only each byte's own bits
+    isum = q6_group(w, x, 0, 0, m4, m30, i32x4.extend_low_i16x8_s(so16a));
+    isum = i32x4.add(isum, q6_group(w, x, 0, 16, m4, m30, i32x4.extend_high_i16x8_s(so16a)));
+    isum = i32x4.add(isum, q6_group(w, x, 1, 0, m4, m30, i32x4.extend_low_i16x8_s(so16b)));
+    isum = i32x4.add(isum, q6_group(w, x, 1, 16, m4, m30, i32x4.extend_high_i16x8_s(so16b)));
+  }
   // the -32 offset: sum_j scale_j * bsum_j, bsums in the natural order
   const off = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc8), v128.load(x, 260)),
                         i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc8), v128.load(x, 276)));
@@ -223,27 +300,30 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
 // @ts-ignore: decorator
 @inline function xblock(q6: bool): usize { return q6 ? Q8_K_BYTES : XK; }
 
-/** the constants block_k takes, loaded once per call: Q6_K's nibble mask and KTABLE; Q4_K's masks */
+/** the constants block_k takes, loaded once per call: Q6_K's nibble mask and KTABLE; Q4_K's masks (relaxed: RKTABLE's) */
 // @ts-ignore: decorator
 @inline function kc0(q6: bool): v128 { return q6 ? v128.load(TABLE + T_NIBBLE) : kmask0(); }
 // @ts-ignore: decorator
-@inline function kc1(q6: bool): v128 { return q6 ? v128.load(KTABLE) : kmask1(); }
+@inline function kc1(q6: bool): v128 { return q6 ? v128.load(KTABLE) : ASC_FEATURE_RELAXED_SIMD ? v128.load(RKTABLE) : kmask1(); }
 // @ts-ignore: decorator
-@inline function kc2(q6: bool): v128 { return q6 ? v128.load(KTABLE, 16) : kmask2(); }
+@inline function kc2(q6: bool): v128 { return q6 ? v128.load(KTABLE, 16) : ASC_FEATURE_RELAXED_SIMD ? v128.load(RKTABLE, 16) : kmask2(); }
 
-/** f32x4 partial sums of one super-block at w against its activations at x */
+/** f32x4 partial sums of one super-block at w against its activations at x; pa: its row's output slot (for pin) */
 // @ts-ignore: decorator
-@inline function block_k(w: usize, x: usize, c0: v128, c1: v128, c2: v128, q6: bool): v128 {
-  return q6 ? block_q6_K(w, x, c0, c1, c2) : block_q4_K(w, x, c0, c1, c2);
+@inline function block_k(w: usize, x: usize, c0: v128, c1: v128, c2: v128, q6: bool, pa: usize): v128 {
+  const r = q6 ? block_q6_K(w, x, c0, c1, c2, pa) : block_q4_K(w, x, c0, c1, c2, pa);
+  // relaxed: the next row's (or block's) loads wait for this one's arithmetic (pin, as inside the blocks)
+  if (ASC_FEATURE_RELAXED_SIMD) pin(pa, r);
+  return r;
 }
 
-/** one weight row (nb super-blocks at w) against one activation row at x */
+/** one weight row (nb super-blocks at w) against one activation row at x; pa: where its result goes (for pin) */
 // @ts-ignore: decorator
-@inline function dot_k(w: usize, x: usize, nb: i32, q6: bool): f32 {
+@inline function dot_k(w: usize, x: usize, nb: i32, q6: bool, pa: usize): f32 {
   const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    acc = f32x4.add(acc, block_k(w, x, c0, c1, c2, q6));
+    acc = f32x4.add(acc, block_k(w, x, c0, c1, c2, q6, pa));
     w += wblock(q6); x += xblock(q6);
   }
   return hsum_f32x4(acc);
@@ -256,14 +336,14 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
-    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
-    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6));
-    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6));
-    a4 = f32x4.add(a4, block_k(w + 4 * ws, x, c0, c1, c2, q6));
-    a5 = f32x4.add(a5, block_k(w + 5 * ws, x, c0, c1, c2, q6));
-    a6 = f32x4.add(a6, block_k(w + 6 * ws, x, c0, c1, c2, q6));
-    a7 = f32x4.add(a7, block_k(w + 7 * ws, x, c0, c1, c2, q6));
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6, o));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6, o + os));
+    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6, o + 2 * os));
+    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6, o + 3 * os));
+    a4 = f32x4.add(a4, block_k(w + 4 * ws, x, c0, c1, c2, q6, o + 4 * os));
+    a5 = f32x4.add(a5, block_k(w + 5 * ws, x, c0, c1, c2, q6, o + 5 * os));
+    a6 = f32x4.add(a6, block_k(w + 6 * ws, x, c0, c1, c2, q6, o + 6 * os));
+    a7 = f32x4.add(a7, block_k(w + 7 * ws, x, c0, c1, c2, q6, o + 7 * os));
     w += wblock(q6); x += xblock(q6);
   }
   store8_f32x4(o, os, a0, a1, a2, a3, a4, a5, a6, a7);
@@ -275,10 +355,10 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
-    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
-    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6));
-    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6));
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6, o));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6, o + os));
+    a2 = f32x4.add(a2, block_k(w + 2 * ws, x, c0, c1, c2, q6, o + 2 * os));
+    a3 = f32x4.add(a3, block_k(w + 3 * ws, x, c0, c1, c2, q6, o + 3 * os));
     w += wblock(q6); x += xblock(q6);
   }
   store<f32>(o, hsum_f32x4(a0));
@@ -293,8 +373,8 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
   const c0 = kc0(q6), c1 = kc1(q6), c2 = kc2(q6);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6));
-    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6));
+    a0 = f32x4.add(a0, block_k(w, x, c0, c1, c2, q6, o));
+    a1 = f32x4.add(a1, block_k(w + ws, x, c0, c1, c2, q6, o + os));
     w += wblock(q6); x += xblock(q6);
   }
   store<f32>(o, hsum_f32x4(a0));
@@ -316,7 +396,7 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
       else if (s == 4) dot4r_k(o, so, wp, sw, xq, nb, q6);
       else dot2r_k(o, so, wp, sw, xq, nb, q6);
     }
-    for (let i = seg * s; i < d; i++) store<f32>(out + (<usize>i << 2), dot_k(w + <usize>i * wRow, xq, nb, q6));
+    for (let i = seg * s; i < d; i++) { const o = out + (<usize>i << 2); store<f32>(o, dot_k(w + <usize>i * wRow, xq, nb, q6, o)); }
     return;
   }
   const chunk = token_chunk(<i32>xRow);
@@ -325,7 +405,7 @@ export function quantize_q8_kw(out: usize, x: usize, n: i32, t: i32): void {
     for (let i = 0; i < d; i++) {
       const wp = w + <usize>i * wRow;
       const o = out + (<usize>i << 2);
-      for (let j = j0; j < j1; j++) store<f32>(o + <usize>j * os, dot_k(wp, xq + <usize>j * xRow, nb, q6));
+      for (let j = j0; j < j1; j++) { const oj = o + <usize>j * os; store<f32>(oj, dot_k(wp, xq + <usize>j * xRow, nb, q6, oj)); }
     }
   }
 }

@@ -3,7 +3,7 @@
 // d_w*d_x*sum(q_w*q_x) + m_w*s_x, as ggml_vec_dot_q4_1_q8_1). The unsigned nibbles meet the activations in
 // i32x4.dot_i16x8_s (SIMD128) or as the 0..127 operand of i16x8.relaxed_dot_i8x16_i7x16_s (relaxed); Q4_0's
 // offset of 8 is taken off as 8·sum(x) afterwards. Not a quantizer.
-import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
+import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i16, fold2, fold4, fold2_i16, fold4_i16, mm_row_tile, pin, scales4, hsum_f32x4, hsum_i32x4, token_chunk, QK, Q4_0_BYTES, Q4_1_BYTES, Q8_0X_BYTES, Q8_0W_BYTES, Q8_0T_BYTES, Q8_1_BYTES, q8x_d, q8x_s, q8x_q, TABLE, T_NIBBLE, T_U16_N0, T_U16_N1, T_U16_N2, T_ONES16 } from "./common";
 
 // ---- relaxed-build helper (only compiled in when ASC_FEATURE_RELAXED_SIMD) -------------------------------------
 
@@ -195,8 +195,23 @@ import { STREAMS, mv_streams, rdot_nib, idot_w16, f16_at, reduce4_i32, reduce4_i
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const s = v128.load(xs + (<usize>b << 2)), dx = v128.load(xd + (<usize>b << 2));
-    a0 = row_step4(a0, wp, xq, s, dx, m0, m1, m2);
-    a1 = row_step4(a1, wp + ws, xq, s, dx, m0, m1, m2);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      // row_step4 of both rows (sum4's reduce4_i16 written out): a pin after each pair of blocks keeps V8 from
+      // hoisting every load of the step and spilling them; it still loads each activation block once for the two
+      const v = wp + ws;
+      const r01 = fold2_i16(q4dot(v128.load(wp, 2), xq, m0, m1, m2), q4dot(v128.load(wp, 20), xq + XB, m0, m1, m2));
+      const t01 = fold2_i16(q4dot(v128.load(v, 2), xq, m0, m1, m2), q4dot(v128.load(v, 20), xq + XB, m0, m1, m2));
+      pin(o, r01); pin(o + os, t01);
+      const r23 = fold2_i16(q4dot(v128.load(wp, 38), xq + 2 * XB, m0, m1, m2), q4dot(v128.load(wp, 56), xq + 3 * XB, m0, m1, m2));
+      const t23 = fold2_i16(q4dot(v128.load(v, 38), xq + 2 * XB, m0, m1, m2), q4dot(v128.load(v, 56), xq + 3 * XB, m0, m1, m2));
+      a0 = f32x4.add(a0, step4(i32x4.dot_i16x8_s(fold4_i16(r01, r23), m1), s, scales4(wp, Q4_0_BYTES), dx));
+      pin(o, a0);
+      a1 = f32x4.add(a1, step4(i32x4.dot_i16x8_s(fold4_i16(t01, t23), m1), s, scales4(v, Q4_0_BYTES), dx));
+      pin(o + os, a1);
+    } else {
+      a0 = row_step4(a0, wp, xq, s, dx, m0, m1, m2);
+      a1 = row_step4(a1, wp + ws, xq, s, dx, m0, m1, m2);
+    }
     wp += 4 * Q4_0_BYTES; xq += 4 * XB;
   }
   store<f32>(o, hsum_f32x4(a0) + tail_q4_0(wp, xq, xs, xd, b, nb, m0, m1, m2));

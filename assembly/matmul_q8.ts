@@ -322,8 +322,22 @@ export function quantize_q8_1(out: usize, x: usize, n: i32, t: i32): void {
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const dx = v128.load(xd + (<usize>b << 2));
-    a0 = row_step4(a0, wp, xq, dx, ones);
-    a1 = row_step4(a1, wp + ws, xq, dx, ones);
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      // row_step4 of both rows (V8 loads and prepares each block's activations once for the two, there being no
+      // store between); a pin after each pair of blocks keeps it from hoisting every load of the step and spilling them
+      const r01 = fold2(q8dot_at(wp, xq, ones), q8dot_at(wp + Q8_0_BYTES, xq + 32, ones));
+      const s01 = fold2(q8dot_at(wp + ws, xq, ones), q8dot_at(wp + ws + Q8_0_BYTES, xq + 32, ones));
+      pin(o, r01); pin(o + os, s01);
+      const r23 = fold2(q8dot_at(wp + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(wp + 3 * Q8_0_BYTES, xq + 96, ones));
+      const s23 = fold2(q8dot_at(wp + ws + 2 * Q8_0_BYTES, xq + 64, ones), q8dot_at(wp + ws + 3 * Q8_0_BYTES, xq + 96, ones));
+      a0 = f32x4.add(a0, step4(fold4(r01, r23), scales4(wp, Q8_0_BYTES), dx));
+      pin(o, a0);
+      a1 = f32x4.add(a1, step4(fold4(s01, s23), scales4(wp + ws, Q8_0_BYTES), dx));
+      pin(o + os, a1);
+    } else {
+      a0 = row_step4(a0, wp, xq, dx, ones);
+      a1 = row_step4(a1, wp + ws, xq, dx, ones);
+    }
     wp += 4 * Q8_0_BYTES; xq += 4 * QK;
   }
   store<f32>(o, hsum_f32x4(a0) + tail_q8_0(wp, xq, xd, b, nb, ones));

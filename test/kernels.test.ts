@@ -503,6 +503,95 @@ test("every matrix-vector stream setting (2, 4 or 8 runs per pass) gives the sam
   }
 });
 
+/**
+ * matmul_q4_K / matmul_q6_K's float arithmetic, lane by lane, on Q8_K activations xq: per super-block four exact
+ * i32 lane sums (lane l of Q4_K: sub-blocks l and 4 + l with their scales, and their mins' terms from the bsums;
+ * of Q6_K: the 16-value sub-blocks 8h + 2l + l0/16 of the four (h, l0) groups, and the -32 offset, its lane l
+ * Σ scale·bsum over sub-blocks 2l, 2l + 1, 8 + 2l, 9 + 2l), made f32 per lane in the kernels' order, added over
+ * super-blocks per lane, then (l0 + l1) + (l2 + l3). Any kernel rewrite that keeps this keeps the bits.
+ */
+function kquantLanes(fmt: "Q4_K" | "Q6_K", xq: Uint8Array, w: Uint8Array, n: number, d: number, t: number): Float32Array {
+  const f = Math.fround, nb = n / 256, wb = fmt === "Q4_K" ? 144 : 210;
+  const xv = new DataView(xq.buffer, xq.byteOffset, xq.byteLength), wv = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  const out = new Float32Array(d * t);
+  for (let j = 0; j < t; j++) for (let i = 0; i < d; i++) {
+    const acc = [0, 0, 0, 0];
+    for (let b = 0; b < nb; b++) {
+      const xo = (j * nb + b) * 292, wo = (i * nb + b) * wb;
+      const xs = (e: number) => xv.getInt8(xo + 4 + e), bs = (g: number) => xv.getInt16(xo + 260 + 2 * g, true);
+      const dx = xv.getFloat32(xo, true);
+      for (let l = 0; l < 4; l++) {
+        let v: number;
+        if (fmt === "Q4_K") {
+          const q = (k: number) => w[wo + 4 + k];
+          const sc = (s: number) => s < 4 ? q(s) & 63 : (q(s + 4) & 15) | ((q(s - 4) >> 6) << 4);
+          const mn = (s: number) => s < 4 ? q(s + 4) & 63 : (q(s + 4) >> 4) | ((q(s) >> 6) << 4);
+          let isum = 0, msum = 0;
+          for (const s of [l, 4 + l]) {
+            let dot = 0;
+            for (let e = 0; e < 32; e++) dot += ((w[wo + 16 + 32 * (s >> 1) + e] >> (4 * (s & 1))) & 15) * xs(32 * s + e);
+            isum += sc(s) * dot;
+            msum += mn(s) * (bs(2 * s) + bs(2 * s + 1));
+          }
+          const dd = f(ref.f16ToF32(wv.getUint16(wo, true)) * dx), dm = f(ref.f16ToF32(wv.getUint16(wo + 2, true)) * dx);
+          v = f(f(isum * dd) - f(msum * dm));
+        } else {
+          const sc = (s: number) => wv.getInt8(wo + 192 + s);
+          let isum = 0;
+          for (const h of [0, 1]) for (const l0 of [0, 16]) {
+            let dot = 0;
+            for (let e = l0; e < l0 + 16; e++) {
+              const lo = (w[wo + 64 * h + 32 * (l & 1) + e] >> (4 * (l >> 1))) & 15, hi = (w[wo + 128 + 32 * h + e] >> (2 * l)) & 3;
+              dot += (lo | (hi << 4)) * xs(128 * h + 32 * l + e);
+            }
+            isum += sc(8 * h + 2 * l + l0 / 16) * dot;
+          }
+          let off = 0;
+          for (const s of [2 * l, 2 * l + 1, 8 + 2 * l, 9 + 2 * l]) off += sc(s) * bs(s);
+          v = f(f(isum - 32 * off) * f(ref.f16ToF32(wv.getUint16(wo + 208, true)) * dx));
+        }
+        acc[l] = f(acc[l] + v);
+      }
+    }
+    out[j * d + i] = f(f(acc[0] + acc[1]) + f(acc[2] + acc[3]));
+  }
+  return out;
+}
+
+for (const [name, fmt] of [["matmul_q4_K", "Q4_K"], ["matmul_q6_K", "Q6_K"]] as const) {
+  test(`${name}: every stream setting's bits are kquantLanes's (the kernels' per-lane float order)`, () => {
+    // the prefill kernels (matmul_k_mm.ts) must give these bits too; d = 27 leaves rows past every setting's runs,
+    // t = 3 takes the token path; outliers make scales and mins differ across sub-blocks
+    const rand = rng(31);
+    const f = formatByName(fmt)!;
+    const before = k.matvec_streams();
+    try {
+      for (const n of [256, 768]) for (const [d, t] of [[27, 1], [5, 3]]) scoped(() => {
+        const xf = normal(rand, n * t);
+        const xq = new Uint8Array((n / 256) * 292 * t);
+        R.quantize_q8_K(xq, xf, n, t);
+        const wf = normal(rand, n * d, 0.05);
+        for (let i = 0; i < wf.length; i += 89) wf[i] *= 8;
+        const w = new Uint8Array(rowBytes(f, n) * d);
+        for (let i = 0; i < d; i++) f.quantize!(wf.subarray(i * n, (i + 1) * n), w.subarray(i * rowBytes(f, n), (i + 1) * rowBytes(f, n)));
+        const want = kquantLanes(fmt, xq, w, n, d, t);
+        const kx = put(buildLayout(fmt, xf, n, t, xq)), kw = put(w);
+        for (const s of t === 1 ? [2, 4, 8] : [8]) {
+          k.set_matvec_streams(s);
+          const out = f32Out(d * t);
+          k[name](out, kx, kw, n, d, t);
+          const got = readF32(out, d * t);
+          for (let i = 0; i < d * t; i++) {
+            if (!Object.is(got[i], want[i])) assert.unreachable(`${name} n=${n} d=${d} t=${t} streams ${s}: element ${i} = ${got[i]}, the lane model gives ${want[i]}`);
+          }
+        }
+      });
+    } finally {
+      k.set_matvec_streams(before);
+    }
+  });
+}
+
 test("rmsnorm matches the reference (also in place)", () => {
   const rand = rng(6);
   for (const n of F32_SIZES) for (const t of TOKENS) scoped(() => {
