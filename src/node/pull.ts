@@ -232,7 +232,7 @@ class Download {
     }
     const total = bytes ?? announced;
     if (total !== undefined && total > MAX_MODEL_BYTES) {
-      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than the ${MAX_MODEL_BYTES} bytes pull accepts (MAX_MODEL_BYTES, loadModel's default maxBytes); nothing was kept`, false);
+      throw new DownloadError(`${this.t.from}: ${total} bytes (${how}) is more than the ${MAX_MODEL_BYTES} bytes pull accepts (MAX_MODEL_BYTES); nothing was kept`, false);
     }
     return total;
   }
