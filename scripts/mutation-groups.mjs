@@ -9,6 +9,6 @@ export const GROUPS = {
   gptq: { mutate: ["src/gptq/gptq.ts", "src/gptq/codec.ts", "src/gptq/linalg.ts"], tests: [`${QUICK} ref-gptq`] },
   // the scores; file surgery (remove.ts, laco.ts) and the studies (study.ts, evaluate.ts) are judged by
   // prune.test.ts and study.test.ts, which run the CLI and llama.cpp
-  prune: { mutate: ["src/prune/metrics.ts", "src/prune/stats.ts"], tests: [`${QUICK} ref-bi`] },
+  prune: { mutate: ["src/prune/metrics.ts", "src/prune/stats.ts"], tests: [`${QUICK} ref-bi`, "metrics"] },
   quant: { mutate: ["src/quant/ref.ts"], tests: ["formats", "kernels"] },
 };

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Model } from "../src/model/model.js";
 import { readGgufHeader } from "../src/gguf/reader.js";
 import { calibrationWindows } from "../src/data/documents.js";
-import { rankUnits, selectForRemoval, type Metric, type Unit } from "../src/prune/metrics.js";
+import { rankUnits, selectForRemoval, windowsNll, type Metric, type Unit } from "../src/prune/metrics.js";
 import { blockDistance, blockInfluence, collectLayerStats } from "../src/prune/stats.js";
 import { RefLlama } from "./support/ref-forward.js";
 import { refBestBlock, refCalibrationWindows, refLayerStats, refOrder, refScores, refStatScores, refUnits, type RefGranularity, type RefStats, type RefUnit } from "./support/ref-bi.js";
@@ -161,6 +161,22 @@ for (const c of cases) {
     }
   });
 }
+
+test("windowsNll: windows of different lengths are each evaluated whole (the context fits the longest); ppl's progress per unit", () => {
+  const c = cases[0];
+  const a = c.windows[0].slice(0, 20), b = c.windows[1].slice(0, 7);
+  const both = windowsNll(c.model, [b, a]);
+  const want = (19 * windowsNll(c.model, [a]) + 6 * windowsNll(c.model, [b])) / 25;
+  // the same per-token terms summed in another order: measured 1.4e-16 relative
+  assert.ok(Math.abs(both - want) <= 1e-12 * want, `${both} vs ${want}`);
+  // its own f32 KV cache whatever the model was loaded with (the default f16 cache moves it by ~6e-6 relative)
+  const plain = Model.load(new Uint8Array(readFileSync(c.path)));
+  assert.is(windowsNll(plain, [b, a]), both);
+  const notes: string[] = [];
+  rankUnits("ppl", { model: c.model, windows: [b], onProgress: (n) => notes.push(n) });
+  const L = c.model.config.nLayers;
+  assert.equal(notes, Array.from({ length: L }, (_, l) => `ppl without ${l} (${l + 1}/${L})`));
+});
 
 test("collectLayerStats: windows of different lengths (one longer than a batch), progress per window, memory given back, refusals", () => {
   const c = cases[0];
